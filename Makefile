@@ -1,0 +1,66 @@
+# mlgate: every target a developer or CI runs. `make help` lists them.
+# Needs only python3 (3.11+), git and make: uv is installed with pip when it is missing,
+# and the environment comes from uv.lock.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+VENV := $(CURDIR)/.venv
+# Stages in dvc.yaml call `mlgate`; the project's environment comes first on PATH.
+export PATH := $(VENV)/bin:$(PATH)
+export UV_PYTHON_DOWNLOADS ?= never
+PYTEST_ARGS ?=
+
+.PHONY: help install data run repro register test test-fast lint format bench clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(CURDIR)/.tools/bin/uv:
+	@echo "uv not found: installing it into .tools/ with pip"
+	python3 -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/python -m pip install --quiet --disable-pip-version-check uv
+
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --locked
+	@touch $@
+
+install: $(VENV)/.synced ## create .venv from uv.lock (all dependency groups)
+
+data: install ## fetch the data DVC pins in data.dvc (from the configured DVC remote)
+	dvc pull --quiet data.dvc
+
+repro: data ## run the DVC pipeline: validate, split, train, evaluate, gate
+	dvc repro
+
+register: install ## register the gated model in MLflow (alias `candidate`)
+	mlgate register
+
+run: ## THE MAIN JOB: install, pull data, run the pipeline, register the gated model
+	@start=$$(date +%s); \
+	$(MAKE) repro; \
+	$(MAKE) register; \
+	echo "make run: done in $$(( $$(date +%s) - start ))s. Runs: mlflow ui --backend-store-uri sqlite:///mlflow.db"
+
+test: data ## run every test (unit, data, model, pipeline, serving, workflows)
+	pytest $(PYTEST_ARGS)
+
+test-fast: data ## the tests that take seconds (no dvc/mlflow/bentoml processes)
+	pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: install ## ruff lint and format check
+	ruff check src tests benchmarks
+	ruff format --check src tests benchmarks
+
+format: install ## apply ruff's fixes and formatting
+	ruff check --fix src tests benchmarks
+	ruff format src tests benchmarks
+
+bench: data ## pipeline benchmark: cold run, per-stage time, no-op repro, overhead share
+	python benchmarks/pipeline.py
+
+clean: ## remove pipeline outputs and the local MLflow store (keeps data and .venv)
+	rm -rf artifacts/data artifacts/model mlflow.db mlartifacts

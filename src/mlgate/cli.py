@@ -1,0 +1,169 @@
+"""The `mlgate` command: pipeline stages, registry and release commands, one entry point."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mlgate import __version__
+from mlgate.errors import MlgateError
+
+STAGES = ("validate", "split", "train", "evaluate", "gate")
+
+
+def _stage(name: str) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        import importlib
+
+        from mlgate.config import load_params
+
+        params = load_params(args.params)
+        importlib.import_module(f"mlgate.stages.{name}").run(params)
+        return 0
+
+    return handler
+
+
+def _register(args: argparse.Namespace) -> int:
+    from mlgate import registry
+    from mlgate.config import load_params
+
+    registry.register(load_params(args.params))
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from mlgate import registry
+    from mlgate.config import load_params
+
+    registry.promote(load_params(args.params), args.version, to=args.to, note=args.note)
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from mlgate import registry
+    from mlgate.config import load_params
+
+    registry.rollback(load_params(args.params), alias=args.alias, note=args.note)
+    return 0
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    from mlgate import registry
+    from mlgate.config import load_params
+
+    print(registry.lineage_text(load_params(args.params), args.ref, as_json=args.json))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlgate",
+        description="CI/CD for a model repository: the DVC pipeline stages, the MLflow "
+        "registry, gates and releases. Run from the repository root.",
+        epilog="Run the whole pipeline with `dvc repro` (or `make run`). "
+        "Configuration: params.yaml (see README.md#configuration).",
+    )
+    parser.add_argument("--version", action="version", version=f"mlgate {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        metavar="FILE",
+        help="the configuration file (default: %(default)s)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    helps = {
+        "validate": "check the raw data against the pandera schema (every failure at once)",
+        "split": "seeded, stratified train/test split of the validated data",
+        "train": "fit the model Pipeline and log it with its lineage to MLflow",
+        "evaluate": "metrics, per-group fairness and plot data on the test split",
+        "gate": "compare the evaluation with the thresholds and the production model",
+    }
+    for name in STAGES:
+        p = sub.add_parser(name, parents=[common], help=helps[name], description=helps[name])
+        p.set_defaults(handler=_stage(name))
+
+    p = sub.add_parser(
+        "register",
+        parents=[common],
+        help="register the gated model in MLflow (alias `candidate`)",
+        description="Register the model of the last pipeline run as a new MLflow model "
+        "version with its lineage and gate verdicts, and point alias `candidate` at it. "
+        "Refuses a model that did not pass the gate. Registering the same run twice is a no-op.",
+    )
+    p.set_defaults(handler=_register)
+
+    p = sub.add_parser(
+        "promote",
+        parents=[common],
+        help="move alias staging or production to a model version",
+        description="Point alias `staging` or `production` at VERSION. Refuses a version "
+        "whose gates did not pass, and production for a version that was never in staging.",
+    )
+    p.add_argument("version", metavar="VERSION", help="the model version number")
+    p.add_argument("--to", required=True, choices=["staging", "production"], help="the alias")
+    p.add_argument("--note", default="", help="why (kept in the alias history)")
+    p.set_defaults(handler=_promote)
+
+    p = sub.add_parser(
+        "rollback",
+        parents=[common],
+        help="move production back to the previous version",
+        description="Point the alias back at the version it held before the current one; "
+        "the rollback is recorded in the alias history.",
+    )
+    p.add_argument(
+        "--alias",
+        default="production",
+        choices=["staging", "production"],
+        help="the alias to roll back (default: %(default)s)",
+    )
+    p.add_argument("--note", default="", help="why (kept in the alias history)")
+    p.set_defaults(handler=_rollback)
+
+    p = sub.add_parser(
+        "lineage",
+        parents=[common],
+        help="where a registered model came from",
+        description="Print commit, data hash, params, metrics, gate verdicts and alias "
+        "history of a registered model version.",
+    )
+    p.add_argument(
+        "ref",
+        metavar="NAME@ALIAS|NAME/VERSION",
+        help="e.g. credit-risk@production or credit-risk/3",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(handler=_lineage)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        code = int(args.handler(args))
+    except MlgateError as err:
+        print(f"mlgate {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"mlgate {args.command}: interrupted", file=sys.stderr)
+        return 130
+    _timing(args, started)
+    return code
+
+
+def _timing(args: Any, started: float) -> None:
+    if args.command in STAGES:
+        print(f"{args.command}: done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

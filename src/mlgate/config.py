@@ -1,0 +1,184 @@
+"""params.yaml, loaded once into typed, frozen, validated objects."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlgate.errors import MlgateError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Project(_Section):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class Data(_Section):
+    raw: Path
+    schema_ref: str = Field(alias="schema", pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    target: str
+    positive_label: int | str = 1
+    task: Literal["classification", "regression"] = "classification"
+    validated: Path
+    summary: Path
+
+
+class Split(_Section):
+    test_size: float = Field(gt=0, lt=1)
+    seed: int = 42
+    stratify: bool = True
+    train: Path
+    test: Path
+
+
+class Features(_Section):
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _not_empty_no_overlap(self) -> Features:
+        if not self.numeric and not self.categorical:
+            raise ValueError("list at least one feature under numeric or categorical")
+        both = set(self.numeric) & set(self.categorical)
+        if both:
+            raise ValueError(f"features listed as both numeric and categorical: {sorted(both)}")
+        return self
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+class Train(_Section):
+    seed: int = 42
+    estimator: str = Field(pattern=r"^sklearn\.[\w.]+\.[A-Za-z_]\w*$")
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    model: Path
+    run: Path
+
+
+class SensitiveAttribute(_Section):
+    bands: tuple[float, ...] | None = None
+
+    @field_validator("bands")
+    @classmethod
+    def _increasing(cls, bands: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if bands is not None and (not bands or list(bands) != sorted(set(bands))):
+            raise ValueError("bands must be a non-empty, strictly increasing list of cut points")
+        return bands
+
+
+class Evaluate(_Section):
+    threshold: float = Field(default=0.5, ge=0, le=1)
+    metrics: Path
+    fairness: Path
+    plots: Path
+    sensitive: dict[str, SensitiveAttribute] = Field(default_factory=dict)
+
+
+class Champion(_Section):
+    metric: str
+    tolerance: float = Field(default=0.0, ge=0)
+    alias: str = "production"
+
+
+class Gate(_Section):
+    report: Path
+    min_metrics: dict[str, float] = Field(default_factory=dict)
+    max_metrics: dict[str, float] = Field(default_factory=dict)
+    max_fairness_gap: dict[
+        Literal["demographic_parity_difference", "equalized_odds_difference"], dict[str, float]
+    ] = Field(default_factory=dict)
+    champion: Champion | None = None
+
+
+class Tracking(_Section):
+    uri: str = "sqlite:///mlflow.db"
+    artifacts: Path = Path("mlartifacts")
+
+
+class Params(_Section):
+    project: Project
+    data: Data
+    split: Split
+    features: Features
+    train: Train
+    evaluate: Evaluate
+    gate: Gate
+    tracking: Tracking = Tracking()
+    serving: dict[str, Any] = Field(default_factory=dict)
+    deploy: dict[str, Any] = Field(default_factory=dict)
+    monitor: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Params:
+        if self.data.target in self.features.all:
+            raise ValueError(f"data.target {self.data.target!r} is also listed as a feature")
+        for gap in self.gate.max_fairness_gap.values():
+            unknown = set(gap) - set(self.evaluate.sensitive)
+            if unknown:
+                raise ValueError(
+                    f"gate.max_fairness_gap names {sorted(unknown)}, "
+                    f"which are not in evaluate.sensitive {sorted(self.evaluate.sensitive)}"
+                )
+        return self
+
+    @property
+    def model_name(self) -> str:
+        return self.project.name
+
+    @property
+    def tracking_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI") or self.tracking.uri
+
+    def fingerprint(self) -> str:
+        """A hash of the effective parameters, stable under YAML formatting."""
+        blob = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        given = e.get("input")
+        shown = "" if e["type"] == "missing" or isinstance(given, dict) else f" (got {given!r})"
+        lines.append(f"  - {key}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    if not isinstance(raw, dict):
+        raise MlgateError(
+            f"{source}: expected a mapping at the top level, got {type(raw).__name__}"
+        )
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise MlgateError(f"{source} is invalid:\n{_format_errors(err)}") from None
+
+
+def load_params(path: Path | str = DEFAULT_PARAMS) -> Params:
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise MlgateError(
+            f"{path} not found: run mlgate from the repository root or pass --params"
+        ) from None
+    except yaml.YAMLError as err:
+        raise MlgateError(f"{path} is not valid YAML: {err}") from None
+    return parse_params(raw, str(path))

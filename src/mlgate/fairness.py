@@ -1,0 +1,81 @@
+"""Group metrics for each sensitive attribute, with fairlearn's MetricFrame."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from mlgate.config import SensitiveAttribute
+
+
+def band_labels(bands: tuple[float, ...]) -> list[str]:
+    """[25, 35, 50] -> ["<25", "25-34", "35-49", "50+"] (integer cut points, as for ages)."""
+    cuts = [int(b) if float(b).is_integer() else b for b in bands]
+    labels = [f"<{cuts[0]}"]
+    for low, high in pairwise(cuts):
+        top = high - 1 if isinstance(high, int) else high
+        labels.append(f"{low}-{top}")
+    labels.append(f"{cuts[-1]}+")
+    return labels
+
+
+def groups(frame: pd.DataFrame, column: str, spec: SensitiveAttribute) -> pd.Series:
+    """The group of each row: the value itself, or its band when bands are configured."""
+    if spec.bands is None:
+        return frame[column].astype(str)
+    edges = [-np.inf, *spec.bands, np.inf]
+    banded = pd.cut(frame[column], bins=edges, right=False, labels=band_labels(spec.bands))
+    return banded.astype(str)
+
+
+def group_metrics(
+    y_true: Any, y_pred: Any, sensitive: dict[str, pd.Series]
+) -> dict[str, dict[str, Any]]:
+    """Per attribute: metrics by group, and the gaps the gates compare with thresholds."""
+    from fairlearn.metrics import (
+        MetricFrame,
+        count,
+        demographic_parity_difference,
+        equalized_odds_difference,
+        false_positive_rate,
+        selection_rate,
+        true_positive_rate,
+    )
+    from sklearn.metrics import accuracy_score
+
+    result: dict[str, dict[str, Any]] = {}
+    for name, values in sensitive.items():
+        frame = MetricFrame(
+            metrics={
+                "count": count,
+                "accuracy": accuracy_score,
+                "selection_rate": selection_rate,
+                "true_positive_rate": true_positive_rate,
+                "false_positive_rate": false_positive_rate,
+            },
+            y_true=y_true,
+            y_pred=y_pred,
+            sensitive_features=values,
+        )
+        by_group = {
+            str(group): {k: _round(v) for k, v in row.items()}
+            for group, row in frame.by_group.iterrows()
+        }
+        result[name] = {
+            "groups": by_group,
+            "demographic_parity_difference": _round(
+                demographic_parity_difference(y_true, y_pred, sensitive_features=values)
+            ),
+            "equalized_odds_difference": _round(
+                equalized_odds_difference(y_true, y_pred, sensitive_features=values)
+            ),
+        }
+    return result
+
+
+def _round(value: Any) -> float:
+    return round(float(value), 4)

@@ -1,0 +1,118 @@
+"""evaluate: metrics, fairness by group and plot data of the model on the test split."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mlgate import data, fairness, io
+from mlgate.model import positive_scores
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlgate.config import Params
+
+CURVE_POINTS = 101  # enough for a smooth plot, small enough to diff in a PR
+
+
+def classification_metrics(y_true: Any, scores: Any, threshold: float) -> dict[str, float]:
+    from sklearn import metrics as m
+
+    y_pred = (scores >= threshold).astype(int)
+    return {
+        "roc_auc": round(float(m.roc_auc_score(y_true, scores)), 4),
+        "average_precision": round(float(m.average_precision_score(y_true, scores)), 4),
+        "accuracy": round(float(m.accuracy_score(y_true, y_pred)), 4),
+        "precision": round(float(m.precision_score(y_true, y_pred, zero_division=0)), 4),
+        "recall": round(float(m.recall_score(y_true, y_pred, zero_division=0)), 4),
+        "f1": round(float(m.f1_score(y_true, y_pred, zero_division=0)), 4),
+        "brier": round(float(m.brier_score_loss(y_true, scores)), 4),
+        "log_loss": round(float(m.log_loss(y_true, np.clip(scores, 1e-15, 1 - 1e-15))), 4),
+    }
+
+
+def curves(y_true: Any, scores: Any) -> dict[str, list[dict[str, float]]]:
+    """ROC and precision-recall curves, thinned to CURVE_POINTS for `dvc plots`."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    fpr, tpr, _ = roc_curve(y_true, scores)
+    precision, recall, _ = precision_recall_curve(y_true, scores)
+    return {
+        "roc": _thin([{"fpr": float(a), "tpr": float(b)} for a, b in zip(fpr, tpr, strict=True)]),
+        "precision_recall": _thin(
+            [
+                {"recall": float(r), "precision": float(p)}
+                for r, p in zip(recall[::-1], precision[::-1], strict=True)
+            ]
+        ),
+    }
+
+
+def _thin(points: list[dict[str, float]]) -> list[dict[str, float]]:
+    if len(points) <= CURVE_POINTS:
+        return [{k: round(v, 4) for k, v in p.items()} for p in points]
+    idx = np.unique(np.linspace(0, len(points) - 1, CURVE_POINTS).round().astype(int))
+    return [{k: round(v, 4) for k, v in points[i].items()} for i in idx]
+
+
+def evaluate(model: Any, test: pd.DataFrame, params: Params) -> dict[str, Any]:
+    """Everything evaluate measures, as plain data; no decisions here."""
+    y_true = (test[params.data.target] == params.data.positive_label).astype(int).to_numpy()
+    scores = positive_scores(model, test[params.features.all], params.data.positive_label)
+    y_pred = (scores >= params.evaluate.threshold).astype(int)
+    sensitive = {
+        name: fairness.groups(test, name, spec) for name, spec in params.evaluate.sensitive.items()
+    }
+    return {
+        "metrics": classification_metrics(y_true, scores, params.evaluate.threshold),
+        "fairness": fairness.group_metrics(y_true, y_pred, sensitive),
+        "curves": curves(y_true, scores),
+        "confusion": [
+            {"actual": int(a), "predicted": int(p)} for a, p in zip(y_true, y_pred, strict=True)
+        ],
+    }
+
+
+def run(params: Params) -> dict[str, Any]:
+    import joblib
+
+    model = joblib.load(params.train.model)
+    test = data.load(params.split.test, params)
+    result = evaluate(model, test, params)
+    plots = params.evaluate.plots
+    io.write_json(plots / "roc.json", {"roc": result["curves"]["roc"]})
+    io.write_json(
+        plots / "precision_recall.json", {"precision_recall": result["curves"]["precision_recall"]}
+    )
+    io.write_text(
+        plots / "confusion.csv",
+        "actual,predicted\n"
+        + "".join(f"{r['actual']},{r['predicted']}\n" for r in result["confusion"]),
+    )
+    io.write_json(params.evaluate.fairness, result["fairness"])
+    io.write_json(params.evaluate.metrics, result["metrics"])
+    print("evaluate: " + json.dumps(result["metrics"]))
+    log_to_run(params, result)
+    return result
+
+
+def log_to_run(params: Params, result: dict[str, Any]) -> None:
+    """Add the test metrics to the training run, so MLflow shows one run per model."""
+    import mlflow
+
+    from mlgate import tracking
+
+    run_id = io.read_json(params.train.run, "training run record")["run_id"]
+    tracking.connect(params)
+    flat = {f"test_{k}": v for k, v in result["metrics"].items()}
+    for attr, res in result["fairness"].items():
+        flat[f"fairness_{attr}_demographic_parity_difference"] = res[
+            "demographic_parity_difference"
+        ]
+        flat[f"fairness_{attr}_equalized_odds_difference"] = res["equalized_odds_difference"]
+    with tracking.resume_run(run_id):
+        mlflow.log_metrics(flat)
+        mlflow.log_dict(result["fairness"], "evaluation/fairness.json")

@@ -1,0 +1,39 @@
+"""split: a seeded, stratified train/test split of the validated data."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mlgate import data, io
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlgate.config import Params
+
+
+def split_frame(frame: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from sklearn.model_selection import train_test_split
+
+    stratify = None
+    if params.split.stratify and params.data.task == "classification":
+        stratify = frame[params.data.target]
+    train, test = train_test_split(
+        frame, test_size=params.split.test_size, random_state=params.split.seed, stratify=stratify
+    )
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def run(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    frame = data.load(params.data.validated, params)
+    train, test = split_frame(frame, params)
+    io.write_with(params.split.train, lambda p: train.to_csv(p, index=False))
+    io.write_with(params.split.test, lambda p: test.to_csv(p, index=False))
+    target = params.data.target
+    for name, part in (("train", train), ("test", test)):
+        balance = ""
+        if params.data.task == "classification":
+            shares = part[target].value_counts(normalize=True).sort_index()
+            balance = ", class balance " + ", ".join(f"{k}: {v:.1%}" for k, v in shares.items())
+        print(f"split: {name} {len(part)} rows{balance}")
+    return train, test

@@ -1,0 +1,34 @@
+"""validate: the raw data must honour the project's pandera schema."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mlgate import data, io
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlgate.config import Params
+
+
+def summarize(frame: pd.DataFrame, params: Params) -> dict[str, Any]:
+    """Rows, class balance and the column contract: what the PR report compares."""
+    target = frame[params.data.target]
+    summary: dict[str, Any] = {
+        "rows": len(frame),
+        "columns": {c: str(t) for c, t in frame.dtypes.items()},
+    }
+    if params.data.task == "classification":
+        shares = target.value_counts(normalize=True).sort_index()
+        summary["class_balance"] = {str(k): round(float(v), 4) for k, v in shares.items()}
+    return summary
+
+
+def run(params: Params) -> pd.DataFrame:
+    schema = data.load_schema(params)
+    frame = data.validate(data.read_csv(params.data.raw), schema, str(params.data.raw))
+    io.write_with(params.data.validated, lambda p: frame.to_csv(p, index=False))
+    io.write_json(params.data.summary, summarize(frame, params))
+    print(f"validate: {len(frame)} rows of {params.data.raw} honour {params.data.schema_ref}")
+    return frame

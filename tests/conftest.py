@@ -1,0 +1,80 @@
+"""Shared fixtures: real temporary copies of this repository, with real DVC and MLflow."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mlgate")
+    group.addoption(
+        "--data", default=None, help="data file for tests/data (default: params data.raw)"
+    )
+    group.addoption(
+        "--model", default=None, help="model.joblib for tests/model (default: train one)"
+    )
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """The environment a stage sees under `dvc repro`: this venv first, no outside tracking URI."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "GITHUB_"))}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+def run(
+    cmd: list[str], cwd: Path, check: bool = True, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run a real command; on an unexpected exit code, fail with everything it printed."""
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=tool_env(**extra_env), capture_output=True, text=True, timeout=600
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(
+            f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+        )
+    return proc
+
+
+def copy_repo(dest: Path) -> Path:
+    """Copy the working tree as git sees it (tracked + untracked, not ignored) into a new git repo."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for rel in filter(None, files):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    run(["git", "init", "-q", "-b", "main"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], dest)
+    run(["dvc", "pull", "--quiet", "data.dvc"], dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def trained_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A copy of the repo after `dvc repro` and `mlgate register` (local SQLite MLflow).
+
+    Session-wide and shared: tests must not change it. Copy it (or use copy_repo) to mutate.
+    """
+    repo = copy_repo(tmp_path_factory.mktemp("trained-repo"))
+    run(["dvc", "repro"], repo)
+    run(["mlgate", "register"], repo)
+    yield repo

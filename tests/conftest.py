@@ -42,13 +42,15 @@ def run(
     )
     if check and proc.returncode != 0:
         pytest.fail(
-            f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+            f"{' '.join(cmd)} exited {proc.returncode}\n"
+            + f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
         )
     return proc
 
 
 def copy_repo(dest: Path) -> Path:
-    """Copy the working tree as git sees it (tracked + untracked, not ignored) into a new git repo."""
+    """Copy the working tree as git sees it (tracked, or untracked and not ignored) into a
+    new git repository, and pull the data from the repo-local DVC remote."""
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,

@@ -18,16 +18,37 @@ def _git(*args: str) -> str | None:
         out = subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip()
+    return out.stdout  # unstripped: porcelain output starts with meaningful spaces
 
 
 def git_commit() -> str | None:
-    return _git("rev-parse", "HEAD")
+    sha = _git("rev-parse", "HEAD")
+    return sha.strip() if sha else None
 
 
 def git_dirty() -> bool | None:
+    """Do the pipeline's inputs differ from the commit? Its own outputs don't count:
+    `dvc repro` rewrites dvc.lock and the metrics while it runs."""
     status = _git("status", "--porcelain", "--untracked-files=no")
-    return None if status is None else bool(status)
+    if status is None:
+        return None
+    changed = {line[3:].split(" -> ")[-1].strip('"') for line in status.splitlines() if line}
+    return bool(changed - pipeline_outputs())
+
+
+def pipeline_outputs(dvc_yaml: Path | str = "dvc.yaml") -> set[str]:
+    """dvc.lock and every out, metric and plot file that dvc.yaml declares."""
+    try:
+        with Path(dvc_yaml).open(encoding="utf-8") as fh:
+            stages = (yaml.safe_load(fh) or {}).get("stages", {})
+    except FileNotFoundError:
+        return {"dvc.lock"}
+    outputs = {"dvc.lock"}
+    for stage in stages.values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                outputs.add(next(iter(entry)) if isinstance(entry, dict) else entry)
+    return outputs
 
 
 def file_sha256(path: Path | str) -> str | None:

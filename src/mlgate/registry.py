@@ -74,7 +74,9 @@ def register(params: Params) -> str:
         tags[f"mlgate.gate.{check['name']}"] = _verdict(check)
     tags = {k: v for k, v in tags.items() if v}
     _ensure_registered_model(client, name)
-    mv = client.create_model_version(name, source=record["model_uri"], run_id=run_id, tags=tags)
+    mv = client.create_model_version(
+        name, source=record["model_uri"], run_id=run_id, tags=tags, model_id=record["model_id"]
+    )
     client.set_registered_model_alias(name, CANDIDATE, mv.version)
     _append_history(client, name, CANDIDATE, str(mv.version), "register", "")
     print(f"register: {name} version {mv.version} from run {run_id}; {CANDIDATE} -> {mv.version}")

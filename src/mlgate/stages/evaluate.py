@@ -82,6 +82,7 @@ def run(params: Params) -> dict[str, Any]:
     model = joblib.load(params.train.model)
     test = data.load(params.split.test, params)
     result = evaluate(model, test, params)
+    log_to_run(params, result)  # before writing: a tracking failure leaves no fresh metrics
     plots = params.evaluate.plots
     io.write_json(plots / "roc.json", {"roc": result["curves"]["roc"]})
     io.write_json(
@@ -95,7 +96,6 @@ def run(params: Params) -> dict[str, Any]:
     io.write_json(params.evaluate.fairness, result["fairness"])
     io.write_json(params.evaluate.metrics, result["metrics"])
     print("evaluate: " + json.dumps(result["metrics"]))
-    log_to_run(params, result)
     return result
 
 

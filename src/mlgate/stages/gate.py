@@ -107,7 +107,17 @@ def champion_score(params: Params) -> tuple[str | None, float | None]:
     model = mlflow.sklearn.load_model(f"models:/{params.model_name}/{version.version}")
     test = data.load(params.split.test, params)
     y_true = (test[params.data.target] == params.data.positive_label).astype(int).to_numpy()
-    scores = positive_scores(model, test[params.features.all], params.data.positive_label)
+    # The champion may use other features than the candidate: give it every input column
+    # and let its own Pipeline select what it was trained on.
+    inputs = test.drop(columns=[params.data.target])
+    needed = set(getattr(model, "feature_names_in_", []))
+    if needed - set(inputs.columns):
+        raise MlgateError(
+            f"the {rule.alias} model (version {version.version}) needs columns "
+            f"{sorted(needed - set(inputs.columns))} that the data no longer has: the champion "
+            "rule cannot compare them; retire the champion rule for this change in params.yaml"
+        )
+    scores = positive_scores(model, inputs, params.data.positive_label)
     metrics = classification_metrics(y_true, scores, params.evaluate.threshold)
     return str(version.version), _metric(metrics, rule.metric)
 
@@ -146,8 +156,8 @@ def run(params: Params) -> dict[str, Any]:
         checks.append(champion_check(_metric(metrics, metric), value, params, version))
         champion = {"alias": params.gate.champion.alias, "version": version, metric: value}
     report = decide(checks, champion, run_id)
-    io.write_json(params.gate.report, report)
     _log_verdict(report)
+    io.write_json(params.gate.report, report)
     print(format_report(report))
     if not report["passed"]:
         raise GateFailed(f"the model did not pass the gate; see {params.gate.report}")

@@ -37,14 +37,17 @@ def logged_params(params: Params) -> dict[str, Any]:
 def run(params: Params) -> Pipeline:
     import joblib
 
+    # Reach the tracking store before spending time on fitting; write files only after the
+    # run is logged, so a failure leaves no model that looks trained.
+    tracking.connect(params)
     train = data.load(params.split.train, params)
     started = time.perf_counter()
     model = fit(train, params)
     fit_seconds = time.perf_counter() - started
-    io.write_with(params.train.model, lambda p: joblib.dump(model, p))
     print(f"train: fitted {params.train.estimator} on {len(train)} rows in {fit_seconds:.2f}s")
-    run_id, model_uri = log_to_mlflow(model, train, params, fit_seconds)
-    io.write_json(params.train.run, {"run_id": run_id, "model_uri": model_uri})
+    record = log_to_mlflow(model, train, params, fit_seconds)
+    io.write_with(params.train.model, lambda p: joblib.dump(model, p))
+    io.write_json(params.train.run, record)
     return model
 
 
@@ -59,14 +62,14 @@ def model_requirements() -> list[str]:
 
 def log_to_mlflow(
     model: Pipeline, train: pd.DataFrame, params: Params, fit_seconds: float
-) -> tuple[str, str]:
+) -> dict[str, str]:
+    """Log the run; returns the record `register` needs: run id, model id and URI."""
     import logging
     import warnings
 
     import mlflow
     from mlflow.models import infer_signature
 
-    tracking.connect(params)
     # cloudpickle is chosen knowingly (skops rejects Pipeline internals unless every type is
     # trusted by name); the model is loaded only by this project's own processes.
     logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
@@ -90,4 +93,4 @@ def log_to_mlflow(
             pip_requirements=model_requirements(),
         )
     print(f"train: logged run {run.info.run_id} to {params.tracking_uri}")
-    return run.info.run_id, info.model_uri
+    return {"run_id": run.info.run_id, "model_id": info.model_id, "model_uri": info.model_uri}

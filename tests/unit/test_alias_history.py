@@ -1,0 +1,25 @@
+"""Alias history: rollback returns to the version the alias held before the current one."""
+
+from __future__ import annotations
+
+from mlgate.registry import alias_stack
+
+
+def entry(version: str, action: str = "promote", alias: str = "production") -> dict[str, str]:
+    return {"alias": alias, "version": version, "action": action}
+
+
+def test_promotions_stack_up_and_other_aliases_do_not_interfere():
+    history = [entry("1"), entry("2", alias="staging"), entry("2"), entry("3")]
+    assert alias_stack(history, "production") == ["1", "2", "3"]
+
+
+def test_each_rollback_steps_one_further_back():
+    history = [entry("1"), entry("2"), entry("3"), entry("2", "rollback")]
+    assert alias_stack(history, "production") == ["1", "2"]
+    history.append(entry("1", "rollback"))
+    assert alias_stack(history, "production") == ["1"]
+
+
+def test_promoting_the_same_version_twice_is_one_step():
+    assert alias_stack([entry("1"), entry("1"), entry("2")], "production") == ["1", "2"]

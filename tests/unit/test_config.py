@@ -1,0 +1,93 @@
+"""params.yaml: the real file loads; a broken one fails naming the key and the reason."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlgate.config import load_params, parse_params
+from mlgate.errors import MlgateError
+
+ROOT = Path(__file__).resolve().parents[2]
+RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_change(path: str, value: object) -> dict:
+    raw = copy.deepcopy(RAW)
+    *parents, last = path.split(".")
+    node = raw
+    for key in parents:
+        node = node[key]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return raw
+
+
+def test_the_repository_params_load_into_typed_frozen_objects():
+    params = load_params(ROOT / "params.yaml")
+    assert params.split.test_size == 0.2
+    assert params.features.all == [*params.features.numeric, *params.features.categorical]
+    assert params.data.schema_ref == "credit_risk.schema:LabelledCreditApplication"
+    with pytest.raises(ValueError, match="frozen"):
+        params.split.seed = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("split.test_size", 1.5, r"split\.test_size: Input should be less than 1 \(got 1\.5\)"),
+        ("train.model", KeyError, r"train\.model: Field required"),
+        ("gate.min_metric", {"roc_auc": 0.7}, r"gate\.min_metric: Extra inputs are not permitted"),
+        ("evaluate.threshold", "high", r"evaluate\.threshold: Input should be a valid number"),
+        ("train.estimator", "xgboost.XGBClassifier", r"train\.estimator: String should match"),
+        ("data.target", "age", r"data\.target 'age' is also listed as a feature"),
+        ("project.name", "has spaces", r"project\.name: String should match"),
+    ],
+)
+def test_an_invalid_value_names_the_key_and_the_reason(path, value, expected):
+    with pytest.raises(MlgateError, match=expected):
+        parse_params(with_change(path, value))
+
+
+def test_a_fairness_gap_for_an_attribute_that_is_not_evaluated_is_refused():
+    raw = with_change("gate.max_fairness_gap", {"demographic_parity_difference": {"race": 0.1}})
+    with pytest.raises(MlgateError, match=r"\['race'\].*not in evaluate\.sensitive"):
+        parse_params(raw)
+
+
+def test_age_bands_must_increase():
+    raw = with_change("evaluate.sensitive", {"age": {"bands": [35, 25]}})
+    with pytest.raises(MlgateError, match=r"evaluate\.sensitive\.age\.bands: .*increasing"):
+        parse_params(raw)
+
+
+def test_missing_and_unparsable_files_say_so(tmp_path):
+    with pytest.raises(MlgateError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("split: [unclosed\n")
+    with pytest.raises(MlgateError, match="not valid YAML"):
+        load_params(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(MlgateError, match="expected a mapping"):
+        load_params(bad)
+
+
+def test_the_fingerprint_follows_values_not_formatting():
+    a = parse_params(RAW)
+    b = parse_params(yaml.safe_load(yaml.safe_dump(RAW, default_flow_style=True)))
+    c = parse_params(with_change("train.hyperparameters", {"C": 0.5, "max_iter": 1000}))
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_the_environment_overrides_the_tracking_uri(monkeypatch):
+    params = parse_params(RAW)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert params.tracking_uri == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert params.tracking_uri == "http://127.0.0.1:5000"

@@ -82,7 +82,6 @@ def run(params: Params) -> dict[str, Any]:
     model = joblib.load(params.train.model)
     test = data.load(params.split.test, params)
     result = evaluate(model, test, params)
-    log_to_run(params, result)  # before writing: a tracking failure leaves no fresh metrics
     plots = params.evaluate.plots
     io.write_json(plots / "roc.json", {"roc": result["curves"]["roc"]})
     io.write_json(
@@ -97,22 +96,3 @@ def run(params: Params) -> dict[str, Any]:
     io.write_json(params.evaluate.metrics, result["metrics"])
     print("evaluate: " + json.dumps(result["metrics"]))
     return result
-
-
-def log_to_run(params: Params, result: dict[str, Any]) -> None:
-    """Add the test metrics to the training run, so MLflow shows one run per model."""
-    import mlflow
-
-    from mlgate import tracking
-
-    run_id = io.read_json(params.train.run, "training run record")["run_id"]
-    tracking.connect(params)
-    flat = {f"test_{k}": v for k, v in result["metrics"].items()}
-    for attr, res in result["fairness"].items():
-        flat[f"fairness_{attr}_demographic_parity_difference"] = res[
-            "demographic_parity_difference"
-        ]
-        flat[f"fairness_{attr}_equalized_odds_difference"] = res["equalized_odds_difference"]
-    with tracking.resume_run(run_id):
-        mlflow.log_metrics(flat)
-        mlflow.log_dict(result["fairness"], "evaluation/fairness.json")

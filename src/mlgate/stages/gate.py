@@ -156,7 +156,8 @@ def run(params: Params) -> dict[str, Any]:
         checks.append(champion_check(_metric(metrics, metric), value, params, version))
         champion = {"alias": params.gate.champion.alias, "version": version, metric: value}
     report = decide(checks, champion, run_id)
-    _log_verdict(report)
+    # MLflow first: a tracking failure leaves no fresh gate.json behind
+    _log_to_run(report, metrics, fairness)
     io.write_json(params.gate.report, report)
     print(format_report(report))
     if not report["passed"]:
@@ -164,11 +165,22 @@ def run(params: Params) -> dict[str, Any]:
     return report
 
 
-def _log_verdict(report: dict[str, Any]) -> None:
+def _log_to_run(
+    report: dict[str, Any], metrics: dict[str, float], fairness: dict[str, Any]
+) -> None:
+    """Test metrics, fairness gaps and the verdict join the training run: one run per model.
+
+    Logged here rather than in evaluate, so evaluate never pays for importing MLflow."""
     import mlflow
 
     from mlgate import tracking
 
+    flat = {f"test_{k}": v for k, v in metrics.items()}
+    for attr, res in fairness.items():
+        for gap in ("demographic_parity_difference", "equalized_odds_difference"):
+            flat[f"fairness_{attr}_{gap}"] = res[gap]
     with tracking.resume_run(report["run_id"]):
+        mlflow.log_metrics(flat)
+        mlflow.log_dict(fairness, "evaluation/fairness.json")
         mlflow.set_tag("mlgate.gate_passed", str(report["passed"]).lower())
         mlflow.log_dict(report, "evaluation/gate.json")

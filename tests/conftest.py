@@ -25,6 +25,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.fixture(autouse=True)
+def _isolated_mlflow_uri(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI: undo it after each test."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+    import sys as _sys
+
+    if "mlflow" in _sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
 def tool_env(**extra: str) -> dict[str, str]:
     """The environment a stage sees under `dvc repro`: this venv first, no outside tracking URI."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "GITHUB_"))}

@@ -223,24 +223,33 @@ def rollback(params: Params, alias: str = "production", note: str = "") -> str:
 # ---------------------------------------------------------------- lineage
 
 
-def resolve(client: MlflowClient, ref: str, default_name: str) -> ModelVersion:
+def parse_ref(ref: str, default_name: str) -> tuple[str, str | None, str | None]:
+    """NAME@ALIAS or NAME/VERSION -> (name, alias, version); checked before any network."""
     if "@" in ref:
         name, alias = ref.split("@", 1)
-        try:
-            return client.get_model_version_by_alias(name or default_name, alias)
-        except _mlflow_error():
-            raise MlgateError(
-                f"no version of {name or default_name} holds alias {alias!r}"
-            ) from None
-    name, _, version = ref.rpartition("/")
-    if not version.isdigit():
-        raise MlgateError(f"{ref!r}: expected NAME@ALIAS or NAME/VERSION")
-    return _version(client, name or default_name, version)
+        if alias:
+            return name or default_name, alias, None
+    else:
+        name, _, version = ref.rpartition("/")
+        if version.isdigit():
+            return name or default_name, None, version
+    raise MlgateError(f"{ref!r}: expected NAME@ALIAS or NAME/VERSION")
+
+
+def resolve(client: MlflowClient, ref: tuple[str, str | None, str | None]) -> ModelVersion:
+    name, alias, version = ref
+    if alias is None:
+        return _version(client, name, str(version))
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except _mlflow_error():
+        raise MlgateError(f"no version of {name} holds alias {alias!r}") from None
 
 
 def lineage_of(params: Params, ref: str) -> dict[str, Any]:
+    parsed = parse_ref(ref, params.model_name)
     client = tracking.connect(params)
-    mv = resolve(client, ref, params.model_name)
+    mv = resolve(client, parsed)
     run = client.get_run(mv.run_id) if mv.run_id else None
     tags = mv.tags or {}
     entries = [e for e in history(client, mv.name) if e["version"] == str(mv.version)]

@@ -23,3 +23,17 @@ def test_each_rollback_steps_one_further_back():
 
 def test_promoting_the_same_version_twice_is_one_step():
     assert alias_stack([entry("1"), entry("1"), entry("2")], "production") == ["1", "2"]
+
+
+def test_model_references_are_parsed_before_any_network():
+    import pytest
+
+    from mlgate.errors import MlgateError
+    from mlgate.registry import parse_ref
+
+    assert parse_ref("credit-risk@production", "x") == ("credit-risk", "production", None)
+    assert parse_ref("@staging", "credit-risk") == ("credit-risk", "staging", None)
+    assert parse_ref("credit-risk/3", "x") == ("credit-risk", None, "3")
+    for bad in ("credit-risk", "credit-risk@", "credit-risk/v3"):
+        with pytest.raises(MlgateError, match="expected NAME@ALIAS or NAME/VERSION"):
+            parse_ref(bad, "x")

@@ -11,11 +11,14 @@ from mlgate import data, fairness, io
 from mlgate.model import positive_scores
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
     from mlgate.config import Params
 
 CURVE_POINTS = 101  # enough for a smooth plot, small enough to diff in a PR
+SCATTER_POINTS = 500  # regression plots: a readable scatter, still small enough to diff
 
 
 def classification_metrics(y_true: Any, scores: Any, threshold: float) -> dict[str, float]:
@@ -58,8 +61,46 @@ def _thin(points: list[dict[str, float]]) -> list[dict[str, float]]:
     return [{k: round(v, 4) for k, v in points[i].items()} for i in idx]
 
 
+def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
+    from sklearn import metrics as m
+
+    return {
+        "rmse": round(float(np.sqrt(m.mean_squared_error(y_true, y_pred))), 4),
+        "mae": round(float(m.mean_absolute_error(y_true, y_pred)), 4),
+        "r2": round(float(m.r2_score(y_true, y_pred)), 4),
+    }
+
+
+def regression_points(y_true: Any, y_pred: Any) -> list[dict[str, float]]:
+    """Actual, predicted and residual per test row (evenly thinned) for `dvc plots`."""
+    y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    idx = np.arange(len(y_true))
+    if len(idx) > SCATTER_POINTS:
+        idx = np.unique(np.linspace(0, len(idx) - 1, SCATTER_POINTS).round().astype(int))
+    return [
+        {
+            "actual": round(float(y_true[i]), 4),
+            "predicted": round(float(y_pred[i]), 4),
+            "residual": round(float(y_true[i] - y_pred[i]), 4),
+        }
+        for i in idx
+    ]
+
+
+def test_metrics(model: Any, test: pd.DataFrame, params: Params) -> dict[str, float]:
+    """The quality metrics of any model on a test frame: what the gate compares."""
+    features = test[params.features.all]
+    if params.data.task == "regression":
+        return regression_metrics(test[params.data.target].to_numpy(), model.predict(features))
+    y_true = (test[params.data.target] == params.data.positive_label).astype(int).to_numpy()
+    scores = positive_scores(model, features, params.data.positive_label)
+    return classification_metrics(y_true, scores, params.evaluate.threshold)
+
+
 def evaluate(model: Any, test: pd.DataFrame, params: Params) -> dict[str, Any]:
     """Everything evaluate measures, as plain data; no decisions here."""
+    if params.data.task == "regression":
+        return evaluate_regression(model, test, params)
     y_true = (test[params.data.target] == params.data.positive_label).astype(int).to_numpy()
     scores = positive_scores(model, test[params.features.all], params.data.positive_label)
     y_pred = (scores >= params.evaluate.threshold).astype(int)
@@ -76,6 +117,20 @@ def evaluate(model: Any, test: pd.DataFrame, params: Params) -> dict[str, Any]:
     }
 
 
+def evaluate_regression(model: Any, test: pd.DataFrame, params: Params) -> dict[str, Any]:
+    """Regression: error metrics, error by group, predicted-vs-actual points."""
+    y_true = test[params.data.target].to_numpy(dtype=float)
+    y_pred = model.predict(test[params.features.all])
+    sensitive = {
+        name: fairness.groups(test, name, spec) for name, spec in params.evaluate.sensitive.items()
+    }
+    return {
+        "metrics": regression_metrics(y_true, y_pred),
+        "fairness": fairness.regression_group_metrics(y_true, y_pred, sensitive),
+        "points": regression_points(y_true, y_pred),
+    }
+
+
 def run(params: Params) -> dict[str, Any]:
     import joblib
 
@@ -83,6 +138,18 @@ def run(params: Params) -> dict[str, Any]:
     test = data.load(params.split.test, params)
     result = evaluate(model, test, params)
     plots = params.evaluate.plots
+    if params.data.task == "regression":
+        io.write_json(plots / "predictions.json", {"predictions": result["points"]})
+    else:
+        _write_classification_plots(plots, result)
+    io.write_json(params.evaluate.fairness, result["fairness"])
+    io.write_json(params.evaluate.metrics, result["metrics"])
+    print("evaluate: " + json.dumps(result["metrics"]))
+    log_to_run(params, result)
+    return result
+
+
+def _write_classification_plots(plots: Path, result: dict[str, Any]) -> None:
     io.write_json(plots / "roc.json", {"roc": result["curves"]["roc"]})
     io.write_json(
         plots / "precision_recall.json", {"precision_recall": result["curves"]["precision_recall"]}
@@ -92,11 +159,6 @@ def run(params: Params) -> dict[str, Any]:
         "actual,predicted\n"
         + "".join(f"{r['actual']},{r['predicted']}\n" for r in result["confusion"]),
     )
-    io.write_json(params.evaluate.fairness, result["fairness"])
-    io.write_json(params.evaluate.metrics, result["metrics"])
-    print("evaluate: " + json.dumps(result["metrics"]))
-    log_to_run(params, result)
-    return result
 
 
 def log_to_run(params: Params, result: dict[str, Any]) -> None:
@@ -109,10 +171,8 @@ def log_to_run(params: Params, result: dict[str, Any]) -> None:
     tracking.connect(params)
     flat = {f"test_{k}": v for k, v in result["metrics"].items()}
     for attr, res in result["fairness"].items():
-        flat[f"fairness_{attr}_demographic_parity_difference"] = res[
-            "demographic_parity_difference"
-        ]
-        flat[f"fairness_{attr}_equalized_odds_difference"] = res["equalized_odds_difference"]
+        # every gap measure the task produces (classification: the two fairlearn differences)
+        flat.update({f"fairness_{attr}_{k}": v for k, v in res.items() if k != "groups"})
     with tracking.resume_run(run_id):
         mlflow.log_metrics(flat)
         mlflow.log_dict(result["fairness"], "evaluation/fairness.json")

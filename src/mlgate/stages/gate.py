@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from mlgate.config import Params
 
 _OPS = {">=": operator.ge, "<=": operator.le}
+# Metrics where a smaller value is better: the champion rule flips its direction for them.
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "brier", "log_loss"})
 
 
 @dataclass(frozen=True)
@@ -61,17 +63,21 @@ def champion_check(
             "champion",
             candidate_value,
             None,
-            ">=",
+            "<=" if rule.metric in LOWER_IS_BETTER else ">=",
             True,
             f"no model holds alias {rule.alias!r} yet: nothing to compare with",
         )
-    floor = round(champion_value - rule.tolerance, 6)
+    # the candidate may be worse than the champion by at most `tolerance`, in either direction
+    if rule.metric in LOWER_IS_BETTER:
+        op, bound = "<=", round(champion_value + rule.tolerance, 6)
+    else:
+        op, bound = ">=", round(champion_value - rule.tolerance, 6)
     return _check(
         f"champion:{rule.metric}",
         "champion",
         candidate_value,
-        ">=",
-        floor,
+        op,
+        bound,
         f"{rule.alias} is version {champion_version} with {rule.metric}="
         f"{champion_value:.4f}; tolerance {rule.tolerance}",
     )
@@ -94,8 +100,7 @@ def champion_score(params: Params) -> tuple[str | None, float | None]:
     from mlflow.exceptions import MlflowException
 
     from mlgate import tracking
-    from mlgate.model import positive_scores
-    from mlgate.stages.evaluate import classification_metrics
+    from mlgate.stages.evaluate import test_metrics
 
     client = tracking.connect(params)
     try:
@@ -106,9 +111,7 @@ def champion_score(params: Params) -> tuple[str | None, float | None]:
         raise MlgateError(f"cannot look up the {rule.alias} model: {err.message}") from None
     model = mlflow.sklearn.load_model(f"models:/{params.model_name}/{version.version}")
     test = data.load(params.split.test, params)
-    y_true = (test[params.data.target] == params.data.positive_label).astype(int).to_numpy()
-    scores = positive_scores(model, test[params.features.all], params.data.positive_label)
-    metrics = classification_metrics(y_true, scores, params.evaluate.threshold)
+    metrics = test_metrics(model, test, params)
     return str(version.version), _metric(metrics, rule.metric)
 
 

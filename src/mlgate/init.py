@@ -161,7 +161,7 @@ def sensitive_specs(frame: pd.DataFrame, sensitive: tuple[str, ...]) -> dict[str
 
 
 def _round_cut(value: float) -> float | int:
-    return int(round(value)) if abs(value) >= 10 else round(value, 2)
+    return round(value) if abs(value) >= 10 else round(value, 2)
 
 
 def infer_task(series: pd.Series) -> str:

@@ -139,7 +139,7 @@ def infer_columns(
             col["kind"] = "sensitive"
         if name == target:
             col["kind"] = "target"
-            if task == "classification":
+            if task == "classification" and col["dtype"] != "bool":  # bool: the type suffices
                 col.update(isin=sorted(_plain(v) for v in values.unique()), ge=None, le=None)
         columns.append(col)
     return columns

@@ -75,3 +75,9 @@ def test_task_and_positive_label_guesses() -> None:
     assert choose_positive_label(["bad", "good"], "GOOD") == "good"
     with pytest.raises(MlgateError, match="pass --positive-label"):
         choose_positive_label(["cat", "dog"], None)
+
+
+def test_a_boolean_target_needs_no_class_list() -> None:
+    data = pd.DataFrame({"x": np.arange(30), "ok": [True, False, True] * 10})
+    target = infer_columns(data, "ok", "classification", ())[-1]
+    assert target["dtype"] == "bool" and target["isin"] is None

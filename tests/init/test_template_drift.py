@@ -115,7 +115,8 @@ def test_makefile_targets_and_recipes_match(rendered: Path) -> None:
 
 
 def test_gitignore_and_dvc_remote_match(rendered: Path) -> None:
-    assert (rendered / ".gitignore").read_text() == (ROOT / ".gitignore").read_text()
+    for ignore in (".gitignore", "artifacts/data/.gitignore", "artifacts/model/.gitignore"):
+        assert (rendered / ignore).read_text() == (ROOT / ignore).read_text(), ignore
     for root in (ROOT, rendered):
         text = (root / ".dvc" / "config").read_text()
         remote = re.search(r"^\s*remote = (\S+)", text, re.M).group(1)  # type: ignore[union-attr]

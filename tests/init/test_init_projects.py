@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.init.conftest import mlgate_init, sh
+from tests.init.conftest import VENV_BIN, mlgate_init, sh
 
 pytestmark = pytest.mark.slow
 
@@ -59,6 +59,7 @@ def test_binary_classification_project(
     workflows = sorted((clone / ".github" / "workflows").glob("*.yml"))
     assert [w.name for w in workflows] == ["cd.yml", "ci.yml", "monitor.yml", "rollback.yml"]
     sh([*actionlint, *map(str, workflows)], clone)
+    sh([str(VENV_BIN / "zizmor"), "--offline", "--quiet", ".github/workflows"], clone)
 
 
 def test_regression_project(houses_csv: Path, tmp_path: Path) -> None:
@@ -75,6 +76,15 @@ def test_regression_project(houses_csv: Path, tmp_path: Path) -> None:
     assert fairness["town"]["mae_difference"] >= 0
     points = json.loads((clone / "artifacts" / "plots" / "predictions.json").read_text())
     assert {"actual", "predicted", "residual"} <= set(points["predictions"][0])
+
+    # Version 1 becomes the champion; the gate then scores it on the same test set and
+    # compares in rmse's direction: lower is better, so the bound is champion + tolerance.
+    mlgate = str(clone / ".venv" / "bin" / "mlgate")
+    sh([mlgate, "promote", "1", "--to", "staging"], clone)
+    sh([mlgate, "promote", "1", "--to", "production"], clone)
+    sh([mlgate, "gate"], clone)
     gate = json.loads((clone / "artifacts" / "gate.json").read_text())
     champion = next(c for c in gate["checks"] if c["kind"] == "champion")
-    assert champion["op"] == "<="  # rmse: lower is better
+    assert champion["op"] == "<="
+    assert champion["threshold"] == pytest.approx(metrics["rmse"] + 0.01)
+    assert champion["passed"] and gate["champion"]["version"] == "1"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import keyword
 import math
 import os
@@ -267,11 +268,18 @@ def answers_for(request: InitRequest, frame: pd.DataFrame) -> dict[str, Any]:
             f"project name {name!r}: lower-case letters, digits and dashes, starting with a "
             "letter (pass --name)"
         )
+    package = name.replace("-", "_")
+    if package in ("mlgate", "credit_risk") or importlib.util.find_spec(package) is not None:
+        raise MlgateError(
+            f"project name {name!r}: its package {package!r} would shadow an installed module "
+            "(pass another --name)"
+        )
     features = [c["name"] for c in columns if c["kind"] in ("numeric", "categorical")]
     answers.update(
         project_name=name,
-        package_name=name.replace("-", "_"),
-        data_file=request.data.name,
+        package_name=package,
+        # a plain file name: it is written unquoted into params.yaml and dvc commands
+        data_file=re.sub(r"[^\w.-]", "_", request.data.name),
         target=target,
         sensitive=sensitive_specs(frame, request.sensitive),
         primary_metric=metric,
@@ -318,6 +326,8 @@ def _run(cmd: list[str], cwd: Path, what: str) -> str:
         )
     except OSError as err:
         raise MlgateError(f"{what}: cannot run {cmd[0]}: {err}") from None
+    except subprocess.TimeoutExpired:
+        raise MlgateError(f"{what}: {' '.join(cmd)} did not finish within 15 minutes") from None
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         raise MlgateError(f"{what} failed ({' '.join(cmd)} exited {proc.returncode}):\n{tail}")

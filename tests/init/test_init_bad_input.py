@@ -108,3 +108,10 @@ def test_multiclass_target_is_refused_with_the_way_out(
     frame.to_csv(work / "three.csv", index=False)
     err = init(capsys, work / "proj", "--data", work / "three.csv", "--target", "churned")
     assert "has 3 classes: binary classification only" in err
+
+
+def test_a_name_that_would_shadow_a_module_is_refused(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = init(capsys, work / "pandas", "--data", work / "churn.csv", "--target", "churned")
+    assert "would shadow an installed module" in err

@@ -41,10 +41,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     csv = work / "german_credit.csv"
     credit_like_frame().to_csv(csv, index=False)
     request = InitRequest(
-        dest=work / "credit-risk", data=csv, target="risk", sensitive=("sex", "age")
+        dest=work / "credit-example", data=csv, target="risk", sensitive=("sex", "age")
     )
     answers = answers_for(request, pd.read_csv(csv))
-    answers["package_name"] = "credit_risk"
+    # the example's own names (init refuses them for a new project: they are installed)
+    answers.update(project_name="credit-risk", package_name="credit_risk")
     out = work / "credit-risk"
     render(str(TEMPLATE_DIR), out, answers, None)
     return out

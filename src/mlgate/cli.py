@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(handler=_lineage)
+    from mlgate.init import add_commands as add_init_commands  # stdlib-only at import
+
+    add_init_commands(sub, common)
     return parser
 
 

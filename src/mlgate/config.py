@@ -45,6 +45,8 @@ class Split(_Section):
 class Features(_Section):
     numeric: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
+    # fill missing values (median / most frequent) before scaling and encoding
+    impute: bool = False
 
     @model_validator(mode="after")
     def _not_empty_no_overlap(self) -> Features:
@@ -98,7 +100,8 @@ class Gate(_Section):
     min_metrics: dict[str, float] = Field(default_factory=dict)
     max_metrics: dict[str, float] = Field(default_factory=dict)
     max_fairness_gap: dict[
-        Literal["demographic_parity_difference", "equalized_odds_difference"], dict[str, float]
+        Literal["demographic_parity_difference", "equalized_odds_difference", "mae_difference"],
+        dict[str, float],
     ] = Field(default_factory=dict)
     champion: Champion | None = None
 
@@ -125,6 +128,17 @@ class Params(_Section):
     def _cross_checks(self) -> Params:
         if self.data.target in self.features.all:
             raise ValueError(f"data.target {self.data.target!r} is also listed as a feature")
+        # regression measures error by group (mae_difference); classification, decisions
+        task_gaps = {
+            "classification": {"demographic_parity_difference", "equalized_odds_difference"},
+            "regression": {"mae_difference"},
+        }[self.data.task]
+        wrong = set(self.gate.max_fairness_gap) - task_gaps
+        if wrong:
+            raise ValueError(
+                f"gate.max_fairness_gap {sorted(wrong)} do not apply to {self.data.task} "
+                f"(use: {', '.join(sorted(task_gaps))})"
+            )
         for gap in self.gate.max_fairness_gap.values():
             unknown = set(gap) - set(self.evaluate.sensitive)
             if unknown:

@@ -79,3 +79,36 @@ def group_metrics(
 
 def _round(value: Any) -> float:
     return round(float(value), 4)
+
+
+def regression_group_metrics(
+    y_true: Any, y_pred: Any, sensitive: dict[str, pd.Series]
+) -> dict[str, dict[str, Any]]:
+    """Regression: error by group. The gap is `mae_difference`, the largest minus the
+    smallest group MAE (same units as the target; 0 = every group is served equally well)."""
+    from fairlearn.metrics import MetricFrame, count
+    from sklearn.metrics import mean_absolute_error
+
+    def mean_prediction(_: Any, pred: Any) -> float:
+        return float(np.mean(pred))
+
+    result: dict[str, dict[str, Any]] = {}
+    for name, values in sensitive.items():
+        frame = MetricFrame(
+            metrics={
+                "count": count,
+                "mae": mean_absolute_error,
+                "mean_prediction": mean_prediction,
+            },
+            y_true=y_true,
+            y_pred=y_pred,
+            sensitive_features=values,
+        )
+        result[name] = {
+            "groups": {
+                str(group): {k: _round(v) for k, v in row.items()}
+                for group, row in frame.by_group.iterrows()
+            },
+            "mae_difference": _round(frame.difference(method="between_groups")["mae"]),
+        }
+    return result

@@ -33,6 +33,7 @@ def build_estimator(params: Params) -> Any:
             f"train.hyperparameters: {unknown} not accepted by {params.train.estimator} "
             f"(it takes: {', '.join(sorted(accepted))})"
         )
+    _check_task(cls, params)
     if "random_state" in accepted and "random_state" not in hyper:
         hyper["random_state"] = params.train.seed
     try:
@@ -41,18 +42,49 @@ def build_estimator(params: Params) -> Any:
         raise MlgateError(f"train.hyperparameters: {err}") from None
 
 
+def _check_task(cls: type, params: Params) -> None:
+    """A classifier for classification, a regressor for regression: caught before fitting."""
+    kind = getattr(cls, "_estimator_type", None)
+    if kind is None:  # scikit-learn >= 1.6 keeps it in the estimator's tags
+        from sklearn.utils import get_tags
+
+        try:
+            kind = get_tags(cls()).estimator_type
+        except TypeError:  # needs constructor arguments: let fit() judge it
+            return
+    wanted = {"classification": "classifier", "regression": "regressor"}[params.data.task]
+    if kind is not None and kind != wanted:
+        raise MlgateError(
+            f"train.estimator {params.train.estimator} is a {kind}, but data.task is "
+            f"{params.data.task!r}: choose a {wanted}"
+        )
+
+
+def predict_fn(params: Params) -> str:
+    """What the logged model's pyfunc predicts with: a score for classification."""
+    return "predict" if params.data.task == "regression" else "predict_proba"
+
+
 def build_pipeline(params: Params) -> Pipeline:
-    """One-hot the categorical features, scale the numeric ones, then the estimator."""
+    """One-hot the categorical features, scale the numeric ones (imputing first if asked),
+    then the estimator."""
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+    numeric: Any = StandardScaler()
+    categorical: Any = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+    if params.features.impute:
+        from sklearn.impute import SimpleImputer
+        from sklearn.pipeline import make_pipeline
+
+        numeric = make_pipeline(SimpleImputer(strategy="median"), numeric)
+        categorical = make_pipeline(SimpleImputer(strategy="most_frequent"), categorical)
     transformers = []
     if params.features.numeric:
-        transformers.append(("numeric", StandardScaler(), list(params.features.numeric)))
+        transformers.append(("numeric", numeric, list(params.features.numeric)))
     if params.features.categorical:
-        encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
-        transformers.append(("categorical", encoder, list(params.features.categorical)))
+        transformers.append(("categorical", categorical, list(params.features.categorical)))
     preprocess = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
     return Pipeline([("preprocess", preprocess), ("estimator", build_estimator(params))])
 

@@ -11,11 +11,14 @@ from mlgate import data, fairness, io
 from mlgate.model import positive_scores
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
     from mlgate.config import Params
 
 CURVE_POINTS = 101  # enough for a smooth plot, small enough to diff in a PR
+SCATTER_POINTS = 500  # regression plots: a readable scatter, still small enough to diff
 
 
 def classification_metrics(y_true: Any, scores: Any, threshold: float) -> dict[str, float]:
@@ -58,8 +61,49 @@ def _thin(points: list[dict[str, float]]) -> list[dict[str, float]]:
     return [{k: round(v, 4) for k, v in points[i].items()} for i in idx]
 
 
+def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
+    from sklearn import metrics as m
+
+    return {
+        "rmse": round(float(np.sqrt(m.mean_squared_error(y_true, y_pred))), 4),
+        "mae": round(float(m.mean_absolute_error(y_true, y_pred)), 4),
+        "r2": round(float(m.r2_score(y_true, y_pred)), 4),
+    }
+
+
+def regression_points(y_true: Any, y_pred: Any) -> list[dict[str, float]]:
+    """Actual, predicted and residual per test row (evenly thinned) for `dvc plots`."""
+    y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    idx = np.arange(len(y_true))
+    if len(idx) > SCATTER_POINTS:
+        idx = np.unique(np.linspace(0, len(idx) - 1, SCATTER_POINTS).round().astype(int))
+    return [
+        {
+            "actual": round(float(y_true[i]), 4),
+            "predicted": round(float(y_pred[i]), 4),
+            "residual": round(float(y_true[i] - y_pred[i]), 4),
+        }
+        for i in idx
+    ]
+
+
+def test_metrics(model: Any, test: pd.DataFrame, params: Params) -> dict[str, float]:
+    """The quality metrics of any model on a test frame: what the gate compares.
+
+    The model gets every input column and its own Pipeline selects what it was trained
+    on: the champion may use other features than the candidate."""
+    features = test.drop(columns=[params.data.target])
+    if params.data.task == "regression":
+        return regression_metrics(test[params.data.target].to_numpy(), model.predict(features))
+    y_true = (test[params.data.target] == params.data.positive_label).astype(int).to_numpy()
+    scores = positive_scores(model, features, params.data.positive_label)
+    return classification_metrics(y_true, scores, params.evaluate.threshold)
+
+
 def evaluate(model: Any, test: pd.DataFrame, params: Params) -> dict[str, Any]:
     """Everything evaluate measures, as plain data; no decisions here."""
+    if params.data.task == "regression":
+        return evaluate_regression(model, test, params)
     y_true = (test[params.data.target] == params.data.positive_label).astype(int).to_numpy()
     scores = positive_scores(model, test[params.features.all], params.data.positive_label)
     y_pred = (scores >= params.evaluate.threshold).astype(int)
@@ -76,6 +120,20 @@ def evaluate(model: Any, test: pd.DataFrame, params: Params) -> dict[str, Any]:
     }
 
 
+def evaluate_regression(model: Any, test: pd.DataFrame, params: Params) -> dict[str, Any]:
+    """Regression: error metrics, error by group, predicted-vs-actual points."""
+    y_true = test[params.data.target].to_numpy(dtype=float)
+    y_pred = model.predict(test[params.features.all])
+    sensitive = {
+        name: fairness.groups(test, name, spec) for name, spec in params.evaluate.sensitive.items()
+    }
+    return {
+        "metrics": regression_metrics(y_true, y_pred),
+        "fairness": fairness.regression_group_metrics(y_true, y_pred, sensitive),
+        "points": regression_points(y_true, y_pred),
+    }
+
+
 def run(params: Params) -> dict[str, Any]:
     import joblib
 
@@ -83,6 +141,17 @@ def run(params: Params) -> dict[str, Any]:
     test = data.load(params.split.test, params)
     result = evaluate(model, test, params)
     plots = params.evaluate.plots
+    if params.data.task == "regression":
+        io.write_json(plots / "predictions.json", {"predictions": result["points"]})
+    else:
+        _write_classification_plots(plots, result)
+    io.write_json(params.evaluate.fairness, result["fairness"])
+    io.write_json(params.evaluate.metrics, result["metrics"])
+    print("evaluate: " + json.dumps(result["metrics"]))
+    return result
+
+
+def _write_classification_plots(plots: Path, result: dict[str, Any]) -> None:
     io.write_json(plots / "roc.json", {"roc": result["curves"]["roc"]})
     io.write_json(
         plots / "precision_recall.json", {"precision_recall": result["curves"]["precision_recall"]}
@@ -92,7 +161,3 @@ def run(params: Params) -> dict[str, Any]:
         "actual,predicted\n"
         + "".join(f"{r['actual']},{r['predicted']}\n" for r in result["confusion"]),
     )
-    io.write_json(params.evaluate.fairness, result["fairness"])
-    io.write_json(params.evaluate.metrics, result["metrics"])
-    print("evaluate: " + json.dumps(result["metrics"]))
-    return result

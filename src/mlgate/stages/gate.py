@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from mlgate.config import Params
 
 _OPS = {">=": operator.ge, "<=": operator.le}
+# Metrics where a smaller value is better: the champion rule flips its direction for them.
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "brier", "log_loss"})
 
 
 @dataclass(frozen=True)
@@ -61,17 +63,21 @@ def champion_check(
             "champion",
             candidate_value,
             None,
-            ">=",
+            "<=" if rule.metric in LOWER_IS_BETTER else ">=",
             True,
             f"no model holds alias {rule.alias!r} yet: nothing to compare with",
         )
-    floor = round(champion_value - rule.tolerance, 6)
+    # the candidate may be worse than the champion by at most `tolerance`, in either direction
+    if rule.metric in LOWER_IS_BETTER:
+        op, bound = "<=", round(champion_value + rule.tolerance, 6)
+    else:
+        op, bound = ">=", round(champion_value - rule.tolerance, 6)
     return _check(
         f"champion:{rule.metric}",
         "champion",
         candidate_value,
-        ">=",
-        floor,
+        op,
+        bound,
         f"{rule.alias} is version {champion_version} with {rule.metric}="
         f"{champion_value:.4f}; tolerance {rule.tolerance}",
     )
@@ -94,8 +100,7 @@ def champion_score(params: Params) -> tuple[str | None, float | None]:
     from mlflow.exceptions import MlflowException
 
     from mlgate import tracking
-    from mlgate.model import positive_scores
-    from mlgate.stages.evaluate import classification_metrics
+    from mlgate.stages.evaluate import test_metrics
 
     client = tracking.connect(params)
     try:
@@ -106,19 +111,14 @@ def champion_score(params: Params) -> tuple[str | None, float | None]:
         raise MlgateError(f"cannot look up the {rule.alias} model: {err.message}") from None
     model = mlflow.sklearn.load_model(f"models:/{params.model_name}/{version.version}")
     test = data.load(params.split.test, params)
-    y_true = (test[params.data.target] == params.data.positive_label).astype(int).to_numpy()
-    # The champion may use other features than the candidate: give it every input column
-    # and let its own Pipeline select what it was trained on.
-    inputs = test.drop(columns=[params.data.target])
-    needed = set(getattr(model, "feature_names_in_", []))
-    if needed - set(inputs.columns):
+    missing = set(getattr(model, "feature_names_in_", [])) - set(test.columns)
+    if missing:
         raise MlgateError(
             f"the {rule.alias} model (version {version.version}) needs columns "
-            f"{sorted(needed - set(inputs.columns))} that the data no longer has: the champion "
-            "rule cannot compare them; retire the champion rule for this change in params.yaml"
+            f"{sorted(missing)} that the data no longer has: the champion rule cannot "
+            "compare them; retire the champion rule for this change in params.yaml"
         )
-    scores = positive_scores(model, inputs, params.data.positive_label)
-    metrics = classification_metrics(y_true, scores, params.evaluate.threshold)
+    metrics = test_metrics(model, test, params)
     return str(version.version), _metric(metrics, rule.metric)
 
 
@@ -177,8 +177,8 @@ def _log_to_run(
 
     flat = {f"test_{k}": v for k, v in metrics.items()}
     for attr, res in fairness.items():
-        for gap in ("demographic_parity_difference", "equalized_odds_difference"):
-            flat[f"fairness_{attr}_{gap}"] = res[gap]
+        # every gap measure the task produces (classification: the two fairlearn differences)
+        flat.update({f"fairness_{attr}_{k}": v for k, v in res.items() if k != "groups"})
     with tracking.resume_run(report["run_id"]):
         mlflow.log_metrics(flat)
         mlflow.log_dict(fairness, "evaluation/fairness.json")

@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mlgate import data, io, lineage, tracking
-from mlgate.model import build_pipeline
+from mlgate.model import build_pipeline, predict_fn
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -78,7 +78,7 @@ def log_to_mlflow(
     with warnings.catch_warnings():
         # "integer columns cannot represent missing values": the schema forbids nulls anyway.
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
-        signature = infer_signature(example, model.predict_proba(example))
+        signature = infer_signature(example, getattr(model, predict_fn(params))(example))
     with mlflow.start_run(run_name=f"train-{params.train.estimator.rsplit('.', 1)[-1]}") as run:
         mlflow.set_tags({**lineage.collect(params), "mlgate.stage": "train"})
         mlflow.log_params(logged_params(params))
@@ -88,7 +88,7 @@ def log_to_mlflow(
             name="model",
             signature=signature,
             input_example=example,
-            pyfunc_predict_fn="predict_proba",
+            pyfunc_predict_fn=predict_fn(params),
             serialization_format="cloudpickle",
             pip_requirements=model_requirements(),
         )

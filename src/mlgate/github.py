@@ -335,17 +335,15 @@ def previous_deployment(gh: GitHub, repo: str, environment: str) -> dict[str, An
     )
     successful = []
     for dep in deps:  # newest first
+        payload = dep.get("payload") or {}
+        if isinstance(payload, str):
+            payload = json.loads(payload or "{}")
+        if not payload.get("image"):
+            continue  # GitHub's own record of a job's environment, not one of ours
         statuses = gh.request("GET", f"/repos/{repo}/deployments/{dep['id']}/statuses?per_page=1")
         if statuses and statuses[0]["state"] in ("success", "inactive"):
             successful.append(dep)
         if len(successful) == 2:
-            payload = dep.get("payload") or {}
-            if isinstance(payload, str):
-                payload = json.loads(payload or "{}")
-            if not payload.get("image"):
-                raise MlgateError(
-                    f"deployment {dep['id']} records no image: cannot roll back to it"
-                )
             return {"id": dep["id"], "ref": dep["ref"], **payload}
     raise MlgateError(
         f"{repo} has fewer than two successful {environment} deployments: nothing to roll back to"

@@ -90,9 +90,9 @@ def _is_json(body: bytes) -> bool:
 
 
 def sample_rows(params: Any, n: int) -> list[dict[str, Any]]:
-    """Feature rows of the test split: the same kind of request the model was judged on."""
+    """Feature rows of the raw data (always there after `dvc pull data.dvc`): real requests."""
     import pandas as pd
 
-    test = pd.read_csv(params.split.test)
-    rows = test[params.features.all].head(n)
+    raw = pd.read_csv(params.data.raw)
+    rows = raw[params.features.all].dropna().head(n)
     return json.loads(rows.to_json(orient="records"))

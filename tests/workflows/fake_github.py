@@ -1,4 +1,4 @@
-"""A local HTTP server that plays the parts of the GitHub REST API mlgate uses, and records requests.
+"""A local HTTP server playing the parts of the GitHub REST API mlgate uses; it records requests.
 
 Paths and payload shapes follow GitHub's documentation (REST API 2022-11-28): environments,
 deployment branch policies, branch protection, issue comments, deployments, users and teams.

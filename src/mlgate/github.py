@@ -306,8 +306,12 @@ def record_deployment(
     url: str = "",
     description: str = "",
 ) -> int:
-    """A GitHub deployment (payload: image digest, model version, commit) marked successful."""
-    payload = {"image": image, "model_version": model_version, "commit": ref}
+    """A GitHub deployment (payload: image digest, model version, commit, approvers), successful."""
+    payload: dict[str, Any] = {"image": image, "model_version": model_version, "commit": ref}
+    run_id = os.environ.get("GITHUB_RUN_ID")
+    if run_id:
+        payload["run_id"] = run_id
+        payload["approved_by"] = approvers(gh, repo, run_id, environment)
     dep = gh.request(
         "POST",
         f"/repos/{repo}/deployments",
@@ -326,6 +330,19 @@ def record_deployment(
         status["environment_url"] = url
     gh.request("POST", f"/repos/{repo}/deployments/{dep['id']}/statuses", status)
     return int(dep["id"])
+
+
+def approvers(gh: GitHub, repo: str, run_id: str, environment: str) -> list[str]:
+    """Who approved this run's deployment to `environment` (needs `actions: read`)."""
+    reviews = gh.request("GET", f"/repos/{repo}/actions/runs/{run_id}/approvals")
+    return sorted(
+        {
+            r["user"]["login"]
+            for r in reviews
+            if r.get("state") == "approved"
+            and any(e.get("name") == environment for e in r.get("environments", []))
+        }
+    )
 
 
 def previous_deployment(gh: GitHub, repo: str, environment: str) -> dict[str, Any]:

@@ -254,7 +254,10 @@ def render(
         out += [f"**{attr}** — {'; '.join(gaps)}", ""]
         out += ["| group | " + " | ".join(GROUP_COLUMNS) + " |", "|---" * 6 + "|"]
         for group, row in res.get("groups", {}).items():
-            cells = " | ".join(_num(row.get(col)) for col in GROUP_COLUMNS)
+            cells = " | ".join(
+                str(int(row[col])) if col == "count" and col in row else _num(row.get(col))
+                for col in GROUP_COLUMNS
+            )
             out.append(f"| {group} | {cells} |")
         out.append("")
 

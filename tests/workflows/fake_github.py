@@ -42,6 +42,7 @@ class FakeGitHub:
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     deployments: list[dict[str, Any]] = field(default_factory=list)
     statuses: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    approvals: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # run id -> reviews
     fail: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     _next_id: int = 1000
@@ -101,6 +102,7 @@ class FakeGitHub:
             ("POST", rf"/repos/{repo}/deployments", self._add_deployment),
             ("GET", rf"/repos/{repo}/deployments/(?P<id>\d+)/statuses", self._list_statuses),
             ("POST", rf"/repos/{repo}/deployments/(?P<id>\d+)/statuses", self._add_status),
+            ("GET", rf"/repos/{repo}/actions/runs/(?P<run>\d+)/approvals", self._approvals),
         ]
         for verb, pattern, fn in routes:
             m = re.fullmatch(pattern, path)
@@ -232,6 +234,9 @@ class FakeGitHub:
         status = {"id": self.new_id(), **body}
         self.statuses.setdefault(int(id), []).append(status)
         return 201, status
+
+    def _approvals(self, body: Any, run: str) -> tuple[int, Any]:
+        return 200, self.approvals.get(run, [])
 
     _query: dict[str, str] = field(default_factory=dict)
 

@@ -161,6 +161,12 @@ def test_deployments_are_recorded_and_rollback_finds_the_previous_one(
 ) -> None:
     out = tmp_path / "out"
     monkeypatch.setenv("GITHUB_OUTPUT", str(out))
+    monkeypatch.setenv("GITHUB_RUN_ID", "555")
+    fake.approvals["555"] = [  # the shape of GET /actions/runs/{id}/approvals
+        {"state": "approved", "user": {"login": "alice"}, "environments": [{"name": "production"}]},
+        {"state": "rejected", "user": {"login": "bob"}, "environments": [{"name": "production"}]},
+        {"state": "approved", "user": {"login": "carol"}, "environments": [{"name": "staging"}]},
+    ]
     for sha, digest, version in (("a1", "1" * 64, "3"), ("b2", "2" * 64, "4")):
         image = f"ghcr.io/acme/credit-model@sha256:{digest}"
         argv = ["github", "record-deployment", "--env", "production", "--image", image]
@@ -173,9 +179,12 @@ def test_deployments_are_recorded_and_rollback_finds_the_previous_one(
         "image": f"ghcr.io/acme/credit-model@sha256:{'1' * 64}",
         "model_version": "3",
         "commit": "a1",
+        "run_id": "555",
+        "approved_by": ["alice"],
     }
     assert first[2]["environment"] == "production" and first[2]["ref"] == "a1"
     assert fake.mutations[1][2]["state"] == "success"
+    assert any(r.path == f"/repos/{REPO}/actions/runs/555/approvals" for r in fake.requests)
     out.write_text("")
     assert main(["github", "previous-deployment", "--env", "production"]) == 0
     assert out.read_text().splitlines() == [

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +63,9 @@ class GitHub:
         return cls(token=token, api_url=os.environ.get("GITHUB_API_URL", cls.api_url))
 
     def request(self, method: str, path: str, payload: Any = None) -> Any:
+        import urllib.error  # lazy: `mlgate --help` should not pay for http.client
+        import urllib.request
+
         url = self.api_url.rstrip("/") + path
         data = None if payload is None else json.dumps(payload).encode()
         req = urllib.request.Request(url, data=data, method=method)

@@ -98,7 +98,14 @@ def _release_promote(args: argparse.Namespace) -> int:
         return 0
     if not args.version:
         raise MlgateError("--version is empty: the register step did not report a version")
-    registry.promote(_params(args), args.version, to=args.to, note=args.note)
+    params = _params(args)
+    registry.promote(params, args.version, to=args.to, note=args.note)
+    if args.image:
+        from mlgate import tracking
+
+        # the registry answers "which image runs this version" without asking GitHub
+        client = tracking.connect(params)
+        client.set_model_version_tag(params.model_name, args.version, "mlgate.image", args.image)
     return 0
 
 
@@ -188,6 +195,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--version", default="", help="model version")
     p.add_argument("--to", required=True, choices=["staging", "production"])
     p.add_argument("--note", default="", help="why")
+    p.add_argument("--image", default="", help="image digest, kept as tag mlgate.image")
     p.set_defaults(handler=_release_promote)
     p = rsub.add_parser(
         "rollback", parents=[common], help="move production back (skipped without a server)"

@@ -10,6 +10,7 @@ model, and the comment step against the local fake GitHub API.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,10 +69,17 @@ def pr_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineRun]:
     # The production model: main's pipeline, registered and promoted in a real MLflow store.
     uri = f"sqlite:///{clone / 'mlflow.db'}"
     run(["dvc", "repro"], clone, MLFLOW_TRACKING_URI=uri)
-    run(["mlgate", "register"], clone, MLFLOW_TRACKING_URI=uri)
+    outputs = clone.parent / "register-output"
+    run(
+        ["mlgate", "release", "register"],
+        clone,
+        MLFLOW_TRACKING_URI=uri,
+        GITHUB_OUTPUT=str(outputs),
+    )
+    assert outputs.read_text().splitlines() == ["version=1", "shared_registry=true"]
     run(["mlgate", "promote", "1", "--to", "staging"], clone, MLFLOW_TRACKING_URI=uri)
     run(["mlgate", "promote", "1", "--to", "production"], clone, MLFLOW_TRACKING_URI=uri)
-    run(["git", "checkout", "-q", "--", "."], clone)  # leave main's tree as committed
+    # As on a runner with a tracking server: the store knows the run main's run record names.
     run(["git", "checkout", "-q", "pr"], clone)
 
     fake = FakeGitHub(repo=REPO)
@@ -135,8 +143,9 @@ def test_the_gate_fails_the_pipeline_step_and_the_report_still_runs(pr_run: Pipe
     repro = next(n for n in pr_run.codes if n.startswith("mlgate repro") and n.endswith(" output"))
     assert step(pr_run, "mlgate repro") != 0
     assert "gate: FAILED (roc_auc)" in str(pr_run.codes[repro])
-    # the committed run record names a run this store never saw: retrained here, said so
-    assert "is not in the tracking store: retraining here" in str(pr_run.codes[repro])
+    # the store knows main's training run: only the changed stages ran, no forced retrain
+    assert "retraining here" not in str(pr_run.codes[repro])
+    assert "Stage 'split' didn't change, skipping" in str(pr_run.codes[repro])
     for prefix in ("dvc plots diff", "mlgate report", "Update the PR comment"):
         assert step(pr_run, prefix) == 0, pr_run.codes
     assert (pr_run.clone / "dvc_plots/index.html").exists()
@@ -201,3 +210,36 @@ def test_without_a_tracking_server_production_is_skipped_and_said(
     text = out.read_text()
     assert "> production: skipped: no MLFLOW_TRACKING_URI" in text
     assert "| production | Δ vs production |" in text
+
+
+def test_promote_keeps_the_image_digest_in_the_registry(pr_run: PipelineRun) -> None:
+    image = "ghcr.io/acme/credit-model@sha256:" + "b" * 64
+    argv = ["mlgate", "release", "promote", "--version", "1", "--to", "production"]
+    proc = run([*argv, "--image", image], pr_run.clone, MLFLOW_TRACKING_URI=pr_run.tracking_uri)
+    assert "production is already credit-risk version 1; nothing to do" in proc.stdout
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=pr_run.tracking_uri, registry_uri=pr_run.tracking_uri)
+    assert client.get_model_version("credit-risk", "1").tags["mlgate.image"] == image
+
+
+def test_mlgate_repro_detects_a_run_record_from_another_machine(
+    pr_run: PipelineRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What makes `mlgate repro` retrain on a runner whose store never saw the committed run."""
+    from mlgate.ci import run_in_store
+    from mlgate.config import load_params
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    record = tmp_path / "artifacts/model/run.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"run_id": "0" * 32, "model_uri": "models:/m-x"}))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", pr_run.tracking_uri)
+    params = load_params(tmp_path / "params.yaml")
+    assert run_in_store(params) == ("0" * 32, False)
+    known = json.loads((pr_run.clone / "artifacts/model/run.json").read_text())["run_id"]
+    record.write_text(json.dumps({"run_id": known, "model_uri": "models:/m-x"}))
+    assert run_in_store(params) == (known, True)
+    record.unlink()
+    assert run_in_store(params) == (None, True)  # nothing committed: a plain dvc repro

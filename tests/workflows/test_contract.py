@@ -245,8 +245,8 @@ def test_the_setup_action_the_workflows_use_exists() -> None:
     strict=True,
 )
 def test_mlgate_build_exists_for_release_image() -> None:
-    """`mlgate release image` runs `mlgate build --version N` and reads the bento tag it prints."""
-    build_parser().parse_args(["build", "--version", "3"])
+    """`mlgate release image` runs `mlgate build --model N` and reads the bento tag it reports."""
+    build_parser().parse_args(["build", "--params", "params.yaml", "--model", "3"])
 
 
 def test_docs_summary_fits_the_readme() -> None:

@@ -119,6 +119,35 @@ def _release_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_bento(params_file: Any, model: str) -> str:
+    """`mlgate build --model MODEL` (the serving commands); returns the bento tag it reports.
+
+    The interface: build writes `bento_tag=…` to $GITHUB_OUTPUT, and its last printed word is
+    the tag; we give it a private output file so its outputs do not leak into this step's.
+    """
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "output"
+        out.touch()
+        build = subprocess.run(
+            [sys.executable, "-m", "mlgate.cli", "build", "--params", str(params_file),
+             "--model", model],
+            capture_output=True, text=True, check=False,
+            env={**os.environ, "GITHUB_OUTPUT": str(out)},
+        )  # fmt: skip
+        reported = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
+    sys.stderr.write(build.stderr)
+    if build.returncode != 0:
+        raise MlgateError(f"mlgate build --model {model} failed:\n{build.stdout}")
+    words = build.stdout.split()
+    tag = reported.get("bento_tag") or (words[-1] if words else "")
+    if not tag:
+        raise MlgateError("mlgate build reported no bento tag")
+    return tag
+
+
 def _release_image(args: argparse.Namespace) -> int:
     """`mlgate build` (the bento), `bentoml containerize`, push; outputs the digest."""
     from mlgate.deploy.config import deploy_config
@@ -127,28 +156,7 @@ def _release_image(args: argparse.Namespace) -> int:
 
     cfg = deploy_config(_params(args).deploy)
     repo = args.image or cfg.image_repository()
-    build = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlgate.cli",
-            "build",
-            "--params",
-            str(args.params),
-            "--version",
-            args.version,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    sys.stderr.write(build.stderr)
-    if build.returncode != 0:
-        raise MlgateError(f"mlgate build --version {args.version} failed:\n{build.stdout}")
-    lines = [ln.strip() for ln in build.stdout.splitlines() if ln.strip()]
-    if not lines:
-        raise MlgateError("mlgate build printed no bento tag")
-    bento = lines[-1].split()[-1]  # the interface: the last word of the last line is the tag
+    bento = _build_bento(args.params, args.version)
     tag = f"{repo}:{args.tag}"
     sh(["bentoml", "containerize", bento, "--image-tag", tag], capture=False)
     sh(["docker", "push", "--quiet", tag])

@@ -194,6 +194,7 @@ def setup(
     branch: str = "main",
     check: str = DEFAULT_CHECK,
     no_reviewers: bool = False,
+    approvals: int = 1,
 ) -> list[str]:
     """Make environments and branch rule match the design; returns what changed."""
     if not reviewers and not no_reviewers:
@@ -228,7 +229,7 @@ def setup(
                 detail += f", reviewers: {len(ids)}, prevent self-review: {bool(ids)}"
             changes.append(f"environment {env}: {what}{detail}")
         changes += _branch_policy(gh, repo, env, branch)
-    changes += _protect(gh, repo, branch, check)
+    changes += _protect(gh, repo, branch, check, approvals)
     return changes
 
 
@@ -247,7 +248,7 @@ def _branch_policy(gh: GitHub, repo: str, env: str, branch: str) -> list[str]:
     return changes
 
 
-def _protect(gh: GitHub, repo: str, branch: str, check: str) -> list[str]:
+def _protect(gh: GitHub, repo: str, branch: str, check: str, approvals: int) -> list[str]:
     base = f"/repos/{repo}/branches/{_quote(branch)}/protection"
     current = gh.get_or_none(base)
     if current is None:
@@ -257,11 +258,16 @@ def _protect(gh: GitHub, repo: str, branch: str, check: str) -> list[str]:
             {
                 "required_status_checks": {"strict": True, "checks": [{"context": check}]},
                 "enforce_admins": True,
-                "required_pull_request_reviews": {"required_approving_review_count": 1},
+                "required_pull_request_reviews": (
+                    {"required_approving_review_count": approvals} if approvals else None
+                ),
                 "restrictions": None,
             },
         )
-        return [f"branch {branch}: protected; pull requests need an approval and check {check!r}"]
+        return [
+            f"branch {branch}: protected; pull requests need check {check!r} "
+            f"and {approvals} approving review(s)"
+        ]
     checks = current.get("required_status_checks")
     if checks is None:
         gh.request(
@@ -282,9 +288,15 @@ def _protect(gh: GitHub, repo: str, branch: str, check: str) -> list[str]:
 # ---------------------------------------------------------------- PR comment
 
 
+COMMENT_LIMIT = 65_536  # GitHub refuses longer issue comments (422)
+
+
 def upsert_comment(gh: GitHub, repo: str, number: int, body: str) -> tuple[str, int]:
     """One report comment per PR, found by its marker and edited in place on every push."""
     body = f"{COMMENT_MARKER}\n{body}" if COMMENT_MARKER not in body else body
+    if len(body) > COMMENT_LIMIT:
+        note = "\n\n… cut to fit a GitHub comment: the full report is in the job summary.\n"
+        body = body[: COMMENT_LIMIT - len(note)] + note
     comments = gh.paginate(f"/repos/{repo}/issues/{number}/comments")
     for c in comments:
         if COMMENT_MARKER in (c.get("body") or ""):
@@ -384,7 +396,9 @@ def write_outputs(**values: str) -> None:
 def _setup(args: argparse.Namespace) -> int:
     gh = GitHub.from_env()
     repo = repo_from_env(args.repo)
-    changes = setup(gh, repo, args.reviewer, args.branch, args.check, args.no_reviewers)
+    changes = setup(
+        gh, repo, args.reviewer, args.branch, args.check, args.no_reviewers, args.approvals
+    )
     for line in changes:
         print(f"github setup: {line}")
     if not changes:
@@ -457,6 +471,15 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--no-reviewers", action="store_true", help="the plan fallback (see docs)")
     p.add_argument("--branch", default="main", help="the deployment branch (default: %(default)s)")
     p.add_argument("--check", default=DEFAULT_CHECK, help="required check (default: %(default)s)")
+    p.add_argument(
+        "--approvals",
+        type=int,
+        default=1,
+        choices=range(7),
+        metavar="N",
+        help="approving reviews a PR needs when the branch is first protected (0-6, "
+        "default: %(default)s; 0 suits a one-person repository)",
+    )
     p.set_defaults(handler=_setup)
 
     p = ghsub.add_parser(

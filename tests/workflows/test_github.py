@@ -192,3 +192,20 @@ def test_deployments_are_recorded_and_rollback_finds_the_previous_one(
         "model_version=3",
         "ref=a1",
     ]
+
+
+def test_one_person_repository_needs_no_approving_review(fake: FakeGitHub) -> None:
+    assert setup("--approvals", "0") == 0
+    put = next(body for method, path, body in fake.mutations if path == PROTECTION)
+    assert put["required_pull_request_reviews"] is None
+    assert put["required_status_checks"]["checks"] == [{"context": "ml / gate"}]
+
+
+def test_an_oversized_report_is_cut_to_a_comment_github_accepts(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    report = tmp_path / "report.md"
+    report.write_text("## mlgate report\n" + "x" * 70_000)
+    assert main(["github", "comment", "--pr", "3", "--body-file", str(report)]) == 0
+    body = fake.comments[3][0]["body"]
+    assert len(body) <= 65_536 and body.endswith("the full report is in the job summary.\n")

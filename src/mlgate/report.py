@@ -195,10 +195,14 @@ def render(
     base: Results,
     prod: Results,
     plots_url: str = "",
+    pipeline_ok: bool = True,
 ) -> str:
     out: list[str] = []
-    if gate is None:
+    if gate is None or (not pipeline_ok and gate["passed"]):
+        # A stage failed before the gate ran: the gate.json here (if any) is the committed one
         verdict = "❌ the pipeline failed before the gate (see the `pipeline` job log)"
+        if gate is not None:
+            verdict += "; the gate results below are the last committed ones, not this PR's"
     elif gate["passed"]:
         verdict = "✅ gate passed"
     else:
@@ -296,8 +300,9 @@ def schema_changes(base: dict[str, str], pr: dict[str, str]) -> str:
 
 
 def build_report(
-    params: Params, params_file: Path, base_ref: str, plots_url: str = ""
-) -> tuple[str, dict[str, Any] | None]:
+    params: Params, params_file: Path, base_ref: str, plots_url: str = "", pipeline_ok: bool = True
+) -> tuple[str, bool]:
+    """The Markdown and whether this PR passed (pipeline finished and every gate passed)."""
     pr = workspace_results(params, params_file)
     if not pr.metrics:
         raise MlgateError(f"{params.evaluate.metrics} not found: run `dvc repro` first")
@@ -307,7 +312,8 @@ def build_report(
         else Results("base", note="no --base given")
     )
     gate = json.loads(params.gate.report.read_text()) if params.gate.report.exists() else None
-    return render(gate, pr, base, production_results(params), plots_url), gate
+    text = render(gate, pr, base, production_results(params), plots_url, pipeline_ok)
+    return text, bool(pipeline_ok and gate and gate["passed"])
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -315,14 +321,16 @@ def _report(args: argparse.Namespace) -> int:
     from mlgate.github import write_outputs
 
     params = load_params(args.params)
-    text, gate = build_report(params, args.params, args.base, args.plots_url)
+    text, ok = build_report(
+        params, args.params, args.base, args.plots_url, args.pipeline == "success"
+    )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text, encoding="utf-8")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a", encoding="utf-8") as fh:
             fh.write(text)
-    passed = "true" if gate and gate["passed"] else "false"
+    passed = "true" if ok else "false"
     write_outputs(report=str(args.output), passed=passed)
     where = " and the job summary" if summary else ""
     print(f"report: wrote {args.output}{where} (gate passed: {passed})")
@@ -344,4 +352,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--output", type=Path, default=Path("report.md"), help="default: %(default)s")
     p.add_argument("--plots-url", default="", help="link to the uploaded dvc plots HTML")
+    p.add_argument(
+        "--pipeline",
+        default="success",
+        choices=["success", "failure"],
+        help="how the pipeline job ended; on failure a passing gate.json is not trusted",
+    )
     p.set_defaults(handler=_report)

@@ -184,13 +184,17 @@ def test_every_input_secret_and_output_is_documented() -> None:
 # ---------------------------------------------------------------- commands exist
 
 
+# What a runner may put in these variables (for options with choices); anything else: "1".
+SAMPLE = {"PIPELINE": "failure", "PARAMS": "params.yaml"}
+
+
 def _commands(script: str) -> list[list[str]]:
     """`mlgate …` invocations in a run script, with "$VARS" replaced by a placeholder."""
     found = []
     for line in script.splitlines():
         m = re.search(r"\bmlgate\s+(.*)$", line)
         if m and "uv run" in line:
-            args = re.sub(r'"\$[A-Z_]+"', "1", m.group(1))  # any value: ints parse too
+            args = re.sub(r'"\$([A-Z_]+)"', lambda v: SAMPLE.get(v[1], "1"), m.group(1))
             found.append(shlex.split(args))
     return found
 

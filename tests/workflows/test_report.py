@@ -97,6 +97,7 @@ def pr_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineRun]:
         "MLFLOW_TRACKING_TOKEN": "",
         "GITHUB_TOKEN": "test-token",
         "PR_NUMBER": "12",
+        "PIPELINE": "failure",  # the gate stage failed the pipeline job
     }
     env = tool_env(
         GITHUB_STEP_SUMMARY=str(summary),
@@ -243,3 +244,19 @@ def test_mlgate_repro_detects_a_run_record_from_another_machine(
     assert run_in_store(params) == (known, True)
     record.unlink()
     assert run_in_store(params) == (None, True)  # nothing committed: a plain dvc repro
+
+
+def test_a_pipeline_that_failed_before_the_gate_is_not_reported_as_passing(
+    tmp_path: Path,
+) -> None:
+    """The checkout holds the committed, passing gate.json: a failed pipeline must not use it."""
+    out, outputs = tmp_path / "report.md", tmp_path / "output"
+    proc = run(
+        ["mlgate", "report", "--output", str(out), "--pipeline", "failure"],
+        ROOT,
+        GITHUB_OUTPUT=str(outputs),
+    )
+    assert "gate passed: false" in proc.stdout
+    assert "passed=false" in outputs.read_text().splitlines()
+    text = out.read_text()
+    assert "❌ the pipeline failed before the gate" in text and "gate passed" not in text

@@ -39,25 +39,43 @@ def _deploy(args: argparse.Namespace) -> int:
     if "@sha256:" not in args.image:
         raise MlgateError(f"--image {args.image!r}: deploy an image by digest (REPO@sha256:…)")
     forward = None
+    passed: list[str] = []
     if cfg.target == "local":
-        url = targets.deploy_local(args.env, args.image, cfg, publish=not args.no_publish)
+        # The container runs on this machine only to be tested: there is no public URL.
+        test_url = targets.deploy_local(args.env, args.image, cfg, publish=not args.no_publish)
+        url = ""
     else:
         url = targets.deploy_kubernetes(args.env, args.image, cfg, params.project.name)
+        test_url = url
     print(f"deploy: {args.image} is live in {args.env} ({cfg.target})")
     try:
         if not args.no_smoke:
-            test_url = url
             if not test_url:
                 forward, test_url = targets.port_forward(args.env, cfg, params.project.name)
             rows = smoke.sample_rows(params, cfg.smoke.rows)
-            for line in smoke.smoke_test(test_url, rows, cfg):
+            passed = smoke.smoke_test(test_url, rows, cfg)
+            for line in passed:
                 print(f"smoke: pass {line}")
     finally:
         if forward is not None:
             forward.terminate()
             forward.wait(timeout=10)
     write_outputs(url=url)
+    _summary(
+        f"### Deployed to {args.env}\n\n- image: `{args.image}`\n- target: {cfg.target}"
+        + (f"\n- url: {url}" if url else "")
+        + (f"\n- smoke and contract test: {len(passed)} checks passed" if passed else "")
+        + "\n"
+    )
     return 0
+
+
+def _summary(markdown: str) -> None:
+    """Append to the job summary on GitHub Actions (no-op elsewhere)."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(markdown + "\n")
 
 
 def _smoke(args: argparse.Namespace) -> int:

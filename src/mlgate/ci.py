@@ -1,0 +1,68 @@
+"""`mlgate repro`: dvc repro on a runner; retrains when the committed run is not in the store."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from typing import TYPE_CHECKING, Any
+
+from mlgate.errors import MlgateError
+
+if TYPE_CHECKING:
+    from mlgate.config import Params
+
+
+def run_in_store(params: Params) -> tuple[str | None, bool]:
+    """(run id in the committed run record, whether this tracking store knows that run)."""
+    if not params.train.run.exists():
+        return None, True
+    from mlflow.exceptions import MlflowException
+
+    from mlgate import io, tracking
+
+    run_id = io.read_json(params.train.run, "training run record").get("run_id")
+    client = tracking.connect(params)
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        return run_id, False
+    return run_id, True
+
+
+def repro(params: Params) -> int:
+    """Evaluate, gate and register resume the training run: it must be in this store.
+
+    A committed `run.json` usually names a run on the author's laptop. On a fresh runner (or a
+    tracking server that never saw it) the whole pipeline is rerun, so the model that is gated
+    and registered was trained here, from this commit.
+    """
+    run_id, known = run_in_store(params)
+    cmd = ["dvc", "repro"]
+    if not known:
+        print(
+            f"repro: training run {run_id} (from {params.train.run}) is not in the tracking "
+            "store: retraining here (`dvc repro --force`) so the lineage points at this commit"
+        )
+        cmd.append("--force")
+    try:
+        return subprocess.run(cmd, check=False).returncode
+    except FileNotFoundError:
+        raise MlgateError("`dvc` is not on PATH: run inside the project environment") from None
+
+
+def _repro(args: argparse.Namespace) -> int:
+    from mlgate.config import load_params
+
+    return repro(load_params(args.params))
+
+
+def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "repro",
+        parents=[common],
+        help="dvc repro for CI: retrain when the committed training run is not in this store",
+        description="Run `dvc repro`; if the training run named in the run record is unknown "
+        "to the tracking store (a fresh runner without a server, or a run made elsewhere), "
+        "run `dvc repro --force` so evaluate, gate and register use a run made here.",
+    )
+    p.set_defaults(handler=_repro)

@@ -1,0 +1,237 @@
+"""Deploy and release: image build, per-environment deploy + smoke test, registry aliases."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from typing import Any
+
+from mlgate.errors import MlgateError
+
+NO_SERVER = (
+    "no MLFLOW_TRACKING_URI secret: there is no shared registry, so {what} is skipped "
+    "(the image and the GitHub deployment record still say which commit and model it is)"
+)
+
+
+def _params(args: argparse.Namespace) -> Any:
+    from mlgate.config import load_params
+
+    return load_params(args.params)
+
+
+def _has_server() -> bool:
+    return bool(os.environ.get("MLFLOW_TRACKING_URI"))
+
+
+# ---------------------------------------------------------------- deploy + smoke
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from mlgate.deploy import smoke, targets
+    from mlgate.deploy.config import deploy_config
+    from mlgate.github import write_outputs
+
+    params = _params(args)
+    cfg = deploy_config(params.deploy)
+    if "@sha256:" not in args.image:
+        raise MlgateError(f"--image {args.image!r}: deploy an image by digest (REPO@sha256:…)")
+    forward = None
+    passed: list[str] = []
+    if cfg.target == "local":
+        # The container runs on this machine only to be tested: there is no public URL.
+        test_url = targets.deploy_local(args.env, args.image, cfg, publish=not args.no_publish)
+        url = ""
+    else:
+        url = targets.deploy_kubernetes(args.env, args.image, cfg, params.project.name)
+        test_url = url
+    print(f"deploy: {args.image} is live in {args.env} ({cfg.target})")
+    try:
+        if not args.no_smoke:
+            if not test_url:
+                forward, test_url = targets.port_forward(args.env, cfg, params.project.name)
+            rows = smoke.sample_rows(params, cfg.smoke.rows)
+            passed = smoke.smoke_test(test_url, rows, cfg)
+            for line in passed:
+                print(f"smoke: pass {line}")
+    finally:
+        if forward is not None:
+            forward.terminate()
+            forward.wait(timeout=10)
+    write_outputs(url=url)
+    _summary(
+        f"### Deployed to {args.env}\n\n- image: `{args.image}`\n- target: {cfg.target}"
+        + (f"\n- url: {url}" if url else "")
+        + (f"\n- smoke and contract test: {len(passed)} checks passed" if passed else "")
+        + "\n"
+    )
+    return 0
+
+
+def _summary(markdown: str) -> None:
+    """Append to the job summary on GitHub Actions (no-op elsewhere)."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(markdown + "\n")
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    from mlgate.deploy import smoke
+    from mlgate.deploy.config import deploy_config
+
+    params = _params(args)
+    cfg = deploy_config(params.deploy)
+    rows = smoke.sample_rows(params, cfg.smoke.rows)
+    for line in smoke.smoke_test(args.url, rows, cfg):
+        print(f"smoke: pass {line}")
+    return 0
+
+
+# ---------------------------------------------------------------- release
+
+
+def _release_register(args: argparse.Namespace) -> int:
+    from mlgate import registry
+    from mlgate.github import write_outputs
+
+    if not _has_server():
+        print(
+            "release register: no MLFLOW_TRACKING_URI secret: registering in this job's local "
+            "store only, to build the bento; the version is not shared with later jobs, and "
+            "aliases staging/production will not be moved"
+        )
+    version = registry.register(_params(args))
+    write_outputs(version=version, shared_registry=str(_has_server()).lower())
+    return 0
+
+
+def _release_promote(args: argparse.Namespace) -> int:
+    from mlgate import registry
+
+    if not _has_server():
+        print(f"release promote: {NO_SERVER.format(what=f'moving alias {args.to!r}')}")
+        return 0
+    if not args.version:
+        raise MlgateError("--version is empty: the register step did not report a version")
+    params = _params(args)
+    registry.promote(params, args.version, to=args.to, note=args.note)
+    if args.image:
+        from mlgate import tracking
+
+        # the registry answers "which image runs this version" without asking GitHub
+        client = tracking.connect(params)
+        client.set_model_version_tag(params.model_name, args.version, "mlgate.image", args.image)
+    return 0
+
+
+def _release_rollback(args: argparse.Namespace) -> int:
+    from mlgate import registry
+
+    if not _has_server():
+        print(f"release rollback: {NO_SERVER.format(what='moving alias production back')}")
+        return 0
+    registry.rollback(_params(args), alias="production", note=args.note)
+    return 0
+
+
+def _build_bento(params_file: Any, model: str) -> str:
+    """`mlgate build --model MODEL` (the serving commands); returns the bento tag it reports.
+
+    The interface: build writes `bento_tag=…` to $GITHUB_OUTPUT, and its last printed word is
+    the tag; we give it a private output file so its outputs do not leak into this step's.
+    """
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "output"
+        out.touch()
+        build = subprocess.run(
+            [sys.executable, "-m", "mlgate.cli", "build", "--params", str(params_file),
+             "--model", model],
+            capture_output=True, text=True, check=False,
+            env={**os.environ, "GITHUB_OUTPUT": str(out)},
+        )  # fmt: skip
+        reported = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
+    sys.stderr.write(build.stderr)
+    if build.returncode != 0:
+        raise MlgateError(f"mlgate build --model {model} failed:\n{build.stdout}")
+    words = build.stdout.split()
+    tag = reported.get("bento_tag") or (words[-1] if words else "")
+    if not tag:
+        raise MlgateError("mlgate build reported no bento tag")
+    return tag
+
+
+def _release_image(args: argparse.Namespace) -> int:
+    """`mlgate build` (the bento), `bentoml containerize`, push; outputs the digest."""
+    from mlgate.deploy.config import deploy_config
+    from mlgate.deploy.targets import sh
+    from mlgate.github import write_outputs
+
+    cfg = deploy_config(_params(args).deploy)
+    repo = args.image or cfg.image_repository()
+    bento = _build_bento(args.params, args.version)
+    tag = f"{repo}:{args.tag}"
+    sh(["bentoml", "containerize", bento, "--image-tag", tag], capture=False)
+    sh(["docker", "push", "--quiet", tag])
+    digest = sh(["docker", "inspect", "--format", "{{index .RepoDigests 0}}", tag])
+    print(f"release image: bento {bento} -> {digest}")
+    write_outputs(bento=bento, image=digest)
+    return 0
+
+
+def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "deploy",
+        parents=[common],
+        help="deploy an image digest to staging/production and smoke-test it",
+        description="Deploy REPO@sha256:… with the target in params.yaml deploy.target "
+        "(local: run it on this machine and publish the :ENV tag; kubernetes: kubectl apply "
+        "deploy/k8s with KUBECONFIG), then smoke- and contract-test the live endpoint.",
+    )
+    p.add_argument("--env", required=True, choices=["staging", "production"])
+    p.add_argument("--image", required=True, help="image by digest")
+    p.add_argument("--no-smoke", action="store_true", help="skip the smoke test")
+    p.add_argument("--no-publish", action="store_true", help="local: do not push the :ENV tag")
+    p.set_defaults(handler=_deploy)
+
+    p = sub.add_parser(
+        "smoke",
+        parents=[common],
+        help="smoke- and contract-test a live service URL",
+        description="Health, readiness and metrics endpoints answer 200; rows of the test "
+        "split are scored; a request missing a field is refused with 4xx.",
+    )
+    p.add_argument("--url", required=True, help="base URL of the service")
+    p.set_defaults(handler=_smoke)
+
+    rel = sub.add_parser("release", help="CD steps around the registry and the image")
+    rsub = rel.add_subparsers(dest="release_command", metavar="COMMAND", required=True)
+    p = rsub.add_parser(
+        "register", parents=[common], help="register the gated model; outputs its version"
+    )
+    p.set_defaults(handler=_release_register)
+    p = rsub.add_parser(
+        "promote", parents=[common], help="move an alias (skipped without a tracking server)"
+    )
+    p.add_argument("--version", default="", help="model version")
+    p.add_argument("--to", required=True, choices=["staging", "production"])
+    p.add_argument("--note", default="", help="why")
+    p.add_argument("--image", default="", help="image digest, kept as tag mlgate.image")
+    p.set_defaults(handler=_release_promote)
+    p = rsub.add_parser(
+        "rollback", parents=[common], help="move production back (skipped without a server)"
+    )
+    p.add_argument("--note", default="", help="why")
+    p.set_defaults(handler=_release_rollback)
+    p = rsub.add_parser(
+        "image", parents=[common], help="build the bento and its image once; outputs the digest"
+    )
+    p.add_argument("--version", required=True, help="model version or alias for `mlgate build`")
+    p.add_argument("--image", default="", help="image repository (default: deploy.image)")
+    p.add_argument("--tag", required=True, help="image tag, e.g. the commit SHA")
+    p.set_defaults(handler=_release_image)

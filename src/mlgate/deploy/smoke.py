@@ -1,0 +1,100 @@
+"""Smoke and contract test of a live service over HTTP: health, metrics, predictions, rejections."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+from mlgate.errors import MlgateError
+
+if TYPE_CHECKING:
+    from mlgate.deploy.config import Deploy
+
+
+def _call(url: str, body: Any = None, timeout: float = 30) -> tuple[int, bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def wait_ready(base: str, cfg: Deploy) -> None:
+    """Poll the readiness endpoint until it answers 200, or fail after startup_seconds."""
+    deadline = time.monotonic() + cfg.startup_seconds
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            status, _ = _call(base + cfg.health.ready, timeout=5)
+            if status == 200:
+                return
+            last = f"HTTP {status}"
+        except (urllib.error.URLError, OSError) as err:
+            last = str(getattr(err, "reason", err))
+        time.sleep(1)
+    raise MlgateError(
+        f"{base}{cfg.health.ready} was not ready within {cfg.startup_seconds}s (last: {last})"
+    )
+
+
+def smoke_test(base: str, rows: list[dict[str, Any]], cfg: Deploy) -> list[str]:
+    """Every check the live endpoint must pass; raises with all failures at once."""
+    base = base.rstrip("/")
+    wait_ready(base, cfg)
+    passed: list[str] = []
+    failed: list[str] = []
+
+    def check(ok: bool, what: str) -> None:
+        (passed if ok else failed).append(what)
+
+    for path in (cfg.health.live, cfg.health.ready, cfg.health.metrics):
+        status, _ = _call(base + path)
+        check(status == 200, f"GET {path} -> {status} (want 200)")
+    endpoint = base + cfg.smoke.path
+    for i, row in enumerate(rows):
+        status, body = _call(endpoint, {cfg.smoke.field: row})
+        ok = status == 200 and _is_json(body)
+        why = "" if ok else ": " + body[:200].decode(errors="replace")
+        check(ok, f"POST {cfg.smoke.path} row {i} -> {status}{why}")
+    if rows:
+        # The contract: a request missing a field is the client's error (4xx), never a crash.
+        broken = dict(rows[0])
+        broken.pop(next(iter(broken)))
+        status, _ = _call(endpoint, {cfg.smoke.field: broken})
+        check(
+            400 <= status < 500,
+            f"POST {cfg.smoke.path} with a missing field -> {status} (want 4xx)",
+        )
+    if failed:
+        raise MlgateError(
+            f"smoke test of {base} failed:\n"
+            + "\n".join(f"  FAIL {f}" for f in failed)
+            + "".join(f"\n  pass {p}" for p in passed)
+        )
+    return passed
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except ValueError:
+        return False
+    return True
+
+
+def sample_rows(params: Any, n: int) -> list[dict[str, Any]]:
+    """Feature rows of the raw data (always there after `dvc pull data.dvc`): real requests."""
+    import pandas as pd
+
+    if not params.data.raw.exists():
+        raise MlgateError(f"{params.data.raw} not found: run `dvc pull data.dvc` first")
+    raw = pd.read_csv(params.data.raw)
+    rows = raw[params.features.all].dropna().head(n)
+    return json.loads(rows.to_json(orient="records"))

@@ -1,0 +1,515 @@
+"""GitHub as code: environments, the required gate check, the PR report comment, deployments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import operator
+import os
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlgate.errors import MlgateError
+
+API_VERSION = "2022-11-28"
+COMMENT_MARKER = "<!-- mlgate-report -->"
+DEFAULT_CHECK = "ml / gate"  # "<caller job id> / <reusable job name>" as GitHub names it
+ENVIRONMENTS = ("staging", "production")
+PLAN_FALLBACK = (
+    "GitHub offers required reviewers on environments only for public repositories, and for "
+    "private ones on GitHub Enterprise. Fallback (docs/WORKFLOWS.md#plan-fallback): rerun with "
+    "`mlgate github setup --no-reviewers`, which keeps the main-only deployment branch policy, "
+    "and call ml-cd.yml with `production: false`, so production is released only by a person "
+    "who starts the cd workflow by hand (workflow_dispatch, write access required)."
+)
+
+
+class GitHubError(MlgateError):
+    """The GitHub API refused a request; the message says what to do about it."""
+
+    def __init__(self, status: int, method: str, path: str, message: str) -> None:
+        self.status = status
+        super().__init__(_explain(status, method, path, message))
+
+
+def _explain(status: int, method: str, path: str, message: str) -> str:
+    what = f"GitHub API {method} {path} answered {status}: {message}"
+    hint = {
+        401: "the token was rejected: set GITHUB_TOKEN to a valid token",
+        403: "the token may not do this: `github setup` needs a token with admin rights on the "
+        "repository (fine-grained: Administration and Environments read/write); a workflow's "
+        "GITHUB_TOKEN needs the permission named in the job",
+        404: "not found: check the repository name (--repo / GITHUB_REPOSITORY), that the token "
+        "can see it, and, for branch protection, that the branch exists",
+        422: "GitHub rejected the payload",
+    }.get(status)
+    return f"{what}\n  {hint}" if hint else what
+
+
+@dataclass
+class GitHub:
+    """A minimal REST client: JSON in, JSON out, errors as GitHubError."""
+
+    token: str
+    api_url: str = "https://api.github.com"
+    log: list[str] | None = None
+
+    @classmethod
+    def from_env(cls) -> GitHub:
+        token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
+        if not token:
+            raise MlgateError("set GITHUB_TOKEN (or GH_TOKEN) to a GitHub token")
+        return cls(token=token, api_url=os.environ.get("GITHUB_API_URL", cls.api_url))
+
+    def request(self, method: str, path: str, payload: Any = None) -> Any:
+        import urllib.error  # lazy: `mlgate --help` should not pay for http.client
+        import urllib.request
+
+        url = self.api_url.rstrip("/") + path
+        data = None if payload is None else json.dumps(payload).encode()
+        req = urllib.request.Request(url, data=data, method=method)
+        req.add_header("Accept", "application/vnd.github+json")
+        req.add_header("Authorization", f"Bearer {self.token}")
+        req.add_header("X-GitHub-Api-Version", API_VERSION)
+        req.add_header("User-Agent", "mlgate")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                body = resp.read()
+        except urllib.error.HTTPError as err:
+            raise GitHubError(err.code, method, path, _api_message(err.read())) from None
+        except urllib.error.URLError as err:
+            raise MlgateError(
+                f"cannot reach the GitHub API at {self.api_url}: {err.reason}"
+            ) from None
+        return json.loads(body) if body else None
+
+    def get_or_none(self, path: str) -> Any:
+        try:
+            return self.request("GET", path)
+        except GitHubError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def paginate(self, path: str, key: str | None = None) -> list[Any]:
+        items: list[Any] = []
+        page = 1
+        sep = "&" if "?" in path else "?"
+        while True:
+            got = self.request("GET", f"{path}{sep}per_page=100&page={page}")
+            batch = got[key] if key else got
+            items.extend(batch)
+            if len(batch) < 100:
+                return items
+            page += 1
+
+
+def _api_message(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.decode(errors="replace")[:300]
+    msg = str(data.get("message", ""))
+    errors = data.get("errors")
+    if errors:
+        msg += " " + json.dumps(errors)
+    return msg
+
+
+def repo_from_env(repo: str | None) -> str:
+    repo = repo or os.environ.get("GITHUB_REPOSITORY")
+    if not repo or repo.count("/") != 1:
+        raise MlgateError("name the repository as OWNER/NAME (--repo or GITHUB_REPOSITORY)")
+    return repo
+
+
+# ---------------------------------------------------------------- setup
+
+
+def _quote(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+def resolve_reviewers(gh: GitHub, specs: list[str]) -> list[dict[str, Any]]:
+    """`user:LOGIN` or `team:ORG/SLUG` (a bare name is a user) -> the API's reviewer objects."""
+    if len(specs) > 6:
+        raise MlgateError(f"GitHub allows at most 6 required reviewers; got {len(specs)}")
+    reviewers = []
+    for spec in specs:
+        kind, _, name = spec.partition(":") if ":" in spec else ("user", "", spec)
+        if kind == "user":
+            user = gh.request("GET", f"/users/{_quote(name)}")
+            reviewers.append({"type": "User", "id": user["id"]})
+        elif kind == "team" and "/" in name:
+            org, slug = name.split("/", 1)
+            team = gh.request("GET", f"/orgs/{_quote(org)}/teams/{_quote(slug)}")
+            reviewers.append({"type": "Team", "id": team["id"]})
+        else:
+            raise MlgateError(f"reviewer {spec!r}: expected user:LOGIN or team:ORG/SLUG")
+    return reviewers
+
+
+def environment_payload(name: str, reviewers: list[dict[str, Any]]) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "deployment_branch_policy": {"protected_branches": False, "custom_branch_policies": True}
+    }
+    if name == "production":
+        payload["reviewers"] = reviewers
+        payload["prevent_self_review"] = bool(reviewers)
+    return payload
+
+
+def _current_environment(env: dict[str, Any]) -> dict[str, Any]:
+    """The parts of GET /environments/{name} that environment_payload sets."""
+    current: dict[str, Any] = {"deployment_branch_policy": env.get("deployment_branch_policy")}
+    for rule in env.get("protection_rules") or []:
+        if rule.get("type") == "required_reviewers":
+            current["reviewers"] = [
+                {"type": r["type"], "id": r["reviewer"]["id"]} for r in rule.get("reviewers", [])
+            ]
+            current["prevent_self_review"] = bool(rule.get("prevent_self_review"))
+    return current
+
+
+def _differs(desired: dict[str, Any], current: dict[str, Any]) -> bool:
+    for key, want in desired.items():
+        have = current.get(key)
+        if key == "reviewers":
+            key_of = operator.itemgetter("type", "id")
+            if sorted(map(key_of, want)) != sorted(map(key_of, have or [])):
+                return True
+        elif key == "prevent_self_review":
+            if bool(have) != want:
+                return True
+        elif have != want:
+            return True
+    return False
+
+
+def setup(
+    gh: GitHub,
+    repo: str,
+    reviewers: list[str],
+    branch: str = "main",
+    check: str = DEFAULT_CHECK,
+    no_reviewers: bool = False,
+    approvals: int = 1,
+) -> list[str]:
+    """Make environments and branch rule match the design; returns what changed."""
+    if not reviewers and not no_reviewers:
+        raise MlgateError(
+            "production needs at least one required reviewer: pass --reviewer user:LOGIN or "
+            "--reviewer team:ORG/SLUG (or --no-reviewers for the plan fallback)"
+        )
+    info = gh.request("GET", f"/repos/{repo}")
+    ids = [] if no_reviewers else resolve_reviewers(gh, reviewers)
+    changes: list[str] = []
+    for env in ENVIRONMENTS:
+        base = f"/repos/{repo}/environments/{_quote(env)}"
+        desired = environment_payload(env, ids)
+        existing = gh.get_or_none(base)
+        if existing is None or _differs(desired, _current_environment(existing)):
+            try:
+                gh.request("PUT", base, desired)
+            except GitHubError as err:
+                if (
+                    desired.get("reviewers")
+                    and info.get("private")
+                    and err.status in (403, 404, 422)
+                ):
+                    raise MlgateError(
+                        f"{repo} is private and its plan does not allow required reviewers on "
+                        f"environment {env!r} (GitHub answered {err.status}).\n{PLAN_FALLBACK}"
+                    ) from None
+                raise
+            what = "created" if existing is None else "updated"
+            detail = ", branch policy: custom"
+            if env == "production":
+                detail += f", reviewers: {len(ids)}, prevent self-review: {bool(ids)}"
+            changes.append(f"environment {env}: {what}{detail}")
+        changes += _branch_policy(gh, repo, env, branch)
+    changes += _protect(gh, repo, branch, check, approvals)
+    return changes
+
+
+def _branch_policy(gh: GitHub, repo: str, env: str, branch: str) -> list[str]:
+    path = f"/repos/{repo}/environments/{_quote(env)}/deployment-branch-policies"
+    policies = gh.paginate(path, key="branch_policies")
+    changes = []
+    if not any(p["name"] == branch and p.get("type", "branch") == "branch" for p in policies):
+        gh.request("POST", path, {"name": branch, "type": "branch"})
+        changes.append(f"environment {env}: deployments allowed from branch {branch!r}")
+    for p in policies:
+        if not (p["name"] == branch and p.get("type", "branch") == "branch"):
+            # "main only": any other branch or tag pattern could deploy unreviewed code
+            gh.request("DELETE", f"{path}/{p['id']}")
+            changes.append(f"environment {env}: removed deployment policy {p['name']!r}")
+    return changes
+
+
+def _protect(gh: GitHub, repo: str, branch: str, check: str, approvals: int) -> list[str]:
+    base = f"/repos/{repo}/branches/{_quote(branch)}/protection"
+    current = gh.get_or_none(base)
+    if current is None:
+        gh.request(
+            "PUT",
+            base,
+            {
+                "required_status_checks": {"strict": True, "checks": [{"context": check}]},
+                "enforce_admins": True,
+                "required_pull_request_reviews": (
+                    {"required_approving_review_count": approvals} if approvals else None
+                ),
+                "restrictions": None,
+            },
+        )
+        return [
+            f"branch {branch}: protected; pull requests need check {check!r} "
+            f"and {approvals} approving review(s)"
+        ]
+    checks = current.get("required_status_checks")
+    if checks is None:
+        gh.request(
+            "PATCH",
+            f"{base}/required_status_checks",
+            {"strict": True, "checks": [{"context": check}]},
+        )
+        return [f"branch {branch}: check {check!r} is now required"]
+    contexts = set(checks.get("contexts") or []) | {
+        c["context"] for c in checks.get("checks") or []
+    }
+    if check not in contexts:
+        gh.request("POST", f"{base}/required_status_checks/contexts", [check])
+        return [f"branch {branch}: check {check!r} added to the required checks"]
+    return []
+
+
+# ---------------------------------------------------------------- PR comment
+
+
+COMMENT_LIMIT = 65_536  # GitHub refuses longer issue comments (422)
+
+
+def upsert_comment(gh: GitHub, repo: str, number: int, body: str) -> tuple[str, int]:
+    """One report comment per PR, found by its marker and edited in place on every push."""
+    body = f"{COMMENT_MARKER}\n{body}" if COMMENT_MARKER not in body else body
+    if len(body) > COMMENT_LIMIT:
+        note = "\n\n… cut to fit a GitHub comment: the full report is in the job summary.\n"
+        body = body[: COMMENT_LIMIT - len(note)] + note
+    comments = gh.paginate(f"/repos/{repo}/issues/{number}/comments")
+    for c in comments:
+        if COMMENT_MARKER in (c.get("body") or ""):
+            gh.request("PATCH", f"/repos/{repo}/issues/comments/{c['id']}", {"body": body})
+            return "updated", int(c["id"])
+    created = gh.request("POST", f"/repos/{repo}/issues/{number}/comments", {"body": body})
+    return "created", int(created["id"])
+
+
+# ---------------------------------------------------------------- deployments
+
+
+def record_deployment(
+    gh: GitHub,
+    repo: str,
+    environment: str,
+    ref: str,
+    image: str,
+    model_version: str,
+    url: str = "",
+    description: str = "",
+) -> int:
+    """A GitHub deployment (payload: image digest, model version, commit, approvers), successful."""
+    payload: dict[str, Any] = {"image": image, "model_version": model_version, "commit": ref}
+    run_id = os.environ.get("GITHUB_RUN_ID")
+    if run_id:
+        payload["run_id"] = run_id
+        payload["approved_by"] = approvers(gh, repo, run_id, environment)
+    dep = gh.request(
+        "POST",
+        f"/repos/{repo}/deployments",
+        {
+            "ref": ref,
+            "environment": environment,
+            "auto_merge": False,
+            "required_contexts": [],  # the gate already ran; this records, it does not gate
+            "payload": payload,
+            "description": (description or f"model {model_version}, {image}")[:140],
+            "production_environment": environment == "production",
+        },
+    )
+    status: dict[str, Any] = {"state": "success", "auto_inactive": True}
+    if url:
+        status["environment_url"] = url
+    gh.request("POST", f"/repos/{repo}/deployments/{dep['id']}/statuses", status)
+    return int(dep["id"])
+
+
+def approvers(gh: GitHub, repo: str, run_id: str, environment: str) -> list[str]:
+    """Who approved this run's deployment to `environment` (needs `actions: read`)."""
+    reviews = gh.request("GET", f"/repos/{repo}/actions/runs/{run_id}/approvals")
+    return sorted(
+        {
+            r["user"]["login"]
+            for r in reviews
+            if r.get("state") == "approved"
+            and any(e.get("name") == environment for e in r.get("environments", []))
+        }
+    )
+
+
+def previous_deployment(gh: GitHub, repo: str, environment: str) -> dict[str, Any]:
+    """The successful deployment before the current one: what a rollback restores."""
+    deps = gh.request(
+        "GET", f"/repos/{repo}/deployments?environment={_quote(environment)}&per_page=30"
+    )
+    successful = []
+    for dep in deps:  # newest first
+        payload = dep.get("payload") or {}
+        if isinstance(payload, str):
+            payload = json.loads(payload or "{}")
+        if not payload.get("image"):
+            continue  # GitHub's own record of a job's environment, not one of ours
+        statuses = gh.request("GET", f"/repos/{repo}/deployments/{dep['id']}/statuses?per_page=1")
+        if statuses and statuses[0]["state"] in ("success", "inactive"):
+            successful.append(dep)
+        if len(successful) == 2:
+            return {"id": dep["id"], "ref": dep["ref"], **payload}
+    raise MlgateError(
+        f"{repo} has fewer than two successful {environment} deployments: nothing to roll back to"
+    )
+
+
+# ---------------------------------------------------------------- outputs and CLI
+
+
+def write_outputs(**values: str) -> None:
+    """Step outputs for the next workflow step (no-op outside GitHub Actions)."""
+    out = os.environ.get("GITHUB_OUTPUT")
+    if not out:
+        return
+    with open(out, "a", encoding="utf-8") as fh:
+        for key, value in values.items():
+            fh.write(f"{key}={value}\n")
+
+
+def _setup(args: argparse.Namespace) -> int:
+    gh = GitHub.from_env()
+    repo = repo_from_env(args.repo)
+    changes = setup(
+        gh, repo, args.reviewer, args.branch, args.check, args.no_reviewers, args.approvals
+    )
+    for line in changes:
+        print(f"github setup: {line}")
+    if not changes:
+        print(f"github setup: {repo} already matches; nothing changed")
+    if args.no_reviewers:
+        print(f"github setup: production has no required reviewers.\n{PLAN_FALLBACK}")
+    return 0
+
+
+def _comment(args: argparse.Namespace) -> int:
+    gh = GitHub.from_env()
+    repo = repo_from_env(args.repo)
+    body = Path(args.body_file).read_text(encoding="utf-8")
+    what, cid = upsert_comment(gh, repo, args.pr, body)
+    print(f"github comment: {what} comment {cid} on #{args.pr}")
+    return 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    gh = GitHub.from_env()
+    repo = repo_from_env(args.repo)
+    ref = args.ref or os.environ.get("GITHUB_SHA", "")
+    if not ref:
+        raise MlgateError("pass --ref (or set GITHUB_SHA): the commit that was deployed")
+    dep = record_deployment(gh, repo, args.env, ref, args.image, args.model_version, args.url)
+    print(f"github deployment: {args.env} deployment {dep} recorded ({args.image})")
+    write_outputs(deployment_id=str(dep))
+    return 0
+
+
+def _previous(args: argparse.Namespace) -> int:
+    gh = GitHub.from_env()
+    prev = previous_deployment(gh, repo_from_env(args.repo), args.env)
+    print(
+        f"github previous-deployment: {args.env} before the current one was "
+        f"{prev['image']} (model {prev.get('model_version', '?')}, commit {prev['ref']})"
+    )
+    write_outputs(
+        image=prev["image"], model_version=str(prev.get("model_version", "")), ref=prev["ref"]
+    )
+    return 0
+
+
+def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    gh = sub.add_parser(
+        "github",
+        help="GitHub as code: environments, required check, PR comment, deployments",
+        description="Talk to the GitHub REST API (GITHUB_API_URL, GITHUB_TOKEN, "
+        "GITHUB_REPOSITORY as on a runner).",
+    )
+    ghsub = gh.add_subparsers(dest="github_command", metavar="COMMAND", required=True)
+    repo = argparse.ArgumentParser(add_help=False)
+    repo.add_argument("--repo", help="OWNER/NAME (default: $GITHUB_REPOSITORY)")
+
+    p = ghsub.add_parser(
+        "setup",
+        parents=[repo],
+        help="create/update the staging and production environments and the gate check",
+        description="Idempotently create or update environments `staging` and `production` "
+        "(production: required reviewers, prevent self-review; both: deployments from BRANCH "
+        "only) and protect BRANCH so the gate check is required. Prints what changed.",
+    )
+    p.add_argument(
+        "--reviewer",
+        action="append",
+        default=[],
+        metavar="user:LOGIN|team:ORG/SLUG",
+        help="a required reviewer of production (repeatable, at most 6)",
+    )
+    p.add_argument("--no-reviewers", action="store_true", help="the plan fallback (see docs)")
+    p.add_argument("--branch", default="main", help="the deployment branch (default: %(default)s)")
+    p.add_argument("--check", default=DEFAULT_CHECK, help="required check (default: %(default)s)")
+    p.add_argument(
+        "--approvals",
+        type=int,
+        default=1,
+        choices=range(7),
+        metavar="N",
+        help="approving reviews a PR needs when the branch is first protected (0-6, "
+        "default: %(default)s; 0 suits a one-person repository)",
+    )
+    p.set_defaults(handler=_setup)
+
+    p = ghsub.add_parser(
+        "comment",
+        parents=[repo],
+        help="create or update the one mlgate report comment on a pull request",
+    )
+    p.add_argument("--pr", type=int, required=True, help="pull request number")
+    p.add_argument("--body-file", type=Path, required=True, help="the Markdown report")
+    p.set_defaults(handler=_comment)
+
+    p = ghsub.add_parser(
+        "record-deployment",
+        parents=[repo],
+        help="record a successful deployment (image digest, model version, commit)",
+    )
+    p.add_argument("--env", required=True, choices=ENVIRONMENTS)
+    p.add_argument("--image", required=True, help="image reference with digest")
+    p.add_argument("--model-version", default="", help="the registered model version")
+    p.add_argument("--ref", default="", help="the commit (default: $GITHUB_SHA)")
+    p.add_argument("--url", default="", help="the environment's URL")
+    p.set_defaults(handler=_record)
+
+    p = ghsub.add_parser(
+        "previous-deployment",
+        parents=[repo],
+        help="the image and model of the deployment before the current one",
+    )
+    p.add_argument("--env", default="production", choices=ENVIRONMENTS)
+    p.set_defaults(handler=_previous)

@@ -1,0 +1,278 @@
+"""A local HTTP server playing the parts of the GitHub REST API mlgate uses; it records requests.
+
+Paths and payload shapes follow GitHub's documentation (REST API 2022-11-28): environments,
+deployment branch policies, branch protection, issue comments, deployments, users and teams.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+PLAN_MESSAGE = (
+    "Failed to create the environment protection rule. Please ensure the billing plan "
+    "include the required reviewers protection rule."
+)
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # without the query string
+    query: str
+    body: Any
+    auth: str
+
+
+@dataclass
+class FakeGitHub:
+    repo: str = "acme/credit-model"
+    private: bool = False
+    plan_allows_reviewers: bool = True
+    users: dict[str, int] = field(default_factory=lambda: {"alice": 101, "bob": 102})
+    teams: dict[str, int] = field(default_factory=lambda: {"acme/ml-leads": 201})
+    environments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    branch_policies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    protection: dict[str, dict[str, Any]] = field(default_factory=dict)
+    comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    deployments: list[dict[str, Any]] = field(default_factory=list)
+    statuses: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    approvals: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # run id -> reviews
+    fail: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+    requests: list[Request] = field(default_factory=list)
+    _next_id: int = 1000
+
+    def new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    @property
+    def mutations(self) -> list[tuple[str, str, Any]]:
+        return [(r.method, r.path, r.body) for r in self.requests if r.method != "GET"]
+
+    # ------------------------------------------------------------ routing
+
+    def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        if (method, path) in self.fail:
+            status, message = self.fail[(method, path)]
+            return status, {"message": message, "documentation_url": "https://docs.github.com"}
+        repo = re.escape(self.repo)
+        routes = [
+            ("GET", rf"/repos/{repo}", self._repo),
+            ("GET", r"/users/(?P<login>[^/]+)", self._user),
+            ("GET", r"/orgs/(?P<org>[^/]+)/teams/(?P<slug>[^/]+)", self._team),
+            ("GET", rf"/repos/{repo}/environments/(?P<env>[^/]+)", self._get_env),
+            ("PUT", rf"/repos/{repo}/environments/(?P<env>[^/]+)", self._put_env),
+            (
+                "GET",
+                rf"/repos/{repo}/environments/(?P<env>[^/]+)/deployment-branch-policies",
+                self._list_policies,
+            ),
+            (
+                "POST",
+                rf"/repos/{repo}/environments/(?P<env>[^/]+)/deployment-branch-policies",
+                self._add_policy,
+            ),
+            (
+                "DELETE",
+                rf"/repos/{repo}/environments/(?P<env>[^/]+)/deployment-branch-policies/(?P<id>\d+)",
+                self._delete_policy,
+            ),
+            ("GET", rf"/repos/{repo}/branches/(?P<b>[^/]+)/protection", self._get_protection),
+            ("PUT", rf"/repos/{repo}/branches/(?P<b>[^/]+)/protection", self._put_protection),
+            (
+                "PATCH",
+                rf"/repos/{repo}/branches/(?P<b>[^/]+)/protection/required_status_checks",
+                self._patch_checks,
+            ),
+            (
+                "POST",
+                rf"/repos/{repo}/branches/(?P<b>[^/]+)/protection/required_status_checks/contexts",
+                self._add_contexts,
+            ),
+            ("GET", rf"/repos/{repo}/issues/(?P<n>\d+)/comments", self._list_comments),
+            ("POST", rf"/repos/{repo}/issues/(?P<n>\d+)/comments", self._add_comment),
+            ("PATCH", rf"/repos/{repo}/issues/comments/(?P<id>\d+)", self._edit_comment),
+            ("GET", rf"/repos/{repo}/deployments", self._list_deployments),
+            ("POST", rf"/repos/{repo}/deployments", self._add_deployment),
+            ("GET", rf"/repos/{repo}/deployments/(?P<id>\d+)/statuses", self._list_statuses),
+            ("POST", rf"/repos/{repo}/deployments/(?P<id>\d+)/statuses", self._add_status),
+            ("GET", rf"/repos/{repo}/actions/runs/(?P<run>\d+)/approvals", self._approvals),
+        ]
+        for verb, pattern, fn in routes:
+            m = re.fullmatch(pattern, path)
+            if verb == method and m:
+                return fn(body, **{k: unquote(v) for k, v in m.groupdict().items()})
+        return 404, {"message": "Not Found"}
+
+    def _repo(self, body: Any) -> tuple[int, Any]:
+        return 200, {"full_name": self.repo, "private": self.private}
+
+    def _user(self, body: Any, login: str) -> tuple[int, Any]:
+        if login not in self.users:
+            return 404, {"message": "Not Found"}
+        return 200, {"login": login, "id": self.users[login], "type": "User"}
+
+    def _team(self, body: Any, org: str, slug: str) -> tuple[int, Any]:
+        key = f"{org}/{slug}"
+        if key not in self.teams:
+            return 404, {"message": "Not Found"}
+        return 200, {"slug": slug, "id": self.teams[key]}
+
+    def _get_env(self, body: Any, env: str) -> tuple[int, Any]:
+        if env not in self.environments:
+            return 404, {"message": "Not Found"}
+        return 200, self.environments[env]
+
+    def _put_env(self, body: Any, env: str) -> tuple[int, Any]:
+        reviewers = body.get("reviewers") or []
+        if reviewers and self.private and not self.plan_allows_reviewers:
+            return 422, {"message": PLAN_MESSAGE}
+        rules: list[dict[str, Any]] = []
+        if reviewers:
+            rules.append(
+                {
+                    "id": self.new_id(),
+                    "type": "required_reviewers",
+                    "prevent_self_review": bool(body.get("prevent_self_review")),
+                    "reviewers": [
+                        {"type": r["type"], "reviewer": {"id": r["id"]}} for r in reviewers
+                    ],
+                }
+            )
+        rules.append({"id": self.new_id(), "type": "branch_policy"})
+        self.environments[env] = {
+            "id": self.new_id(),
+            "name": env,
+            "protection_rules": rules,
+            "deployment_branch_policy": body.get("deployment_branch_policy"),
+        }
+        return 200, self.environments[env]
+
+    def _list_policies(self, body: Any, env: str) -> tuple[int, Any]:
+        if env not in self.environments:
+            return 404, {"message": "Not Found"}
+        policies = self.branch_policies.get(env, [])
+        return 200, {"total_count": len(policies), "branch_policies": policies}
+
+    def _add_policy(self, body: Any, env: str) -> tuple[int, Any]:
+        policy = {"id": self.new_id(), "name": body["name"], "type": body.get("type", "branch")}
+        self.branch_policies.setdefault(env, []).append(policy)
+        return 200, policy
+
+    def _delete_policy(self, body: Any, env: str, id: str) -> tuple[int, Any]:
+        self.branch_policies[env] = [
+            p for p in self.branch_policies.get(env, []) if p["id"] != int(id)
+        ]
+        return 204, None
+
+    def _get_protection(self, body: Any, b: str) -> tuple[int, Any]:
+        if b not in self.protection:
+            return 404, {"message": "Branch not protected"}
+        return 200, self.protection[b]
+
+    def _put_protection(self, body: Any, b: str) -> tuple[int, Any]:
+        checks = body["required_status_checks"]
+        self.protection[b] = {
+            "required_status_checks": {
+                "strict": checks["strict"],
+                "contexts": [c["context"] for c in checks.get("checks", [])],
+                "checks": [{"context": c["context"], "app_id": None} for c in checks["checks"]],
+            }
+        }
+        return 200, self.protection[b]
+
+    def _patch_checks(self, body: Any, b: str) -> tuple[int, Any]:
+        contexts = [c["context"] for c in body.get("checks", [])]
+        self.protection[b]["required_status_checks"] = {
+            "strict": body["strict"],
+            "contexts": contexts,
+            "checks": [{"context": c, "app_id": None} for c in contexts],
+        }
+        return 200, self.protection[b]["required_status_checks"]
+
+    def _add_contexts(self, body: Any, b: str) -> tuple[int, Any]:
+        checks = self.protection[b]["required_status_checks"]
+        checks["contexts"] = [*checks["contexts"], *body]
+        return 200, checks["contexts"]
+
+    def _list_comments(self, body: Any, n: str) -> tuple[int, Any]:
+        return 200, self.comments.get(int(n), [])
+
+    def _add_comment(self, body: Any, n: str) -> tuple[int, Any]:
+        comment = {"id": self.new_id(), "body": body["body"]}
+        self.comments.setdefault(int(n), []).append(comment)
+        return 201, comment
+
+    def _edit_comment(self, body: Any, id: str) -> tuple[int, Any]:
+        for comments in self.comments.values():
+            for c in comments:
+                if c["id"] == int(id):
+                    c["body"] = body["body"]
+                    return 200, c
+        return 404, {"message": "Not Found"}
+
+    def _list_deployments(self, body: Any) -> tuple[int, Any]:
+        env = self._query.get("environment")
+        deps = [d for d in self.deployments if env is None or d["environment"] == env]
+        return 200, list(reversed(deps))  # newest first, as GitHub lists them
+
+    def _add_deployment(self, body: Any) -> tuple[int, Any]:
+        dep = {"id": self.new_id(), **body}
+        self.deployments.append(dep)
+        return 201, dep
+
+    def _list_statuses(self, body: Any, id: str) -> tuple[int, Any]:
+        return 200, list(reversed(self.statuses.get(int(id), [])))
+
+    def _add_status(self, body: Any, id: str) -> tuple[int, Any]:
+        status = {"id": self.new_id(), **body}
+        self.statuses.setdefault(int(id), []).append(status)
+        return 201, status
+
+    def _approvals(self, body: Any, run: str) -> tuple[int, Any]:
+        return 200, self.approvals.get(run, [])
+
+    _query: dict[str, str] = field(default_factory=dict)
+
+
+def serve(fake: FakeGitHub) -> tuple[ThreadingHTTPServer, str]:
+    """Start the fake on 127.0.0.1 (a free port) in a daemon thread; returns (server, base URL)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _any(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            body = json.loads(raw) if raw else None
+            fake.requests.append(
+                Request(
+                    self.command,
+                    parts.path,
+                    parts.query,
+                    body,
+                    self.headers.get("Authorization", ""),
+                )
+            )
+            fake._query = dict(q.split("=", 1) for q in parts.query.split("&") if "=" in q)
+            status, payload = fake.handle(self.command, parts.path, body)
+            data = b"" if payload is None else json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"

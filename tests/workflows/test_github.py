@@ -1,0 +1,211 @@
+"""`mlgate github …` against a local fake GitHub API: exact requests, idempotence, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlgate.cli import main
+from tests.workflows.fake_github import FakeGitHub, serve
+
+REPO = "acme/credit-model"
+ENV = f"/repos/{REPO}/environments"
+PROTECTION = f"/repos/{REPO}/branches/main/protection"
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitHub]:
+    gh = FakeGitHub(repo=REPO)
+    server, url = serve(gh)
+    monkeypatch.setenv("GITHUB_API_URL", url)
+    monkeypatch.setenv("GITHUB_TOKEN", "test-token")
+    monkeypatch.setenv("GITHUB_REPOSITORY", REPO)
+    yield gh
+    server.shutdown()
+    server.server_close()
+
+
+def setup(*extra: str) -> int:
+    return main(
+        ["github", "setup", "--reviewer", "alice", "--reviewer", "team:acme/ml-leads", *extra]
+    )
+
+
+BRANCH_POLICY = {"protected_branches": False, "custom_branch_policies": True}
+
+
+def test_first_setup_sends_the_documented_requests(
+    fake: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert setup() == 0
+    assert fake.mutations == [
+        ("PUT", f"{ENV}/staging", {"deployment_branch_policy": BRANCH_POLICY}),
+        ("POST", f"{ENV}/staging/deployment-branch-policies", {"name": "main", "type": "branch"}),
+        (
+            "PUT",
+            f"{ENV}/production",
+            {
+                "deployment_branch_policy": BRANCH_POLICY,
+                "reviewers": [{"type": "User", "id": 101}, {"type": "Team", "id": 201}],
+                "prevent_self_review": True,
+            },
+        ),
+        (
+            "POST",
+            f"{ENV}/production/deployment-branch-policies",
+            {"name": "main", "type": "branch"},
+        ),
+        (
+            "PUT",
+            PROTECTION,
+            {
+                "required_status_checks": {"strict": True, "checks": [{"context": "ml / gate"}]},
+                "enforce_admins": True,
+                "required_pull_request_reviews": {"required_approving_review_count": 1},
+                "restrictions": None,
+            },
+        ),
+    ]
+    looked_up = [r.path for r in fake.requests if r.method == "GET"]
+    assert "/users/alice" in looked_up and "/orgs/acme/teams/ml-leads" in looked_up
+    assert all(r.auth == "Bearer test-token" for r in fake.requests)
+    out = capsys.readouterr().out
+    assert "environment production: created" in out and "'ml / gate'" in out
+
+
+def test_second_setup_changes_nothing(fake: FakeGitHub, capsys: pytest.CaptureFixture[str]) -> None:
+    assert setup() == 0
+    before = len(fake.mutations)
+    capsys.readouterr()
+    assert setup() == 0
+    assert len(fake.mutations) == before
+    assert "already matches; nothing changed" in capsys.readouterr().out
+
+
+def test_setup_repairs_drift(fake: FakeGitHub) -> None:
+    """A reviewer removed by hand, a stray branch policy and a missing check are put back."""
+    assert setup() == 0
+    fake.environments["production"]["protection_rules"][0]["reviewers"].pop()
+    fake.branch_policies["production"].append({"id": 7, "name": "release/*", "type": "branch"})
+    fake.protection["main"]["required_status_checks"]["contexts"] = ["lint"]
+    fake.protection["main"]["required_status_checks"]["checks"] = [{"context": "lint"}]
+    fake.requests.clear()
+    assert setup() == 0
+    assert [(m, p) for m, p, _ in fake.mutations] == [
+        ("PUT", f"{ENV}/production"),
+        ("DELETE", f"{ENV}/production/deployment-branch-policies/7"),
+        ("POST", f"{PROTECTION}/required_status_checks/contexts"),
+    ]
+    assert fake.mutations[-1][2] == ["ml / gate"]
+
+
+def test_private_repo_without_the_plan_gets_the_fallback(
+    fake: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.private = True
+    fake.plan_allows_reviewers = False
+    assert setup() == 2
+    err = capsys.readouterr().err
+    assert "private and its plan does not allow required reviewers" in err
+    assert "--no-reviewers" in err and "production: false" in err
+    # the fallback itself works on the same repository
+    assert main(["github", "setup", "--no-reviewers"]) == 0
+    assert fake.environments["production"]["deployment_branch_policy"] == BRANCH_POLICY
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [
+        (403, "needs a token with admin rights"),
+        (404, "check the repository name"),
+        (422, "GitHub rejected the payload"),
+    ],
+)
+def test_api_errors_become_clear_messages(
+    fake: FakeGitHub, capsys: pytest.CaptureFixture[str], status: int, hint: str
+) -> None:
+    fake.fail[("PUT", f"{ENV}/staging")] = (status, "Resource not accessible by integration")
+    assert setup() == 2
+    err = capsys.readouterr().err
+    assert f"PUT {ENV}/staging answered {status}" in err
+    assert "Resource not accessible by integration" in err and hint in err
+    assert "Traceback" not in err
+
+
+def test_unknown_reviewer_is_named(fake: FakeGitHub, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["github", "setup", "--reviewer", "nobody"]) == 2
+    assert "GET /users/nobody answered 404" in capsys.readouterr().err
+
+
+def test_report_comment_is_created_once_then_updated(fake: FakeGitHub, tmp_path: Path) -> None:
+    fake.comments[7] = [{"id": 1, "body": "LGTM"}]
+    report = tmp_path / "report.md"
+    report.write_text("## mlgate report\nfirst push\n")
+    assert main(["github", "comment", "--pr", "7", "--body-file", str(report)]) == 0
+    report.write_text("## mlgate report\nsecond push\n")
+    assert main(["github", "comment", "--pr", "7", "--body-file", str(report)]) == 0
+    bodies = [c["body"] for c in fake.comments[7]]
+    assert len(bodies) == 2 and bodies[0] == "LGTM"
+    assert "second push" in bodies[1] and "first push" not in bodies[1]
+    methods = [(m, p) for m, p, _ in fake.mutations]
+    assert methods == [
+        ("POST", f"/repos/{REPO}/issues/7/comments"),
+        ("PATCH", f"/repos/{REPO}/issues/comments/{fake.comments[7][1]['id']}"),
+    ]
+
+
+def test_deployments_are_recorded_and_rollback_finds_the_previous_one(
+    fake: FakeGitHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(out))
+    monkeypatch.setenv("GITHUB_RUN_ID", "555")
+    fake.approvals["555"] = [  # the shape of GET /actions/runs/{id}/approvals
+        {"state": "approved", "user": {"login": "alice"}, "environments": [{"name": "production"}]},
+        {"state": "rejected", "user": {"login": "bob"}, "environments": [{"name": "production"}]},
+        {"state": "approved", "user": {"login": "carol"}, "environments": [{"name": "staging"}]},
+    ]
+    for sha, digest, version in (("a1", "1" * 64, "3"), ("b2", "2" * 64, "4")):
+        image = f"ghcr.io/acme/credit-model@sha256:{digest}"
+        argv = ["github", "record-deployment", "--env", "production", "--image", image]
+        assert main([*argv, "--model-version", version, "--ref", sha]) == 0
+    # GitHub's own deployment for the job's environment (no payload) must be ignored
+    fake.deployments.append({"id": 9999, "ref": "b2", "environment": "production", "payload": {}})
+    first = fake.mutations[0]
+    assert first[1] == f"/repos/{REPO}/deployments"
+    assert first[2]["payload"] == {
+        "image": f"ghcr.io/acme/credit-model@sha256:{'1' * 64}",
+        "model_version": "3",
+        "commit": "a1",
+        "run_id": "555",
+        "approved_by": ["alice"],
+    }
+    assert first[2]["environment"] == "production" and first[2]["ref"] == "a1"
+    assert fake.mutations[1][2]["state"] == "success"
+    assert any(r.path == f"/repos/{REPO}/actions/runs/555/approvals" for r in fake.requests)
+    out.write_text("")
+    assert main(["github", "previous-deployment", "--env", "production"]) == 0
+    assert out.read_text().splitlines() == [
+        f"image=ghcr.io/acme/credit-model@sha256:{'1' * 64}",
+        "model_version=3",
+        "ref=a1",
+    ]
+
+
+def test_one_person_repository_needs_no_approving_review(fake: FakeGitHub) -> None:
+    assert setup("--approvals", "0") == 0
+    put = next(body for method, path, body in fake.mutations if path == PROTECTION)
+    assert put["required_pull_request_reviews"] is None
+    assert put["required_status_checks"]["checks"] == [{"context": "ml / gate"}]
+
+
+def test_an_oversized_report_is_cut_to_a_comment_github_accepts(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    report = tmp_path / "report.md"
+    report.write_text("## mlgate report\n" + "x" * 70_000)
+    assert main(["github", "comment", "--pr", "3", "--body-file", str(report)]) == 0
+    body = fake.comments[3][0]["body"]
+    assert len(body) <= 65_536 and body.endswith("the full report is in the job summary.\n")

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(handler=_lineage)
+    import_module("mlgate.serving.cli").add_commands(sub, common)
+    import_module("mlgate.monitor").add_commands(sub, common)
     return parser
 
 

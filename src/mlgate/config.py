@@ -127,6 +127,8 @@ class Serving(_Section):
     max_batch_rows: int = Field(default=1000, ge=1)
     timeout_seconds: int = Field(default=10, ge=1)
     access_log: bool = False
+    gc_freeze: bool = True
+    gc_thresholds: tuple[int, int, int] | None = (50_000, 100, 1000)
     batching: Batching = Batching()
     feedback: Feedback = Feedback()
 

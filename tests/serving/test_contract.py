@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 
 from mlgate.config import Params, load_params
 from mlgate.data import input_schema
-from mlgate.serving.contract import Contract
+from mlgate.serving.contract import Contract, contract_spec
 from tests.conftest import ROOT
 
 ROW = {
@@ -27,8 +28,8 @@ ROW = {
 
 
 def contract_for(params: Params) -> Contract:
-    """What the service does at start-up (mlgate.serving.service)."""
-    return Contract(input_schema(params))
+    """The path to the service: `mlgate build` stores the spec as JSON, the service reads it."""
+    return Contract(json.loads(json.dumps(contract_spec(input_schema(params)))))
 
 
 def errors(contract: Contract, row: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
@@ -83,7 +84,7 @@ def test_checks_pydantic_cannot_express_are_kept_for_pandera() -> None:
         {"name": pa.Column(str, pa.Check.str_matches(r"^[a-z]+$")), "n": pa.Column(int)},
         strict=True,
     )
-    contract = Contract(schema)
+    contract = Contract.from_schema(schema)
     assert contract.needs_pandera
     assert contract.residual_checks == ["name: str_matches"]
 
@@ -94,7 +95,7 @@ def test_nullable_column_accepts_null_and_float_refuses_nan() -> None:
     schema = pa.DataFrameSchema(
         {"x": pa.Column(float, pa.Check.ge(0), nullable=True), "y": pa.Column(float)}
     )
-    model = Contract(schema).row_model
+    model = Contract.from_schema(schema).row_model
     assert model(x=None, y=1.5).x is None
     for bad in (float("nan"), float("inf")):
         with pytest.raises(ValidationError, match="finite"):

@@ -33,7 +33,7 @@ def test_unseen_category_scores_like_the_pipeline(trained_repo: Path) -> None:
     model = joblib.load(trained_repo / "artifacts/model/model.joblib")
     test = pd.read_csv(trained_repo / "artifacts/data/test.csv").drop(columns=["risk"]).head(5)
     test["purpose"] = "never-seen"
-    lean = LeanScorer(model, 1).scores(test.to_dict("records"))
+    lean = LeanScorer.from_pipeline(model, 1).scores(test.to_dict("records"))
     full = PipelineScorer(model, 1, list(model.feature_names_in_)).scores(test.to_dict("records"))
     assert np.allclose(lean, full)
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 BENTO_MODEL_NAME = "mlgate-model"  # the same name service.py loads; one model per bento
 MODEL_FILE = "model.joblib"
 REFERENCE_FILE = "reference.json"
+SCORER_FILE = "scorer.json"
 REFERENCE_ROWS = 200
 LINEAGE_TAGS = ("git_commit", "git_dirty", "data_hash", "params_hash", "dvc_lock_hash")
 
@@ -63,12 +64,21 @@ def reference_rows(params: Params) -> list[dict[str, Any]]:
 
 
 def save_model(params: Params, ref: str) -> tuple[str, dict[str, str]]:
-    """Load the registered version from MLflow and save it into BentoML's model store."""
+    """Load the registered version from MLflow and save it into BentoML's model store.
+
+    Next to the pickled Pipeline go: the request contract derived from the pandera schema,
+    the lean scorer's numbers (checked here against the Pipeline), and reference rows with
+    the Pipeline's scores, which the service re-scores at start-up before it is ready."""
     import json
 
     import bentoml
     import joblib
     import mlflow.sklearn
+    import numpy as np
+
+    from mlgate import data
+    from mlgate.serving.contract import contract_spec
+    from mlgate.serving.scorer import LeanScorer, PipelineScorer, make_scorer
 
     mv = resolve_version(params, ref)
     if (mv.tags or {}).get("mlgate.gate_passed") != "true":
@@ -76,16 +86,30 @@ def save_model(params: Params, ref: str) -> tuple[str, dict[str, str]]:
     model = mlflow.sklearn.load_model(f"models:/{mv.name}/{mv.version}")
     lineage = lineage_of(mv)
     labels = {k: v for k, v in lineage.items() if k in ("model_name", "version", "git_commit")}
-    # BentoML metadata takes no nulls: the params travel as one JSON string.
+    contract = contract_spec(data.input_schema(params))
+    # BentoML metadata takes no nulls: params and contract travel as JSON strings.
     metadata = {
         "params_json": json.dumps(params.model_dump(mode="json", by_alias=True)),
+        "contract_json": json.dumps(contract),
         "lineage": lineage,
     }
     rows = reference_rows(params)
+    positive = params.data.positive_label
+    expected = PipelineScorer(model, positive, params.features.all).scores(rows).tolist()
+    scorer = make_scorer(model, positive, params.features.all)
+    export = scorer.export() if scorer.lean else None
+    if export is not None:
+        # The service scores from these numbers alone: prove them equal to the Pipeline now.
+        got = LeanScorer(json.loads(json.dumps(export))).scores(rows)
+        if not np.allclose(got, expected, rtol=1e-9, atol=1e-12):
+            raise MlgateError("the lean scorer's export disagrees with the Pipeline; not building")
     with bentoml.models.create(BENTO_MODEL_NAME, labels=labels, metadata=metadata) as stored:
         joblib.dump(model, stored.path_of(MODEL_FILE))
         with open(stored.path_of(REFERENCE_FILE), "w", encoding="utf-8") as fh:
-            json.dump(rows, fh)
+            json.dump({"rows": rows, "scores": expected}, fh)
+        if export is not None:
+            with open(stored.path_of(SCORER_FILE), "w", encoding="utf-8") as fh:
+                json.dump(export, fh)
     return str(stored.tag), lineage
 
 

@@ -1,4 +1,4 @@
-"""The request contract: a pydantic model derived at runtime from the pipeline's pandera schema."""
+"""The request contract: a pydantic model derived from the pipeline's pandera schema."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mlgate.errors import MlgateError
 if TYPE_CHECKING:
     import pandera.pandas as pa
 
-# pandera check name -> pydantic Field keyword, for the statistics these checks carry
+# pandera check name -> (pydantic Field keyword, the statistic that holds the bound)
 _BOUNDS = {
     "greater_than_or_equal_to": ("ge", "min_value"),
     "greater_than": ("gt", "min_value"),
@@ -20,76 +20,105 @@ _BOUNDS = {
 }
 
 
-class Contract:
-    """What a request row must be, and how to tell a client what is wrong with theirs.
+def contract_spec(schema: pa.DataFrameSchema) -> dict[str, Any]:
+    """What the schema says about one row, as plain JSON-able data.
 
-    `row_model` checks one row in pydantic (µs per row, with the field path in each error).
-    Checks pydantic cannot express are not dropped: they are listed in `residual_checks`
-    and every accepted batch is then also validated by pandera itself (`needs_pandera`).
-    """
-
-    def __init__(self, schema: pa.DataFrameSchema, name: str = "Applicant") -> None:
-        self.schema = schema
-        self.columns = list(schema.columns)
-        self.residual_checks: list[str] = [str(c) for c in schema.checks]
-        fields: dict[str, Any] = {}
-        for col_name, column in schema.columns.items():
-            fields[col_name] = self._field(col_name, column)
-        extra = "forbid" if schema.strict else "ignore"
-        self.row_model: type[BaseModel] = create_model(  # type: ignore[call-overload]
-            name,
-            __config__=ConfigDict(extra=extra, frozen=True),
-            __doc__=f"One row of {schema.name or 'the schema'} (derived from the pandera schema).",
-            **fields,
-        )
-
-    @property
-    def needs_pandera(self) -> bool:
-        return bool(self.residual_checks)
-
-    def _field(self, col_name: str, column: Any) -> tuple[Any, Any]:
-        kind = _kind(str(column.dtype), col_name)
+    `mlgate build` stores this in the bento's model, so the service builds its request model
+    without importing pandas/pandera (seconds of cold start). It is computed from the
+    schema, never written by hand. Checks pydantic cannot express are kept by name in
+    `residual_checks`; the service then also validates each request with pandera itself."""
+    residual: list[str] = [str(c) for c in schema.checks]
+    columns = []
+    for name, column in schema.columns.items():
         constraints: dict[str, Any] = {}
-        literal: list[Any] | None = None
+        allowed: list[Any] | None = None
         for check in column.checks:
             stats = check.statistics or {}
             if check.name in _BOUNDS:
                 key, stat = _BOUNDS[check.name]
                 constraints[key] = stats[stat]
             elif check.name == "in_range":
-                inclusive_min = stats.get("include_min", True)
-                inclusive_max = stats.get("include_max", True)
-                constraints["ge" if inclusive_min else "gt"] = stats["min_value"]
-                constraints["le" if inclusive_max else "lt"] = stats["max_value"]
+                constraints["ge" if stats.get("include_min", True) else "gt"] = stats["min_value"]
+                constraints["le" if stats.get("include_max", True) else "lt"] = stats["max_value"]
             elif check.name == "isin":
-                literal = list(stats["allowed_values"])
+                allowed = list(stats["allowed_values"])
             else:
-                self.residual_checks.append(f"{col_name}: {check.name}")
-        if literal is not None:
-            annotation: Any = Literal[tuple(literal)]  # type: ignore[valid-type]
-        elif kind is int:
-            # strict: "12", 12.5 and true are not integers (coercing them would hide client bugs)
-            annotation = Annotated[int, Strict()]
-        elif kind is float:
-            annotation = Annotated[float, Field(allow_inf_nan=False)]
-        elif kind is bool:
-            annotation = Annotated[bool, Strict()]
-        else:
-            annotation = Annotated[str, Strict()]
-        annotation = Annotated[annotation, Field(description=column.description, **constraints)]
-        if column.nullable:
-            return (annotation | None, None)
-        return (annotation, ...)
+                residual.append(f"{name}: {check.name}")
+        columns.append(
+            {
+                "name": name,
+                "kind": _kind(str(column.dtype), name),
+                "constraints": constraints,
+                "allowed": allowed,
+                "nullable": bool(column.nullable),
+                "description": column.description,
+            }
+        )
+    return {
+        "schema": schema.name,
+        "strict": bool(schema.strict),
+        "columns": columns,
+        "residual_checks": residual,
+    }
 
 
-def _kind(dtype: str, column: str) -> type:
+class Contract:
+    """What a request row must be, and how to tell a client what is wrong with theirs.
+
+    `row_model` checks one row in pydantic (µs per row, with the field path in each error);
+    the schema's bounds become ge/le, `isin` becomes a Literal, integers and strings are
+    strict (no "12" for 12, no true for 1), floats must be finite."""
+
+    def __init__(self, spec: dict[str, Any], name: str = "Applicant") -> None:
+        self.spec = spec
+        self.columns = [c["name"] for c in spec["columns"]]
+        self.residual_checks: list[str] = list(spec["residual_checks"])
+        fields = {c["name"]: _field(c) for c in spec["columns"]}
+        self.row_model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+            name,
+            __config__=ConfigDict(extra="forbid" if spec["strict"] else "ignore", frozen=True),
+            __doc__=f"One row of {spec['schema'] or 'the schema'} (from its pandera schema).",
+            **fields,
+        )
+
+    @classmethod
+    def from_schema(cls, schema: pa.DataFrameSchema, name: str = "Applicant") -> Contract:
+        return cls(contract_spec(schema), name)
+
+    @property
+    def needs_pandera(self) -> bool:
+        return bool(self.residual_checks)
+
+
+def _field(column: dict[str, Any]) -> tuple[Any, Any]:
+    kind = column["kind"]
+    if column["allowed"] is not None:
+        annotation: Any = Literal[tuple(column["allowed"])]  # type: ignore[valid-type]
+    elif kind == "int":
+        # strict: "12", 12.5 and true are not integers (coercing them would hide client bugs)
+        annotation = Annotated[int, Strict()]
+    elif kind == "float":
+        annotation = Annotated[float, Field(allow_inf_nan=False)]
+    elif kind == "bool":
+        annotation = Annotated[bool, Strict()]
+    else:
+        annotation = Annotated[str, Strict()]
+    annotation = Annotated[
+        annotation, Field(description=column["description"], **column["constraints"])
+    ]
+    if column["nullable"]:
+        return (annotation | None, None)
+    return (annotation, ...)
+
+
+def _kind(dtype: str, column: str) -> str:
     dtype = dtype.lower()
     if dtype.startswith(("int", "uint")):
-        return int
+        return "int"
     if dtype.startswith("float"):
-        return float
+        return "float"
     if dtype.startswith("bool"):
-        return bool
+        return "bool"
     if dtype.startswith(("str", "object", "category")):
-        return str
+        return "str"
     raise MlgateError(f"schema column {column!r}: dtype {dtype} cannot be served as JSON yet")

@@ -35,43 +35,90 @@ class PipelineScorer:
 
 
 class LeanScorer:
-    """Numeric columns scaled, categorical columns one-hot, estimator applied: all in NumPy."""
+    """Numeric columns scaled, categorical columns one-hot, estimator applied: all in NumPy.
+
+    Built from the fitted Pipeline (`from_pipeline`), or from its exported numbers
+    (`export()` -> JSON -> `from_export`), which needs neither scikit-learn nor pandas: the
+    service starts faster, and `mlgate build` checks the export against the Pipeline."""
 
     lean = True
 
-    def __init__(self, model: Any, positive_label: Any) -> None:
+    def __init__(self, spec: dict[str, Any], estimator: Any = None) -> None:
+        self.spec = spec
+        self.width = int(spec["width"])
+        self.numeric = [
+            (
+                list(n["columns"]),
+                slice(n["start"], n["stop"]),
+                np.asarray(n["mean"], dtype=float),
+                np.asarray(n["scale"], dtype=float),
+            )
+            for n in spec["numeric"]
+        ]
+        self.categorical = [
+            (c["column"], int(c["offset"]), {v: i for i, v in enumerate(c["categories"])})
+            for c in spec["categorical"]
+        ]
+        self.linear = spec.get("linear") is not None
+        if self.linear:
+            self.coef = np.asarray(spec["linear"]["coef"], dtype=float)
+            self.intercept = float(spec["linear"]["intercept"])
+            self.positive_is_class1 = bool(spec["linear"]["positive_is_class1"])
+        else:
+            if estimator is None:
+                raise ValueError("a non-linear estimator must be given with its spec")
+            self.estimator = estimator
+            self.positive_index = int(spec["positive_index"])
+
+    @classmethod
+    def from_pipeline(cls, model: Any, positive_label: Any) -> LeanScorer:
         preprocess, estimator = model.steps[0][1], model.steps[-1][1]
-        self.estimator = estimator
-        self.positive_index = list(estimator.classes_).index(positive_label)
-        self.width = int(sum(s.stop - s.start for s in preprocess.output_indices_.values()))
-        self.numeric: list[tuple[list[str], slice, np.ndarray, np.ndarray]] = []
-        self.categorical: list[tuple[str, int, dict[Any, int]]] = []
+        classes = list(estimator.classes_)
+        spec: dict[str, Any] = {
+            "width": int(sum(s.stop - s.start for s in preprocess.output_indices_.values())),
+            "numeric": [],
+            "categorical": [],
+            "positive_index": classes.index(positive_label),
+            "classes": [c.item() if hasattr(c, "item") else c for c in classes],
+            "linear": None,
+        }
         for name, transformer, columns in preprocess.transformers_:
             if name == "remainder":
                 continue
             out = preprocess.output_indices_[name]
-            kind = type(transformer).__name__
-            if kind == "StandardScaler":
+            if type(transformer).__name__ == "StandardScaler":
                 n = len(columns)
                 mean = transformer.mean_ if transformer.with_mean else np.zeros(n)
                 scale = transformer.scale_ if transformer.with_std else np.ones(n)
-                self.numeric.append((list(columns), out, np.asarray(mean), np.asarray(scale)))
-            elif kind == "OneHotEncoder":
+                spec["numeric"].append(
+                    {
+                        "columns": list(columns),
+                        "start": out.start,
+                        "stop": out.stop,
+                        "mean": np.asarray(mean).tolist(),
+                        "scale": np.asarray(scale).tolist(),
+                    }
+                )
+            else:  # OneHotEncoder, as supports() checked
                 offset = out.start
                 for column, categories in zip(columns, transformer.categories_, strict=True):
-                    self.categorical.append(
-                        (column, offset, {c: i for i, c in enumerate(categories.tolist())})
+                    spec["categorical"].append(
+                        {"column": column, "offset": offset, "categories": categories.tolist()}
                     )
                     offset += len(categories)
-            else:  # pragma: no cover - guarded by supports()
-                raise TypeError(kind)
         # A binary logistic regression is a dot product and a sigmoid; others get the matrix.
-        self.linear = (
-            type(estimator).__name__ == "LogisticRegression" and estimator.coef_.shape[0] == 1
-        )
-        if self.linear:
-            self.coef = estimator.coef_[0].astype(float)
-            self.intercept = float(estimator.intercept_[0])
+        if type(estimator).__name__ == "LogisticRegression" and estimator.coef_.shape[0] == 1:
+            spec["linear"] = {
+                "coef": estimator.coef_[0].astype(float).tolist(),
+                "intercept": float(estimator.intercept_[0]),
+                "positive_is_class1": spec["positive_index"] == 1,
+            }
+            return cls(spec)
+        return cls(spec, estimator)
+
+    def export(self) -> dict[str, Any] | None:
+        """The scorer as JSON-able numbers; None when it needs the estimator object."""
+        return self.spec if self.linear else None
 
     @staticmethod
     def supports(model: Any) -> bool:
@@ -115,12 +162,12 @@ class LeanScorer:
         x = self.matrix(rows)
         if self.linear:
             p = 1.0 / (1.0 + np.exp(-(x @ self.coef + self.intercept)))
-            return p if self.positive_index == 1 else 1.0 - p
+            return p if self.positive_is_class1 else 1.0 - p
         return self.estimator.predict_proba(x)[:, self.positive_index]
 
 
 def make_scorer(model: Any, positive_label: Any, columns: Sequence[str]) -> Any:
     """The lean scorer when the Pipeline's shape allows it, else the Pipeline itself."""
     if LeanScorer.supports(model):
-        return LeanScorer(model, positive_label)
+        return LeanScorer.from_pipeline(model, positive_label)
     return PipelineScorer(model, positive_label, columns)

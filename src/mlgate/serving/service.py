@@ -16,8 +16,7 @@ import bentoml
 from pydantic import ConfigDict, Field, create_model
 
 from mlgate.config import Params, parse_params
-from mlgate.data import input_schema
-from mlgate.serving.build import BENTO_MODEL_NAME, MODEL_FILE, REFERENCE_FILE
+from mlgate.serving.build import BENTO_MODEL_NAME, MODEL_FILE, REFERENCE_FILE, SCORER_FILE
 from mlgate.serving.contract import Contract
 from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink
 
@@ -32,7 +31,9 @@ PARAMS: Params = parse_params(
 )
 LINEAGE: dict[str, str] = dict(_stored.info.metadata.get("lineage", {}))
 SERVING = PARAMS.serving
-CONTRACT = Contract(input_schema(PARAMS))
+# Derived from the pandera schema by `mlgate build` (contract_spec); not imported from
+# pandera here because pandas + pandera cost seconds of cold start in every process.
+CONTRACT = Contract(json.loads(_stored.info.metadata["contract_json"]))
 Applicant = CONTRACT.row_model
 # Request bodies: {"applicant": {...}} and {"applicants": [{...}, ...]}; unknown keys are
 # rejected at the top level too (BentoML's own input models would ignore them).
@@ -154,28 +155,37 @@ class ModelService:
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
 
     def _load(self) -> None:
-        import joblib
         import numpy as np
 
-        from mlgate.serving.scorer import PipelineScorer, make_scorer
+        from mlgate.serving.scorer import LeanScorer
 
         delay = float(os.environ.get("MLGATE_READY_DELAY_SECONDS", "0"))  # readiness tests
         if delay:
             time.sleep(delay)
-        model = joblib.load(self.bento_model.path_of(MODEL_FILE))
         positive = PARAMS.data.positive_label
-        self.scorer = make_scorer(model, positive, PARAMS.features.all)
-        classes = [c.item() if hasattr(c, "item") else c for c in model.classes_]
-        self.negative = next((c for c in classes if c != positive), positive)
+        lean_file = self.bento_model.path_of(SCORER_FILE)
+        if os.path.exists(lean_file):
+            # The fitted numbers alone: no scikit-learn import, no unpickling.
+            with open(lean_file, encoding="utf-8") as fh:
+                self.scorer: Any = LeanScorer(json.load(fh))
+            classes = self.scorer.spec.get("classes")
+        else:
+            import joblib
+
+            from mlgate.serving.scorer import make_scorer
+
+            model = joblib.load(self.bento_model.path_of(MODEL_FILE))
+            self.scorer = make_scorer(model, positive, PARAMS.features.all)
+            classes = [c.item() if hasattr(c, "item") else c for c in model.classes_]
         self.positive = positive
-        # Self-check: the lean path must agree with the Pipeline on reference rows.
+        self.negative = next(c for c in classes if c != positive)
+        # Self-check: this process scores the reference rows as the Pipeline did at build time.
         with open(self.bento_model.path_of(REFERENCE_FILE), encoding="utf-8") as fh:
             reference = json.load(fh)
-        lean = self.scorer.scores(reference)
-        full = PipelineScorer(model, positive, PARAMS.features.all).scores(reference)
-        if not np.allclose(lean, full, rtol=1e-9, atol=1e-12):
+        got = self.scorer.scores(reference["rows"])
+        if not np.allclose(got, reference["scores"], rtol=1e-9, atol=1e-12):
             # Never ready: the orchestrator keeps traffic away and the log says why.
-            self.load_error = "lean scorer disagrees with the Pipeline on the reference rows"
+            self.load_error = "the scorer disagrees with the Pipeline on the reference rows"
             print(f"mlgate service: NOT READY: {self.load_error}", file=sys.stderr, flush=True)
             return
         tune_gc(SERVING.gc_freeze, SERVING.gc_thresholds)
@@ -225,11 +235,11 @@ class ModelService:
         """Checks the schema has that pydantic cannot express (custom or dataframe checks)."""
         import pandas as pd
 
-        from mlgate.data import validate
+        from mlgate.data import input_schema, validate
         from mlgate.errors import DataValidationError
 
         try:
-            validate(pd.DataFrame.from_records(records), CONTRACT.schema, "request")
+            validate(pd.DataFrame.from_records(records), input_schema(PARAMS), "request")
         except DataValidationError as err:
             raise bentoml.exceptions.InvalidArgument(str(err)) from None
 

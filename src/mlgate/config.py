@@ -108,12 +108,6 @@ class Tracking(_Section):
     artifacts: Path = Path("mlartifacts")
 
 
-class Batching(_Section):
-    enabled: bool = False
-    max_batch_size: int = Field(default=64, ge=1)
-    max_latency_ms: int = Field(default=10, ge=1)
-
-
 class Feedback(_Section):
     sink: Literal["files", "stdout", "off"] = "files"
     path: Path = Path("feedback")
@@ -129,7 +123,6 @@ class Serving(_Section):
     access_log: bool = False
     gc_freeze: bool = True
     gc_thresholds: tuple[int, int, int] | None = (50_000, 100, 1000)
-    batching: Batching = Batching()
     feedback: Feedback = Feedback()
 
 

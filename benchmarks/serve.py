@@ -163,8 +163,8 @@ def measure(server: Server, connections: list[int], duration: int, tmp: Path) ->
                 raise SystemExit(f"{server.name} did not start; log: {log.name}")
             time.sleep(0.05)
         server.results["cold_start_s"] = time.perf_counter() - started
-        for _ in range(50):  # warm-up outside the measurement
-            post(url, body)
+        # Warm-up outside the measurement (lazy imports, first allocations, JIT-free caches).
+        wrk(url, body, 16, 2, tmp)
         for c in connections:
             server.results[f"c{c}"] = wrk(url, body, c, duration, tmp)
             print(f"  {server.name:<44} c={c:<3} {fmt(server.results[f'c{c}'])}", flush=True)

@@ -122,7 +122,7 @@ class Serving(_Section):
     timeout_seconds: int = Field(default=10, ge=1)
     access_log: bool = False
     gc_freeze: bool = True
-    gc_thresholds: tuple[int, int, int] | None = (50_000, 100, 1000)
+    gc_thresholds: tuple[int, int, int] | None = (2000, 20, 1000)
     feedback: Feedback = Feedback()
 
 

@@ -74,8 +74,8 @@ def tune_gc(freeze: bool, thresholds: tuple[int, int, int] | None) -> None:
 
     Measured: with Python's defaults, a worker ran a full collection about once a second,
     each walking ~250k long-lived objects (bentoml, pydantic, sklearn, the model) for
-    80-160 ms on the event loop. Frozen objects are never walked again, and a larger young
-    generation lets each request's garbage die there instead of being promoted."""
+    80-160 ms on the event loop. Frozen objects are never walked again; the thresholds
+    (serving.gc_thresholds) keep full collections rare. Measurements: docs/SERVING.md."""
     import gc
 
     if freeze:

@@ -69,10 +69,17 @@ class Server:
 
 @pytest.fixture(scope="session")
 def bento(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    """`mlgate build` of the registered candidate into a private BentoML home."""
+    """`mlgate build` of the registered candidate into a private BentoML home, as CI runs it."""
     home = tmp_path_factory.mktemp("bentoml-home")
-    proc = run(["mlgate", "build", "--model", "candidate"], trained_repo, **bentoml_env(home))
+    output = home / "github_output"
+    proc = run(
+        ["mlgate", "build", "--model", "candidate"],
+        trained_repo,
+        **bentoml_env(home, GITHUB_OUTPUT=str(output)),
+    )
     tag = proc.stdout.strip().rsplit("bento ", 1)[-1]
+    # the CD job reads the tag from the step output to run `bentoml containerize <tag>`
+    assert output.read_text() == f"bento_tag={tag}\n"
     return tag, home
 
 

@@ -188,6 +188,22 @@ def test_still_healthy_after_bad_requests(server: Server) -> None:
     assert server.proc.poll() is None
 
 
+def test_bento_carries_lineage_and_only_serving_packages(bento: tuple[str, Path]) -> None:
+    import yaml
+
+    tag, home = bento
+    name, version = tag.split(":")
+    with (home / "bentos" / name / version / "bento.yaml").open() as fh:
+        info = yaml.safe_load(fh)
+    assert info["labels"]["model_version"] == "1" and info["labels"]["gate_passed"] == "true"
+    assert re.fullmatch(r"[0-9a-f]{40}", info["labels"]["git_commit"])
+    packages = (home / "bentos" / name / version / "env/python/requirements.txt").read_text()
+    for needed in ("bentoml==", "scikit-learn==", "pandera==", "numpy=="):
+        assert needed in packages
+    for unwanted in ("dvc", "mlflow", "pytest", "ruff"):
+        assert unwanted not in packages.lower()
+
+
 def test_model_info_carries_the_lineage(server: Server) -> None:
     status, info = server.call("/model_info", {})
     assert status == 200

@@ -72,18 +72,25 @@ def post(url: str, body: bytes) -> int:
         return 0
 
 
-def group_rss_mb(pgid: int) -> float:
-    """Resident memory of every process in the server's process group (workers included)."""
-    total = 0
+def tree_rss_mb(root: int) -> float:
+    """Resident memory of the server process and all its descendants (workers included)."""
+    parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:  # field 5 of /proc/pid/stat: pgrp
-                continue
-            status = (stat.parent / "status").read_text()
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
-        m = re.search(r"VmRSS:\s+(\d+) kB", status)
+    tree, grew = {root}, True
+    while grew:
+        new = {pid for pid, ppid in parents.items() if ppid in tree} - tree
+        tree |= new
+        grew = bool(new)
+    total = 0
+    for pid in tree:
+        try:
+            m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+        except OSError:
+            continue
         total += int(m.group(1)) if m else 0
     return total / 1024
 
@@ -168,7 +175,7 @@ def measure(server: Server, connections: list[int], duration: int, tmp: Path) ->
         for c in connections:
             server.results[f"c{c}"] = wrk(url, body, c, duration, tmp)
             print(f"  {server.name:<44} c={c:<3} {fmt(server.results[f'c{c}'])}", flush=True)
-        server.results["rss_mb"] = group_rss_mb(proc.pid)
+        server.results["rss_mb"] = tree_rss_mb(proc.pid)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

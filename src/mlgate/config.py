@@ -119,6 +119,7 @@ class Serving(_Section):
     model: str = "production"
     workers: int = Field(default=1, ge=1)
     max_batch_rows: int = Field(default=1000, ge=1)
+    max_body_kb: int = Field(default=1024, ge=1)
     timeout_seconds: int = Field(default=10, ge=1)
     access_log: bool = False
     gc_freeze: bool = True

@@ -122,6 +122,13 @@ def test_oversized_batch_is_refused(server: Server, trained_repo: Path) -> None:
     assert "at most 1000" in answer["detail"][0]["msg"]
 
 
+def test_oversized_body_is_refused_before_it_is_read(server: Server) -> None:
+    status, answer = server.call("/predict", raw=b'{"applicant": "' + b"x" * 2_000_000 + b'"}')
+    assert status == 413
+    assert "at most 1048576" in answer["detail"][0]["msg"]
+    assert server.call("/predict", {"applicant": GOOD})[0] == 200
+
+
 def metric(text: str, name: str, **labels: str) -> float:
     total = 0.0
     for line in text.splitlines():

@@ -50,6 +50,7 @@ PredictBatchRequest = create_model(
 )
 
 PREDICT_PATHS = ("/predict", "/predict_batch")
+MAX_BODY_BYTES = SERVING.max_body_kb * 1024
 
 PREDICTIONS = bentoml.metrics.Counter(
     name="mlgate_predictions",
@@ -89,7 +90,8 @@ class RejectionObserver:
     """ASGI middleware: counts and records every prediction request that is not a 2xx.
 
     Request validation happens inside BentoML before the API method runs, so a rejected
-    request is only visible at this layer."""
+    request is only visible at this layer. It also refuses a body larger than
+    serving.max_body_kb (413) before the body is read."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -98,9 +100,33 @@ class RejectionObserver:
         if scope["type"] != "http" or scope["path"] not in PREDICT_PATHS:
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
+        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            error = {
+                "error": "request body too large",
+                "detail": [
+                    {
+                        "type": "too_large",
+                        "loc": [],
+                        "msg": f"body of {length.decode(errors='replace')} bytes; "
+                        f"at most {MAX_BODY_BYTES} accepted",
+                    }
+                ],
+            }
+            payload = json.dumps(error).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 413,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": payload})
+            self.rejected(scope, 413, payload, started)
+            return
         status = 0
         body: list[bytes] = []
-        started = time.perf_counter()
 
         async def observe(message: Any) -> None:
             nonlocal status
@@ -112,21 +138,25 @@ class RejectionObserver:
 
         await self.app(scope, receive, observe)
         if status >= 400:
-            endpoint = scope["path"].lstrip("/")
-            REJECTED.labels(endpoint=endpoint, status=str(status)).inc()
-            if _sink is not None:
-                _sink.record(
-                    {
-                        "schema": SCHEMA_VERSION,
-                        "kind": "error",
-                        "ts": _now(),
-                        "endpoint": endpoint,
-                        "status": status,
-                        "error": b"".join(body)[:2000].decode("utf-8", "replace"),
-                        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                        "model_version": LINEAGE.get("version"),
-                    }
-                )
+            self.rejected(scope, status, b"".join(body), started)
+
+    @staticmethod
+    def rejected(scope: Any, status: int, body: bytes, started: float) -> None:
+        endpoint = scope["path"].lstrip("/")
+        REJECTED.labels(endpoint=endpoint, status=str(status)).inc()
+        if _sink is not None:
+            _sink.record(
+                {
+                    "schema": SCHEMA_VERSION,
+                    "kind": "error",
+                    "ts": _now(),
+                    "endpoint": endpoint,
+                    "status": status,
+                    "error": body[:2000].decode("utf-8", "replace"),
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "model_version": LINEAGE.get("version"),
+                }
+            )
 
 
 @bentoml.service(

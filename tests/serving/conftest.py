@@ -80,6 +80,14 @@ def bento(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     tag = proc.stdout.strip().rsplit("bento ", 1)[-1]
     # the CD job reads the tag from the step output to run `bentoml containerize <tag>`
     assert output.read_text() == f"bento_tag={tag}\n"
+    # A newer model of the same name in the shared store (another build): the bento must
+    # keep serving its own model, not `latest`.
+    decoy = (
+        "import bentoml\n"
+        "with bentoml.models.create('mlgate-model', metadata={'decoy': True}) as m:\n"
+        "    pass\n"
+    )
+    run([str(VENV_BIN / "python"), "-c", decoy], trained_repo, **bentoml_env(home))
     return tag, home
 
 

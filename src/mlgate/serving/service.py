@@ -1,7 +1,7 @@
 """The BentoML service: the registered model behind /predict and /predict_batch, observed."""
 
 # No `from __future__ import annotations` here: BentoML reads the API signatures' types at
-# class-definition time, and the request types are built at import from the pandera schema.
+# class-definition time, and the request types are built at import from the stored contract.
 
 import json
 import os
@@ -10,9 +10,11 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import bentoml
+import yaml
 from pydantic import ConfigDict, Field, create_model
 
 from mlgate.config import Params, parse_params
@@ -20,8 +22,29 @@ from mlgate.serving.build import BENTO_MODEL_NAME, MODEL_FILE, REFERENCE_FILE, S
 from mlgate.serving.contract import Contract
 from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink
 
-# The one model a bento carries; `mlgate build` names the exact version while building.
-MODEL_TAG = os.environ.get("MLGATE_BENTO_MODEL", f"{BENTO_MODEL_NAME}:latest")
+
+def _model_tag() -> str:
+    """The exact model this bento was built with.
+
+    `mlgate build` names it in MLGATE_BENTO_MODEL while BentoML imports this module. A
+    built bento records it in its bento.yaml (<bento>/src/mlgate/serving/service.py ->
+    <bento>/bento.yaml): `latest` is not good enough, because locally the model store is
+    shared and `latest` is whatever was saved last (another bento's model, another config).
+    """
+    if os.environ.get("MLGATE_BENTO_MODEL"):
+        return os.environ["MLGATE_BENTO_MODEL"]
+    manifest = Path(__file__).resolve().parents[3] / "bento.yaml"
+    if manifest.is_file():
+        with manifest.open(encoding="utf-8") as fh:
+            info = yaml.safe_load(fh) or {}
+        for service in info.get("services") or []:
+            for model in service.get("models") or []:
+                if str(model.get("tag", "")).startswith(f"{BENTO_MODEL_NAME}:"):
+                    return str(model["tag"])
+    return f"{BENTO_MODEL_NAME}:latest"
+
+
+MODEL_TAG = _model_tag()
 
 _stored = bentoml.models.get(MODEL_TAG)
 # The params.yaml the model was built with travels in the model's metadata: the service

@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS ?= never
 PYTEST_ARGS ?=
 
 .PHONY: help install data run repro register test test-fast lint format bench clean \
-	lint-workflows report
+	lint-workflows report build serve monitor bench-serve
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -83,3 +83,24 @@ bench: data ## pipeline benchmark: cold run, per-stage time, no-op repro, overhe
 
 clean: ## remove pipeline outputs and the local MLflow store (keeps data and .venv)
 	rm -rf artifacts/data artifacts/model mlflow.db mlartifacts
+
+# ---------------------------------------------------------------- serving (docs/SERVING.md)
+MODEL ?=
+BENTO ?=
+PORT ?= 3000
+export BENTOML_DO_NOT_TRACK ?= true
+
+build: install ## package a registered model as a bento: make build [MODEL=production|3]
+	mlgate build $(if $(MODEL),--model $(MODEL))
+
+serve: install ## serve the latest bento locally: make serve [BENTO=tag] [PORT=3000]
+	mlgate serve $(if $(BENTO),--bento $(BENTO)) --port $(PORT)
+
+monitor: install ## drift report of recorded traffic vs training data (exit 1 on drift)
+	mlgate monitor
+
+bench-serve: install ## serving benchmark: mlgate's bento vs mlflow models serve (needs wrk)
+	@command -v wrk >/dev/null || { echo "wrk missing: trying apt-get install -y wrk"; \
+	  (apt-get install -y -qq wrk || sudo apt-get install -y -qq wrk) >/dev/null 2>&1 || true; }
+	@command -v wrk >/dev/null || { echo "error: wrk is required (apt-get install wrk / brew install wrk)"; exit 1; }
+	python benchmarks/serve.py

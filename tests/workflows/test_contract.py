@@ -244,11 +244,6 @@ def test_the_setup_action_the_workflows_use_exists() -> None:
                 assert local.exists(), step["uses"]
 
 
-@pytest.mark.xfail(
-    "build" not in build_parser()._subparsers._group_actions[0].choices,  # type: ignore[union-attr]
-    reason="`mlgate build` comes from the serving branch (issue 4); must exist after the merge",
-    strict=True,
-)
 def test_mlgate_build_exists_for_release_image() -> None:
     """`mlgate release image` runs `mlgate build --model N` and reads the bento tag it reports."""
     build_parser().parse_args(["build", "--params", "params.yaml", "--model", "3"])

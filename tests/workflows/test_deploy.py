@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-from mlgate.cli import build_parser, main
+from mlgate.cli import main
 from mlgate.config import load_params
 from mlgate.deploy.config import deploy_config
 from mlgate.deploy.smoke import sample_rows, smoke_test
@@ -169,15 +169,7 @@ def test_alias_moves_are_skipped_aloud_without_a_tracking_server(
     assert "moving alias production back is skipped" in out
 
 
-BUILD_MISSING = "build" not in build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-
-
 @pytest.mark.slow
-@pytest.mark.xfail(
-    BUILD_MISSING,
-    run=False,
-    reason="`mlgate build` comes from the serving branch (issue 4); this must pass after merge",
-)
 def test_release_image_gets_the_bento_tag_from_mlgate_build(
     trained_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

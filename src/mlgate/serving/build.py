@@ -1,0 +1,224 @@
+"""`mlgate build` and `mlgate serve`: a registered model version as a bento, served locally."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from mlgate import tracking
+from mlgate.errors import MlgateError
+
+if TYPE_CHECKING:
+    from mlgate.config import Params
+
+BENTO_MODEL_NAME = "mlgate-model"  # the same name service.py loads; one model per bento
+MODEL_FILE = "model.joblib"
+REFERENCE_FILE = "reference.json"
+SCORER_FILE = "scorer.json"
+REFERENCE_ROWS = 200
+LINEAGE_TAGS = ("git_commit", "git_dirty", "data_hash", "params_hash", "dvc_lock_hash")
+
+
+def quiet_bentoml() -> None:
+    """No usage tracking (no network calls from a build or a test)."""
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+
+def resolve_version(params: Params, ref: str) -> Any:
+    """An alias (`production`) or a version number (`3`) of the project's registered model."""
+    from mlgate import registry
+
+    name = params.model_name
+    spec = f"{name}/{ref}" if ref.isdigit() else f"{name}@{ref}"
+    parsed = registry.parse_ref(spec, name)  # before connecting: a bad ref fails fast
+    return registry.resolve(tracking.connect(params), parsed)
+
+
+def lineage_of(mv: Any) -> dict[str, str]:
+    tags = mv.tags or {}
+    info = {"model_name": mv.name, "version": str(mv.version), "run_id": mv.run_id or ""}
+    for key in LINEAGE_TAGS:
+        if tags.get(f"mlgate.{key}"):
+            info[key] = tags[f"mlgate.{key}"]
+    info["gate_passed"] = tags.get("mlgate.gate_passed", "unknown")
+    return info
+
+
+def reference_rows(params: Params) -> list[dict[str, Any]]:
+    """Training rows the service scores at start-up to check its lean path against the Pipeline."""
+    from mlgate import data
+
+    schema = data.input_schema(params)
+    frame = data.load(params.split.train, params)[list(schema.columns)]
+    sample = frame.sample(min(REFERENCE_ROWS, len(frame)), random_state=params.split.seed)
+    return [
+        {k: v.item() if hasattr(v, "item") else v for k, v in r.items()}
+        for r in sample.to_dict("records")
+    ]
+
+
+def save_model(params: Params, ref: str) -> tuple[str, dict[str, str]]:
+    """Load the registered version from MLflow and save it into BentoML's model store.
+
+    Next to the pickled Pipeline go: the request contract derived from the pandera schema,
+    the lean scorer's numbers (checked here against the Pipeline), and reference rows with
+    the Pipeline's scores, which the service re-scores at start-up before it is ready."""
+    import json
+
+    import bentoml
+    import joblib
+    import mlflow.sklearn
+    import numpy as np
+
+    from mlgate import data
+    from mlgate.serving.contract import contract_spec
+    from mlgate.serving.scorer import LeanScorer, PipelineScorer, make_scorer
+
+    mv = resolve_version(params, ref)
+    if (mv.tags or {}).get("mlgate.gate_passed") != "true":
+        raise MlgateError(f"{mv.name} version {mv.version} did not pass its gates; not building")
+    model = mlflow.sklearn.load_model(f"models:/{mv.name}/{mv.version}")
+    lineage = lineage_of(mv)
+    labels = {k: v for k, v in lineage.items() if k in ("model_name", "version", "git_commit")}
+    contract = contract_spec(data.input_schema(params))
+    # BentoML metadata takes no nulls: params and contract travel as JSON strings.
+    metadata = {
+        "params_json": json.dumps(params.model_dump(mode="json", by_alias=True)),
+        "contract_json": json.dumps(contract),
+        "lineage": lineage,
+    }
+    rows = reference_rows(params)
+    positive = params.data.positive_label
+    expected = PipelineScorer(model, positive, params.features.all).scores(rows).tolist()
+    scorer = make_scorer(model, positive, params.features.all)
+    export = scorer.export() if scorer.lean else None
+    if export is not None:
+        # The service scores from these numbers alone: prove them equal to the Pipeline now.
+        got = LeanScorer(json.loads(json.dumps(export))).scores(rows)
+        if not np.allclose(got, expected, rtol=1e-9, atol=1e-12):
+            raise MlgateError("the lean scorer's export disagrees with the Pipeline; not building")
+    with bentoml.models.create(BENTO_MODEL_NAME, labels=labels, metadata=metadata) as stored:
+        joblib.dump(model, stored.path_of(MODEL_FILE))
+        with open(stored.path_of(REFERENCE_FILE), "w", encoding="utf-8") as fh:
+            json.dump({"rows": rows, "scores": expected}, fh)
+        if export is not None:
+            with open(stored.path_of(SCORER_FILE), "w", encoding="utf-8") as fh:
+                json.dump(export, fh)
+    return str(stored.tag), lineage
+
+
+def pinned_packages(names: list[str]) -> list[str]:
+    """The bento gets the exact versions this environment (and its tests) ran with."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pinned = []
+    for name in names:
+        if any(op in name for op in "=<>~!"):
+            pinned.append(name)
+            continue
+        try:
+            pinned.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            raise MlgateError(
+                f"bentofile.yaml lists {name!r}, which is not installed here: "
+                "`uv sync --group serve`"
+            ) from None
+    return pinned
+
+
+def build_context(dest: Path) -> Path:
+    """src/ plus the installed mlgate package: in a repository made by `mlgate init`, mlgate
+    is a dependency, not a folder of src/, and the bento must carry it all the same."""
+    import shutil
+
+    import mlgate
+
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "template")
+    src = Path("src")
+    if src.is_dir():
+        shutil.copytree(src, dest, ignore=skip)
+    dest.mkdir(parents=True, exist_ok=True)
+    if not (dest / "mlgate").exists():
+        shutil.copytree(Path(mlgate.__file__).parent, dest / "mlgate", ignore=skip)
+    return dest
+
+
+def build(params: Params, ref: str | None = None, bentofile: Path | str = "bentofile.yaml") -> str:
+    """Package model version `ref` (default serving.model) as a bento; returns the bento tag."""
+    quiet_bentoml()
+    import bentoml
+
+    ref = ref or params.serving.model
+    bentofile = Path(bentofile)
+    try:
+        with bentofile.open(encoding="utf-8") as fh:
+            config = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise MlgateError(f"{bentofile} not found: run mlgate from the repository root") from None
+    model_tag, lineage = save_model(params, ref)
+    config.setdefault("python", {})["packages"] = pinned_packages(
+        list(config.get("python", {}).get("packages", []))
+    )
+    config["name"] = params.model_name
+    labels = {f"model_{k}" if k == "version" else k: v for k, v in lineage.items()}
+    config["labels"] = {**config.get("labels", {}), **labels}
+    # The service module reads this while BentoML imports it during the build, so the bento
+    # records exactly this model (not whatever is `latest` in a shared store).
+    os.environ["MLGATE_BENTO_MODEL"] = model_tag
+    with tempfile.TemporaryDirectory() as tmp:
+        pinned_file = Path(tmp) / "bentofile.yaml"
+        pinned_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        bento = bentoml.bentos.build_bentofile(
+            str(pinned_file), build_ctx=str(build_context(Path(tmp) / "context"))
+        )
+    tag = str(bento.tag)
+    print(
+        f"build: {lineage['model_name']} version {lineage['version']} "
+        f"-> model {model_tag}, bento {tag}"
+    )
+    output = os.environ.get("GITHUB_OUTPUT")
+    if output:
+        with open(output, "a", encoding="utf-8") as fh:
+            fh.write(f"bento_tag={tag}\n")
+    return tag
+
+
+def latest_bento(params: Params) -> str:
+    import bentoml
+
+    try:
+        return str(bentoml.bentos.get(f"{params.model_name}:latest").tag)
+    except bentoml.exceptions.NotFound:
+        raise MlgateError(
+            f"no bento of {params.model_name} yet: run `mlgate build` first"
+        ) from None
+
+
+def serve_command(params: Params, bento: str, port: int, host: str = "127.0.0.1") -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        bento,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+
+
+def serve(params: Params, bento: str | None, port: int, host: str) -> int:
+    """Run `bentoml serve` on a built bento in the foreground; feedback goes under the repo."""
+    quiet_bentoml()
+    tag = bento or latest_bento(params)
+    env = dict(os.environ)
+    env.setdefault("MLGATE_FEEDBACK_DIR", str(Path(params.serving.feedback.path).resolve()))
+    print(f"serve: {tag} on http://{host}:{port} (feedback: {env['MLGATE_FEEDBACK_DIR']})")
+    return subprocess.call(serve_command(params, tag, port, host), env=env)

@@ -1,0 +1,124 @@
+"""The request contract: a pydantic model derived from the pipeline's pandera schema."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, create_model
+
+from mlgate.errors import MlgateError
+
+if TYPE_CHECKING:
+    import pandera.pandas as pa
+
+# pandera check name -> (pydantic Field keyword, the statistic that holds the bound)
+_BOUNDS = {
+    "greater_than_or_equal_to": ("ge", "min_value"),
+    "greater_than": ("gt", "min_value"),
+    "less_than_or_equal_to": ("le", "max_value"),
+    "less_than": ("lt", "max_value"),
+}
+
+
+def contract_spec(schema: pa.DataFrameSchema) -> dict[str, Any]:
+    """What the schema says about one row, as plain JSON-able data.
+
+    `mlgate build` stores this in the bento's model, so the service builds its request model
+    without importing pandas/pandera (seconds of cold start). It is computed from the
+    schema, never written by hand. Checks pydantic cannot express are kept by name in
+    `residual_checks`; the service then also validates each request with pandera itself."""
+    residual: list[str] = [str(c) for c in schema.checks]
+    columns = []
+    for name, column in schema.columns.items():
+        constraints: dict[str, Any] = {}
+        allowed: list[Any] | None = None
+        for check in column.checks:
+            stats = check.statistics or {}
+            if check.name in _BOUNDS:
+                key, stat = _BOUNDS[check.name]
+                constraints[key] = stats[stat]
+            elif check.name == "in_range":
+                constraints["ge" if stats.get("include_min", True) else "gt"] = stats["min_value"]
+                constraints["le" if stats.get("include_max", True) else "lt"] = stats["max_value"]
+            elif check.name == "isin":
+                allowed = list(stats["allowed_values"])
+            else:
+                residual.append(f"{name}: {check.name}")
+        columns.append(
+            {
+                "name": name,
+                "kind": _kind(str(column.dtype), name),
+                "constraints": constraints,
+                "allowed": allowed,
+                "nullable": bool(column.nullable),
+                "description": column.description,
+            }
+        )
+    return {
+        "schema": schema.name,
+        "strict": bool(schema.strict),
+        "columns": columns,
+        "residual_checks": residual,
+    }
+
+
+class Contract:
+    """What a request row must be, and how to tell a client what is wrong with theirs.
+
+    `row_model` checks one row in pydantic (µs per row, with the field path in each error);
+    the schema's bounds become ge/le, `isin` becomes a Literal, integers and strings are
+    strict (no "12" for 12, no true for 1), floats must be finite."""
+
+    def __init__(self, spec: dict[str, Any], name: str = "Applicant") -> None:
+        self.spec = spec
+        self.columns = [c["name"] for c in spec["columns"]]
+        self.residual_checks: list[str] = list(spec["residual_checks"])
+        fields = {c["name"]: _field(c) for c in spec["columns"]}
+        self.row_model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+            name,
+            __config__=ConfigDict(extra="forbid" if spec["strict"] else "ignore", frozen=True),
+            __doc__=f"One row of {spec['schema'] or 'the schema'} (from its pandera schema).",
+            **fields,
+        )
+
+    @classmethod
+    def from_schema(cls, schema: pa.DataFrameSchema, name: str = "Applicant") -> Contract:
+        return cls(contract_spec(schema), name)
+
+    @property
+    def needs_pandera(self) -> bool:
+        return bool(self.residual_checks)
+
+
+def _field(column: dict[str, Any]) -> tuple[Any, Any]:
+    kind = column["kind"]
+    if column["allowed"] is not None:
+        annotation: Any = Literal[tuple(column["allowed"])]  # type: ignore[valid-type]
+    elif kind == "int":
+        # strict: "12", 12.5 and true are not integers (coercing them would hide client bugs)
+        annotation = Annotated[int, Strict()]
+    elif kind == "float":
+        annotation = Annotated[float, Field(allow_inf_nan=False)]
+    elif kind == "bool":
+        annotation = Annotated[bool, Strict()]
+    else:
+        annotation = Annotated[str, Strict()]
+    annotation = Annotated[
+        annotation, Field(description=column["description"], **column["constraints"])
+    ]
+    if column["nullable"]:
+        return (annotation | None, None)
+    return (annotation, ...)
+
+
+def _kind(dtype: str, column: str) -> str:
+    dtype = dtype.lower()
+    if dtype.startswith(("int", "uint")):
+        return "int"
+    if dtype.startswith("float"):
+        return "float"
+    if dtype.startswith("bool"):
+        return "bool"
+    if dtype.startswith(("str", "object", "category")):
+        return "str"
+    raise MlgateError(f"schema column {column!r}: dtype {dtype} cannot be served as JSON yet")

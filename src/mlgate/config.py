@@ -140,6 +140,66 @@ class Monitor(_Section):
     max_error_rate: float = Field(default=0.05, ge=0, le=1)
 
 
+# ---------------------------------------------------------------- deploy (docs/WORKFLOWS.md)
+
+
+class Health(_Section):
+    live: str = "/livez"
+    ready: str = "/readyz"
+    metrics: str = "/metrics"
+
+
+class Smoke(_Section):
+    path: str = "/predict"  # the prediction endpoint
+    field: str = "applicant"  # the JSON field that carries one request row
+    rows: int = Field(default=5, ge=1)  # rows of the test split sent, one request each
+
+
+class PerEnv(_Section):
+    staging: str = ""
+    production: str = ""
+
+    def of(self, env: str) -> str:
+        return str(getattr(self, env))
+
+
+class Kubernetes(_Section):
+    manifests: Path = Path("deploy/k8s")
+    name: str = ""  # the Deployment/Service name; "" => project.name
+    namespace: PerEnv = PerEnv(staging="ml-staging", production="ml-production")
+    url: PerEnv = PerEnv()  # public URL per environment; "" => smoke-test via port-forward
+    replicas: dict[str, int] = Field(default_factory=lambda: {"min": 2, "max": 10})
+    cpu_target: int = Field(default=70, ge=1, le=100)  # HPA average CPU utilisation, percent
+    resources: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {
+            "requests": {"cpu": "250m", "memory": "512Mi"},
+            "limits": {"cpu": "1", "memory": "1Gi"},
+        }
+    )
+    rollout_timeout: str = "300s"
+    oidc_audience: str = ""  # set: authenticate kubectl with the job's GitHub OIDC token
+
+
+class Deploy(_Section):
+    target: Literal["local", "kubernetes"] = "local"
+    image: str = ""  # "" => ghcr.io/<github repository, lower case>
+    port: int = 3000  # the service's port inside the container
+    startup_seconds: int = Field(default=120, ge=1)
+    health: Health = Health()
+    smoke: Smoke = Smoke()
+    kubernetes: Kubernetes = Kubernetes()
+
+    def image_repository(self) -> str:
+        if self.image:
+            return self.image
+        repo = os.environ.get("GITHUB_REPOSITORY", "")
+        if not repo:
+            raise MlgateError(
+                "set deploy.image in params.yaml (or run where GITHUB_REPOSITORY is set)"
+            )
+        return f"ghcr.io/{repo.lower()}"
+
+
 class Params(_Section):
     project: Project
     data: Data
@@ -150,7 +210,7 @@ class Params(_Section):
     gate: Gate
     tracking: Tracking = Tracking()
     serving: Serving = Serving()
-    deploy: dict[str, Any] = Field(default_factory=dict)
+    deploy: Deploy = Deploy()
     monitor: Monitor = Monitor()
 
     @model_validator(mode="after")

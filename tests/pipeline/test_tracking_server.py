@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import urllib.request
@@ -11,15 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_repo, run, tool_env
+from tests.conftest import copy_repo, free_port, run, tool_env
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

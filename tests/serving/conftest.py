@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -17,16 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import VENV_BIN, run, tool_env
+from tests.conftest import VENV_BIN, free_port, run, tool_env
 
 READY_DELAY = "2"  # seconds the service holds /readyz at 503 after start-up, to observe it
 START_TIMEOUT = 90
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def bentoml_env(home: Path, **extra: str) -> dict[str, str]:

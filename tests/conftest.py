@@ -93,9 +93,9 @@ def run(
     return proc
 
 
-def copy_repo(dest: Path) -> Path:
+def copy_repo(dest: Path, data: bool = True) -> Path:
     """Copy the working tree as git sees it (tracked, or untracked and not ignored) into a
-    new git repository, and pull the data from the repo-local DVC remote."""
+    new git repository, and (unless not `data`) pull the data from the repo-local DVC remote."""
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
@@ -111,7 +111,8 @@ def copy_repo(dest: Path) -> Path:
     run(["git", "init", "-q", "-b", "main"], dest)
     run(["git", "add", "-A"], dest)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], dest)
-    run(["dvc", "pull", "--quiet", "data.dvc"], dest)
+    if data:
+        run(["dvc", "pull", "--quiet", "data.dvc"], dest)
     return dest
 
 

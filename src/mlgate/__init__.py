@@ -2,4 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+# One version, in pyproject.toml: the release tag is v<this>, checked by the release workflow.
+__version__ = version("mlgate")

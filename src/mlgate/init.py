@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import importlib.util
 import keyword
 import math
@@ -57,9 +58,62 @@ class InitRequest:
     name: str | None = None
     template: str | None = None
     vcs_ref: str | None = None
-    mlgate_path: str | None = None
-    mlgate_repo: str = "OWNER/mlgate"
-    mlgate_ref: str = f"v{__version__}"
+    mlgate_path: str | None = None  # development only: install mlgate from this checkout
+    mlgate_repo: str | None = None  # default: the installed mlgate's Repository URL
+    mlgate_ref: str | None = None  # default: v<the installed mlgate's version>
+
+
+# ---------------------------------------------------------------- which mlgate release
+
+RELEASE_TAG = re.compile(r"v\d+\.\d+\.\d+")
+
+
+@dataclass(frozen=True)
+class Release:
+    """An mlgate release a project pins: the repository it is published from and its tag."""
+
+    url: str  # the repository's web address, e.g. https://github.com/owner/mlgate
+    tag: str  # vX.Y.Z
+
+    @property
+    def repo(self) -> str:
+        """owner/name, as a caller's `uses:` names it (on the same GitHub instance)."""
+        return "/".join(self.url.split("/")[-2:])
+
+    @property
+    def git_url(self) -> str:
+        """What `copier update` clones the template from."""
+        return f"{self.url}.git"
+
+
+def repository_url(given: str) -> str:
+    """OWNER/NAME (github.com) or an http(s) address of a repository, as a web address."""
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", given):
+        return f"https://github.com/{given.removesuffix('.git')}"
+    if re.fullmatch(r"https?://[^/\s]+(/[^/\s]+)*/[\w.-]+/[\w.-]+/?", given):
+        return given.rstrip("/").removesuffix(".git")
+    raise MlgateError(
+        f"--mlgate-repo {given!r}: give OWNER/NAME (on github.com) or the repository's "
+        "https:// address"
+    )
+
+
+def this_release(repo: str | None = None, ref: str | None = None) -> Release:
+    """The release to pin: by default the installed mlgate's own (pyproject's Repository URL
+    and version, read from the package metadata), so a project never names a placeholder."""
+    meta = importlib.metadata.metadata("mlgate")
+    urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL") or [] if ", " in u)
+    if repo is None:
+        repo = urls.get("Repository")
+        if not repo:
+            raise MlgateError(
+                "the installed mlgate names no Repository URL in its metadata: "
+                "pass --mlgate-repo OWNER/NAME"
+            )
+    tag = ref or f"v{__version__}"
+    if not RELEASE_TAG.fullmatch(tag):
+        raise MlgateError(f"--mlgate-ref {tag!r}: a release tag is vX.Y.Z")
+    return Release(url=repository_url(repo), tag=tag)
 
 
 # ---------------------------------------------------------------- inference (pure)
@@ -213,8 +267,11 @@ def read_data(path: Path) -> pd.DataFrame:
     return frame
 
 
-def answers_for(request: InitRequest, frame: pd.DataFrame) -> dict[str, Any]:
+def answers_for(
+    request: InitRequest, frame: pd.DataFrame, release: Release | None = None
+) -> dict[str, Any]:
     """Check the request against the data and turn it into the template's answers."""
+    release = release or this_release(request.mlgate_repo, request.mlgate_ref)
     target = request.target
     if target not in frame.columns:
         raise MlgateError(
@@ -286,9 +343,10 @@ def answers_for(request: InitRequest, frame: pd.DataFrame) -> dict[str, Any]:
         columns=columns,
         impute=bool(frame[features].isna().any().any()),
         inferred_on=datetime.now(UTC).strftime("%Y-%m-%d"),
-        mlgate_repo=request.mlgate_repo,
-        mlgate_ref=request.mlgate_ref,
-        mlgate_path=request.mlgate_path if request.mlgate_path is not None else _checkout() or "",
+        mlgate_repo=release.repo,
+        mlgate_url=release.url,
+        mlgate_ref=release.tag,
+        mlgate_path=str(Path(request.mlgate_path).resolve()) if request.mlgate_path else "",
     )
     return answers
 
@@ -301,10 +359,65 @@ def _checkout() -> str | None:
     return None
 
 
-def template_source(given: str | None) -> str:
-    """The template: as given; else this checkout (git tags = template versions); else the
-    copy in the installed package."""
-    return given or _checkout() or str(TEMPLATE_DIR)
+@dataclass(frozen=True)
+class TemplateSource:
+    """The copier template to render, at which version, and whether the project should
+    record the release as its template source (for `copier update`) once rendered."""
+
+    src: str
+    vcs_ref: str | None
+    record_release: bool
+
+
+def _git(checkout: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", "-C", checkout, *args], capture_output=True, text=True, check=False
+    )
+
+
+def template_source(request: InitRequest, release: Release) -> TemplateSource:
+    """The template the project is made from, consistent with the release it pins:
+    - `--template SRC [--vcs-ref TAG]`: that template, as copier records it;
+    - `--mlgate-path DIR` (development): DIR's working tree, whatever its state;
+    - else the template of the pinned release: the installed package's own copy, or, when
+      mlgate runs from a git checkout, that checkout at the release tag (its working tree
+      may hold unreleased changes that the released workflows and package do not match).
+    """
+    if request.template:
+        return TemplateSource(request.template, request.vcs_ref, record_release=False)
+    if request.mlgate_path:
+        template = Path(request.mlgate_path).resolve() / "src" / "mlgate" / "template"
+        if not (template / "copier.yml").is_file():
+            raise MlgateError(
+                f"--mlgate-path {request.mlgate_path}: not an mlgate checkout "
+                "(no src/mlgate/template/copier.yml)"
+            )
+        return TemplateSource(str(template), None, record_release=False)
+    checkout = _checkout()
+    if checkout is None:  # an installed release: its packaged template is the release's
+        if release.tag != f"v{__version__}":
+            raise MlgateError(
+                f"--mlgate-ref {release.tag}: this installed mlgate is v{__version__} and "
+                f"carries that release's template only; install mlgate {release.tag} to make "
+                "a project of it"
+            )
+        return TemplateSource(str(TEMPLATE_DIR), None, record_release=True)
+    if _git(checkout, "rev-parse", "-q", "--verify", f"refs/tags/{release.tag}").returncode:
+        raise MlgateError(
+            f"mlgate runs from the checkout {checkout}, which has no tag {release.tag}: the new "
+            f"project would pin release {release.tag} of {release.url} but could not be made "
+            "from that release's template. Either `git fetch --tags` (or check out a release), "
+            "or install a released mlgate (docs/INIT.md), or, to develop mlgate itself, pass "
+            f"--mlgate-path {checkout} (the project then installs this checkout as it is)"
+        )
+    if _git(
+        checkout, "diff", "--quiet", release.tag, "--", "copier.yml", "src/mlgate/template"
+    ).returncode:
+        print(
+            f"init: rendering the template of release {release.tag}; this checkout's own "
+            "template has changes since (--mlgate-path to use them in development)"
+        )
+    return TemplateSource(checkout, release.tag, record_release=True)
 
 
 # ---------------------------------------------------------------- writing
@@ -341,7 +454,9 @@ def _git_identity(cwd: Path) -> list[str]:
     return [] if proc.stdout.strip() else ["-c", "user.name=mlgate", "-c", "user.email=mlgate@init"]
 
 
-def render(src: str, dest: Path, answers: dict[str, Any], vcs_ref: str | None) -> None:
+def render(
+    src: str, dest: Path, answers: dict[str, Any], vcs_ref: str | None, record_release: bool
+) -> None:
     import copier
     from copier.errors import CopierError
 
@@ -351,19 +466,20 @@ def render(src: str, dest: Path, answers: dict[str, Any], vcs_ref: str | None) -
         )
     except (CopierError, ValueError) as err:
         raise MlgateError(f"rendering the template {src} failed: {err}") from None
-    if src == str(TEMPLATE_DIR):
+    if record_release:
         _point_answers_at_release(dest, answers)
 
 
 def _point_answers_at_release(dest: Path, answers: dict[str, Any]) -> None:
-    """Rendered from the installed package: record the release this copy is, so a later
-    `copier update` fetches the template from the mlgate repository at that tag."""
+    """Record the release the project was made from as its template source, so a later
+    `copier update` fetches the template from the mlgate repository at that tag (and the
+    project names no path of the machine that made it)."""
     import yaml
 
     path = dest / ".copier-answers.yml"
     with path.open(encoding="utf-8") as fh:
         recorded = yaml.safe_load(fh)
-    recorded["_src_path"] = f"https://github.com/{answers['mlgate_repo']}.git"
+    recorded["_src_path"] = f"{answers['mlgate_url']}.git"
     recorded["_commit"] = answers["mlgate_ref"]
     with path.open("w", encoding="utf-8") as fh:
         fh.write("# Changes here will be overwritten by Copier; NEVER EDIT MANUALLY\n")
@@ -375,15 +491,18 @@ def create(request: InitRequest) -> Path:
     dest = request.dest.resolve()
     check_dest(dest)
     frame = read_data(request.data)
-    answers = answers_for(request, frame)
+    release = this_release(request.mlgate_repo, request.mlgate_ref)
+    answers = answers_for(request, frame, release)
     uv = shutil.which("uv")
     if uv is None:
         raise MlgateError("uv is needed to lock the new project's environment: pip install uv")
-    src = template_source(request.template)
+    source = template_source(request, release)
+    if request.template and request.vcs_ref and RELEASE_TAG.fullmatch(request.vcs_ref):
+        answers["mlgate_ref"] = request.vcs_ref  # the pins follow the template's release
 
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.init-", dir=dest.parent))
     try:
-        render(src, work, answers, request.vcs_ref)
+        render(source.src, work, answers, source.vcs_ref, source.record_release)
         (work / "data").mkdir()
         shutil.copy2(request.data, work / "data" / answers["data_file"])
         _run(["git", "init", "-q", "-b", "main"], work, "git init")
@@ -422,6 +541,91 @@ def _summary(dest: Path, answers: dict[str, Any]) -> None:
     print(f"next: cd {dest} && make run && make test")
 
 
+# ---------------------------------------------------------------- update to a later release
+
+
+def _recorded_source(project: Path) -> tuple[str, str]:
+    """The template source and release a project records, or why it cannot be updated."""
+    import yaml
+
+    path = project / ".copier-answers.yml"
+    if not path.is_file():
+        raise MlgateError(
+            f"{project} has no .copier-answers.yml: not a project made by mlgate init"
+        )
+    with path.open(encoding="utf-8") as fh:
+        recorded = yaml.safe_load(fh) or {}
+    src, commit = str(recorded.get("_src_path") or ""), str(recorded.get("_commit") or "")
+    if not RELEASE_TAG.fullmatch(commit):
+        made_from = f"{src or 'an unknown template'} at {commit or 'no version'}"
+        raise MlgateError(
+            f"{path}: this project was made from {made_from}, not from an mlgate release "
+            "(an untagged or modified checkout, e.g. `mlgate init --mlgate-path`), so there "
+            "is no released template to take the difference from. Name the release it is "
+            "closest to: in .copier-answers.yml set `_src_path: https://github.com/OWNER/"
+            "mlgate.git` (mlgate's repository) and `_commit: vX.Y.Z` (that release), commit, "
+            "and run `mlgate update` again; review the diff it makes with care"
+        )
+    return src, commit
+
+
+def _release_tags(src: str) -> list[str]:
+    """The release tags of a template source (a local path or a git URL), oldest first."""
+    proc = subprocess.run(
+        ["git", "ls-remote", "--tags", "--refs", src],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+        raise MlgateError(f"cannot read the releases of {src}: {' '.join(tail)}")
+    tags = [line.rsplit("refs/tags/", 1)[-1] for line in proc.stdout.splitlines()]
+    releases = [t for t in tags if RELEASE_TAG.fullmatch(t)]
+    return sorted(releases, key=lambda t: tuple(int(n) for n in t[1:].split(".")))
+
+
+def update(project: Path, to: str | None) -> str:
+    """Take a later mlgate release: copier re-renders the template at the recorded release
+    and at `to`, and applies the difference to the project (your edits stay); then the lock
+    follows the new pin. Returns the release taken."""
+    import copier
+    from copier.errors import CopierError
+
+    project = project.resolve()
+    src, current = _recorded_source(project)
+    if to is not None and not RELEASE_TAG.fullmatch(to):
+        raise MlgateError(f"--to {to!r}: a release tag is vX.Y.Z")
+    releases = _release_tags(src)
+    if current not in releases:
+        raise MlgateError(
+            f"{src} has no release {current}, which .copier-answers.yml records as this "
+            f"project's template (releases there: {', '.join(releases) or 'none'})"
+        )
+    to = to or releases[-1]
+    if to not in releases:
+        raise MlgateError(f"{src} has no release {to} (releases: {', '.join(releases)})")
+    if to == current:
+        print(f"update: already at {to}")
+        return to
+    if _run(["git", "status", "--porcelain"], project, "git status").strip():
+        raise MlgateError(f"{project} has uncommitted changes: commit or stash them first")
+    try:
+        copier.run_update(
+            project, vcs_ref=to, defaults=True, overwrite=True, quiet=True, unsafe=False
+        )
+    except (CopierError, ValueError) as err:
+        raise MlgateError(f"copier update to {to} failed: {err}") from None
+    uv = shutil.which("uv")
+    if uv is None:
+        raise MlgateError(f"updated to {to}, but uv is needed to re-lock: pip install uv")
+    _run([uv, "lock", "--quiet"], project, f"updated to {to}; `uv lock`")
+    print(f"update: {current} -> {to}. Review `git diff` (resolve any <<<<<<< markers), then")
+    print(f'        make run && make test && git commit -am "Take mlgate {to}"')
+    return to
+
+
 # ---------------------------------------------------------------- command line
 
 
@@ -454,25 +658,53 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--metric", help="primary metric (default: roc_auc or rmse)")
     p.add_argument("--name", help="project name (default: from DIR)")
-    p.add_argument("--template", metavar="SRC", help="copier template (default: this mlgate's)")
-    p.add_argument("--vcs-ref", metavar="TAG", help="template version (default: latest tag)")
+    p.add_argument(
+        "--mlgate-repo",
+        metavar="OWNER/NAME|URL",
+        help="the repository mlgate is released from: the project's package, workflows and "
+        "template updates come from it (default: the installed mlgate's, from its metadata)",
+    )
+    p.add_argument(
+        "--mlgate-ref",
+        metavar="TAG",
+        help=f"the mlgate release to pin (default: this mlgate's, v{__version__})",
+    )
     p.add_argument(
         "--mlgate-path",
         metavar="DIR",
-        help="install mlgate from this checkout (default: this checkout, if mlgate runs from one)",
+        help="DEVELOPMENT ONLY: make the project from the mlgate checkout DIR as it is (its "
+        "template, and mlgate installed from DIR), for offline work and mlgate's own tests",
     )
-    p.add_argument("--mlgate-repo", default="OWNER/mlgate", help="GitHub owner/name of mlgate")
     p.add_argument(
-        "--mlgate-ref", default=f"v{__version__}", help="release tag to pin (default: %(default)s)"
+        "--template", metavar="SRC", help="another copier template (default: the release's)"
+    )
+    p.add_argument(
+        "--vcs-ref", metavar="TAG", help="the --template version (default: its latest tag)"
     )
     p.add_argument("--no-input", action="store_true", help="never ask; fail on missing options")
     p.set_defaults(handler=_init)
+
+    u = sub.add_parser(
+        "update",
+        help="take a later mlgate release into a project made by `mlgate init`",
+        description="Re-render the project's template at a later mlgate release with "
+        "`copier update` (a three-way merge that keeps your edits; the package and workflow "
+        "pins move with it), then `uv lock`. Needs a clean git tree. See docs/INIT.md.",
+    )
+    u.add_argument("--to", metavar="TAG", help="the release to take (default: the latest)")
+    u.add_argument("--project", type=Path, default=Path("."), metavar="DIR", help="default: here")
+    u.set_defaults(handler=_update)
 
 
 def _ask(question: str) -> str:
     with contextlib.suppress(EOFError):
         return input(f"{question}: ").strip()
     return ""
+
+
+def _update(args: argparse.Namespace) -> int:
+    update(args.project, args.to)
+    return 0
 
 
 def _init(args: argparse.Namespace) -> int:

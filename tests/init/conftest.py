@@ -69,4 +69,7 @@ def houses_csv(tmp_path: Path) -> Path:
 
 
 def mlgate_init(dest: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    return run([str(VENV_BIN / "mlgate"), "init", str(dest), "--no-input", *map(str, args)], ROOT)
+    """`mlgate init` in development mode (--mlgate-path: this checkout as it is): offline, and
+    the code under test. test_release.py covers the default path, a release."""
+    cmd = [str(VENV_BIN / "mlgate"), "init", str(dest), "--no-input", "--mlgate-path", str(ROOT)]
+    return run([*cmd, *map(str, args)], ROOT)

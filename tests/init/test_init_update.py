@@ -72,7 +72,7 @@ def test_update_applies_and_keeps_the_users_schema_edits(churn_csv: Path, tmp_pa
     )
     commit_and_tag(template, "template v0.2.0", "v0.2.0")
 
-    run([str(VENV_BIN / "copier"), "update", "--defaults", "--vcs-ref", "v0.2.0"], project)
+    run([str(VENV_BIN / "mlgate"), "update", "--to", "v0.2.0"], project)
 
     status = run(["git", "status", "--porcelain"], project).stdout
     assert ".rej" not in status
@@ -84,5 +84,7 @@ def test_update_applies_and_keeps_the_users_schema_edits(churn_csv: Path, tmp_pa
     assert "review it before the first release." in text  # and the template's change came in
     assert "mlgate --version" in (project / "Makefile").read_text()
     assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == "v0.2.0"
+    assert "ml-ci.yml@v0.2.0" in (project / ".github/workflows/ci.yml").read_text()  # pins moved
+    assert "/releases/download/v0.2.0/" in (project / "pyproject.toml").read_text()
 
     run(["make", "test"], project)  # the project's own tests still pass after the update

@@ -1,8 +1,11 @@
 """`mlgate init` works from an installed wheel (not only from a checkout): the wheel ships
-the template, and the project it makes records the release to update from."""
+the template, and the project it makes pins that release and records it to update from.
+The wheel is served as a GitHub release asset by a local server (tests/init/conftest.py)."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import re
 import subprocess
 import zipfile
 from pathlib import Path
@@ -16,9 +19,14 @@ pytestmark = pytest.mark.slow
 TEMPLATE = "src/mlgate/template"
 
 
-def test_init_from_the_installed_wheel(churn_csv: Path, tmp_path: Path) -> None:
-    run(["uv", "build", "--wheel", "--out-dir", str(tmp_path / "dist")], ROOT)
-    wheel = next((tmp_path / "dist").glob("mlgate-*.whl"))
+def test_init_from_the_installed_wheel(
+    churn_csv: Path, tmp_path: Path, server: tuple[str, Path]
+) -> None:
+    base, served = server
+    tag = f"v{importlib.metadata.version('mlgate')}"
+    assets = served / "acme" / "mlgate" / "releases" / "download" / tag
+    run(["uv", "build", "--wheel", "--out-dir", str(assets)], ROOT)
+    wheel = next(assets.glob("mlgate-*.whl"))
     shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("mlgate/template/")}
     tracked = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", TEMPLATE],
@@ -36,7 +44,8 @@ def test_init_from_the_installed_wheel(churn_csv: Path, tmp_path: Path) -> None:
         tmp_path,
     )
     project = tmp_path / "churn-model"
-    # --mlgate-path: the test is offline; a real user's project installs the release tag
+    # no --mlgate-path: the default, a release (only the host of its repository differs)
+    url = f"{base}/acme/mlgate"
     run(
         [
             str(venv / "bin" / "mlgate"),
@@ -47,13 +56,16 @@ def test_init_from_the_installed_wheel(churn_csv: Path, tmp_path: Path) -> None:
             str(churn_csv),
             "--target",
             "churned",
-            "--mlgate-path",
-            str(ROOT),
+            "--mlgate-repo",
+            url,
         ],
         tmp_path,
     )
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
-    assert answers["_src_path"] == "https://github.com/OWNER/mlgate.git"
-    assert answers["_commit"] == answers["mlgate_ref"] == "v0.1.0"
+    assert (answers["_src_path"], answers["_commit"]) == (f"{url}.git", tag)
+    lock = (project / "uv.lock").read_text()
+    assert f'source = {{ url = "{url}/releases/download/{tag}/{wheel.name}" }}' in lock
+    assert str(ROOT) not in lock and "{ path = " not in lock
+    assert re.findall(r"editable = \"([^\"]*)\"", lock) == ["."]  # the project itself only
     assert "class LabelledRecord" in (project / "src/churn_model/schema.py").read_text()
     assert run(["git", "status", "--porcelain"], project).stdout == ""

@@ -8,15 +8,11 @@ the host differs from a real user's run (`--mlgate-repo http://127.0.0.1:PORT/ac
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import importlib.metadata
 import re
 import sys
-import threading
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -112,28 +108,6 @@ def test_update_explains_a_project_made_from_a_development_checkout(tmp_path: Pa
 
 
 # ---------------------------------------------------------------- release to release
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A local HTTP server over a folder: (its base URL, the folder)."""
-    root = tmp_path / "served"
-    root.mkdir()
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", root
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        del format, args
 
 
 def release(repo: Path, version: str, served: Path) -> Path:

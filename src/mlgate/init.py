@@ -577,6 +577,7 @@ def _release_tags(src: str) -> list[str]:
         text=True,
         timeout=300,
         check=False,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},  # a missing repository: fail, not ask
     )
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]

@@ -80,11 +80,6 @@ class Release:
         """owner/name, as a caller's `uses:` names it (on the same GitHub instance)."""
         return "/".join(self.url.split("/")[-2:])
 
-    @property
-    def git_url(self) -> str:
-        """What `copier update` clones the template from."""
-        return f"{self.url}.git"
-
 
 def repository_url(given: str) -> str:
     """OWNER/NAME (github.com) or an http(s) address of a repository, as a web address."""

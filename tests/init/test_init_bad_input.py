@@ -115,3 +115,21 @@ def test_a_name_that_would_shadow_a_module_is_refused(
 ) -> None:
     err = init(capsys, work / "pandas", "--data", work / "churn.csv", "--target", "churned")
     assert "would shadow an installed module" in err
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--mlgate-repo", "not a repository", "give OWNER/NAME (on github.com) or the"),
+        ("--mlgate-ref", "main", "--mlgate-ref 'main': a release tag is vX.Y.Z"),
+        ("--mlgate-path", "/nonexistent", "not an mlgate checkout"),
+    ],
+)
+def test_release_options(
+    work: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, message: str
+) -> None:
+    before = {p.name for p in work.iterdir()}
+    csv = work / "churn.csv"
+    err = init(capsys, work / "proj", "--data", csv, "--target", "churned", option, value)
+    assert message in err
+    assert_nothing_written(work, before)

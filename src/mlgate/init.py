@@ -450,7 +450,11 @@ def _git_identity(cwd: Path) -> list[str]:
 
 
 def render(
-    src: str, dest: Path, answers: dict[str, Any], vcs_ref: str | None, record_release: bool
+    src: str,
+    dest: Path,
+    answers: dict[str, Any],
+    vcs_ref: str | None,
+    record_release: bool = False,
 ) -> None:
     import copier
     from copier.errors import CopierError

@@ -272,7 +272,15 @@ def setup(
             detail += ", admins cannot bypass"
             changes.append(f"environment {env}: {what}{detail}")
         changes += _branch_policy(gh, repo, env, branch)
-    changes += _protect(gh, repo, branch, check, approvals)
+    if gh.get_or_none(f"/repos/{repo}/branches/{_quote(branch)}") is None:
+        # The environments must exist before the first push to main (whose cd run would
+        # otherwise create them unprotected); the branch rule needs the branch.
+        changes.append(
+            f"branch {branch}: not on GitHub yet, so not protected: push it, then run "
+            "`mlgate github setup` again for the required check"
+        )
+    else:
+        changes += _protect(gh, repo, branch, check, approvals)
     return changes
 
 

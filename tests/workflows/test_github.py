@@ -319,3 +319,18 @@ def test_two_rollbacks_take_image_and_model_version_from_one_record(
     _record(fake, "production", first["image"], first["model_version"], first["ref"])
     second = target()
     assert (second["image"], second["model_version"]) == (IMG + "3" * 64, "3")
+
+
+def test_setup_before_the_first_push_creates_the_environments_and_says_to_rerun(
+    fake: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The documented order: environments before main exists (the first push's cd run would
+    otherwise create them unprotected), the branch rule on a second run after the push."""
+    fake.heads.clear()  # an empty repository: no main yet
+    assert setup() == 0
+    assert set(fake.environments) == {"staging", "production"}
+    assert not any(path == PROTECTION for _, path, _ in fake.mutations)
+    assert "branch main: not on GitHub yet" in capsys.readouterr().out
+    fake.heads["main"] = "a1"
+    assert setup() == 0
+    assert any(path == PROTECTION for _, path, _ in fake.mutations)

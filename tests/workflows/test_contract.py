@@ -288,3 +288,48 @@ def test_docs_summary_fits_the_readme() -> None:
     summary = head[0].split("<!-- readme-summary:start -->", 1)[1].strip().splitlines()
     assert 0 < len(summary) <= 15
     assert Path(DOCS).exists()
+
+
+# ---------------------------------------------------------------- what leaves the runner
+
+
+def test_the_cd_artifact_carries_no_data() -> None:
+    (upload,) = [
+        s
+        for s in load("ml-cd.yml")["jobs"]["gate"]["steps"]
+        if str(s.get("uses", "")).startswith("actions/upload-artifact")
+    ]
+    paths = upload["with"]["path"].split()
+    assert "!artifacts/data/*.csv" in paths and upload["with"]["retention-days"] == 1
+    # the build job rebuilds the split it needs from the DVC-pinned data instead
+    runs = [s.get("run") or "" for s in load("ml-cd.yml")["jobs"]["build"]["steps"]]
+    assert any("dvc repro split" in r for r in runs)
+
+
+def test_the_registry_user_is_never_a_secret() -> None:
+    """The runner drops a job output containing any secret value; the user is often the
+    image's namespace, which would silently empty the `image` output."""
+    for name in ALL:
+        assert "secrets.REGISTRY_USERNAME" not in (WF / name).read_text(), name
+    for name in ("ml-cd.yml", "ml-rollback.yml"):
+        assert "registry-username" in load(name)["on"]["workflow_call"]["inputs"]
+
+
+def test_uv_and_python_are_pinned_in_ci() -> None:
+    action = yaml.safe_load((ROOT / ".github/actions/setup/action.yml").read_text())
+    assert re.fullmatch(r"\d+\.\d+\.\d+", action["inputs"]["uv-version"]["default"])
+    python = action["inputs"]["python-version"]["default"]
+    bento = yaml.safe_load((ROOT / "bentofile.yaml").read_text())["docker"]["python_version"]
+    assert python == bento  # the environment CI tests is the one the image runs
+    (setup_uv,) = [s for s in action["runs"]["steps"] if "setup-uv" in str(s.get("uses"))]
+    assert setup_uv["with"]["version"] == "${{ inputs.uv-version }}"
+    assert setup_uv["with"]["python-version"] == "${{ inputs.python-version }}"
+
+
+def test_generated_projects_run_their_model_tests_in_ci() -> None:
+    """A fresh runner has no model: the template's test job trains it, and its model tests
+    fail (not skip) in CI when the model is missing."""
+    template = ROOT / "src/mlgate/template/project"
+    ci = (template / ".github/workflows/ci.yml.jinja").read_text()
+    assert re.search(r"test-command: make repro test\b", ci)
+    assert 'os.environ.get("CI")' in (template / "tests/test_model.py.jinja").read_text()

@@ -256,3 +256,19 @@ def test_manifests_run_as_bentomls_numeric_user_with_an_optional_pull_secret(
         update={"kubernetes": cfg.kubernetes.model_copy(update={"image_pull_secret": "ghcr"})}
     )
     assert pod(private)["imagePullSecrets"] == [{"name": "ghcr"}]
+
+
+def test_oidc_without_a_kubeconfig_says_what_to_set(
+    tools: Path,
+    oidc: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    params = k8s_params(tmp_path, monkeypatch, oidc_audience="https://k8s.acme.example")
+    monkeypatch.delenv("KUBECONFIG")
+    argv = ["deploy", "--params", str(params), "--env", "staging", "--image", DIGEST]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "KUBECONFIG is not set" in err and "Traceback" not in err
+    assert oidc == [] and calls(tools) == []  # no token fetched, nothing run

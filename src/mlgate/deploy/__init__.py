@@ -42,7 +42,7 @@ def _deploy(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         if cfg.target == "kubernetes":
             # one authentication for apply, rollout and the port-forward of the smoke test
-            stack.enter_context(targets.kube_auth(cfg))
+            stack.enter_context(targets.kube_auth(cfg, args.env))
         url, passed = _deploy_and_test(args, params, cfg)
     if cfg.target == "local" and not args.no_publish:
         # only now, with the smoke test passed: the tag operators run never names a broken image

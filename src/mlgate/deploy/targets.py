@@ -131,8 +131,18 @@ def _kubectl(args: list[str], stdin: str | None = None) -> str:
 _TOKENS: tuple[str, ...] = ()  # redacted from every kubectl error message
 
 
+def _require_kubeconfig(env: str) -> str:
+    given = os.environ.get("KUBECONFIG")
+    if not given:
+        raise MlgateError(
+            f"KUBECONFIG is not set: the {env} job writes the kubeconfig secret to a file "
+            "and points KUBECONFIG at it (see docs/WORKFLOWS.md#kubernetes)"
+        )
+    return given
+
+
 @contextlib.contextmanager
-def kube_auth(cfg: Deploy) -> Iterator[None]:
+def kube_auth(cfg: Deploy, env: str) -> Iterator[None]:
     """For the duration: every kubectl (apply, rollout, port-forward) authenticates the same way.
 
     Without oidc_audience: the kubeconfig as given. With it: the job's OIDC token goes into a
@@ -146,6 +156,7 @@ def kube_auth(cfg: Deploy) -> Iterator[None]:
     if not audience:
         yield
         return
+    given = _require_kubeconfig(env)
     token = oidc_token(audience)
     if os.environ.get("GITHUB_ACTIONS") == "true":
         print(f"::add-mask::{token}", flush=True)
@@ -154,7 +165,6 @@ def kube_auth(cfg: Deploy) -> Iterator[None]:
     if not contexts:
         raise MlgateError("the kubeconfig has no current context: set current-context")
     context = contexts[0]
-    given = os.environ["KUBECONFIG"]
     with tempfile.TemporaryDirectory(prefix="mlgate-kube-") as tmp:
         path = Path(tmp) / "oidc-kubeconfig"
         merged = {
@@ -197,11 +207,7 @@ def oidc_token(audience: str) -> str:
 
 def deploy_kubernetes(env: str, image: str, cfg: Deploy, project: str) -> str:
     """kubectl apply the rendered manifests and wait for the rollout; returns the URL."""
-    if not os.environ.get("KUBECONFIG"):
-        raise MlgateError(
-            f"KUBECONFIG is not set: the {env} job writes the kubeconfig secret to a file "
-            "and points KUBECONFIG at it (see docs/WORKFLOWS.md#kubernetes)"
-        )
+    _require_kubeconfig(env)
     k = cfg.kubernetes
     name = k.name or project
     namespace = k.namespace.of(env)

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -147,43 +148,63 @@ def oidc(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     server.server_close()
 
 
-def k8s_params(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **kubernetes: Any) -> Path:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["deploy"]["target"] = "kubernetes"
-    params["deploy"]["kubernetes"].update(kubernetes)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    given = tmp_path / "kubeconfig"  # as the workflow writes it: cluster and CA, no credential
-    given.write_text("apiVersion: v1\nkind: Config\ncurrent-context: ci\n")
-    monkeypatch.setenv("KUBECONFIG", str(given))
-    return path
+AUDIENCE = "https://k8s.acme.example"
 
 
-def test_oidc_token_reaches_kubectl_in_a_private_kubeconfig_never_in_argv(
+@dataclass
+class Cluster:
+    """A kubernetes-target deploy against the stand-ins: its params, kubeconfig and log."""
+
+    log: Path
+    asked: list[str]  # OIDC audiences requested
+    tmp: Path
+    monkeypatch: pytest.MonkeyPatch
+
+    def deploy(self, env: str, kubeconfig: bool = True, **kubernetes: Any) -> int:
+        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        params["deploy"]["target"] = "kubernetes"
+        params["deploy"]["kubernetes"].update(kubernetes)
+        path = self.tmp / "params.yaml"
+        path.write_text(yaml.safe_dump(params))
+        given = self.tmp / "kubeconfig"  # as the workflow writes it: no credential in it
+        given.write_text("apiVersion: v1\nkind: Config\ncurrent-context: ci\n")
+        if kubeconfig:
+            self.monkeypatch.setenv("KUBECONFIG", str(given))
+        else:
+            self.monkeypatch.delenv("KUBECONFIG", raising=False)
+        return main(["deploy", "--params", str(path), "--env", env, "--image", DIGEST])
+
+
+@pytest.fixture
+def cluster(
     tools: Path,
     smoke_result: dict[str, Any],
     oidc: list[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+) -> Cluster:
+    return Cluster(tools, oidc, tmp_path, monkeypatch)
+
+
+def test_oidc_token_reaches_kubectl_in_a_private_kubeconfig_never_in_argv(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    params = k8s_params(tmp_path, monkeypatch, oidc_audience="https://k8s.acme.example")
-    argv = ["deploy", "--params", str(params), "--env", "staging", "--image", DIGEST]
-    assert main(argv) == 0
+    assert cluster.deploy("staging", oidc_audience=AUDIENCE) == 0
     out = capsys.readouterr().out
     assert f"::add-mask::{TOKEN}" in out  # masked in the GitHub log before first use
     assert out.count(TOKEN) == 1
-    assert oidc == ["/token?api-version=2.0&audience=https://k8s.acme.example"]
-    kubectl = [c for c in calls(tools) if c["tool"] == "kubectl"]
+    assert cluster.asked == [f"/token?api-version=2.0&audience={AUDIENCE}"]
+    kubectl = [c for c in calls(cluster.log) if c["tool"] == "kubectl"]
     verbs = [c["argv"][0] for c in kubectl]
     assert verbs == ["config", "get", "apply", "rollout", "port-forward"]
     for call in kubectl:
         assert not any(TOKEN in a for a in call["argv"]), call["argv"]
     # apply, rollout and the smoke test's port-forward authenticate the same way: the token
     # kubeconfig first (kubectl merges, first file wins), then the given one
+    given = str(cluster.tmp / "kubeconfig")
     authed = [c for c in kubectl if c["argv"][0] != "config"]
     for call in authed:
-        assert call["kubeconfig"][1] == str(tmp_path / "kubeconfig")
+        assert call["kubeconfig"][1] == given
         merged = json.loads(call["files"][0])
         assert merged["users"] == [{"name": "mlgate-oidc", "user": {"token": TOKEN}}]
         assert merged["contexts"][0] == {
@@ -192,41 +213,37 @@ def test_oidc_token_reaches_kubectl_in_a_private_kubeconfig_never_in_argv(
         }
     token_file = Path(authed[0]["kubeconfig"][0])
     assert not token_file.exists(), "the token file is removed after the deploy"
-    assert os.environ["KUBECONFIG"] == str(tmp_path / "kubeconfig")
+    assert os.environ["KUBECONFIG"] == given
 
 
 def test_a_kubectl_failure_never_prints_the_token(
-    tools: Path,
-    smoke_result: dict[str, Any],
-    oidc: list[str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    params = k8s_params(tmp_path, monkeypatch, oidc_audience="https://k8s.acme.example")
-    monkeypatch.setenv("STANDIN_FAIL", "rollout")
-    argv = ["deploy", "--params", str(params), "--env", "production", "--image", DIGEST]
-    assert main(argv) == 2
+    cluster.monkeypatch.setenv("STANDIN_FAIL", "rollout")
+    assert cluster.deploy("production", oidc_audience=AUDIENCE) == 2
     err = capsys.readouterr().err
     assert "rollout status deployment/" in err and "exited 1" in err
     assert TOKEN not in err and "***" in err  # the tool echoed it; the message does not
 
 
 def test_a_missing_namespace_is_named_with_the_command_that_creates_it(
-    tools: Path,
-    smoke_result: dict[str, Any],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    params = k8s_params(tmp_path, monkeypatch)
-    monkeypatch.setenv("STANDIN_FAIL", "get namespace ml-production")
-    argv = ["deploy", "--params", str(params), "--env", "production", "--image", DIGEST]
-    assert main(argv) == 2
+    cluster.monkeypatch.setenv("STANDIN_FAIL", "get namespace ml-production")
+    assert cluster.deploy("production") == 2
     err = capsys.readouterr().err
     assert "namespace 'ml-production' (deploy.kubernetes.namespace.production)" in err
     assert "kubectl create namespace ml-production" in err
-    assert [c["argv"][0] for c in calls(tools)] == ["get"]  # nothing applied
+    assert [c["argv"][0] for c in calls(cluster.log)] == ["get"]  # nothing applied
+
+
+def test_oidc_without_a_kubeconfig_says_what_to_set(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cluster.deploy("staging", kubeconfig=False, oidc_audience=AUDIENCE) == 2
+    err = capsys.readouterr().err
+    assert "KUBECONFIG is not set" in err and "Traceback" not in err
+    assert cluster.asked == [] and calls(cluster.log) == []  # no token fetched, nothing run
 
 
 def test_manifests_run_as_bentomls_numeric_user_with_an_optional_pull_secret(
@@ -256,19 +273,3 @@ def test_manifests_run_as_bentomls_numeric_user_with_an_optional_pull_secret(
         update={"kubernetes": cfg.kubernetes.model_copy(update={"image_pull_secret": "ghcr"})}
     )
     assert pod(private)["imagePullSecrets"] == [{"name": "ghcr"}]
-
-
-def test_oidc_without_a_kubeconfig_says_what_to_set(
-    tools: Path,
-    oidc: list[str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    params = k8s_params(tmp_path, monkeypatch, oidc_audience="https://k8s.acme.example")
-    monkeypatch.delenv("KUBECONFIG")
-    argv = ["deploy", "--params", str(params), "--env", "staging", "--image", DIGEST]
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "KUBECONFIG is not set" in err and "Traceback" not in err
-    assert oidc == [] and calls(tools) == []  # no token fetched, nothing run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import operator
 import os
@@ -271,7 +272,8 @@ def setup(
                 )
             detail += ", admins cannot bypass"
             changes.append(f"environment {env}: {what}{detail}")
-        changes += _branch_policy(gh, repo, env, branch)
+        with _plan_limits(info, repo, f"the deployment branch policy of {env!r}"):
+            changes += _branch_policy(gh, repo, env, branch)
     if gh.get_or_none(f"/repos/{repo}/branches/{_quote(branch)}") is None:
         # The environments must exist before the first push to main (whose cd run would
         # otherwise create them unprotected); the branch rule needs the branch.
@@ -280,8 +282,26 @@ def setup(
             "`mlgate github setup` again for the required check"
         )
     else:
-        changes += _protect(gh, repo, branch, check, approvals)
+        with _plan_limits(info, repo, f"protecting branch {branch}"):
+            changes += _protect(gh, repo, branch, check, approvals)
     return changes
+
+
+@contextlib.contextmanager
+def _plan_limits(info: dict[str, Any], repo: str, what: str) -> Iterator[None]:
+    """A 403 on a private repository is usually its plan, not the token: say so."""
+    try:
+        yield
+    except GitHubError as err:
+        if info.get("private") and err.status == 403:
+            raise MlgateError(
+                f"{repo} is private and GitHub refused {what} (403). On the Free plan private "
+                "repositories have no branch protection and no environment deployment branch "
+                "policies: make the repository public or move it to a plan that has them "
+                "(docs/WORKFLOWS.md#plan-fallback). Until then production is guarded only by "
+                f"the fail-closed check of the cd workflow.\n{err}"
+            ) from None
+        raise
 
 
 def _branch_policy(gh: GitHub, repo: str, env: str, branch: str) -> list[str]:

@@ -334,3 +334,15 @@ def test_setup_before_the_first_push_creates_the_environments_and_says_to_rerun(
     fake.heads["main"] = "a1"
     assert setup() == 0
     assert any(path == PROTECTION for _, path, _ in fake.mutations)
+
+
+def test_a_free_private_repository_is_told_its_plan_lacks_branch_protection(
+    fake: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.private = True
+    upgrade = "Upgrade to GitHub Pro or make this repository public to enable this feature."
+    fake.fail[("PUT", PROTECTION)] = (403, upgrade)
+    assert main(["github", "setup", "--no-reviewers"]) == 2
+    err = capsys.readouterr().err
+    assert "is private and GitHub refused protecting branch main (403)" in err
+    assert "Free plan" in err and upgrade in err and "Traceback" not in err

@@ -78,7 +78,7 @@ def test_environments_bind_the_deploying_jobs() -> None:
 
 
 def test_pr_gate_triggers_on_pull_request_only() -> None:
-    assert triggers("ci.yml") == {"pull_request"}
+    assert triggers("ci.yml") == {"pull_request", "merge_group"}  # merge queue: same check
     for name in REUSABLE:
         assert triggers(name) == {"workflow_call"}
     for name in ALL:

@@ -178,6 +178,7 @@ class Kubernetes(_Section):
     )
     rollout_timeout: str = "300s"
     oidc_audience: str = ""  # set: authenticate kubectl with the job's GitHub OIDC token
+    image_pull_secret: str = ""  # a docker-registry Secret in each namespace (private images)
 
 
 class Deploy(_Section):

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import operator
 import os
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlgate.errors import MlgateError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 API_VERSION = "2022-11-28"
 COMMENT_MARKER = "<!-- mlgate-report -->"
@@ -153,19 +157,48 @@ def resolve_reviewers(gh: GitHub, specs: list[str]) -> list[dict[str, Any]]:
     return reviewers
 
 
-def environment_payload(name: str, reviewers: list[dict[str, Any]]) -> dict[str, Any]:
+def environment_payload(
+    name: str, reviewers: list[dict[str, Any]], allow_self_review: bool = False
+) -> dict[str, Any]:
     payload: dict[str, Any] = {
-        "deployment_branch_policy": {"protected_branches": False, "custom_branch_policies": True}
+        "deployment_branch_policy": {"protected_branches": False, "custom_branch_policies": True},
+        # GitHub's default is true: a repository admin could deploy past the rules
+        "can_admins_bypass": False,
     }
     if name == "production":
         payload["reviewers"] = reviewers
-        payload["prevent_self_review"] = bool(reviewers)
+        payload["prevent_self_review"] = bool(reviewers) and not allow_self_review
     return payload
+
+
+def self_review_warning(
+    gh: GitHub, reviewers: list[dict[str, Any]], allow_self_review: bool
+) -> str | None:
+    """The two ways one person and prevent-self-review go wrong, said before anything changes."""
+    if allow_self_review:
+        return (
+            "--allow-self-review: whoever merges to main (or starts a rollback) may approve "
+            "that production deployment themselves; one person can release alone"
+        )
+    if len(reviewers) != 1 or reviewers[0]["type"] != "User":
+        return None
+    me = gh.get_or_none("/user") or {}
+    if me.get("id") != reviewers[0]["id"]:
+        return None
+    return (
+        f"you ({me.get('login')}) are the only required reviewer and prevent-self-review is on: "
+        "you cannot approve a production deployment you triggered (every cd run of a commit "
+        "you merged, every rollback you start). Add a second reviewer, or rerun with "
+        "--allow-self-review if you are the only maintainer"
+    )
 
 
 def _current_environment(env: dict[str, Any]) -> dict[str, Any]:
     """The parts of GET /environments/{name} that environment_payload sets."""
-    current: dict[str, Any] = {"deployment_branch_policy": env.get("deployment_branch_policy")}
+    current: dict[str, Any] = {
+        "deployment_branch_policy": env.get("deployment_branch_policy"),
+        "can_admins_bypass": env.get("can_admins_bypass", True),  # GitHub's default
+    }
     for rule in env.get("protection_rules") or []:
         if rule.get("type") == "required_reviewers":
             current["reviewers"] = [
@@ -198,6 +231,7 @@ def setup(
     check: str = DEFAULT_CHECK,
     no_reviewers: bool = False,
     approvals: int = 1,
+    allow_self_review: bool = False,
 ) -> list[str]:
     """Make environments and branch rule match the design; returns what changed."""
     if not reviewers and not no_reviewers:
@@ -207,10 +241,13 @@ def setup(
         )
     info = gh.request("GET", f"/repos/{repo}")
     ids = [] if no_reviewers else resolve_reviewers(gh, reviewers)
+    warning = None if no_reviewers else self_review_warning(gh, ids, allow_self_review)
+    if warning:
+        print(f"github setup: WARNING {warning}")
     changes: list[str] = []
     for env in ENVIRONMENTS:
         base = f"/repos/{repo}/environments/{_quote(env)}"
-        desired = environment_payload(env, ids)
+        desired = environment_payload(env, ids, allow_self_review)
         existing = gh.get_or_none(base)
         if existing is None or _differs(desired, _current_environment(existing)):
             try:
@@ -229,11 +266,42 @@ def setup(
             what = "created" if existing is None else "updated"
             detail = ", branch policy: custom"
             if env == "production":
-                detail += f", reviewers: {len(ids)}, prevent self-review: {bool(ids)}"
+                detail += (
+                    f", reviewers: {len(ids)}, "
+                    f"prevent self-review: {desired['prevent_self_review']}"
+                )
+            detail += ", admins cannot bypass"
             changes.append(f"environment {env}: {what}{detail}")
-        changes += _branch_policy(gh, repo, env, branch)
-    changes += _protect(gh, repo, branch, check, approvals)
+        with _plan_limits(info, repo, f"the deployment branch policy of {env!r}"):
+            changes += _branch_policy(gh, repo, env, branch)
+    if gh.get_or_none(f"/repos/{repo}/branches/{_quote(branch)}") is None:
+        # The environments must exist before the first push to main (whose cd run would
+        # otherwise create them unprotected); the branch rule needs the branch.
+        changes.append(
+            f"branch {branch}: not on GitHub yet, so not protected: push it, then run "
+            "`mlgate github setup` again for the required check"
+        )
+    else:
+        with _plan_limits(info, repo, f"protecting branch {branch}"):
+            changes += _protect(gh, repo, branch, check, approvals)
     return changes
+
+
+@contextlib.contextmanager
+def _plan_limits(info: dict[str, Any], repo: str, what: str) -> Iterator[None]:
+    """A 403 on a private repository is usually its plan, not the token: say so."""
+    try:
+        yield
+    except GitHubError as err:
+        if info.get("private") and err.status == 403:
+            raise MlgateError(
+                f"{repo} is private and GitHub refused {what} (403). On the Free plan private "
+                "repositories have no branch protection and no environment deployment branch "
+                "policies: make the repository public or move it to a plan that has them "
+                "(docs/WORKFLOWS.md#plan-fallback). Until then production is guarded only by "
+                f"the fail-closed check of the cd workflow.\n{err}"
+            ) from None
+        raise
 
 
 def _branch_policy(gh: GitHub, repo: str, env: str, branch: str) -> list[str]:
@@ -361,26 +429,97 @@ def approvers(gh: GitHub, repo: str, run_id: str, environment: str) -> list[str]
     )
 
 
+def recorded_deployments(gh: GitHub, repo: str, environment: str) -> Iterator[dict[str, Any]]:
+    """mlgate's successful deployment records of `environment`, newest first, page by page
+    (GitHub's own per-job deployments, which carry no image, are skipped)."""
+    page = 1
+    while True:
+        deps = gh.request(
+            "GET",
+            f"/repos/{repo}/deployments?environment={_quote(environment)}&per_page=100&page={page}",
+        )
+        for dep in deps:  # newest first
+            payload = dep.get("payload") or {}
+            if isinstance(payload, str):
+                payload = json.loads(payload or "{}")
+            if not payload.get("image"):
+                continue
+            statuses = gh.request(
+                "GET", f"/repos/{repo}/deployments/{dep['id']}/statuses?per_page=1"
+            )
+            if statuses and statuses[0]["state"] in ("success", "inactive"):
+                yield {"id": dep["id"], "ref": dep["ref"], **payload}
+        if len(deps) < 100:
+            return
+        page += 1
+
+
 def previous_deployment(gh: GitHub, repo: str, environment: str) -> dict[str, Any]:
-    """The successful deployment before the current one: what a rollback restores."""
-    deps = gh.request(
-        "GET", f"/repos/{repo}/deployments?environment={_quote(environment)}&per_page=30"
-    )
-    successful = []
-    for dep in deps:  # newest first
-        payload = dep.get("payload") or {}
-        if isinstance(payload, str):
-            payload = json.loads(payload or "{}")
-        if not payload.get("image"):
-            continue  # GitHub's own record of a job's environment, not one of ours
-        statuses = gh.request("GET", f"/repos/{repo}/deployments/{dep['id']}/statuses?per_page=1")
-        if statuses and statuses[0]["state"] in ("success", "inactive"):
-            successful.append(dep)
-        if len(successful) == 2:
-            return {"id": dep["id"], "ref": dep["ref"], **payload}
-    raise MlgateError(
-        f"{repo} has fewer than two successful {environment} deployments: nothing to roll back to"
-    )
+    """The successful deployment before the current one: what a rollback restores (image AND
+    model version, from the same record)."""
+    records = recorded_deployments(gh, repo, environment)
+    for _ in range(2):
+        found = next(records, None)
+        if found is None:
+            raise MlgateError(
+                f"{repo} has fewer than two successful {environment} deployments: "
+                "nothing to roll back to"
+            )
+    return found
+
+
+def check_release(
+    gh: GitHub,
+    repo: str,
+    environment: str,
+    image: str,
+    sha: str,
+    branch: str = "main",
+    allow_unreviewed: bool = False,
+) -> list[str]:
+    """Refuse a deployment a stale, re-run or unapproved run would make; returns what held.
+
+    - the run delivers the head of `branch` (a re-run of an old run, or a run overtaken by a
+      newer merge, never deploys an older commit);
+    - production only: the newest staging record is this image (what is promoted is what
+      staging runs and was tested), and a reviewer approved this run's production job.
+    """
+    head = gh.request("GET", f"/repos/{repo}/branches/{_quote(branch)}")["commit"]["sha"]
+    if head != sha:
+        raise MlgateError(
+            f"refusing to deploy to {environment}: this run delivers {sha[:12]}, but {branch} "
+            f"is now at {head[:12]}. A newer commit supersedes it (a re-run of an old run never "
+            "promotes an old version); its own cd run delivers it."
+        )
+    held = [f"{branch} is at {sha[:12]}, the commit this run delivers"]
+    if environment != "production":
+        return held
+    staged = next(recorded_deployments(gh, repo, "staging"), None)
+    if staged is None or staged["image"] != image:
+        now = staged["image"] if staged else "nothing"
+        raise MlgateError(
+            f"refusing to deploy to production: staging runs {now}, not {image}. Only the "
+            "image staging runs (and was smoke-tested there) is promoted."
+        )
+    held.append(f"staging runs {image}")
+    run_id = os.environ.get("GITHUB_RUN_ID")
+    approved = approvers(gh, repo, run_id, environment) if run_id else []
+    if approved:
+        held.append(f"approved by {', '.join(approved)}")
+    elif allow_unreviewed:
+        held.append(
+            "NOT approved by anyone: allow-unreviewed-production is set (the plan fallback)"
+        )
+    else:
+        raise MlgateError(
+            f"refusing to deploy to production: no approval of the production environment is "
+            f"on record for run {run_id or '(no GITHUB_RUN_ID)'}. The environment has no "
+            "required reviewers: run `mlgate github setup --reviewer …` (docs/WORKFLOWS.md, "
+            "First push to GitHub), then re-run this job. A repository that cannot have "
+            "reviewers (private, below GitHub Enterprise) sets the ml-cd input "
+            "allow-unreviewed-production: true and protects production another way."
+        )
+    return held
 
 
 # ---------------------------------------------------------------- outputs and CLI
@@ -400,7 +539,14 @@ def _setup(args: argparse.Namespace) -> int:
     gh = GitHub.from_env()
     repo = repo_from_env(args.repo)
     changes = setup(
-        gh, repo, args.reviewer, args.branch, args.check, args.no_reviewers, args.approvals
+        gh,
+        repo,
+        args.reviewer,
+        args.branch,
+        args.check,
+        args.no_reviewers,
+        args.approvals,
+        args.allow_self_review,
     )
     for line in changes:
         print(f"github setup: {line}")
@@ -435,13 +581,36 @@ def _record(args: argparse.Namespace) -> int:
 def _previous(args: argparse.Namespace) -> int:
     gh = GitHub.from_env()
     prev = previous_deployment(gh, repo_from_env(args.repo), args.env)
-    print(
-        f"github previous-deployment: {args.env} before the current one was "
-        f"{prev['image']} (model {prev.get('model_version', '?')}, commit {prev['ref']})"
+    line = (
+        f"{args.env} before the current one was {prev['image']} "
+        f"(model {prev.get('model_version', '?')}, commit {prev['ref']})"
     )
+    print(f"github previous-deployment: {line}")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as fh:
+            fh.write(f"### Rollback target\n\n{line}\n")
     write_outputs(
         image=prev["image"], model_version=str(prev.get("model_version", "")), ref=prev["ref"]
     )
+    return 0
+
+
+def _check_release(args: argparse.Namespace) -> int:
+    gh = GitHub.from_env()
+    sha = args.sha or os.environ.get("GITHUB_SHA", "")
+    if not sha:
+        raise MlgateError("pass --sha (or set GITHUB_SHA): the commit this run delivers")
+    held = check_release(
+        gh,
+        repo_from_env(args.repo),
+        args.env,
+        args.image,
+        sha,
+        args.branch,
+        args.allow_unreviewed == "true",
+    )
+    print(f"github check-release: {args.env}: " + "; ".join(held))
     return 0
 
 
@@ -483,6 +652,12 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="approving reviews a PR needs when the branch is first protected (0-6, "
         "default: %(default)s; 0 suits a one-person repository)",
     )
+    p.add_argument(
+        "--allow-self-review",
+        action="store_true",
+        help="let a reviewer approve a production deployment they triggered (a solo "
+        "maintainer; without it a lone reviewer can never approve their own merges)",
+    )
     p.set_defaults(handler=_setup)
 
     p = ghsub.add_parser(
@@ -513,3 +688,24 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--env", default="production", choices=ENVIRONMENTS)
     p.set_defaults(handler=_previous)
+
+    p = ghsub.add_parser(
+        "check-release",
+        parents=[repo],
+        help="refuse a stale, re-run or unapproved deployment before it starts",
+        description="Exit non-zero unless BRANCH's head is the commit this run delivers and, "
+        "for production, staging's newest deployment record is IMAGE and a reviewer approved "
+        "this run (needs contents, deployments and actions read).",
+    )
+    p.add_argument("--env", required=True, choices=ENVIRONMENTS)
+    p.add_argument("--image", required=True, help="the image by digest about to be deployed")
+    p.add_argument("--sha", default="", help="the commit delivered (default: $GITHUB_SHA)")
+    p.add_argument("--branch", default="main", help="the deployment branch (default: main)")
+    p.add_argument(
+        "--allow-unreviewed",
+        choices=("true", "false"),
+        default="false",
+        help="true: deploy production without an approval on record (repositories that "
+        "cannot have required reviewers; docs/WORKFLOWS.md#plan-fallback). Default: false",
+    )
+    p.set_defaults(handler=_check_release)

@@ -204,7 +204,8 @@ def render(
         if gate is not None:
             verdict += "; the gate results below are the last committed ones, not this PR's"
     elif gate["passed"]:
-        verdict = "✅ gate passed"
+        # the pipeline gates only: lint and tests are separate jobs of the `ml / gate` check
+        verdict = "✅ pipeline gates passed (lint and tests: the `ml / gate` check)"
     else:
         failed = ", ".join(c["name"] for c in gate["checks"] if not c["passed"])
         verdict = f"❌ gate FAILED: {failed}"

@@ -34,7 +34,7 @@ class FakeGitHub:
     repo: str = "acme/credit-model"
     private: bool = False
     plan_allows_reviewers: bool = True
-    users: dict[str, int] = field(default_factory=lambda: {"alice": 101, "bob": 102})
+    users: dict[str, int] = field(default_factory=lambda: {"alice": 101, "bob": 102, "carol": 103})
     teams: dict[str, int] = field(default_factory=lambda: {"acme/ml-leads": 201})
     environments: dict[str, dict[str, Any]] = field(default_factory=dict)
     branch_policies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -43,6 +43,8 @@ class FakeGitHub:
     deployments: list[dict[str, Any]] = field(default_factory=list)
     statuses: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     approvals: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # run id -> reviews
+    viewer: str = "carol"  # who the token belongs to (GET /user)
+    heads: dict[str, str] = field(default_factory=lambda: {"main": "b2"})  # branch -> sha
     fail: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     _next_id: int = 1000
@@ -65,6 +67,8 @@ class FakeGitHub:
         routes = [
             ("GET", rf"/repos/{repo}", self._repo),
             ("GET", r"/users/(?P<login>[^/]+)", self._user),
+            ("GET", r"/user", self._viewer),
+            ("GET", rf"/repos/{repo}/branches/(?P<b>[^/]+)", self._branch),
             ("GET", r"/orgs/(?P<org>[^/]+)/teams/(?P<slug>[^/]+)", self._team),
             ("GET", rf"/repos/{repo}/environments/(?P<env>[^/]+)", self._get_env),
             ("PUT", rf"/repos/{repo}/environments/(?P<env>[^/]+)", self._put_env),
@@ -118,6 +122,14 @@ class FakeGitHub:
             return 404, {"message": "Not Found"}
         return 200, {"login": login, "id": self.users[login], "type": "User"}
 
+    def _viewer(self, body: Any) -> tuple[int, Any]:
+        return self._user(body, self.viewer)
+
+    def _branch(self, body: Any, b: str) -> tuple[int, Any]:
+        if b not in self.heads:
+            return 404, {"message": "Branch not found"}
+        return 200, {"name": b, "commit": {"sha": self.heads[b]}}
+
     def _team(self, body: Any, org: str, slug: str) -> tuple[int, Any]:
         key = f"{org}/{slug}"
         if key not in self.teams:
@@ -151,6 +163,7 @@ class FakeGitHub:
             "name": env,
             "protection_rules": rules,
             "deployment_branch_policy": body.get("deployment_branch_policy"),
+            "can_admins_bypass": body.get("can_admins_bypass", True),
         }
         return 200, self.environments[env]
 

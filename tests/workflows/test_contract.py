@@ -66,7 +66,8 @@ def test_environments_bind_the_deploying_jobs() -> None:
     assert cd["staging"]["environment"]["name"] == "staging"
     assert cd["production"]["environment"]["name"] == "production"
     rollback = load("ml-rollback.yml")["jobs"]
-    assert [j["environment"]["name"] for j in rollback.values()] == ["production"]
+    assert rollback["rollback"]["environment"]["name"] == "production"
+    assert "target" in needs(rollback["rollback"]) and "environment" not in rollback["target"]
     assert "workflow_dispatch" in triggers("rollback.yml")
     # nothing else deploys
     for name in ALL:
@@ -77,7 +78,7 @@ def test_environments_bind_the_deploying_jobs() -> None:
 
 
 def test_pr_gate_triggers_on_pull_request_only() -> None:
-    assert triggers("ci.yml") == {"pull_request"}
+    assert triggers("ci.yml") == {"pull_request", "merge_group"}  # merge queue: same check
     for name in REUSABLE:
         assert triggers(name) == {"workflow_call"}
     for name in ALL:
@@ -152,12 +153,44 @@ def test_no_expressions_inside_shell_and_no_inherited_secrets() -> None:
 
 
 def test_concurrency_cancels_pr_runs_but_never_a_deployment() -> None:
+    """Staging and production queue separately (an approval wait never holds staging), a
+    rollback queues with production deployments only, nothing that deploys is cancelled."""
     assert load("ml-ci.yml")["concurrency"]["cancel-in-progress"] is True
-    cd, rollback = load("ml-cd.yml")["concurrency"], load("ml-rollback.yml")["concurrency"]
-    assert cd["cancel-in-progress"] is False and rollback["cancel-in-progress"] is False
-    assert cd["group"] == rollback["group"], "a rollback queues behind a delivery"
+    cd, rollback = load("ml-cd.yml"), load("ml-rollback.yml")
+    assert "concurrency" not in cd and "concurrency" not in rollback
+    staging = cd["jobs"]["staging"]["concurrency"]
+    production = cd["jobs"]["production"]["concurrency"]
+    back = rollback["jobs"]["rollback"]["concurrency"]
+    for group in (staging, production, back):
+        assert group["cancel-in-progress"] is False
+    assert staging["group"] != production["group"]
+    assert back["group"] == production["group"], "a rollback never races a production deploy"
     for caller in CALLERS:  # a caller-level group equal to the reusable one would deadlock
         assert "concurrency" not in load(caller)
+
+
+def test_production_fails_closed_and_refuses_stale_runs_before_deploying() -> None:
+    """The first step that can change production is preceded by `github check-release`
+    (approval on record, main's head, staging's image); the opt-out is an explicit input."""
+    cd = load("ml-cd.yml")
+    for env in ("staging", "production"):
+        runs = [s.get("run") or "" for s in cd["jobs"][env]["steps"]]
+        check = next(i for i, r in enumerate(runs) if "mlgate github check-release" in r)
+        deploy = next(i for i, r in enumerate(runs) if "mlgate deploy" in r)
+        assert check < deploy, env
+        assert f"--env {env}" in runs[check]
+    spec = cd["on"]["workflow_call"]["inputs"]["allow-unreviewed-production"]
+    assert spec["type"] == "boolean" and spec["default"] is False
+
+
+def test_rollback_restores_image_and_alias_from_one_record() -> None:
+    jobs = load("ml-rollback.yml")["jobs"]
+    steps = {s.get("name", ""): s for s in jobs["rollback"]["steps"]}
+    deploy = next(s for s in steps.values() if s.get("id") == "deploy")
+    alias = next(s for s in steps.values() if "release promote" in (s.get("run") or ""))
+    assert deploy["env"]["IMAGE"] == alias["env"]["IMAGE"] == "${{ needs.target.outputs.image }}"
+    assert alias["env"]["VERSION"] == "${{ needs.target.outputs.version }}"
+    assert not any("release rollback" in (s.get("run") or "") for s in steps.values())
 
 
 # ---------------------------------------------------------------- documented interface
@@ -165,7 +198,7 @@ def test_concurrency_cancels_pr_runs_but_never_a_deployment() -> None:
 
 def test_every_input_secret_and_output_is_documented() -> None:
     docs = DOCS.read_text()
-    for name in REUSABLE:
+    for name in (*REUSABLE, "ml-monitor.yml"):
         call = load(name)["on"]["workflow_call"]
         section = docs.split(f"### `{name}`", 1)
         assert len(section) == 2, f"docs/WORKFLOWS.md has no section for {name}"
@@ -186,7 +219,7 @@ def test_every_input_secret_and_output_is_documented() -> None:
 
 
 # What a runner may put in these variables (for options with choices); anything else: "1".
-SAMPLE = {"PIPELINE": "failure", "PARAMS": "params.yaml"}
+SAMPLE = {"PIPELINE": "failure", "PARAMS": "params.yaml", "ALLOW_UNREVIEWED": "false"}
 
 
 def _commands(script: str) -> list[list[str]]:
@@ -255,3 +288,48 @@ def test_docs_summary_fits_the_readme() -> None:
     summary = head[0].split("<!-- readme-summary:start -->", 1)[1].strip().splitlines()
     assert 0 < len(summary) <= 15
     assert Path(DOCS).exists()
+
+
+# ---------------------------------------------------------------- what leaves the runner
+
+
+def test_the_cd_artifact_carries_no_data() -> None:
+    (upload,) = [
+        s
+        for s in load("ml-cd.yml")["jobs"]["gate"]["steps"]
+        if str(s.get("uses", "")).startswith("actions/upload-artifact")
+    ]
+    paths = upload["with"]["path"].split()
+    assert "!artifacts/data/*.csv" in paths and upload["with"]["retention-days"] == 1
+    # the build job rebuilds the split it needs from the DVC-pinned data instead
+    runs = [s.get("run") or "" for s in load("ml-cd.yml")["jobs"]["build"]["steps"]]
+    assert any("dvc repro split" in r for r in runs)
+
+
+def test_the_registry_user_is_never_a_secret() -> None:
+    """The runner drops a job output containing any secret value; the user is often the
+    image's namespace, which would silently empty the `image` output."""
+    for name in ALL:
+        assert "secrets.REGISTRY_USERNAME" not in (WF / name).read_text(), name
+    for name in ("ml-cd.yml", "ml-rollback.yml"):
+        assert "registry-username" in load(name)["on"]["workflow_call"]["inputs"]
+
+
+def test_uv_and_python_are_pinned_in_ci() -> None:
+    action = yaml.safe_load((ROOT / ".github/actions/setup/action.yml").read_text())
+    assert re.fullmatch(r"\d+\.\d+\.\d+", action["inputs"]["uv-version"]["default"])
+    python = action["inputs"]["python-version"]["default"]
+    bento = yaml.safe_load((ROOT / "bentofile.yaml").read_text())["docker"]["python_version"]
+    assert python == bento  # the environment CI tests is the one the image runs
+    (setup_uv,) = [s for s in action["runs"]["steps"] if "setup-uv" in str(s.get("uses"))]
+    assert setup_uv["with"]["version"] == "${{ inputs.uv-version }}"
+    assert setup_uv["with"]["python-version"] == "${{ inputs.python-version }}"
+
+
+def test_generated_projects_run_their_model_tests_in_ci() -> None:
+    """A fresh runner has no model: the template's test job trains it, and its model tests
+    fail (not skip) in CI when the model is missing."""
+    template = ROOT / "src/mlgate/template/project"
+    ci = (template / ".github/workflows/ci.yml.jinja").read_text()
+    assert re.search(r"test-command: make repro test\b", ci)
+    assert 'os.environ.get("CI")' in (template / "tests/test_model.py.jinja").read_text()

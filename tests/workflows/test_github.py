@@ -41,13 +41,18 @@ def test_first_setup_sends_the_documented_requests(
 ) -> None:
     assert setup() == 0
     assert fake.mutations == [
-        ("PUT", f"{ENV}/staging", {"deployment_branch_policy": BRANCH_POLICY}),
+        (
+            "PUT",
+            f"{ENV}/staging",
+            {"deployment_branch_policy": BRANCH_POLICY, "can_admins_bypass": False},
+        ),
         ("POST", f"{ENV}/staging/deployment-branch-policies", {"name": "main", "type": "branch"}),
         (
             "PUT",
             f"{ENV}/production",
             {
                 "deployment_branch_policy": BRANCH_POLICY,
+                "can_admins_bypass": False,  # GitHub's default (true) lets admins skip review
                 "reviewers": [{"type": "User", "id": 101}, {"type": "Team", "id": 201}],
                 "prevent_self_review": True,
             },
@@ -209,3 +214,135 @@ def test_an_oversized_report_is_cut_to_a_comment_github_accepts(
     assert main(["github", "comment", "--pr", "3", "--body-file", str(report)]) == 0
     body = fake.comments[3][0]["body"]
     assert len(body) <= 65_536 and body.endswith("the full report is in the job summary.\n")
+
+
+def test_setup_turns_an_admin_bypass_back_off(fake: FakeGitHub) -> None:
+    assert setup() == 0
+    fake.environments["production"]["can_admins_bypass"] = True  # someone flipped it in the UI
+    fake.requests.clear()
+    assert setup() == 0
+    (put,) = [b for m, p, b in fake.mutations if p == f"{ENV}/production"]
+    assert put["can_admins_bypass"] is False
+
+
+def test_a_solo_reviewer_is_warned_and_may_allow_self_review(
+    fake: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.viewer = "alice"
+    assert main(["github", "setup", "--reviewer", "alice"]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING you (alice) are the only required reviewer" in out
+    assert "--allow-self-review" in out
+    assert fake.environments["production"]["protection_rules"][0]["prevent_self_review"] is True
+    assert main(["github", "setup", "--reviewer", "alice", "--allow-self-review"]) == 0
+    out = capsys.readouterr().out
+    assert "one person can release alone" in out
+    assert fake.environments["production"]["protection_rules"][0]["prevent_self_review"] is False
+    # a reviewer who is not the person running setup: no warning
+    fake.viewer = "carol"
+    assert main(["github", "setup", "--reviewer", "alice"]) == 0
+    assert "WARNING" not in capsys.readouterr().out
+
+
+def _record(fake: FakeGitHub, env: str, image: str, version: str, sha: str) -> None:
+    argv = ["github", "record-deployment", "--env", env, "--image", image, "--ref", sha]
+    assert main([*argv, "--model-version", version]) == 0
+
+
+IMG = "ghcr.io/acme/credit-model@sha256:"
+
+
+def check(*extra: str) -> int:
+    return main(["github", "check-release", "--image", IMG + "2" * 64, "--sha", "b2", *extra])
+
+
+@pytest.fixture
+def staged(fake: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> FakeGitHub:
+    monkeypatch.setenv("GITHUB_RUN_ID", "777")
+    _record(fake, "staging", IMG + "1" * 64, "3", "a1")
+    _record(fake, "staging", IMG + "2" * 64, "4", "b2")
+    return fake
+
+
+def test_production_fails_closed_without_an_approval_on_record(
+    staged: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert check("--env", "production") == 2
+    err = capsys.readouterr().err
+    assert "no approval of the production environment is on record for run 777" in err
+    assert "mlgate github setup" in err and "allow-unreviewed-production" in err
+    # the documented opt-out lets it through, and says so
+    assert check("--env", "production", "--allow-unreviewed", "true") == 0
+    assert "NOT approved by anyone" in capsys.readouterr().out
+    staged.approvals["777"] = [
+        {"state": "approved", "user": {"login": "bob"}, "environments": [{"name": "production"}]}
+    ]
+    assert check("--env", "production") == 0
+    assert "approved by bob" in capsys.readouterr().out
+
+
+def test_a_stale_or_re_run_run_cannot_deploy_an_old_commit(
+    staged: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    staged.approvals["777"] = [
+        {"state": "approved", "user": {"login": "bob"}, "environments": [{"name": "production"}]}
+    ]
+    staged.heads["main"] = "c3"  # a newer merge landed after this run started
+    for env in ("staging", "production"):
+        assert check("--env", env) == 2
+        assert "this run delivers b2, but main is now at c3" in capsys.readouterr().err
+    staged.heads["main"] = "b2"
+    # staging moved on to another image (e.g. a re-run redeployed it): production refuses
+    _record(staged, "staging", IMG + "9" * 64, "5", "b2")
+    assert check("--env", "production") == 2
+    assert f"staging runs {IMG + '9' * 64}, not {IMG + '2' * 64}" in capsys.readouterr().err
+    assert check("--env", "staging") == 0
+
+
+def test_two_rollbacks_take_image_and_model_version_from_one_record(
+    fake: FakeGitHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """v1, v2, v3 released; rollback #1 restores v2; rollback #2 returns to v3, the image AND
+    the model version of one record (never v3's image with v1's alias)."""
+    out = tmp_path / "out"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(out))
+    for n in ("1", "2", "3"):
+        _record(fake, "production", IMG + n * 64, n, f"sha{n}")
+
+    def target() -> dict[str, str]:
+        out.write_text("")
+        assert main(["github", "previous-deployment", "--env", "production"]) == 0
+        return dict(line.split("=", 1) for line in out.read_text().splitlines())
+
+    first = target()
+    assert (first["image"], first["model_version"]) == (IMG + "2" * 64, "2")
+    _record(fake, "production", first["image"], first["model_version"], first["ref"])
+    second = target()
+    assert (second["image"], second["model_version"]) == (IMG + "3" * 64, "3")
+
+
+def test_setup_before_the_first_push_creates_the_environments_and_says_to_rerun(
+    fake: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The documented order: environments before main exists (the first push's cd run would
+    otherwise create them unprotected), the branch rule on a second run after the push."""
+    fake.heads.clear()  # an empty repository: no main yet
+    assert setup() == 0
+    assert set(fake.environments) == {"staging", "production"}
+    assert not any(path == PROTECTION for _, path, _ in fake.mutations)
+    assert "branch main: not on GitHub yet" in capsys.readouterr().out
+    fake.heads["main"] = "a1"
+    assert setup() == 0
+    assert any(path == PROTECTION for _, path, _ in fake.mutations)
+
+
+def test_a_free_private_repository_is_told_its_plan_lacks_branch_protection(
+    fake: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.private = True
+    upgrade = "Upgrade to GitHub Pro or make this repository public to enable this feature."
+    fake.fail[("PUT", PROTECTION)] = (403, upgrade)
+    assert main(["github", "setup", "--no-reviewers"]) == 2
+    err = capsys.readouterr().err
+    assert "is private and GitHub refused protecting branch main (403)" in err
+    assert "Free plan" in err and upgrade in err and "Traceback" not in err

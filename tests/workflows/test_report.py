@@ -95,6 +95,8 @@ def pr_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineRun]:
         "PLOTS_URL": "https://github.com/acme/credit-model/actions/runs/1#artifacts",
         "MLFLOW_TRACKING_URI": uri,
         "MLFLOW_TRACKING_TOKEN": "",
+        "MLFLOW_TRACKING_USERNAME": "",
+        "MLFLOW_TRACKING_PASSWORD": "",
         "GITHUB_TOKEN": "test-token",
         "PR_NUMBER": "12",
         "PIPELINE": "failure",  # the gate stage failed the pipeline job

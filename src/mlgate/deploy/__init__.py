@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -30,7 +31,7 @@ def _has_server() -> bool:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from mlgate.deploy import smoke, targets
+    from mlgate.deploy import targets
     from mlgate.deploy.config import deploy_config
     from mlgate.github import write_outputs
 
@@ -38,11 +39,34 @@ def _deploy(args: argparse.Namespace) -> int:
     cfg = deploy_config(params.deploy)
     if "@sha256:" not in args.image:
         raise MlgateError(f"--image {args.image!r}: deploy an image by digest (REPO@sha256:…)")
+    with contextlib.ExitStack() as stack:
+        if cfg.target == "kubernetes":
+            # one authentication for apply, rollout and the port-forward of the smoke test
+            stack.enter_context(targets.kube_auth(cfg, args.env))
+        url, passed = _deploy_and_test(args, params, cfg)
+    if cfg.target == "local" and not args.no_publish:
+        # only now, with the smoke test passed: the tag operators run never names a broken image
+        tag = targets.publish_local(args.env, args.image)
+        print(f"deploy: published {tag} -> {args.image}")
+    write_outputs(url=url)
+    _summary(
+        f"### Deployed to {args.env}\n\n- image: `{args.image}`\n- target: {cfg.target}"
+        + (f"\n- url: {url}" if url else "")
+        + (f"\n- smoke and contract test: {len(passed)} checks passed" if passed else "")
+        + "\n"
+    )
+    return 0
+
+
+def _deploy_and_test(args: argparse.Namespace, params: Any, cfg: Any) -> tuple[str, list[str]]:
+    """Deploy with the configured target and smoke-test it; returns (public URL, checks)."""
+    from mlgate.deploy import smoke, targets
+
     forward = None
     passed: list[str] = []
     if cfg.target == "local":
         # The container runs on this machine only to be tested: there is no public URL.
-        test_url = targets.deploy_local(args.env, args.image, cfg, publish=not args.no_publish)
+        test_url = targets.deploy_local(args.env, args.image, cfg)
         url = ""
     else:
         url = targets.deploy_kubernetes(args.env, args.image, cfg, params.project.name)
@@ -60,14 +84,7 @@ def _deploy(args: argparse.Namespace) -> int:
         if forward is not None:
             forward.terminate()
             forward.wait(timeout=10)
-    write_outputs(url=url)
-    _summary(
-        f"### Deployed to {args.env}\n\n- image: `{args.image}`\n- target: {cfg.target}"
-        + (f"\n- url: {url}" if url else "")
-        + (f"\n- smoke and contract test: {len(passed)} checks passed" if passed else "")
-        + "\n"
-    )
-    return 0
+    return url, passed
 
 
 def _summary(markdown: str) -> None:

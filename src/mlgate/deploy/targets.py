@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import string
 import subprocess
+import tempfile
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,17 +17,34 @@ from typing import TYPE_CHECKING, Any
 from mlgate.errors import MlgateError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from mlgate.deploy.config import Deploy
 
+# BentoML's image ends with `USER bentoml`, a name: with runAsNonRoot the kubelet can only
+# verify a numeric user, so the manifests name BentoML's uid/gid (bentoml's BENTO_UID_GID).
+BENTO_UID = 1034
 
-def sh(cmd: list[str], stdin: str | None = None, capture: bool = True) -> str:
-    """Run a tool; a non-zero exit becomes an MlgateError quoting its output."""
+
+def _redact(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def sh(
+    cmd: list[str], stdin: str | None = None, capture: bool = True, secrets: tuple[str, ...] = ()
+) -> str:
+    """Run a tool; a non-zero exit becomes an MlgateError quoting its output (with any of
+    `secrets` replaced by ***)."""
     if shutil.which(cmd[0]) is None:
         raise MlgateError(f"`{cmd[0]}` is not installed or not on PATH")
     proc = subprocess.run(cmd, input=stdin, capture_output=capture, text=True, check=False)
     if proc.returncode != 0:
         said = (proc.stderr or proc.stdout or "").strip()
-        raise MlgateError(f"`{' '.join(cmd)}` exited {proc.returncode}:\n{said}")
+        message = f"`{' '.join(cmd)}` exited {proc.returncode}:\n{said}"
+        raise MlgateError(_redact(message, secrets))
     return (proc.stdout or "").strip()
 
 
@@ -45,18 +64,23 @@ def image_repository(image: str) -> str:
 # ---------------------------------------------------------------- local
 
 
-def deploy_local(env: str, image: str, cfg: Deploy, publish: bool = True) -> str:
-    """Tag the digest as `:ENV` in the registry and run it here; returns the URL to test."""
-    repo = image_repository(image)
+def deploy_local(env: str, image: str, cfg: Deploy) -> str:
+    """Run the digest here, to be tested; returns the URL. Nothing is published yet: the
+    `:ENV` tag moves only after the smoke test passed (publish_local)."""
     sh(["docker", "pull", "--quiet", image])
-    if publish:
-        sh(["docker", "tag", image, f"{repo}:{env}"])
-        sh(["docker", "push", "--quiet", f"{repo}:{env}"])
     name = f"mlgate-{env}"
     subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
     port = _free_port()
     sh(["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:{cfg.port}", image])
     return f"http://127.0.0.1:{port}"
+
+
+def publish_local(env: str, image: str) -> str:
+    """Point `REPO:ENV` at the tested digest in the registry; returns the tag."""
+    tag = f"{image_repository(image)}:{env}"
+    sh(["docker", "tag", image, tag])
+    sh(["docker", "push", "--quiet", tag])
+    return tag
 
 
 # ---------------------------------------------------------------- kubernetes
@@ -86,6 +110,10 @@ def render_manifests(
         "MEMORY_REQUEST": k.resources["requests"]["memory"],
         "CPU_LIMIT": k.resources["limits"]["cpu"],
         "MEMORY_LIMIT": k.resources["limits"]["memory"],
+        "RUN_AS_USER": str(BENTO_UID),
+        "IMAGE_PULL_SECRETS": json.dumps(
+            [{"name": k.image_pull_secret}] if k.image_pull_secret else []
+        ),
     }
     docs = []
     for f in files:
@@ -96,12 +124,70 @@ def render_manifests(
     return "\n---\n".join(d.strip() for d in docs) + "\n"
 
 
-def _kubectl(args: list[str], cfg: Deploy, stdin: str | None = None) -> str:
-    cmd = ["kubectl", *args]
-    token = oidc_token(cfg.kubernetes.oidc_audience) if cfg.kubernetes.oidc_audience else ""
-    if token:
-        cmd.insert(1, f"--token={token}")
-    return sh(cmd, stdin=stdin)
+def _kubectl(args: list[str], stdin: str | None = None) -> str:
+    return sh(["kubectl", *args], stdin=stdin, secrets=_TOKENS)
+
+
+_TOKENS: tuple[str, ...] = ()  # redacted from every kubectl error message
+
+
+def _require_kubeconfig(env: str) -> str:
+    given = os.environ.get("KUBECONFIG")
+    if not given:
+        raise MlgateError(
+            f"KUBECONFIG is not set: the {env} job writes the kubeconfig secret to a file "
+            "and points KUBECONFIG at it (see docs/WORKFLOWS.md#kubernetes)"
+        )
+    return given
+
+
+@contextlib.contextmanager
+def kube_auth(cfg: Deploy, env: str) -> Iterator[None]:
+    """For the duration: every kubectl (apply, rollout, port-forward) authenticates the same way.
+
+    Without oidc_audience: the kubeconfig as given. With it: the job's OIDC token goes into a
+    0600 kubeconfig in a private temporary folder, listed FIRST in KUBECONFIG, which kubectl
+    merges with the given one (first file wins): a context of the same name, same cluster,
+    user `mlgate-oidc` with the token. The token is never in a command line or a message, and
+    it is masked in the GitHub log.
+    """
+    global _TOKENS
+    audience = cfg.kubernetes.oidc_audience
+    if not audience:
+        yield
+        return
+    given = _require_kubeconfig(env)
+    token = oidc_token(audience)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        print(f"::add-mask::{token}", flush=True)
+    view = json.loads(_kubectl(["config", "view", "--minify", "-o", "json"]) or "{}")
+    contexts = view.get("contexts") or []
+    if not contexts:
+        raise MlgateError("the kubeconfig has no current context: set current-context")
+    context = contexts[0]
+    with tempfile.TemporaryDirectory(prefix="mlgate-kube-") as tmp:
+        path = Path(tmp) / "oidc-kubeconfig"
+        merged = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "contexts": [
+                {
+                    "name": context["name"],
+                    "context": {**context.get("context", {}), "user": "mlgate-oidc"},
+                }
+            ],
+            "users": [{"name": "mlgate-oidc", "user": {"token": token}}],
+        }
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(merged, fh)  # JSON is YAML: kubectl reads it
+        os.environ["KUBECONFIG"] = f"{path}{os.pathsep}{given}"
+        _TOKENS = (token,)
+        try:
+            yield
+        finally:
+            os.environ["KUBECONFIG"] = given
+            _TOKENS = ()
 
 
 def oidc_token(audience: str) -> str:
@@ -121,28 +207,22 @@ def oidc_token(audience: str) -> str:
 
 def deploy_kubernetes(env: str, image: str, cfg: Deploy, project: str) -> str:
     """kubectl apply the rendered manifests and wait for the rollout; returns the URL."""
-    if not os.environ.get("KUBECONFIG"):
-        raise MlgateError(
-            f"KUBECONFIG is not set: the {env} job writes the kubeconfig secret to a file "
-            "and points KUBECONFIG at it (see docs/WORKFLOWS.md#kubernetes)"
-        )
+    _require_kubeconfig(env)
     k = cfg.kubernetes
     name = k.name or project
+    namespace = k.namespace.of(env)
     manifests = render_manifests(env, image, cfg, project)
-    print(_kubectl(["apply", "-f", "-"], cfg, stdin=manifests))
-    print(
-        _kubectl(
-            [
-                "rollout",
-                "status",
-                f"deployment/{name}",
-                "-n",
-                k.namespace.of(env),
-                f"--timeout={k.rollout_timeout}",
-            ],
-            cfg,
-        )
-    )
+    try:
+        _kubectl(["get", "namespace", namespace, "-o", "name"])
+    except MlgateError as err:
+        raise MlgateError(
+            f"namespace {namespace!r} (deploy.kubernetes.namespace.{env}) is not there or not "
+            f"visible: create it once (`kubectl create namespace {namespace}`); mlgate never "
+            f"creates namespaces, so the deploy identity needs rights in it only.\n{err}"
+        ) from None
+    print(_kubectl(["apply", "-f", "-"], stdin=manifests))
+    timeout = f"--timeout={k.rollout_timeout}"
+    print(_kubectl(["rollout", "status", f"deployment/{name}", "-n", namespace, timeout]))
     return k.url.of(env)
 
 

@@ -129,7 +129,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [
             *(str(Path(sys.executable).parent / "mlgate"), "init", str(dest), "--no-input"),
             *("--data", str(data), "--target", "churned", "--sensitive", "gender"),
-            *("--mlgate-repo", "acme/mlgate"),
+            *("--mlgate-repo", "acme/mlgate", "--mlgate-path", str(ROOT)),
         ],
         base,
         PATH=f"{path}{os.pathsep}{os.environ.get('PATH', '')}",

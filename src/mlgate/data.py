@@ -186,7 +186,13 @@ def load(
     data set it must still have rows and a target that varies."""
     rules = dataset_rules(params, part=True)
     schema = with_rules(schema or load_schema(params), rules)
-    return validate(read_csv(path), schema, str(path), rules)
+    try:
+        return validate(read_csv(path), schema, str(path), rules)
+    except DataValidationError as err:
+        raise DataValidationError(
+            f"{err}\n{path} is a file the pipeline wrote: `dvc checkout --force {path}` puts "
+            "back the version of the last good run (or `dvc repro` remakes it)"
+        ) from None
 
 
 def validate(

@@ -136,8 +136,11 @@ def test_later_stages_refuse_a_corrupted_split_without_a_traceback(repo: Path) -
     ]
     registry_before = registry_state(repo)
     for stage, path, frame, expected in cases:
+        good = (repo / path).read_bytes()
         (repo / path).unlink()
         frame.to_csv(repo / path, index=False)
         out = run(["mlgate", stage], repo, check=False)
-        assert_refused(out, [f"{path}: ", expected])
+        assert_refused(out, [f"{path}: ", expected, f"`dvc checkout --force {path}` puts back"])
+        run(["dvc", "checkout", "--force", path], repo)  # the way back the message gives
+        assert (repo / path).read_bytes() == good
     assert registry_state(repo) == registry_before

@@ -29,7 +29,7 @@ def pin_of(raw: Path) -> tuple[Path, str] | None:
     parents: data/x.csv is pinned by data/x.csv.dvc or data.dvc."""
     raw = Path(raw)
     for tracked in (raw, *raw.parents):
-        if str(tracked) == ".":
+        if not tracked.name or str(tracked) == ".":
             break
         dvcfile = tracked.with_name(tracked.name + ".dvc")
         if dvcfile.is_file():

@@ -31,8 +31,8 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 install: $(VENV)/.synced ## create .venv from uv.lock (all dependency groups)
 
-data: install ## fetch the data DVC pins in data.dvc (from the configured DVC remote)
-	dvc pull --quiet data.dvc
+data: install ## fetch the data data.dvc pins (DVC remote); local changes to data/ are kept and listed
+	mlgate data pull
 
 repro: data ## run the DVC pipeline: validate, split, train, evaluate, gate
 	dvc repro

@@ -1,4 +1,8 @@
-"""The data contract of a credit application: used by validation, tests and serving alike."""
+"""The data contract of a credit application: used by validation, tests and serving alike.
+
+What the data set must be as a whole (rows, rows per class, repeated rows) is set in
+params.yaml under data.contract; `mlgate validate` adds those rules to this schema.
+"""
 
 from __future__ import annotations
 

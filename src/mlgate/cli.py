@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Feature modules are light at import; their heavy imports live in the handlers.
     for module in ("report", "github", "deploy", "ci", "init", "serving.cli", "monitor"):
         import_module(f"mlgate.{module}").add_commands(sub, common)
+    import_module("mlgate.dataversion").add_commands(sub, common)
     return parser
 
 

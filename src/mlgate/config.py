@@ -24,6 +24,14 @@ class Project(_Section):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+class DatasetRules(_Section):
+    """Whole-dataset rules of the data contract, checked at validate beside the schema."""
+
+    min_rows: int = Field(default=50, ge=1)
+    min_rows_per_class: int = Field(default=10, ge=1)  # classification only
+    max_duplicate_share: float = Field(default=0.1, ge=0, le=1)  # rows repeating an earlier row
+
+
 class Data(_Section):
     raw: Path
     schema_ref: str = Field(alias="schema", pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -32,6 +40,7 @@ class Data(_Section):
     task: Literal["classification", "regression"] = "classification"
     validated: Path
     summary: Path
+    contract: DatasetRules = DatasetRules()
 
 
 class Split(_Section):
@@ -218,6 +227,12 @@ class Params(_Section):
     def _cross_checks(self) -> Params:
         if self.data.target in self.features.all:
             raise ValueError(f"data.target {self.data.target!r} is also listed as a feature")
+        stratified = self.split.stratify and self.data.task == "classification"
+        if stratified and self.data.contract.min_rows_per_class < 2:
+            raise ValueError(
+                "data.contract.min_rows_per_class must be at least 2: a stratified split puts "
+                "every class in both train and test"
+            )
         # regression measures error by group (mae_difference); classification, decisions
         task_gaps = {
             "classification": {"demographic_parity_difference", "equalized_odds_difference"},

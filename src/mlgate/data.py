@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +40,129 @@ def load_schema(params: Params) -> pa.DataFrameSchema:
     return schema
 
 
+@dataclass(frozen=True)
+class DatasetRule:
+    """A whole-dataset rule of the contract (data.contract in params.yaml): a pandera
+    dataframe-level check, and what to say when a data set breaks it."""
+
+    name: str
+    holds: Callable[[pd.DataFrame], bool]
+    explain: Callable[[pd.DataFrame], str]
+
+    def check(self) -> pa.Check:
+        import pandera.pandas as pa
+
+        return pa.Check(self.holds, element_wise=False, name=self.name, error=self.name)
+
+
+def dataset_rules(params: Params, part: bool = False) -> list[DatasetRule]:
+    """Rules a data set must honour as a whole: enough rows, enough of every class, a target
+    that varies, few repeated rows, and rows enough for the configured split. A `part` (a
+    split the pipeline wrote) must only have rows and a target that varies."""
+    rules = params.data.contract
+    target = params.data.target
+    classification = params.data.task == "classification"
+    stratified = classification and params.split.stratify
+    test_size = params.split.test_size
+
+    def counts(frame: pd.DataFrame) -> pd.Series:
+        if target not in frame:  # reported as a missing column
+            return pd.Series(dtype="int64")
+        return frame[target].value_counts(dropna=True)
+
+    def rare(frame: pd.DataFrame) -> pd.Series:
+        found = counts(frame)
+        return found[found < rules.min_rows_per_class]
+
+    def split_parts(frame: pd.DataFrame) -> tuple[int, int, int]:
+        n_test = math.ceil(len(frame) * test_size)
+        needed = len(counts(frame)) if stratified else 1
+        return len(frame) - n_test, n_test, max(needed, 1)
+
+    def split_fits(frame: pd.DataFrame) -> bool:
+        n_train, n_test, needed = split_parts(frame)
+        return n_train >= needed and n_test >= needed
+
+    def split_explained(frame: pd.DataFrame) -> str:
+        n_train, n_test, needed = split_parts(frame)
+        why = " (one of each class: the split is stratified)" if stratified else ""
+        return (
+            f"split.test_size {test_size} leaves {n_train} train and {n_test} test rows; "
+            f"each part needs at least {needed}{why}"
+        )
+
+    def duplicates(frame: pd.DataFrame) -> pd.Series:
+        return frame.duplicated(keep="first")
+
+    def duplicates_explained(frame: pd.DataFrame) -> str:
+        repeated = duplicates(frame)
+        rows = ", ".join(str(i) for i in frame.index[repeated][:MAX_VALUES_SHOWN])
+        return (
+            f"{int(repeated.sum())} of {len(frame)} rows ({repeated.mean():.1%}) repeat an "
+            f"earlier row (rows {rows}{' …' if repeated.sum() > MAX_VALUES_SHOWN else ''}); "
+            f"at most {rules.max_duplicate_share:.1%} allowed (data.contract.max_duplicate_share)"
+        )
+
+    def single_value_explained(frame: pd.DataFrame) -> str:
+        found = counts(frame)
+        what = "class" if classification else "value"
+        if found.empty:
+            return f"target {target!r} has no value at all"
+        return (
+            f"target {target!r} has one {what} only ({_plain(found.index[0])!r}: "
+            f"{int(found.iloc[0])} rows); a model needs at least two"
+        )
+
+    varies = DatasetRule(
+        "target_varies",
+        lambda f: target not in f or len(counts(f)) >= 2,
+        single_value_explained,
+    )
+    if part:
+        return [DatasetRule("not_empty", lambda f: len(f) > 0, lambda f: "no rows at all"), varies]
+    checks = [
+        DatasetRule(
+            f"min_rows({rules.min_rows})",
+            lambda f: len(f) >= rules.min_rows,
+            lambda f: f"{len(f)} rows, at least {rules.min_rows} required (data.contract.min_rows)",
+        ),
+        varies,
+    ]
+    if classification:
+        checks.append(
+            DatasetRule(
+                f"min_rows_per_class({rules.min_rows_per_class})",
+                lambda f: rare(f).empty,
+                lambda f: (
+                    "; ".join(f"class {_plain(k)!r} has {int(v)} rows" for k, v in rare(f).items())
+                    + f"; at least {rules.min_rows_per_class} required "
+                    "(data.contract.min_rows_per_class)"
+                ),
+            )
+        )
+    checks += [
+        DatasetRule(
+            f"max_duplicate_share({rules.max_duplicate_share})",
+            lambda f: len(f) == 0 or duplicates(f).mean() <= rules.max_duplicate_share,
+            duplicates_explained,
+        ),
+        DatasetRule("split_fits", split_fits, split_explained),
+    ]
+    return checks
+
+
+def contract_schema(params: Params) -> pa.DataFrameSchema:
+    """The schema of the raw data set: the row schema plus the whole-dataset rules. Only
+    `validate` applies it: a split, a batch or a request is not a whole data set."""
+    return with_rules(load_schema(params), dataset_rules(params))
+
+
+def with_rules(schema: pa.DataFrameSchema, rules: Sequence[DatasetRule]) -> pa.DataFrameSchema:
+    schema = copy.deepcopy(schema)  # pandera caches a model's schema: never mutate it
+    schema.checks = [*schema.checks, *(rule.check() for rule in rules)]
+    return schema
+
+
 def input_schema(params: Params) -> pa.DataFrameSchema:
     """The schema of one request: the training schema without the target."""
     return load_schema(params).remove_columns([params.data.target])
@@ -55,33 +182,100 @@ def read_csv(path: Path | str) -> pd.DataFrame:
 def load(
     path: Path | str, params: Params, schema: pa.DataFrameSchema | None = None
 ) -> pd.DataFrame:
-    """Read a CSV the pipeline wrote and give it the schema's types again."""
-    return validate(read_csv(path), schema or load_schema(params), str(path))
+    """Read a CSV the pipeline wrote and give it the schema's types again; as a part of the
+    data set it must still have rows and a target that varies."""
+    rules = dataset_rules(params, part=True)
+    schema = with_rules(schema or load_schema(params), rules)
+    try:
+        return validate(read_csv(path), schema, str(path), rules)
+    except DataValidationError as err:
+        raise DataValidationError(
+            f"{err}\n{path} is a file the pipeline wrote: `dvc checkout --force {path}` puts "
+            "back the version of the last good run (or `dvc repro` remakes it)"
+        ) from None
 
 
-def validate(frame: pd.DataFrame, schema: pa.DataFrameSchema, source: str = "data") -> pd.DataFrame:
-    """Validate lazily: every failure is collected, then reported at once."""
+def validate(
+    frame: pd.DataFrame,
+    schema: pa.DataFrameSchema,
+    source: str = "data",
+    rules: Sequence[DatasetRule] = (),
+) -> pd.DataFrame:
+    """Validate lazily: every failure is collected, then reported at once. A value that
+    coercion would change (2.5 into an integer column) is a failure, not a conversion.
+    `rules` explain the schema's whole-dataset checks when they fail."""
     import pandera.errors as pae
 
+    lossy = lossy_coercions(frame, schema)
     try:
-        return schema.validate(frame, lazy=True)
+        valid = schema.validate(frame, lazy=True)
+        cases = lossy
     except pae.SchemaErrors as err:
-        raise DataValidationError(format_failures(err.failure_cases, source, len(frame))) from None
+        cases = pd.concat([lossy, err.failure_cases], ignore_index=True)
+    if cases.empty:
+        return valid
+    explained = {r.name: r.explain(frame) for r in rules if r.name in set(cases["check"])}
+    raise DataValidationError(format_failures(cases, source, len(frame), explained)) from None
 
 
-def format_failures(cases: pd.DataFrame, source: str, n_rows: int) -> str:
-    """One line per (column, check): how many rows fail and which values."""
+def lossy_coercions(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
+    """Failure cases (pandera's layout) for numbers an integer column would truncate."""
+    found = []
+    for name, column in schema.columns.items():
+        if name not in frame or not (schema.coerce or column.coerce):
+            continue
+        values = frame[name]
+        target = getattr(column.dtype, "type", None)
+        if not (
+            pd.api.types.is_float_dtype(values.dtype)
+            and target is not None
+            and pd.api.types.is_integer_dtype(target)
+        ):
+            continue
+        finite = values[values.notna() & values.abs().ne(float("inf"))]
+        changed = finite[finite != finite.round()]
+        check = f"lossless_coercion({target})"
+        found += [
+            {
+                "schema_context": "Column",
+                "column": name,
+                "check": check,
+                "failure_case": v,
+                "index": i,
+            }
+            for i, v in changed.items()
+        ]
+    columns = ["schema_context", "column", "check", "check_number", "failure_case", "index"]
+    return pd.DataFrame(found, columns=columns)
+
+
+def format_failures(
+    cases: pd.DataFrame, source: str, n_rows: int, explained: dict[str, str] | None = None
+) -> str:
+    """One line per (column, check): how many rows fail and which values; one line per
+    whole-dataset rule, with what `explained` says about it."""
+    explained = explained or {}
     lines = [f"{source}: {n_rows} rows checked, the data contract is broken:"]
-    cases = _drop_null_echoes(cases.assign(column=cases["column"].astype(str)))
+    # a dataframe-level check has a number; column presence checks (same context) have none
+    dataset = cases["check"].isin(list(explained)) | (
+        (cases["schema_context"] == "DataFrameSchema") & cases["check_number"].notna()
+    )
+    for check, group in cases[dataset].groupby("check", sort=False):
+        why = explained.get(check) or f"failure: {_plain(group['failure_case'].iloc[0])!r}"
+        lines.append(f"  - the data set fails {check}: {why}")
+    cases = cases[~dataset]
+    cases = _drop_echoes(cases.assign(column=cases["column"].astype(str)))
     for (column, check), group in cases.groupby(["column", "check"], sort=False, dropna=False):
         values = group["failure_case"]
         shown = ", ".join(repr(_plain(v)) for v in values.drop_duplicates().head(MAX_VALUES_SHOWN))
         more = " …" if values.nunique(dropna=False) > MAX_VALUES_SHOWN else ""
         if check == "column_in_schema":
-            lines.append(f"  - unexpected column {_plain(values.iloc[0])!r} (not in the schema)")
+            for name in values:
+                hint = next((f"; is the file delimited by {d!r}?" for d in ";\t|" if d in name), "")
+                lines.append(f"  - unexpected column {_plain(name)!r} (not in the schema{hint})")
             continue
         if check == "column_in_dataframe":
-            lines.append(f"  - missing column {_plain(values.iloc[0])!r}")
+            lines += [f"  - missing column {_plain(name)!r}" for name in values]
             continue
         rows = group["index"].dropna()
         where = f"{len(rows)} row(s)" if len(rows) else "column"
@@ -90,15 +284,22 @@ def format_failures(cases: pd.DataFrame, source: str, n_rows: int) -> str:
     return "\n".join(lines)
 
 
-def _drop_null_echoes(cases: pd.DataFrame) -> pd.DataFrame:
-    """A null in a typed column also fails its dtype checks; report it once, as a null."""
-    nullable_fails = set(cases.loc[cases["check"] == "not_nullable", "column"])
-    echo = (
+def _drop_echoes(cases: pd.DataFrame) -> pd.DataFrame:
+    """Report each fault once: a null in a typed column also fails its dtype checks (it is
+    reported as a null); a value that fails coercion also fails the dtype check and makes the
+    column's value checks raise (it is reported as the failed coercion)."""
+    checks = cases["check"].astype(str)
+    nullable_fails = set(cases.loc[checks == "not_nullable", "column"])
+    null_echo = (
         cases["column"].isin(nullable_fails)
-        & cases["check"].str.match(r"^(coerce_)?dtype\(")
+        & checks.str.match(r"^(coerce_)?dtype\(")
         & cases["failure_case"].isna()
     )
-    return cases[~echo]
+    uncoerced = set(cases.loc[checks.str.startswith("coerce_dtype("), "column"])
+    coerce_echo = cases["column"].isin(uncoerced) & (
+        checks.str.startswith("dtype(") | cases["index"].isna()
+    )
+    return cases[~(null_echo | coerce_echo)]
 
 
 def _plain(value: object) -> object:

@@ -262,6 +262,21 @@ def read_data(path: Path) -> pd.DataFrame:
     return frame
 
 
+def dataset_contract(frame: pd.DataFrame, target: str, task: str) -> dict[str, Any]:
+    """A first bar for the whole-dataset rules (data.contract): a new data version may shrink
+    to half the rows and half the rarest class, and repeat rows twice as often (at least 1%)."""
+    rows = len(frame)
+    repeated = float(frame.duplicated().mean()) if rows else 0.0
+    contract: dict[str, Any] = {
+        "rows": rows,
+        "min_rows": max(1, rows // 2),
+        "max_duplicate_share": min(1.0, max(0.01, math.ceil(repeated * 200) / 100)),
+    }
+    if task == "classification":
+        contract["min_rows_per_class"] = max(2, int(frame[target].value_counts().min()) // 2)
+    return contract
+
+
 def answers_for(
     request: InitRequest, frame: pd.DataFrame, release: Release | None = None
 ) -> dict[str, Any]:
@@ -311,6 +326,7 @@ def answers_for(
         raise MlgateError(
             f"--metric {metric!r} is not a {task} metric (one of: {', '.join(METRICS[task])})"
         )
+    answers["contract"] = dataset_contract(frame, target, task)
     columns = infer_columns(frame, target, task, request.sensitive)
     if not any(c["kind"] in ("numeric", "categorical") for c in columns):
         raise MlgateError(f"{request.data} has no usable feature column besides the target")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from mlgate import data
 
 
-def test_the_data_honours_the_schema(raw_frame, params):
-    data.validate(raw_frame, data.load_schema(params), "data")
+def test_the_data_honours_the_schema_and_the_whole_dataset_rules(raw_frame, params):
+    rules = data.dataset_rules(params)
+    data.validate(raw_frame, data.contract_schema(params), "data", rules)
 
 
 def test_enough_rows_and_both_classes(raw_frame, params):

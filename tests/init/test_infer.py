@@ -10,6 +10,7 @@ from mlgate.errors import MlgateError
 from mlgate.init import (
     attr_name,
     choose_positive_label,
+    dataset_contract,
     infer_columns,
     infer_task,
     sensitive_specs,
@@ -81,3 +82,16 @@ def test_a_boolean_target_needs_no_class_list() -> None:
     data = pd.DataFrame({"x": np.arange(30), "ok": [True, False, True] * 10})
     target = infer_columns(data, "ok", "classification", ())[-1]
     assert target["dtype"] == "bool" and target["isin"] is None
+
+
+def test_the_first_whole_dataset_rules_let_the_data_seen_pass_and_half_of_it() -> None:
+    frame = pd.DataFrame({"x": range(60), "y": ["a"] * 40 + ["b"] * 20})
+    frame.loc[59, "x"] = 58  # one repeated row
+    contract = dataset_contract(frame, "y", "classification")
+    assert contract == {
+        "rows": 60,
+        "min_rows": 30,
+        "max_duplicate_share": 0.04,  # twice the share seen (1/60), rounded up to a percent
+        "min_rows_per_class": 10,
+    }
+    assert "min_rows_per_class" not in dataset_contract(frame, "x", "regression")

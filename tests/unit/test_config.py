@@ -47,6 +47,8 @@ def test_the_repository_params_load_into_typed_frozen_objects():
         ("train.estimator", "xgboost.XGBClassifier", r"train\.estimator: String should match"),
         ("data.target", "age", r"data\.target 'age' is also listed as a feature"),
         ("project.name", "has spaces", r"project\.name: String should match"),
+        ("data.contract.max_duplicate_share", 1.5, r"data\.contract\.max_duplicate_share: Input"),
+        ("data.contract.min_rows_per_class", 1, r"min_rows_per_class must be at least 2: a strat"),
     ],
 )
 def test_an_invalid_value_names_the_key_and_the_reason(path, value, expected):

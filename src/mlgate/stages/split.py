@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mlgate import data, io
+from mlgate.errors import DataValidationError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -18,9 +19,17 @@ def split_frame(frame: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.D
     stratify = None
     if params.split.stratify and params.data.task == "classification":
         stratify = frame[params.data.target]
-    train, test = train_test_split(
-        frame, test_size=params.split.test_size, random_state=params.split.seed, stratify=stratify
-    )
+    try:
+        train, test = train_test_split(
+            frame,
+            test_size=params.split.test_size,
+            random_state=params.split.seed,
+            stratify=stratify,
+        )
+    except ValueError as err:  # validate's rules should make this unreachable: say it plainly
+        raise DataValidationError(
+            f"{len(frame)} rows cannot be split (split.test_size {params.split.test_size}): {err}"
+        ) from None
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 

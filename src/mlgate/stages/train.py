@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mlgate import data, io, lineage, tracking
+from mlgate.errors import DataValidationError
 from mlgate.model import build_pipeline, predict_fn
 
 if TYPE_CHECKING:
@@ -17,7 +18,12 @@ if TYPE_CHECKING:
 
 def fit(train: pd.DataFrame, params: Params) -> Pipeline:
     model = build_pipeline(params)
-    model.fit(train[params.features.all], train[params.data.target])
+    try:
+        model.fit(train[params.features.all], train[params.data.target])
+    except ValueError as err:  # the estimator refuses the data: its words, no traceback
+        raise DataValidationError(
+            f"{params.train.estimator} cannot fit the {len(train)} training rows: {err}"
+        ) from None
     return model
 
 

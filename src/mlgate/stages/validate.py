@@ -1,10 +1,11 @@
-"""validate: the raw data must honour the project's pandera schema."""
+"""validate: the raw data must honour the project's pandera schema and whole-dataset rules."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mlgate import data, io
+from mlgate import data, dataversion, io
+from mlgate.errors import DataValidationError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,8 +27,12 @@ def summarize(frame: pd.DataFrame, params: Params) -> dict[str, Any]:
 
 
 def run(params: Params) -> pd.DataFrame:
-    schema = data.load_schema(params)
-    frame = data.validate(data.read_csv(params.data.raw), schema, str(params.data.raw))
+    schema, rules = data.contract_schema(params), data.dataset_rules(params)
+    try:
+        frame = data.validate(data.read_csv(params.data.raw), schema, str(params.data.raw), rules)
+    except DataValidationError as err:
+        # nothing is written: the outputs of the last good run stay (dvc.yaml: persist)
+        raise DataValidationError(f"{err}\n{dataversion.unpin_failed(params.data.raw)}") from None
     io.write_with(params.data.validated, lambda p: frame.to_csv(p, index=False))
     io.write_json(params.data.summary, summarize(frame, params))
     print(f"validate: {len(frame)} rows of {params.data.raw} honour {params.data.schema_ref}")

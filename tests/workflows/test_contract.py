@@ -213,7 +213,9 @@ def test_every_input_secret_and_output_is_documented() -> None:
                     assert spec.get("required") or "default" in spec, f"{name}: {key} default"
                 if kind == "outputs":
                     assert spec["value"].startswith("${{ jobs.")
-        assert f"uses: {this_release().repo}/.github/workflows/{name}@" in body, f"{name}: caller example"
+        assert f"uses: {this_release().repo}/.github/workflows/{name}@" in body, (
+            f"{name}: caller example"
+        )
 
 
 # ---------------------------------------------------------------- commands exist

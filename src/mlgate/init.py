@@ -370,15 +370,28 @@ def _point_answers_at_release(dest: Path, answers: dict[str, Any]) -> None:
         yaml.safe_dump(recorded, fh, sort_keys=True)
 
 
+def uv_command() -> str:
+    """uv, a dependency of mlgate: the one installed beside it, so no uv on PATH is needed."""
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found is None:
+            raise MlgateError(
+                "uv is needed to lock the new project's environment: pip install uv"
+            ) from None
+        return found
+
+
 def create(request: InitRequest) -> Path:
     """Check everything, build the repository in a temporary folder beside DIR, rename it."""
     dest = request.dest.resolve()
     check_dest(dest)
     frame = read_data(request.data)
     answers = answers_for(request, frame)
-    uv = shutil.which("uv")
-    if uv is None:
-        raise MlgateError("uv is needed to lock the new project's environment: pip install uv")
+    uv = uv_command()
     src = template_source(request.template)
 
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.init-", dir=dest.parent))

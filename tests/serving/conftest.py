@@ -18,7 +18,6 @@ import pytest
 
 from tests.conftest import VENV_BIN, free_port, run, tool_env
 
-READY_DELAY = "2"  # seconds the service holds /readyz at 503 after start-up, to observe it
 START_TIMEOUT = 90
 
 
@@ -92,10 +91,11 @@ def server(
     feedback = tmp_path_factory.mktemp("feedback")
     log = tmp_path_factory.mktemp("server-log") / "serve.log"
     port = free_port()
+    # The workers stay not ready while this file exists: the test sees the 503, then lets go.
+    hold = log.parent / "hold-readiness"
+    hold.touch()
     env = tool_env(
-        **bentoml_env(
-            home, MLGATE_FEEDBACK_DIR=str(feedback), MLGATE_READY_DELAY_SECONDS=READY_DELAY
-        )
+        **bentoml_env(home, MLGATE_FEEDBACK_DIR=str(feedback), MLGATE_READY_HOLD_FILE=str(hold))
     )
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -112,6 +112,8 @@ def server(
         while True:
             live, ready = srv.status("/livez"), srv.status("/readyz")
             srv.startup.append((live, ready))
+            if (live, ready) == (200, 503):
+                hold.unlink(missing_ok=True)
             if ready == 200:
                 break
             if proc.poll() is not None or time.monotonic() > deadline:

@@ -14,6 +14,8 @@ VENV := $(CURDIR)/.venv
 export PATH := $(VENV)/bin:$(CURDIR)/.tools/bin:$(PATH)
 export UV_PYTHON_DOWNLOADS ?= never
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (`auto`: one per core; 0: no xdist)
+PYTEST_WORKERS ?= auto
 
 .PHONY: help install data run ui repro register test test-fast lint format bench clean \
 	lint-workflows report build serve monitor bench-serve
@@ -51,11 +53,11 @@ UI_PORT ?= 5000
 ui: install ## the MLflow UI on the local store: make ui [UI_PORT=5000], then open the URL it prints
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(UI_PORT)
 
-test: data ## run every test (unit, data, model, pipeline, serving, workflows)
-	pytest $(PYTEST_ARGS)
+test: data ## run every test (unit, data, model, pipeline, serving, workflows), in parallel
+	pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: data ## the tests that take seconds (no dvc/mlflow/bentoml processes)
-	pytest -m "not slow" $(PYTEST_ARGS)
+	pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)
 
 lint: install ## ruff lint and format check
 	ruff check src tests benchmarks

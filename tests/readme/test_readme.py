@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import ROOT, free_port
 from tests.readme.conftest import Clone
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fresh-clone")]
+pytestmark = pytest.mark.slow
 
 # README commands this module does not type itself, and where they are checked.
 ELSEWHERE = {

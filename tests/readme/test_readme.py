@@ -3,9 +3,7 @@ uv on PATH; a command the README adds must be run here or named with the test co
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import time
 import urllib.request
@@ -13,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, stop_group
 from tests.readme.conftest import Clone
 
 pytestmark = pytest.mark.slow
@@ -126,16 +124,6 @@ def start(clone: Clone, script: str, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def activated(command: str) -> str:
     """A README command as typed after the README's one `source .venv/bin/activate`."""
     typed.update({"source .venv/bin/activate", command})
@@ -161,7 +149,7 @@ def test_the_readme_top_to_bottom(fresh_clone: Clone, tmp_path: Path) -> None:
     try:
         wait_for(f"http://127.0.0.1:{port}/", ui, tmp_path / "ui.log")
     finally:
-        stop(ui)
+        stop_group(ui)
 
     # activated once: mlgate, dvc, mlflow and uv are this project's
     found = clone.sh(activated("command -v mlgate dvc mlflow uv")).stdout.split()
@@ -200,7 +188,7 @@ def test_the_readme_top_to_bottom(fresh_clone: Clone, tmp_path: Path) -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/model_info", timeout=30) as r:
             assert r.status == 200  # GET, as the README lists it
     finally:
-        stop(serve)
+        stop_group(serve)
     make(clone, "monitor")  # a handful of predictions: "not enough data", exit 0
 
     # after a params edit, `dvc repro` reruns train onward only

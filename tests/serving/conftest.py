@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -16,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import VENV_BIN, free_port, run, tool_env
+from tests.conftest import VENV_BIN, free_port, run, stop_group, tool_env
 
 START_TIMEOUT = 90
 
@@ -121,9 +119,4 @@ def server(
             time.sleep(0.1)
         yield srv
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc)

@@ -35,11 +35,17 @@ ONE_WORKER_FIXTURES = {"server": "serving", "bento": "serving", "fresh_clone": "
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
+    def rank(item: pytest.Item) -> int:
         fixtures = getattr(item, "fixturenames", ())
         group = next((g for f, g in ONE_WORKER_FIXTURES.items() if f in fixtures), None)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    # Longest first (the grouped chains, then every slow test): the quick tests fill the
+    # workers' last minutes instead of one long test starting when the others are done.
+    items.sort(key=rank)
 
 
 @pytest.fixture(autouse=True)

@@ -9,12 +9,15 @@ MAKEFLAGS += --no-print-directory
 
 UV ?= $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 VENV := $(CURDIR)/.venv
-# Stages in dvc.yaml call `mlgate`; the project's environment comes first on PATH.
-export PATH := $(VENV)/bin:$(PATH)
+# Stages in dvc.yaml call `mlgate`; the project's environment comes first on PATH, then
+# the uv this Makefile installed (so every tool finds uv though none is on the user's PATH).
+export PATH := $(VENV)/bin:$(CURDIR)/.tools/bin:$(PATH)
 export UV_PYTHON_DOWNLOADS ?= never
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (`auto`: one per core; 0: no xdist)
+PYTEST_WORKERS ?= auto
 
-.PHONY: help install data run repro register test test-fast lint format bench clean \
+.PHONY: help install data run ui repro register test test-fast lint format bench clean \
 	lint-workflows report build serve monitor bench-serve
 
 help: ## list the targets
@@ -44,13 +47,17 @@ run: ## THE MAIN JOB: install, pull data, run the pipeline, register the gated m
 	@start=$$(date +%s); \
 	$(MAKE) repro; \
 	$(MAKE) register; \
-	echo "make run: done in $$(( $$(date +%s) - start ))s. Runs: mlflow ui --backend-store-uri sqlite:///mlflow.db"
+	echo "make run: done in $$(( $$(date +%s) - start ))s. See the runs: make ui"
 
-test: data ## run every test (unit, data, model, pipeline, serving, workflows)
-	pytest $(PYTEST_ARGS)
+UI_PORT ?= 5000
+ui: install ## the MLflow UI on the local store: make ui [UI_PORT=5000], then open the URL it prints
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(UI_PORT)
+
+test: data ## run every test (unit, data, model, pipeline, serving, workflows), in parallel
+	pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: data ## the tests that take seconds (no dvc/mlflow/bentoml processes)
-	pytest -m "not slow" $(PYTEST_ARGS)
+	pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)
 
 lint: install ## ruff lint and format check
 	ruff check src tests benchmarks

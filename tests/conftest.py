@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--model", default=None, help="model.joblib for tests/model (default: train one)"
     )
+
+
+# Under pytest-xdist (`make test` runs `-n auto --dist loadgroup`), tests that share a
+# process-wide fixture run on one worker, so it is made once: one `bentoml serve` of one
+# bento, one fresh clone. (trained_repo is shared by every worker through a file lock.)
+ONE_WORKER_FIXTURES = {"server": "serving", "bento": "serving", "fresh_clone": "fresh-clone"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        fixtures = getattr(item, "fixturenames", ())
+        group = next((g for f, g in ONE_WORKER_FIXTURES.items() if f in fixtures), None)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    # Longest first (the grouped chains, then every slow test): the quick tests fill the
+    # workers' last minutes instead of one long test starting when the others are done.
+    items.sort(key=rank)
 
 
 @pytest.fixture(autouse=True)
@@ -77,6 +99,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server started with start_new_session=True, with every worker it forked."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def run(
     cmd: list[str], cwd: Path, check: bool = True, **extra_env: str
 ) -> subprocess.CompletedProcess[str]:
@@ -116,13 +149,40 @@ def copy_repo(dest: Path, data: bool = True) -> Path:
     return dest
 
 
+@contextmanager
+def made_once(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[tuple[Path, bool]]:
+    """A folder made once per test run, also under pytest-xdist: yields (folder, to_make).
+
+    Under xdist every worker has its own session; the first to take the lock makes the
+    folder (holding the lock) in the run's shared temporary directory, the others wait and
+    reuse it. Without xdist it is an ordinary session folder."""
+    from filelock import FileLock
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield tmp_path_factory.mktemp(name), True
+        return
+    shared = tmp_path_factory.getbasetemp().parent  # the run's folder, above each worker's
+    folder, done = shared / name, shared / f"{name}.done"
+    with FileLock(str(shared / f"{name}.lock")):
+        if done.exists():
+            yield folder, False
+            return
+        shutil.rmtree(folder, ignore_errors=True)  # a worker before this one failed
+        folder.mkdir()
+        yield folder, True
+        done.touch()
+
+
 @pytest.fixture(scope="session")
 def trained_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A copy of the repo after `dvc repro` and `mlgate register` (local SQLite MLflow).
 
-    Session-wide and shared: tests must not change it. Copy it (or use copy_repo) to mutate.
+    Session-wide and shared (by every xdist worker too): tests must not change it. Copy it
+    (or use copy_repo) to mutate.
     """
-    repo = copy_repo(tmp_path_factory.mktemp("trained-repo"))
-    run(["dvc", "repro"], repo)
-    run(["mlgate", "register"], repo)
+    with made_once(tmp_path_factory, "trained-repo") as (repo, to_make):
+        if to_make:
+            copy_repo(repo)
+            run(["dvc", "repro"], repo)
+            run(["mlgate", "register"], repo)
     yield repo

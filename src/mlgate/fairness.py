@@ -29,7 +29,8 @@ def groups(frame: pd.DataFrame, column: str, spec: SensitiveAttribute) -> pd.Ser
         return frame[column].astype(str)
     edges = [-np.inf, *spec.bands, np.inf]
     banded = pd.cut(frame[column], bins=edges, right=False, labels=band_labels(spec.bands))
-    return banded.astype(str)
+    # ordered categories: every table lists "<25" before "25-34", not in text order
+    return banded.cat.remove_unused_categories()
 
 
 def group_metrics(
@@ -79,6 +80,8 @@ def _by_group(
         str(group): {k: _round(v) for k, v in row.items()}
         for group, row in frame.by_group.iterrows()
     }
+    if isinstance(values.dtype, pd.CategoricalDtype):  # bands: fairlearn sorts them as text
+        table = {g: table[g] for g in map(str, values.cat.categories) if g in table}
     return frame, table
 
 

@@ -501,6 +501,21 @@ def _point_answers_at_release(dest: Path, answers: dict[str, Any]) -> None:
         yaml.safe_dump(recorded, fh, sort_keys=True)
 
 
+def uv_command() -> str:
+    """uv, a dependency of mlgate: the one installed beside it, so no uv on PATH is needed."""
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found is None:
+            raise MlgateError(
+                "uv is needed to lock the new project's environment: pip install uv"
+            ) from None
+        return found
+
+
 def create(request: InitRequest) -> Path:
     """Check everything, build the repository in a temporary folder beside DIR, rename it."""
     dest = request.dest.resolve()
@@ -508,9 +523,7 @@ def create(request: InitRequest) -> Path:
     frame = read_data(request.data)
     release = this_release(request.mlgate_repo, request.mlgate_ref)
     answers = answers_for(request, frame, release)
-    uv = shutil.which("uv")
-    if uv is None:
-        raise MlgateError("uv is needed to lock the new project's environment: pip install uv")
+    uv = uv_command()
     source = template_source(request, release)
     if request.template and request.vcs_ref and RELEASE_TAG.fullmatch(request.vcs_ref):
         answers["mlgate_ref"] = request.vcs_ref  # the pins follow the template's release
@@ -633,10 +646,7 @@ def update(project: Path, to: str | None) -> str:
         )
     except (CopierError, ValueError) as err:
         raise MlgateError(f"copier update to {to} failed: {err}") from None
-    uv = shutil.which("uv")
-    if uv is None:
-        raise MlgateError(f"updated to {to}, but uv is needed to re-lock: pip install uv")
-    _run([uv, "lock", "--quiet"], project, f"updated to {to}; `uv lock`")
+    _run([uv_command(), "lock", "--quiet"], project, f"updated to {to}; `uv lock`")
     print(f"update: {current} -> {to}. Review `git diff` (resolve any <<<<<<< markers), then")
     print(f'        make run && make test && git commit -am "Take mlgate {to}"')
     return to

@@ -94,3 +94,12 @@ def test_unknown_versions_and_aliases_are_clear_errors(repo):
     )
     out = run(["mlgate", "rollback"], repo, check=False)
     assert out.returncode != 0 and "nothing to roll back" in out.stderr
+
+
+def test_building_production_before_any_promotion_suggests_the_candidate(trained_repo, tmp_path):
+    # read-only on the shared repo: the alias is looked up before anything is built
+    out = run(["mlgate", "build"], trained_repo, check=False, BENTOML_HOME=str(tmp_path))
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+    assert "no version of credit-risk holds alias 'production'" in out.stderr
+    assert "make build MODEL=candidate" in out.stderr and "(version 1)" in out.stderr
+    assert not any(tmp_path.iterdir()), "nothing may be written to the BentoML store"

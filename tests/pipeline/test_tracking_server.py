@@ -21,22 +21,25 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = (home / "server.log").open("w")
     proc = subprocess.Popen(
-        ["mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+        ["mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{home / 'server.db'}",
          "--artifacts-destination", str(home / "artifacts")],
         cwd=home, env=tool_env(), stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    # generous: on a loaded machine start-up and the first answers take long, and this is
+    # a wait for readiness, not a measurement
+    deadline = time.monotonic() + 300
     while True:
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+            with urllib.request.urlopen(f"{url}/health", timeout=30) as r:
                 if r.status == 200:
                     break
         except OSError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
+            proc.wait()  # reaped here: no "still running" warning failing a later test
             log.close()
             pytest.fail(f"mlflow server did not start:\n{(home / 'server.log').read_text()}")
         time.sleep(0.5)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -16,9 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import VENV_BIN, free_port, run, tool_env
+from tests.conftest import VENV_BIN, free_port, run, stop_group, tool_env
 
-READY_DELAY = "2"  # seconds the service holds /readyz at 503 after start-up, to observe it
 START_TIMEOUT = 90
 
 
@@ -92,10 +89,11 @@ def server(
     feedback = tmp_path_factory.mktemp("feedback")
     log = tmp_path_factory.mktemp("server-log") / "serve.log"
     port = free_port()
+    # The workers stay not ready while this file exists: the test sees the 503, then lets go.
+    hold = log.parent / "hold-readiness"
+    hold.touch()
     env = tool_env(
-        **bentoml_env(
-            home, MLGATE_FEEDBACK_DIR=str(feedback), MLGATE_READY_DELAY_SECONDS=READY_DELAY
-        )
+        **bentoml_env(home, MLGATE_FEEDBACK_DIR=str(feedback), MLGATE_READY_HOLD_FILE=str(hold))
     )
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -112,6 +110,8 @@ def server(
         while True:
             live, ready = srv.status("/livez"), srv.status("/readyz")
             srv.startup.append((live, ready))
+            if (live, ready) == (200, 503):
+                hold.unlink(missing_ok=True)
             if ready == 200:
                 break
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -119,9 +119,4 @@ def server(
             time.sleep(0.1)
         yield srv
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from mlgate.cli import build_parser, main
+from tests.conftest import VENV_BIN, tool_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,3 +42,30 @@ def test_a_bad_reference_is_refused(tmp_path, capsys, monkeypatch):
     (tmp_path / "params.yaml").write_text(ROOT.joinpath("params.yaml").read_text())
     assert main(["lineage", "credit-risk"]) == 2
     assert "expected NAME@ALIAS or NAME/VERSION" in capsys.readouterr().err
+
+
+def write_to_closed_pipe(cmd: list[str], cwd: Path) -> tuple[int, str]:
+    """Run a command whose reader is gone before the first byte (`mlgate … | head`, where
+    head has exited): every write hits a closed pipe. The exit code and stderr."""
+    with subprocess.Popen(
+        cmd, cwd=cwd, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        assert proc.stdout and proc.stderr
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        return proc.wait(timeout=120), err
+
+
+@pytest.mark.parametrize("args", [["--help"], ["lineage", "--help"]])
+def test_help_into_a_closed_pipe_ends_quietly(args, tmp_path):
+    code, err = write_to_closed_pipe([str(VENV_BIN / "mlgate"), *args], tmp_path)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert code in (0, 141)  # argparse gives up writing help by itself
+
+
+@pytest.mark.slow
+def test_a_command_into_a_closed_pipe_ends_quietly(trained_repo):
+    cmd = [str(VENV_BIN / "mlgate"), "lineage", "credit-risk@candidate"]
+    code, err = write_to_closed_pipe(cmd, trained_repo)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert code == 141  # 128 + SIGPIPE, as `cat` ends when the reader goes away

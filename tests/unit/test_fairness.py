@@ -35,3 +35,11 @@ def test_gaps_match_a_hand_computed_example():
     assert result["equalized_odds_difference"] == pytest.approx(0.5)
     assert result["groups"]["a"]["selection_rate"] == pytest.approx(0.75)
     assert result["groups"]["b"]["count"] == 4
+
+
+def test_bands_are_listed_in_age_order_not_text_order():
+    ages = pd.DataFrame({"age": [60, 30, 20, 40, 61, 31, 21, 41]})
+    bands = groups(ages, "age", SensitiveAttribute(bands=(25, 35, 50)))
+    y = [1, 0, 1, 0, 0, 1, 0, 1]
+    result = group_metrics(y, y, {"age": bands})["age"]
+    assert list(result["groups"]) == ["<25", "25-34", "35-49", "50+"]

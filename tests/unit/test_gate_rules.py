@@ -38,6 +38,17 @@ def test_one_failing_gap_fails_the_gate_and_is_named():
     assert "FAIL  fairness  demographic_parity_difference:sex: 0.2400 <= 0.1" in text
 
 
+def test_measured_gaps_without_a_threshold_are_shown_as_not_gated():
+    raw = copy.deepcopy(RAW)
+    raw["gate"]["max_fairness_gap"] = {"demographic_parity_difference": {"sex": 0.1}}
+    params = parse_params(raw)
+    text = format_report(decide(threshold_checks(METRICS, FAIRNESS, params), None, "r"), FAIRNESS)
+    assert "PASS  fairness  demographic_parity_difference:sex: 0.0500 <= 0.1" in text
+    assert "----  fairness  equalized_odds_difference:sex: 0.0800  (not gated)" in text
+    assert "----  fairness  demographic_parity_difference:age: 0.2000  (not gated)" in text
+    assert "demographic_parity_difference:sex: 0.0500  (not gated)" not in text
+
+
 def test_a_metric_below_its_minimum_fails():
     checks = threshold_checks({**METRICS, "roc_auc": 0.69}, FAIRNESS, PARAMS)
     failed = [c.name for c in checks if not c.passed]

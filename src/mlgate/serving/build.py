@@ -37,7 +37,20 @@ def resolve_version(params: Params, ref: str) -> Any:
     name = params.model_name
     spec = f"{name}/{ref}" if ref.isdigit() else f"{name}@{ref}"
     parsed = registry.parse_ref(spec, name)  # before connecting: a bad ref fails fast
-    return registry.resolve(tracking.connect(params), parsed)
+    client = tracking.connect(params)
+    try:
+        return registry.resolve(client, parsed)
+    except MlgateError as err:
+        if ref.isdigit() or ref == "candidate":
+            raise
+        try:  # a new project: `make run` registered a candidate, nothing is promoted yet
+            candidate = registry.resolve(client, (name, "candidate", None))
+        except MlgateError:
+            raise err from None
+        raise MlgateError(
+            f"{err}; to package the model `make run` registered (version {candidate.version}): "
+            "make build MODEL=candidate (mlgate build --model candidate)"
+        ) from None
 
 
 def lineage_of(mv: Any) -> dict[str, str]:

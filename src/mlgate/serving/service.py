@@ -212,9 +212,10 @@ class ModelService:
 
         from mlgate.serving.scorer import LeanScorer
 
-        delay = float(os.environ.get("MLGATE_READY_DELAY_SECONDS", "0"))  # readiness tests
-        if delay:
-            time.sleep(delay)
+        # Readiness tests: not ready while this file exists, so the 503 is seen on any load.
+        hold = os.environ.get("MLGATE_READY_HOLD_FILE")
+        while hold and os.path.exists(hold):
+            time.sleep(0.05)
         positive = PARAMS.data.positive_label
         lean_file = self.bento_model.path_of(SCORER_FILE)
         if os.path.exists(lean_file):
@@ -330,4 +331,27 @@ class ModelService:
         }
 
 
+class InfoByGet:
+    """ASGI middleware: BentoML APIs are POST only; `GET /model_info` is a read, so it is
+    answered as `POST /model_info {}`."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/model_info" and scope["method"] == "GET":
+            replaced = (b"content-length", b"content-type")
+            headers = [(k, v) for k, v in scope.get("headers") or [] if k not in replaced]
+            headers += [(b"content-type", b"application/json"), (b"content-length", b"2")]
+            scope = {**scope, "method": "POST", "headers": headers}
+
+            async def receive_empty_object() -> dict[str, Any]:
+                return {"type": "http.request", "body": b"{}", "more_body": False}
+
+            await self.app(scope, receive_empty_object, send)
+            return
+        await self.app(scope, receive, send)
+
+
 ModelService.add_asgi_middleware(RejectionObserver)
+ModelService.add_asgi_middleware(InfoByGet)

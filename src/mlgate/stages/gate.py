@@ -131,13 +131,20 @@ def decide(checks: list[Check], champion: dict[str, Any] | None, run_id: str) ->
     }
 
 
-def format_report(report: dict[str, Any]) -> str:
+def format_report(report: dict[str, Any], fairness: dict[str, Any] | None = None) -> str:
+    """The verdict, every check, then every fairness gap evaluate measured that no
+    `gate.max_fairness_gap` threshold covers (shown, marked "not gated")."""
     lines = []
     for c in report["checks"]:
         mark = "PASS" if c["passed"] else "FAIL"
         bound = "" if c["threshold"] is None else f" {c['op']} {c['threshold']}"
         detail = f"  ({c['detail']})" if c["detail"] else ""
         lines.append(f"  {mark}  {c['kind']:<9} {c['name']}: {c['value']:.4f}{bound}{detail}")
+    gated = {c["name"] for c in report["checks"]}
+    for attr, measured in (fairness or {}).items():
+        for gap, value in measured.items():
+            if gap != "groups" and f"{gap}:{attr}" not in gated:
+                lines.append(f"  ----  fairness  {gap}:{attr}: {value:.4f}  (not gated)")
     verdict = "passed" if report["passed"] else "FAILED"
     failed = [c["name"] for c in report["checks"] if not c["passed"]]
     head = f"gate: {verdict}" + (f" ({', '.join(failed)})" if failed else "")
@@ -159,7 +166,7 @@ def run(params: Params) -> dict[str, Any]:
     # MLflow first: a tracking failure leaves no fresh gate.json behind
     _log_to_run(report, metrics, fairness)
     io.write_json(params.gate.report, report)
-    print(format_report(report))
+    print(format_report(report, fairness))
     if not report["passed"]:
         raise GateFailed(f"the model did not pass the gate; see {params.gate.report}")
     return report

@@ -66,6 +66,23 @@ def model_requirements() -> list[str]:
     return [f"{pkg}=={version(pkg)}" for pkg in ("scikit-learn", "pandas", "numpy", "cloudpickle")]
 
 
+def model_environment() -> dict[str, Any]:
+    """The environment MLflow records beside the model, given whole: the requirements above
+    and the Python that trained it. (Given only the requirements, MLflow looks up the
+    installed pip to pin it, and a uv environment has no pip: a warning on every train.)"""
+    import platform
+
+    return {
+        "name": "mlflow-env",
+        "channels": ["conda-forge"],
+        "dependencies": [
+            f"python={platform.python_version()}",
+            "pip",
+            {"pip": model_requirements()},
+        ],
+    }
+
+
 def log_to_mlflow(
     model: Pipeline, train: pd.DataFrame, params: Params, fit_seconds: float
 ) -> dict[str, str]:
@@ -96,7 +113,7 @@ def log_to_mlflow(
             input_example=example,
             pyfunc_predict_fn=predict_fn(params),
             serialization_format="cloudpickle",
-            pip_requirements=model_requirements(),
+            conda_env=model_environment(),
         )
     print(f"train: logged run {run.info.run_id} to {params.tracking_uri}")
     return {"run_id": run.info.run_id, "model_id": info.model_id, "model_uri": info.model_uri}

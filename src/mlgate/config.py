@@ -116,6 +116,9 @@ class Feedback(_Section):
     path: Path = Path("feedback")
     max_file_mb: float = Field(default=64, gt=0)
     flush_seconds: float = Field(default=1.0, gt=0)
+    max_queue_records: int = Field(default=20_000, ge=1)  # full => new records dropped, counted
+    keep_mb: float | None = Field(default=1024, gt=0)  # all files in `path`; oldest deleted first
+    keep_days: float | None = Field(default=30, gt=0)  # older rotated files deleted
 
 
 class Serving(_Section):

@@ -4,6 +4,7 @@
 # class-definition time, and the request types are built at import from the stored contract.
 
 import json
+import logging
 import os
 import sys
 import threading
@@ -86,6 +87,13 @@ REJECTED = bentoml.metrics.Counter(
     labelnames=["endpoint", "status"],
 )
 
+FEEDBACK_DROPPED = bentoml.metrics.Counter(
+    name="mlgate_feedback_dropped_records",
+    documentation="Feedback records dropped, by reason (queue_full: the writer fell behind)",
+    labelnames=["reason"],
+)
+LOG = logging.getLogger("mlgate.service")
+
 _sink: FeedbackSink | None = None  # set per worker process in ModelService.__init__
 
 
@@ -109,12 +117,31 @@ def tune_gc(freeze: bool, thresholds: tuple[int, int, int] | None) -> None:
         gc.set_threshold(*thresholds)
 
 
-class RejectionObserver:
-    """ASGI middleware: counts and records every prediction request that is not a 2xx.
+def _problem(status: int, kind: str, msg: str) -> bytes:
+    return json.dumps({"error": msg, "detail": [{"type": kind, "loc": [], "msg": msg}]}).encode()
 
-    Request validation happens inside BentoML before the API method runs, so a rejected
-    request is only visible at this layer. It also refuses a body larger than
-    serving.max_body_kb (413) before the body is read."""
+
+def _request_id(headers: dict[bytes, bytes]) -> str:
+    """The client's X-Request-Id when it is a sane token, else a new one."""
+    given = headers.get(b"x-request-id", b"")
+    if 0 < len(given) <= 128 and all(33 <= c < 127 for c in given):
+        return given.decode()
+    return uuid.uuid4().hex
+
+
+class RejectionObserver:
+    """ASGI middleware in front of /predict and /predict_batch: the request's guard and witness.
+
+    - refuses what is not a plain JSON body before BentoML parses it: a Content-Type other
+      than application/json (missing, text, multipart...) or a Content-Encoding other than
+      identity => 415; a body larger than serving.max_body_kb => 413, checked on
+      Content-Length and again while reading, so a chunked upload is read no further than
+      the limit;
+    - gives every request an id (the client's X-Request-Id or a new one), echoed in the
+      response header and carried by every feedback record;
+    - counts every answer that is not a 2xx in /metrics, records it (no field values) and
+      logs it once at WARNING with the field paths only (BentoML's own ERROR log with the
+      traceback, which quotes the values, is filtered out: see QuietRejections)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -124,30 +151,71 @@ class RejectionObserver:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-            error = {
-                "error": "request body too large",
-                "detail": [
-                    {
-                        "type": "too_large",
-                        "loc": [],
-                        "msg": f"body of {length.decode(errors='replace')} bytes; "
-                        f"at most {MAX_BODY_BYTES} accepted",
-                    }
-                ],
-            }
-            payload = json.dumps(error).encode()
+        headers = dict(scope.get("headers") or [])
+        request_id = _request_id(headers)
+        id_header = (b"x-request-id", request_id.encode())
+        scope = {
+            **scope,
+            "headers": [h for h in scope.get("headers") or [] if h[0] != b"x-request-id"]
+            + [id_header],
+        }
+
+        async def refuse(status: int, kind: str, msg: str) -> None:
+            payload = _problem(status, kind, msg)
             await send(
                 {
                     "type": "http.response.start",
-                    "status": 413,
-                    "headers": [(b"content-type", b"application/json")],
+                    "status": status,
+                    "headers": [(b"content-type", b"application/json"), id_header],
                 }
             )
             await send({"type": "http.response.body", "body": payload})
-            self.rejected(scope, 413, payload, started)
+            self.rejected(scope, status, payload, started, request_id)
+
+        media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if media != b"application/json":
+            shown = media.decode(errors="replace") or "none"
+            await refuse(
+                415,
+                "unsupported_media_type",
+                f"Content-Type {shown[:80]}: "
+                "the body must be JSON (Content-Type: application/json)",
+            )
             return
+        encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+        if encoding not in (b"", b"identity"):
+            shown = encoding.decode(errors="replace")[:80]
+            await refuse(
+                415,
+                "unsupported_encoding",
+                f"Content-Encoding {shown}: only identity is accepted (send the JSON uncompressed)",
+            )
+            return
+        length = headers.get(b"content-length")
+        too_large = f"body larger than {MAX_BODY_BYTES} bytes; at most {MAX_BODY_BYTES} accepted"
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            await refuse(413, "too_large", too_large)
+            return
+        # Read the body here, at most MAX_BODY_BYTES of it (chunked uploads carry no length).
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                await refuse(413, "too_large", too_large)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replay: list[Any] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replayed() -> Any:
+            return replay.pop() if replay else await receive()
+
         status = 0
         body: list[bytes] = []
 
@@ -155,24 +223,33 @@ class RejectionObserver:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), id_header]}
             elif message["type"] == "http.response.body" and status >= 400:
                 body.append(message.get("body", b""))
             await send(message)
 
-        await self.app(scope, receive, observe)
+        await self.app(scope, replayed, observe)
         if status >= 400:
-            self.rejected(scope, status, b"".join(body), started)
+            self.rejected(scope, status, b"".join(body), started, request_id)
 
     @staticmethod
-    def rejected(scope: Any, status: int, body: bytes, started: float) -> None:
+    def rejected(scope: Any, status: int, body: bytes, started: float, request_id: str) -> None:
         endpoint = scope["path"].lstrip("/")
         REJECTED.labels(endpoint=endpoint, status=str(status)).inc()
+        LOG.warning(
+            "rejected %s request_id=%s status=%d: %s",
+            endpoint,
+            request_id,
+            status,
+            _reasons(body),
+        )
         if _sink is not None:
             _sink.record(
                 {
                     "schema": SCHEMA_VERSION,
                     "kind": "error",
                     "ts": _now(),
+                    "request_id": request_id,
                     "endpoint": endpoint,
                     "status": status,
                     "error": body[:2000].decode("utf-8", "replace"),
@@ -180,6 +257,40 @@ class RejectionObserver:
                     "model_version": LINEAGE.get("version"),
                 }
             )
+
+
+def _reasons(body: bytes) -> str:
+    """Where and what kind of error, never the values: `applicant.age: int_type; ...`."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return "unreadable error body"
+    detail = answer.get("detail") if isinstance(answer, dict) else None
+    if not isinstance(detail, list):
+        return "no detail"
+    parts = [
+        ".".join(str(p) for p in d.get("loc") or []) + f": {d.get('type', '?')}"
+        for d in detail[:10]
+        if isinstance(d, dict)
+    ]
+    return "; ".join(parts) + (f" (+{len(detail) - 10} more)" if len(detail) > 10 else "")
+
+
+class QuietRejections(logging.Filter):
+    """Drops BentoML's ERROR + traceback for a client's bad request (a pydantic or BentoML
+    4xx error): the traceback quotes the request's values, and one bad client would flood the
+    log. RejectionObserver logs each rejection once, without values. 5xx errors still log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):
+            return False
+        code = getattr(getattr(exc, "error_code", None), "value", 500)
+        return not (isinstance(exc, bentoml.exceptions.BentoMLException) and code < 500)
 
 
 @bentoml.service(
@@ -197,7 +308,18 @@ class ModelService:
         global _sink
         feedback = SERVING.feedback
         folder = os.environ.get("MLGATE_FEEDBACK_DIR") or str(feedback.path)
-        _sink = FeedbackSink(feedback.sink, folder, feedback.max_file_mb, feedback.flush_seconds)
+        _sink = FeedbackSink(
+            feedback.sink,
+            folder,
+            feedback.max_file_mb,
+            feedback.flush_seconds,
+            max_queue_records=feedback.max_queue_records,
+            keep_mb=feedback.keep_mb,
+            keep_days=feedback.keep_days,
+            on_drop=lambda n, reason: FEEDBACK_DROPPED.labels(reason=reason).inc(n),
+        )
+        logging.getLogger("bentoml._internal.server.http_app").addFilter(QuietRejections())
+        FEEDBACK_DROPPED.labels(reason="queue_full")  # exported at 0 from the start
         self.sink = _sink
         self.version = LINEAGE.get("version", "unknown")
         self.threshold = PARAMS.evaluate.threshold
@@ -252,6 +374,7 @@ class ModelService:
     ) -> tuple[str, list[dict[str, Any]]]:
         if not self._ready.is_set():
             raise bentoml.exceptions.ServiceUnavailable("the model is not loaded yet")
+        # RejectionObserver set it (the client's X-Request-Id or a new one) and echoes it
         request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
         records = [row.model_dump() for row in rows]
         if CONTRACT.needs_pandera:
@@ -280,7 +403,6 @@ class ModelService:
                     "latency_ms": latency_ms,
                 }
             )
-        ctx.response.headers["x-request-id"] = request_id
         return request_id, out
 
     @staticmethod

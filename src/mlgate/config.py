@@ -130,6 +130,9 @@ class Serving(_Section):
     access_log: bool = False
     gc_freeze: bool = True
     gc_thresholds: tuple[int, int, int] | None = (2000, 20, 1000)
+    bentoml_home: Path = Path(
+        ".bentoml"
+    )  # this project's bentos and metrics dir; BENTOML_HOME wins
     feedback: Feedback = Feedback()
 
 

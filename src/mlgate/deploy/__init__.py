@@ -188,8 +188,11 @@ def _release_image(args: argparse.Namespace) -> int:
     from mlgate.deploy.config import deploy_config
     from mlgate.deploy.targets import sh
     from mlgate.github import write_outputs
+    from mlgate.serving.build import use_project_home
 
-    cfg = deploy_config(_params(args).deploy)
+    params = _params(args)
+    cfg = deploy_config(params.deploy)
+    use_project_home(params)  # containerize finds the bento where `mlgate build` put it
     repo = args.image or cfg.image_repository()
     bento = _build_bento(args.params, args.version)
     tag = f"{repo}:{args.tag}"

@@ -130,10 +130,17 @@ class Serving(_Section):
     access_log: bool = False
     gc_freeze: bool = True
     gc_thresholds: tuple[int, int, int] | None = (2000, 20, 1000)
-    bentoml_home: Path = Path(
-        ".bentoml"
-    )  # this project's bentos and metrics dir; BENTOML_HOME wins
+    # this project's bentos and metrics dir; BENTOML_HOME wins
+    bentoml_home: Path = Path(".bentoml")
+    # the JSON fields carrying the rows: {"<request_field>": {...}} on /predict and
+    # {"<batch_field>": [...]} on /predict_batch (default: request_field + "s")
+    request_field: str = Field(default="record", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    batch_field: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     feedback: Feedback = Feedback()
+
+    @property
+    def batch_request_field(self) -> str:
+        return self.batch_field or f"{self.request_field}s"
 
 
 class Monitor(_Section):
@@ -157,7 +164,7 @@ class Health(_Section):
 
 class Smoke(_Section):
     path: str = "/predict"  # the prediction endpoint
-    field: str = "applicant"  # the JSON field that carries one request row
+    field: str = ""  # the JSON field that carries one request row; "" => serving.request_field
     rows: int = Field(default=5, ge=1)  # rows of the test split sent, one request each
 
 

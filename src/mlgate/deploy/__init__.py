@@ -77,7 +77,7 @@ def _deploy_and_test(args: argparse.Namespace, params: Any, cfg: Any) -> tuple[s
             if not test_url:
                 forward, test_url = targets.port_forward(args.env, cfg, params.project.name)
             rows = smoke.sample_rows(params, cfg.smoke.rows)
-            passed = smoke.smoke_test(test_url, rows, cfg)
+            passed = smoke.smoke_test(test_url, rows, cfg, params.serving.request_field)
             for line in passed:
                 print(f"smoke: pass {line}")
     finally:
@@ -102,7 +102,7 @@ def _smoke(args: argparse.Namespace) -> int:
     params = _params(args)
     cfg = deploy_config(params.deploy)
     rows = smoke.sample_rows(params, cfg.smoke.rows)
-    for line in smoke.smoke_test(args.url, rows, cfg):
+    for line in smoke.smoke_test(args.url, rows, cfg, params.serving.request_field):
         print(f"smoke: pass {line}")
     return 0
 

@@ -16,11 +16,10 @@ from typing import Any
 
 import bentoml
 import yaml
-from pydantic import ConfigDict, Field, create_model
 
 from mlgate.config import Params, parse_params
 from mlgate.serving.build import BENTO_MODEL_NAME, MODEL_FILE, REFERENCE_FILE, SCORER_FILE
-from mlgate.serving.contract import Contract
+from mlgate.serving.contract import Contract, request_models, row_model_name
 from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink
 
 
@@ -57,20 +56,13 @@ LINEAGE: dict[str, str] = dict(_stored.info.metadata.get("lineage", {}))
 SERVING = PARAMS.serving
 # Derived from the pandera schema by `mlgate build` (contract_spec); not imported from
 # pandera here because pandas + pandera cost seconds of cold start in every process.
-CONTRACT = Contract(json.loads(_stored.info.metadata["contract_json"]))
-Applicant = CONTRACT.row_model
-# Request bodies: {"applicant": {...}} and {"applicants": [{...}, ...]}; unknown keys are
-# rejected at the top level too (BentoML's own input models would ignore them).
-PredictRequest = create_model(
-    "PredictRequest", __config__=ConfigDict(extra="forbid"), applicant=(Applicant, ...)
+CONTRACT = Contract(
+    json.loads(_stored.info.metadata["contract_json"]), row_model_name(SERVING.request_field)
 )
-PredictBatchRequest = create_model(
-    "PredictBatchRequest",
-    __config__=ConfigDict(extra="forbid"),
-    applicants=(
-        list[Applicant],  # type: ignore[valid-type]
-        Field(min_length=1, max_length=SERVING.max_batch_rows),
-    ),
+Row = CONTRACT.row_model
+# Request bodies: {"<request_field>": {...}} and {"<batch_field>": [{...}, ...]} (params).
+PredictRequest, PredictBatchRequest = request_models(
+    Row, SERVING.request_field, SERVING.batch_request_field, SERVING.max_batch_rows
 )
 
 PREDICT_PATHS = ("/predict", "/predict_batch")
@@ -300,7 +292,7 @@ class QuietRejections(logging.Filter):
     logging={"access": {"enabled": SERVING.access_log}},
 )
 class ModelService:
-    """Scores loan applicants with the registered model, under the pandera contract."""
+    """Scores rows with the registered model, under the pandera contract."""
 
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
 
@@ -421,23 +413,23 @@ class ModelService:
     @bentoml.api(route="/predict", input_spec=PredictRequest)
     async def predict(
         self,
-        applicant: Applicant,  # type: ignore[valid-type]
+        row: Row,  # type: ignore[valid-type]
         ctx: bentoml.Context,
     ) -> dict[str, Any]:
-        """One applicant: probability, decision at the threshold, model version, request id."""
+        """One row: probability, decision at the threshold, model version, request id."""
         started = time.perf_counter()
-        request_id, out = self._predictions([applicant], "predict", ctx, started)
+        request_id, out = self._predictions([row], "predict", ctx, started)
         return {**out[0], "model_version": self.version, "request_id": request_id}
 
     @bentoml.api(route="/predict_batch", input_spec=PredictBatchRequest)
     async def predict_batch(
         self,
-        applicants: list[Applicant],  # type: ignore[valid-type]
+        rows: list[Row],  # type: ignore[valid-type]
         ctx: bentoml.Context,
     ) -> dict[str, Any]:
-        """Score a batch of applicants (1 to serving.max_batch_rows rows)."""
+        """Score a batch of rows (1 to serving.max_batch_rows)."""
         started = time.perf_counter()
-        request_id, out = self._predictions(applicants, "predict_batch", ctx, started)
+        request_id, out = self._predictions(rows, "predict_batch", ctx, started)
         return {"predictions": out, "model_version": self.version, "request_id": request_id}
 
     @bentoml.api(route="/model_info")
@@ -448,7 +440,7 @@ class ModelService:
             "ready": self._ready.is_set(),
             "lineage": LINEAGE,
             "threshold": self.threshold,
-            "contract": Applicant.model_json_schema(),  # type: ignore[attr-defined]
+            "contract": Row.model_json_schema(),  # type: ignore[attr-defined]
         }
 
 

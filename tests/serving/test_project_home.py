@@ -3,9 +3,7 @@ BentoML home, not the newest bento of the machine-wide store."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -14,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import VENV_BIN, free_port, tool_env
-from tests.serving.conftest import START_TIMEOUT, Server
+from tests.serving.conftest import START_TIMEOUT, Server, stop
 
 pytestmark = pytest.mark.slow
 
@@ -62,9 +60,4 @@ def test_mlgate_serve_uses_the_projects_bentoml_home(
         assert any((home / "prometheus_multiproc_dir").iterdir())
         assert not (tmp_path / "user" / "bentoml").exists()
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc)

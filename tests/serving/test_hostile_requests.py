@@ -179,3 +179,7 @@ def test_rejections_are_logged_once_without_values_and_counted(server: Server) -
     assert "WARNING" in lines[0] or "rejected" in lines[0]
     assert "applicant.purpose" in lines[0] and "applicant.age" in lines[0]
     assert "Traceback" not in log
+
+
+def test_a_get_on_a_prediction_route_is_405_not_a_media_type_error(server: Server) -> None:
+    assert server.status("/predict") == 405

@@ -109,7 +109,7 @@ def tune_gc(freeze: bool, thresholds: tuple[int, int, int] | None) -> None:
         gc.set_threshold(*thresholds)
 
 
-def _problem(status: int, kind: str, msg: str) -> bytes:
+def _problem(kind: str, msg: str) -> bytes:
     return json.dumps({"error": msg, "detail": [{"type": kind, "loc": [], "msg": msg}]}).encode()
 
 
@@ -142,6 +142,9 @@ class RejectionObserver:
         if scope["type"] != "http" or scope["path"] not in PREDICT_PATHS:
             await self.app(scope, receive, send)
             return
+        if scope["method"] != "POST":  # GET, OPTIONS…: no body to guard; BentoML answers 405
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         headers = dict(scope.get("headers") or [])
         request_id = _request_id(headers)
@@ -153,7 +156,7 @@ class RejectionObserver:
         }
 
         async def refuse(status: int, kind: str, msg: str) -> None:
-            payload = _problem(status, kind, msg)
+            payload = _problem(kind, msg)
             await send(
                 {
                     "type": "http.response.start",

@@ -264,7 +264,7 @@ def _reasons(body: bytes) -> str:
     if not isinstance(detail, list):
         return "no detail"
     parts = [
-        ".".join(str(p) for p in d.get("loc") or []) + f": {d.get('type', '?')}"
+        (".".join(str(p) for p in d.get("loc") or []) or "body") + f": {d.get('type', '?')}"
         for d in detail[:10]
         if isinstance(d, dict)
     ]

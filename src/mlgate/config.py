@@ -125,6 +125,9 @@ class Feedback(_Section):
     path: Path = Path("feedback")
     max_file_mb: float = Field(default=64, gt=0)
     flush_seconds: float = Field(default=1.0, gt=0)
+    max_queue_records: int = Field(default=20_000, ge=1)  # full => new records dropped, counted
+    keep_mb: float | None = Field(default=1024, gt=0)  # all files in `path`; oldest deleted first
+    keep_days: float | None = Field(default=30, gt=0)  # older rotated files deleted
 
 
 class Serving(_Section):
@@ -136,7 +139,17 @@ class Serving(_Section):
     access_log: bool = False
     gc_freeze: bool = True
     gc_thresholds: tuple[int, int, int] | None = (2000, 20, 1000)
+    # this project's bentos and metrics dir; BENTOML_HOME wins
+    bentoml_home: Path = Path(".bentoml")
+    # the JSON fields carrying the rows: {"<request_field>": {...}} on /predict and
+    # {"<batch_field>": [...]} on /predict_batch (default: request_field + "s")
+    request_field: str = Field(default="record", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    batch_field: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     feedback: Feedback = Feedback()
+
+    @property
+    def batch_request_field(self) -> str:
+        return self.batch_field or f"{self.request_field}s"
 
 
 class Monitor(_Section):
@@ -160,7 +173,7 @@ class Health(_Section):
 
 class Smoke(_Section):
     path: str = "/predict"  # the prediction endpoint
-    field: str = "applicant"  # the JSON field that carries one request row
+    field: str = ""  # the JSON field that carries one request row; "" => serving.request_field
     rows: int = Field(default=5, ge=1)  # rows of the test split sent, one request each
 
 

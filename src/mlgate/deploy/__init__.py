@@ -77,7 +77,7 @@ def _deploy_and_test(args: argparse.Namespace, params: Any, cfg: Any) -> tuple[s
             if not test_url:
                 forward, test_url = targets.port_forward(args.env, cfg, params.project.name)
             rows = smoke.sample_rows(params, cfg.smoke.rows)
-            passed = smoke.smoke_test(test_url, rows, cfg)
+            passed = smoke.smoke_test(test_url, rows, cfg, params.serving.request_field)
             for line in passed:
                 print(f"smoke: pass {line}")
     finally:
@@ -102,7 +102,7 @@ def _smoke(args: argparse.Namespace) -> int:
     params = _params(args)
     cfg = deploy_config(params.deploy)
     rows = smoke.sample_rows(params, cfg.smoke.rows)
-    for line in smoke.smoke_test(args.url, rows, cfg):
+    for line in smoke.smoke_test(args.url, rows, cfg, params.serving.request_field):
         print(f"smoke: pass {line}")
     return 0
 
@@ -188,8 +188,11 @@ def _release_image(args: argparse.Namespace) -> int:
     from mlgate.deploy.config import deploy_config
     from mlgate.deploy.targets import sh
     from mlgate.github import write_outputs
+    from mlgate.serving.build import use_project_home
 
-    cfg = deploy_config(_params(args).deploy)
+    params = _params(args)
+    cfg = deploy_config(params.deploy)
+    use_project_home(params)  # containerize finds the bento where `mlgate build` put it
     repo = args.image or cfg.image_repository()
     bento = _build_bento(args.params, args.version)
     tag = f"{repo}:{args.tag}"

@@ -44,9 +44,14 @@ def wait_ready(base: str, cfg: Deploy) -> None:
     )
 
 
-def smoke_test(base: str, rows: list[dict[str, Any]], cfg: Deploy) -> list[str]:
+def smoke_test(base: str, rows: list[dict[str, Any]], cfg: Deploy, field: str = "") -> list[str]:
     """Every check the live endpoint must pass; raises with all failures at once."""
     base = base.rstrip("/")
+    name = cfg.smoke.field or field  # field: serving.request_field, from the caller
+    if not name:
+        raise MlgateError(
+            "deploy.smoke.field or serving.request_field must name the request's field"
+        )
     wait_ready(base, cfg)
     passed: list[str] = []
     failed: list[str] = []
@@ -59,7 +64,7 @@ def smoke_test(base: str, rows: list[dict[str, Any]], cfg: Deploy) -> list[str]:
         check(status == 200, f"GET {path} -> {status} (want 200)")
     endpoint = base + cfg.smoke.path
     for i, row in enumerate(rows):
-        status, body = _call(endpoint, {cfg.smoke.field: row})
+        status, body = _call(endpoint, {name: row})
         ok = status == 200 and _is_json(body)
         why = "" if ok else ": " + body[:200].decode(errors="replace")
         check(ok, f"POST {cfg.smoke.path} row {i} -> {status}{why}")
@@ -67,7 +72,7 @@ def smoke_test(base: str, rows: list[dict[str, Any]], cfg: Deploy) -> list[str]:
         # The contract: a request missing a field is the client's error (4xx), never a crash.
         broken = dict(rows[0])
         broken.pop(next(iter(broken)))
-        status, _ = _call(endpoint, {cfg.smoke.field: broken})
+        status, _ = _call(endpoint, {name: broken})
         check(
             400 <= status < 500,
             f"POST {cfg.smoke.path} with a missing field -> {status} (want 4xx)",

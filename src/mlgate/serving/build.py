@@ -25,9 +25,18 @@ REFERENCE_ROWS = 200
 LINEAGE_TAGS = ("git_commit", "git_dirty", "data_hash", "params_hash", "dvc_lock_hash")
 
 
-def quiet_bentoml() -> None:
-    """No usage tracking (no network calls from a build or a test)."""
+def use_project_home(params: Params) -> Path:
+    """One BentoML home per project (serving.bentoml_home; BENTOML_HOME, when set, wins).
+
+    BentoML's default home (~/bentoml) is shared by every checkout on the machine: `latest`
+    would be another project's bento, and each server's start-up empties the home's
+    Prometheus multiprocess directory under the others. Set before bentoml is imported, and
+    inherited by `bentoml serve` / `bentoml containerize` subprocesses. Also: no usage
+    tracking (no network calls from a build or a test)."""
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    home = os.environ.get("BENTOML_HOME") or str(Path(params.serving.bentoml_home).resolve())
+    os.environ["BENTOML_HOME"] = home
+    return Path(home)
 
 
 def resolve_version(params: Params, ref: str) -> Any:
@@ -164,7 +173,7 @@ def build_context(dest: Path) -> Path:
 
 def build(params: Params, ref: str | None = None, bentofile: Path | str = "bentofile.yaml") -> str:
     """Package model version `ref` (default serving.model) as a bento; returns the bento tag."""
-    quiet_bentoml()
+    use_project_home(params)
     import bentoml
 
     ref = ref or params.serving.model
@@ -229,9 +238,12 @@ def serve_command(params: Params, bento: str, port: int, host: str = "127.0.0.1"
 
 def serve(params: Params, bento: str | None, port: int, host: str) -> int:
     """Run `bentoml serve` on a built bento in the foreground; feedback goes under the repo."""
-    quiet_bentoml()
+    home = use_project_home(params)
     tag = bento or latest_bento(params)
     env = dict(os.environ)
     env.setdefault("MLGATE_FEEDBACK_DIR", str(Path(params.serving.feedback.path).resolve()))
-    print(f"serve: {tag} on http://{host}:{port} (feedback: {env['MLGATE_FEEDBACK_DIR']})")
+    print(
+        f"serve: {tag} on http://{host}:{port} "
+        f"(BentoML home: {home}, feedback: {env['MLGATE_FEEDBACK_DIR']})"
+    )
     return subprocess.call(serve_command(params, tag, port, host), env=env)

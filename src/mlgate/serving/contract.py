@@ -122,3 +122,37 @@ def _kind(dtype: str, column: str) -> str:
     if dtype.startswith(("str", "object", "category")):
         return "str"
     raise MlgateError(f"schema column {column!r}: dtype {dtype} cannot be served as JSON yet")
+
+
+def request_models(
+    row_model: type[BaseModel], field: str, batch_field: str, max_rows: int
+) -> tuple[type[BaseModel], type[BaseModel]]:
+    """The request bodies `{"<field>": {row}}` and `{"<batch_field>": [rows]}` (names from
+    serving.request_field / batch_field). The Python attributes are `row` / `rows` whatever
+    the JSON names are, so the service's code does not change with a project's vocabulary;
+    errors and the OpenAPI schema show the JSON names. Unknown keys are refused at the top
+    level too (BentoML's own input models would ignore them)."""
+    one = create_model(  # type: ignore[call-overload]
+        "PredictRequest",
+        __config__=ConfigDict(extra="forbid"),
+        row=(row_model, Field(alias=field, description="one row to score")),
+    )
+    batch = create_model(  # type: ignore[call-overload]
+        "PredictBatchRequest",
+        __config__=ConfigDict(extra="forbid"),
+        rows=(
+            list[row_model],  # type: ignore[valid-type]
+            Field(
+                alias=batch_field,
+                min_length=1,
+                max_length=max_rows,
+                description=f"1 to {max_rows} rows to score",
+            ),
+        ),
+    )
+    return one, batch
+
+
+def row_model_name(field: str) -> str:
+    """`applicant` -> `Applicant`, `loan_record` -> `LoanRecord`: the row's name in OpenAPI."""
+    return "".join(part[:1].upper() + part[1:] for part in field.split("_") if part) or "Row"

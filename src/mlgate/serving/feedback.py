@@ -1,7 +1,10 @@
 """The feedback sink: every prediction and every rejected request, off the response path.
 
 The request path only appends a dict to an in-memory queue (~1 µs); a daemon thread turns
-records into JSON lines and writes them in bulk. Sinks:
+records into JSON lines and writes them in bulk. The queue is bounded (`max_queue_records`):
+when the writer falls behind, new records are dropped and counted (never blocking a response,
+never growing memory); `on_drop` reports how many, the service counts them in /metrics.
+Rotated files are deleted by `keep_mb` (all files in the folder) and `keep_days`. Sinks:
 - `files`: `<path>/predictions-<host>-<pid>-<start>-<seq>.jsonl`, one file per worker
   process (no interleaving between processes), rotated at `max_file_mb`.
 - `stdout`: one JSON line per record, for the platform's log pipeline (Loki, CloudWatch…).
@@ -19,6 +22,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,34 +36,81 @@ class FeedbackSink:
         folder: Path | str,
         max_file_mb: float = 64,
         flush_seconds: float = 1.0,
+        max_queue_records: int = 20_000,
+        keep_mb: float | None = 1024,
+        keep_days: float | None = 30,
+        on_drop: Callable[[int, str], None] | None = None,
     ) -> None:
         self.kind = kind
         self.folder = Path(folder)
         self.max_bytes = int(max_file_mb * 1024 * 1024)
         self.flush_seconds = flush_seconds
-        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self.keep_bytes = None if keep_mb is None else int(keep_mb * 1024 * 1024)
+        self.keep_seconds = None if keep_days is None else keep_days * 86400
+        self.on_drop = on_drop
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(max_queue_records)
+        self._last_prune = 0.0
         self._file: TextIO | None = None
         self._written = 0
         self._seq = 0
         self._stem = f"predictions-{socket.gethostname()}-{os.getpid()}-{int(time.time())}"
         self.dropped = 0
+        self._path: Path | None = None
         self._thread: threading.Thread | None = None
         if kind != "off":
             if kind == "files":
                 self.folder.mkdir(parents=True, exist_ok=True)
+                self._maybe_prune(force=True)  # what earlier runs left
             self._thread = threading.Thread(target=self._run, name="feedback-sink", daemon=True)
             self._thread.start()
             atexit.register(self.close)
 
-    def record(self, record: dict[str, Any]) -> None:
-        """Non-blocking: the writer thread serialises and writes."""
-        if self._thread is not None:
-            self._queue.put(record)
+    def record(self, record: dict[str, Any]) -> bool:
+        """Non-blocking: the writer thread serialises and writes. False: dropped (queue full)."""
+        if self._thread is None:
+            return True
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self._dropped(1, "queue_full")
+            return False
+        return True
+
+    def _dropped(self, count: int, reason: str) -> None:
+        self.dropped += count
+        if self.on_drop is not None:
+            self.on_drop(count, reason)
 
     def close(self) -> None:
         if self._thread is not None and self._thread.is_alive():
-            self._queue.put(None)
+            self._queue.put(None)  # blocks at most until the writer makes room
             self._thread.join(timeout=5)
+
+    def prune(self) -> list[Path]:
+        """Delete rotated files (any worker's) older than keep_days, then the oldest until the
+        folder holds at most keep_mb. The file this sink is writing is never deleted."""
+        if self.kind != "files":
+            return []
+        files = []
+        for path in self.folder.glob("predictions-*.jsonl"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # another worker pruned it
+                continue
+            files.append((stat.st_mtime, stat.st_size, path))
+        files.sort()
+        total = sum(size for _, size, _ in files)
+        now = time.time()
+        deleted = []
+        for mtime, size, path in files:
+            too_old = self.keep_seconds is not None and now - mtime > self.keep_seconds
+            too_big = self.keep_bytes is not None and total > self.keep_bytes
+            if path == self._path or not (too_old or too_big):
+                continue
+            path.unlink(missing_ok=True)
+            total -= size
+            deleted.append(path)
+        return deleted
 
     # -- writer thread
     def _run(self) -> None:
@@ -67,6 +118,7 @@ class FeedbackSink:
             try:
                 first = self._queue.get(timeout=self.flush_seconds)
             except queue.Empty:
+                self._maybe_prune()
                 continue
             batch = [first]
             # Drain what is there: one write call per burst, not per record.
@@ -82,14 +134,24 @@ class FeedbackSink:
             try:
                 self._write(lines)
             except OSError as err:  # a full disk must not take the service down; say so once
-                self.dropped += len(batch)
+                self._dropped(len(batch), "write_failed")
                 print(f"feedback sink: write failed, records dropped: {err}", file=sys.stderr)
             if stop:
                 if self._file is not None:
                     self._file.close()
                 return
+            self._maybe_prune()
             # Bound the flush rate so bursts coalesce into one write.
             time.sleep(min(self.flush_seconds, 0.2))
+
+    def _maybe_prune(self, force: bool = False) -> None:
+        # at each rotation, and at least once a minute for the age limit
+        if force or time.monotonic() - self._last_prune > 60:
+            self._last_prune = time.monotonic()
+            try:
+                self.prune()
+            except OSError as err:
+                print(f"feedback sink: pruning old files failed: {err}", file=sys.stderr)
 
     def _write(self, lines: str) -> None:
         if not lines:
@@ -102,9 +164,10 @@ class FeedbackSink:
             if self._file is not None:
                 self._file.close()
             self._seq += 1
-            path = self.folder / f"{self._stem}-{self._seq:04d}.jsonl"
-            self._file = path.open("a", encoding="utf-8")
+            self._path = self.folder / f"{self._stem}-{self._seq:04d}.jsonl"
+            self._file = self._path.open("a", encoding="utf-8")
             self._written = 0
+            self._maybe_prune(force=True)
         self._file.write(lines)
         self._file.flush()
         self._written += len(lines)

@@ -4,6 +4,7 @@
 # class-definition time, and the request types are built at import from the stored contract.
 
 import json
+import logging
 import os
 import sys
 import threading
@@ -15,11 +16,10 @@ from typing import Any
 
 import bentoml
 import yaml
-from pydantic import ConfigDict, Field, create_model
 
 from mlgate.config import Params, parse_params
 from mlgate.serving.build import BENTO_MODEL_NAME, MODEL_FILE, REFERENCE_FILE, SCORER_FILE
-from mlgate.serving.contract import Contract
+from mlgate.serving.contract import Contract, request_models, row_model_name
 from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink
 
 
@@ -56,20 +56,13 @@ LINEAGE: dict[str, str] = dict(_stored.info.metadata.get("lineage", {}))
 SERVING = PARAMS.serving
 # Derived from the pandera schema by `mlgate build` (contract_spec); not imported from
 # pandera here because pandas + pandera cost seconds of cold start in every process.
-CONTRACT = Contract(json.loads(_stored.info.metadata["contract_json"]))
-Applicant = CONTRACT.row_model
-# Request bodies: {"applicant": {...}} and {"applicants": [{...}, ...]}; unknown keys are
-# rejected at the top level too (BentoML's own input models would ignore them).
-PredictRequest = create_model(
-    "PredictRequest", __config__=ConfigDict(extra="forbid"), applicant=(Applicant, ...)
+CONTRACT = Contract(
+    json.loads(_stored.info.metadata["contract_json"]), row_model_name(SERVING.request_field)
 )
-PredictBatchRequest = create_model(
-    "PredictBatchRequest",
-    __config__=ConfigDict(extra="forbid"),
-    applicants=(
-        list[Applicant],  # type: ignore[valid-type]
-        Field(min_length=1, max_length=SERVING.max_batch_rows),
-    ),
+Row = CONTRACT.row_model
+# Request bodies: {"<request_field>": {...}} and {"<batch_field>": [{...}, ...]} (params).
+PredictRequest, PredictBatchRequest = request_models(
+    Row, SERVING.request_field, SERVING.batch_request_field, SERVING.max_batch_rows
 )
 
 PREDICT_PATHS = ("/predict", "/predict_batch")
@@ -85,6 +78,13 @@ REJECTED = bentoml.metrics.Counter(
     documentation="Prediction requests answered 4xx (bad request) or 5xx, by endpoint and status",
     labelnames=["endpoint", "status"],
 )
+
+FEEDBACK_DROPPED = bentoml.metrics.Counter(
+    name="mlgate_feedback_dropped_records",
+    documentation="Feedback records dropped, by reason (queue_full: the writer fell behind)",
+    labelnames=["reason"],
+)
+LOG = logging.getLogger("mlgate.service")
 
 _sink: FeedbackSink | None = None  # set per worker process in ModelService.__init__
 
@@ -109,12 +109,31 @@ def tune_gc(freeze: bool, thresholds: tuple[int, int, int] | None) -> None:
         gc.set_threshold(*thresholds)
 
 
-class RejectionObserver:
-    """ASGI middleware: counts and records every prediction request that is not a 2xx.
+def _problem(kind: str, msg: str) -> bytes:
+    return json.dumps({"error": msg, "detail": [{"type": kind, "loc": [], "msg": msg}]}).encode()
 
-    Request validation happens inside BentoML before the API method runs, so a rejected
-    request is only visible at this layer. It also refuses a body larger than
-    serving.max_body_kb (413) before the body is read."""
+
+def _request_id(headers: dict[bytes, bytes]) -> str:
+    """The client's X-Request-Id when it is a sane token, else a new one."""
+    given = headers.get(b"x-request-id", b"")
+    if 0 < len(given) <= 128 and all(33 <= c < 127 for c in given):
+        return given.decode()
+    return uuid.uuid4().hex
+
+
+class RejectionObserver:
+    """ASGI middleware in front of /predict and /predict_batch: the request's guard and witness.
+
+    - refuses what is not a plain JSON body before BentoML parses it: a Content-Type other
+      than application/json (missing, text, multipart...) or a Content-Encoding other than
+      identity => 415; a body larger than serving.max_body_kb => 413, checked on
+      Content-Length and again while reading, so a chunked upload is read no further than
+      the limit;
+    - gives every request an id (the client's X-Request-Id or a new one), echoed in the
+      response header and carried by every feedback record;
+    - counts every answer that is not a 2xx in /metrics, records it (no field values) and
+      logs it once at WARNING with the field paths only (BentoML's own ERROR log with the
+      traceback, which quotes the values, is filtered out: see QuietRejections)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -123,31 +142,75 @@ class RejectionObserver:
         if scope["type"] != "http" or scope["path"] not in PREDICT_PATHS:
             await self.app(scope, receive, send)
             return
+        if scope["method"] != "POST":  # GET, OPTIONS…: no body to guard; BentoML answers 405
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-            error = {
-                "error": "request body too large",
-                "detail": [
-                    {
-                        "type": "too_large",
-                        "loc": [],
-                        "msg": f"body of {length.decode(errors='replace')} bytes; "
-                        f"at most {MAX_BODY_BYTES} accepted",
-                    }
-                ],
-            }
-            payload = json.dumps(error).encode()
+        headers = dict(scope.get("headers") or [])
+        request_id = _request_id(headers)
+        id_header = (b"x-request-id", request_id.encode())
+        scope = {
+            **scope,
+            "headers": [h for h in scope.get("headers") or [] if h[0] != b"x-request-id"]
+            + [id_header],
+        }
+
+        async def refuse(status: int, kind: str, msg: str) -> None:
+            payload = _problem(kind, msg)
             await send(
                 {
                     "type": "http.response.start",
-                    "status": 413,
-                    "headers": [(b"content-type", b"application/json")],
+                    "status": status,
+                    "headers": [(b"content-type", b"application/json"), id_header],
                 }
             )
             await send({"type": "http.response.body", "body": payload})
-            self.rejected(scope, 413, payload, started)
+            self.rejected(scope, status, payload, started, request_id)
+
+        media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if media != b"application/json":
+            shown = media.decode(errors="replace") or "none"
+            await refuse(
+                415,
+                "unsupported_media_type",
+                f"Content-Type {shown[:80]}: "
+                "the body must be JSON (Content-Type: application/json)",
+            )
             return
+        encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+        if encoding not in (b"", b"identity"):
+            shown = encoding.decode(errors="replace")[:80]
+            await refuse(
+                415,
+                "unsupported_encoding",
+                f"Content-Encoding {shown}: only identity is accepted (send the JSON uncompressed)",
+            )
+            return
+        length = headers.get(b"content-length")
+        too_large = f"body larger than {MAX_BODY_BYTES} bytes; at most {MAX_BODY_BYTES} accepted"
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            await refuse(413, "too_large", too_large)
+            return
+        # Read the body here, at most MAX_BODY_BYTES of it (chunked uploads carry no length).
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                await refuse(413, "too_large", too_large)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replay: list[Any] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replayed() -> Any:
+            return replay.pop() if replay else await receive()
+
         status = 0
         body: list[bytes] = []
 
@@ -155,24 +218,33 @@ class RejectionObserver:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), id_header]}
             elif message["type"] == "http.response.body" and status >= 400:
                 body.append(message.get("body", b""))
             await send(message)
 
-        await self.app(scope, receive, observe)
+        await self.app(scope, replayed, observe)
         if status >= 400:
-            self.rejected(scope, status, b"".join(body), started)
+            self.rejected(scope, status, b"".join(body), started, request_id)
 
     @staticmethod
-    def rejected(scope: Any, status: int, body: bytes, started: float) -> None:
+    def rejected(scope: Any, status: int, body: bytes, started: float, request_id: str) -> None:
         endpoint = scope["path"].lstrip("/")
         REJECTED.labels(endpoint=endpoint, status=str(status)).inc()
+        LOG.warning(
+            "rejected %s request_id=%s status=%d: %s",
+            endpoint,
+            request_id,
+            status,
+            _reasons(body),
+        )
         if _sink is not None:
             _sink.record(
                 {
                     "schema": SCHEMA_VERSION,
                     "kind": "error",
                     "ts": _now(),
+                    "request_id": request_id,
                     "endpoint": endpoint,
                     "status": status,
                     "error": body[:2000].decode("utf-8", "replace"),
@@ -182,6 +254,40 @@ class RejectionObserver:
             )
 
 
+def _reasons(body: bytes) -> str:
+    """Where and what kind of error, never the values: `applicant.age: int_type; ...`."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return "unreadable error body"
+    detail = answer.get("detail") if isinstance(answer, dict) else None
+    if not isinstance(detail, list):
+        return "no detail"
+    parts = [
+        (".".join(str(p) for p in d.get("loc") or []) or "body") + f": {d.get('type', '?')}"
+        for d in detail[:10]
+        if isinstance(d, dict)
+    ]
+    return "; ".join(parts) + (f" (+{len(detail) - 10} more)" if len(detail) > 10 else "")
+
+
+class QuietRejections(logging.Filter):
+    """Drops BentoML's ERROR + traceback for a client's bad request (a pydantic or BentoML
+    4xx error): the traceback quotes the request's values, and one bad client would flood the
+    log. RejectionObserver logs each rejection once, without values. 5xx errors still log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):
+            return False
+        code = getattr(getattr(exc, "error_code", None), "value", 500)
+        return not (isinstance(exc, bentoml.exceptions.BentoMLException) and code < 500)
+
+
 @bentoml.service(
     name="mlgate",
     workers=SERVING.workers,
@@ -189,7 +295,7 @@ class RejectionObserver:
     logging={"access": {"enabled": SERVING.access_log}},
 )
 class ModelService:
-    """Scores loan applicants with the registered model, under the pandera contract."""
+    """Scores rows with the registered model, under the pandera contract."""
 
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
 
@@ -197,7 +303,18 @@ class ModelService:
         global _sink
         feedback = SERVING.feedback
         folder = os.environ.get("MLGATE_FEEDBACK_DIR") or str(feedback.path)
-        _sink = FeedbackSink(feedback.sink, folder, feedback.max_file_mb, feedback.flush_seconds)
+        _sink = FeedbackSink(
+            feedback.sink,
+            folder,
+            feedback.max_file_mb,
+            feedback.flush_seconds,
+            max_queue_records=feedback.max_queue_records,
+            keep_mb=feedback.keep_mb,
+            keep_days=feedback.keep_days,
+            on_drop=lambda n, reason: FEEDBACK_DROPPED.labels(reason=reason).inc(n),
+        )
+        logging.getLogger("bentoml._internal.server.http_app").addFilter(QuietRejections())
+        FEEDBACK_DROPPED.labels(reason="queue_full")  # exported at 0 from the start
         self.sink = _sink
         self.version = LINEAGE.get("version", "unknown")
         self.threshold = PARAMS.evaluate.threshold
@@ -253,6 +370,7 @@ class ModelService:
     ) -> tuple[str, list[dict[str, Any]]]:
         if not self._ready.is_set():
             raise bentoml.exceptions.ServiceUnavailable("the model is not loaded yet")
+        # RejectionObserver set it (the client's X-Request-Id or a new one) and echoes it
         request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
         records = [row.model_dump() for row in rows]
         if CONTRACT.needs_pandera:
@@ -281,7 +399,6 @@ class ModelService:
                     "latency_ms": latency_ms,
                 }
             )
-        ctx.response.headers["x-request-id"] = request_id
         return request_id, out
 
     @staticmethod
@@ -300,23 +417,23 @@ class ModelService:
     @bentoml.api(route="/predict", input_spec=PredictRequest)
     async def predict(
         self,
-        applicant: Applicant,  # type: ignore[valid-type]
+        row: Row,  # type: ignore[valid-type]
         ctx: bentoml.Context,
     ) -> dict[str, Any]:
-        """One applicant: probability, decision at the threshold, model version, request id."""
+        """One row: probability, decision at the threshold, model version, request id."""
         started = time.perf_counter()
-        request_id, out = self._predictions([applicant], "predict", ctx, started)
+        request_id, out = self._predictions([row], "predict", ctx, started)
         return {**out[0], "model_version": self.version, "request_id": request_id}
 
     @bentoml.api(route="/predict_batch", input_spec=PredictBatchRequest)
     async def predict_batch(
         self,
-        applicants: list[Applicant],  # type: ignore[valid-type]
+        rows: list[Row],  # type: ignore[valid-type]
         ctx: bentoml.Context,
     ) -> dict[str, Any]:
-        """Score a batch of applicants (1 to serving.max_batch_rows rows)."""
+        """Score a batch of rows (1 to serving.max_batch_rows)."""
         started = time.perf_counter()
-        request_id, out = self._predictions(applicants, "predict_batch", ctx, started)
+        request_id, out = self._predictions(rows, "predict_batch", ctx, started)
         return {"predictions": out, "model_version": self.version, "request_id": request_id}
 
     @bentoml.api(route="/model_info")
@@ -327,7 +444,7 @@ class ModelService:
             "ready": self._ready.is_set(),
             "lineage": LINEAGE,
             "threshold": self.threshold,
-            "contract": Applicant.model_json_schema(),  # type: ignore[attr-defined]
+            "contract": Row.model_json_schema(),  # type: ignore[attr-defined]
         }
 
 

@@ -300,6 +300,8 @@ class Request:
     keys: tuple[str, ...] | None = None  # None: every input column
     chunk_rows: int = 50_000
     overwrite: bool = False
+    engine: str = "local"
+    spark_master: str = "local[*]"
 
 
 class LoadedModel:
@@ -336,77 +338,117 @@ class LoadedModel:
         return {"score": score, "decision": decision}
 
 
-def predict(params: Params, request: Request, stream: Any = None) -> dict[str, Any]:
-    """Score the input into request.output; returns the summary (also written and logged)."""
+@dataclass
+class Counts:
+    read: int = 0
+    scored: int = 0
+    quarantined: int = 0
+    reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+def score_chunk(
+    chunk: pd.DataFrame,
+    schema: pa.DataFrameSchema,
+    model: LoadedModel,
+    keys: list[str],
+    batch_id: str,
+    source: str,
+) -> tuple[pd.DataFrame, pd.DataFrame, ChunkResult]:
+    """One chunk (indexed by input row number) -> (scored rows, quarantined rows, result).
+    The local engine calls it per chunk, the Spark engine per Arrow batch of a partition."""
+    result = check_chunk(chunk, schema, source)
+    bad = chunk.loc[sorted(result.reasons)]
+    quarantined = _quarantine_rows(bad, result, batch_id)
+    rows = chunk.loc[result.valid.index, keys].copy()
+    for column in set(keys) & set(result.valid.columns):
+        rows[column] = result.valid[column]  # the contract's types, not the text
+    for column, values in model.columns(result.valid).items():
+        rows[column] = values
+    rows["model_name"] = model.name
+    rows["model_version"] = model.number
+    rows["batch_id"] = batch_id
+    return rows, quarantined, result
+
+
+def _score_local(
+    params: Params, request: Request, model: LoadedModel, files: list[Path], tmp: Path,
+    batch_id: str, stream: Any,
+) -> Counts:  # fmt: skip
     import pandas as pd
 
     from mlgate import data
 
+    schema = data.input_schema(params)
+    progress = Progress(estimate_rows(files), stream)
+    counts = Counts()
+    keys: list[str] | None = None
+    columns: list[str] = []
+    scored_out = TableWriter(tmp / SCORED, request.fmt)
+    quarantine_out = TableWriter(tmp / QUARANTINE, request.fmt)
+    for path, chunk in read_chunks(files, request.chunk_rows):
+        chunk.index = pd.RangeIndex(counts.read, counts.read + len(chunk))
+        if keys is None:
+            columns = list(chunk.columns)
+            keys = _keys(request.keys, columns, path)
+        rows, quarantined, result = score_chunk(chunk, schema, model, keys, batch_id, str(path))
+        counts.read += len(chunk)
+        if result.reasons and request.on_invalid == "fail":
+            raise DataValidationError(_refusal(result, path))
+        if len(quarantined):
+            quarantine_out.write(quarantined)
+            counts.reasons.update(result.counts)
+        if len(rows):
+            scored_out.write(rows)
+        progress.update(counts.read, quarantine_out.rows)
+    progress.close()
+    if keys is None:
+        raise DataValidationError(f"--input {request.input}: no rows to score")
+    scored_out.close(_empty_scored(keys, model))
+    quarantine_out.close(pd.DataFrame(columns=[*columns, "row", "reason", "batch_id"]))
+    counts.scored, counts.quarantined = scored_out.rows, quarantine_out.rows
+    return counts
+
+
+def predict(params: Params, request: Request, stream: Any = None) -> dict[str, Any]:
+    """Score the input into request.output; returns the summary (also written and logged)."""
     started = time.perf_counter()
     started_at = datetime.now(UTC)
     batch_id = f"{started_at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     files = input_files(request.input)
     if request.output.exists() and not request.overwrite:
         raise MlgateError(f"--output {request.output} exists: choose another path or --overwrite")
-    schema = data.input_schema(params)
     model = LoadedModel(params, request.model)
     out = print if stream is None else (lambda *a: print(*a, file=stream))
-    out(f"predict: {model.name} version {model.number} ({request.model}) on {len(files)} file(s)")
-    progress = Progress(estimate_rows(files), stream)
-    streaming = time.perf_counter()  # rows/s counts the rows' work, not imports and loading
-    read = scored = 0
-    reasons: Counter[tuple[str, str]] = Counter()
-    keys: list[str] | None = None
+    out(
+        f"predict: {model.name} version {model.number} ({request.model}) on {len(files)} "
+        f"file(s), engine {request.engine}"
+    )
     with atomic_folder(request.output, request.overwrite) as tmp:
-        scored_out = TableWriter(tmp / SCORED, request.fmt)
-        quarantine_out = TableWriter(tmp / QUARANTINE, request.fmt)
-        for path, chunk in read_chunks(files, request.chunk_rows):
-            chunk.index = pd.RangeIndex(read, read + len(chunk))
-            if keys is None:
-                keys = _keys(request.keys, list(chunk.columns), path)
-            result = check_chunk(chunk, schema, str(path))
-            read += len(chunk)
-            if result.reasons:
-                if request.on_invalid == "fail":
-                    raise DataValidationError(_refusal(result, path))
-                bad = chunk.loc[sorted(result.reasons)]
-                quarantine_out.write(_quarantine_rows(bad, result, batch_id))
-                reasons.update(result.counts)
-            if len(result.valid):
-                rows = chunk.loc[result.valid.index, keys].copy()
-                for column in set(keys) & set(result.valid.columns):
-                    rows[column] = result.valid[column]  # the contract's types, not the text
-                for column, values in model.columns(result.valid).items():
-                    rows[column] = values
-                rows["model_name"] = model.name
-                rows["model_version"] = model.number
-                rows["batch_id"] = batch_id
-                scored_out.write(rows)
-                scored += len(rows)
-            progress.update(read, quarantine_out.rows)
-        progress.close()
-        if keys is None:
-            raise DataValidationError(f"--input {request.input}: no rows to score")
-        scored_out.close(_empty_scored(keys, schema, model))
-        quarantine_out.close(pd.DataFrame(columns=[*keys, "row", "reason", "batch_id"]))
+        streaming = time.perf_counter()  # rows/s counts the rows' work, not imports and loading
+        if request.engine == "spark":
+            from mlgate.batch_spark import score_spark
+
+            counts = score_spark(params, request, model, files, tmp, batch_id, out)
+        else:
+            counts = _score_local(params, request, model, files, tmp, batch_id, stream)
         seconds = time.perf_counter() - streaming
         summary = {
             "batch_id": batch_id,
             "started_at": started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "engine": "local",
+            "engine": request.engine,
             "model": model.lineage,
             "input": {"spec": request.input, "files": [str(f) for f in files]},
             "input_sha256": input_hash(files),
             "output": str(request.output),
             "format": request.fmt,
-            "rows_read": read,
-            "rows_scored": scored,
-            "rows_quarantined": quarantine_out.rows,
+            "rows_read": counts.read,
+            "rows_scored": counts.scored,
+            "rows_quarantined": counts.quarantined,
             "quarantine_reasons": [
-                {"column": c, "check": k, "rows": n} for (c, k), n in reasons.most_common()
+                {"column": c, "check": k, "rows": n} for (c, k), n in counts.reasons.most_common()
             ],
             "seconds": round(seconds, 3),
-            "rows_per_second": round(read / seconds, 1) if seconds else None,
+            "rows_per_second": round(counts.read / seconds, 1) if seconds else None,
             "total_seconds": round(time.perf_counter() - started, 3),
         }
         summary["mlflow_run_id"] = _log_run(summary, model)
@@ -448,7 +490,7 @@ def _quarantine_rows(bad: pd.DataFrame, result: ChunkResult, batch_id: str) -> p
     return rows
 
 
-def _empty_scored(keys: list[str], schema: pa.DataFrameSchema, model: LoadedModel) -> Any:
+def _empty_scored(keys: list[str], model: LoadedModel) -> Any:
     import pandas as pd
 
     out = ["prediction"] if model.regression else ["score", "decision"]
@@ -519,6 +561,8 @@ def _predict(args: argparse.Namespace) -> int:
         keys=keys,
         chunk_rows=args.chunk_rows or batch.chunk_rows,
         overwrite=args.overwrite,
+        engine=args.engine,
+        spark_master=args.spark_master,
     )
     predict(params, request)
     return 0
@@ -569,4 +613,14 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="rows per chunk (default: batch.chunk_rows)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument(
+        "--engine",
+        choices=["local", "spark"],
+        default="local",
+        help="local: stream in chunks in this process; spark: each partition on Apache "
+        "Spark (pip install 'mlgate[spark]', Java 17) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--spark-master", default="local[*]", help="Spark master URL (default: %(default)s)"
+    )
     p.set_defaults(handler=_predict)

@@ -259,3 +259,35 @@ def test_batch_params_are_validated(here, capsys):
     err = capsys.readouterr().err
     assert "batch.chunk_rows: Input should be greater than or equal to 1" in err
     assert "Traceback" not in err
+
+
+def test_spark_gives_the_rows_the_local_engine_gives(here):
+    """The same input through both engines: the same scored and quarantined rows."""
+    from tests.conftest import run
+
+    with_bad_rows(split_frame(here)).to_csv("batch.csv", index=False)
+    uri = {"MLFLOW_TRACKING_URI": f"sqlite:///{here / 'mlflow.db'}"}
+    common = ["--model", "candidate", "--input", "batch.csv", "--keys", "id,age"]
+    run(["mlgate", "predict", *common, "--output", "local", "--chunk-rows", "64"], here, **uri)
+    spark = ["--engine", "spark", "--spark-master", "local[2]", "--output", "spark"]
+    run(["mlgate", "predict", *common, *spark], here, **uri)
+
+    def table(path: str) -> pd.DataFrame:
+        frame = pd.read_parquet(path).drop(columns=["batch_id", "row"], errors="ignore")
+        return frame.sort_values("id").reset_index(drop=True)
+
+    local, spark_out = table("local/scored.parquet"), table("spark/scored.parquet")
+    assert len(local) == len(split_frame(here)) - len(BAD_ROWS)
+    assert list(spark_out.columns) == list(local.columns)
+    pd.testing.assert_frame_equal(spark_out, local, check_dtype=False, atol=1e-12)
+    pd.testing.assert_frame_equal(
+        table("spark/quarantine.parquet"), table("local/quarantine.parquet"), check_dtype=False
+    )
+    local_summary = read_json(Path("local/summary.json"))
+    spark_summary = read_json(Path("spark/summary.json"))
+    assert spark_summary["engine"] == "spark"
+    for key in ("rows_read", "rows_scored", "rows_quarantined", "input_sha256"):
+        assert spark_summary[key] == local_summary[key], key
+    assert sorted(map(str, spark_summary["quarantine_reasons"])) == sorted(
+        map(str, local_summary["quarantine_reasons"])
+    )

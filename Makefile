@@ -111,3 +111,12 @@ bench-serve: install ## serving benchmark: mlgate's bento vs mlflow models serve
 	  (apt-get install -y -qq wrk || sudo apt-get install -y -qq wrk) >/dev/null 2>&1 || true; }
 	@command -v wrk >/dev/null || { echo "error: wrk is required (apt-get install wrk / brew install wrk)"; exit 1; }
 	python benchmarks/serve.py
+
+# ---------------------------------------------------------------- batch scoring (docs/BATCH.md)
+.PHONY: predict
+INPUT ?=
+OUTPUT ?=
+
+predict: install ## batch scoring: make predict INPUT=file|folder|glob OUTPUT=dir [MODEL=production|candidate|3]
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make predict INPUT=file|folder|glob OUTPUT=dir [MODEL=alias|version]"; exit 2; }
+	mlgate predict --input '$(INPUT)' --output '$(OUTPUT)' $(if $(MODEL),--model $(MODEL))

@@ -162,6 +162,15 @@ class Monitor(_Section):
     max_error_rate: float = Field(default=0.05, ge=0, le=1)
 
 
+class Batch(_Section):
+    """`mlgate predict` (docs/BATCH.md)."""
+
+    model: str = Field(default="production", min_length=1)  # an alias or a version number
+    format: Literal["parquet", "csv"] = "parquet"
+    keys: tuple[str, ...] = ()  # input columns copied to the output; () => every input column
+    chunk_rows: int = Field(default=50_000, ge=1)
+
+
 # ---------------------------------------------------------------- deploy (docs/WORKFLOWS.md)
 
 
@@ -235,6 +244,7 @@ class Params(_Section):
     serving: Serving = Serving()
     deploy: Deploy = Deploy()
     monitor: Monitor = Monitor()
+    batch: Batch = Batch()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:

@@ -1,0 +1,293 @@
+"""`mlgate predict` on a real MLflow store with the registered model of the trained repo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import joblib
+import pandas as pd
+import pytest
+
+from mlgate.cli import main
+from tests.pipeline.conftest import read_json
+
+pytestmark = pytest.mark.slow
+
+BAD_ROWS = {3: ("age", 130), 5: ("sex", "robot"), 7: ("job", "2.5"), 9: ("credit_amount", "")}
+
+
+@pytest.fixture
+def here(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in-process in the repo copy; its own store by an absolute URI (MLflow caches
+    stores by URI, and a relative one would be the same string in every copy)."""
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow.db'}")
+    return repo
+
+
+def predict(*args: str) -> int:
+    return main(["predict", *args])
+
+
+def split_frame(repo: Path) -> pd.DataFrame:
+    frame = pd.read_csv(repo / "artifacts/data/test.csv")
+    frame.insert(0, "id", [f"app-{i}" for i in range(len(frame))])
+    return frame
+
+
+def with_bad_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    bad = frame.astype(object)
+    for row, (column, value) in BAD_ROWS.items():
+        bad.loc[row, column] = value
+    return bad
+
+
+def expected_scores(repo: Path, frame: pd.DataFrame) -> list[float]:
+    """The trained Pipeline itself (the file DVC tracks is the registered model)."""
+    model = joblib.load(repo / "artifacts/model/model.joblib")
+    features = frame.drop(columns=["id", "risk"]).astype({"job": int, "credit_amount": int})
+    return model.predict_proba(features)[:, list(model.classes_).index(1)].tolist()
+
+
+def test_valid_rows_are_scored_and_broken_rows_quarantined_with_reasons(here, capsys):
+    frame = split_frame(here)
+    with_bad_rows(frame).to_csv("batch.csv", index=False)
+
+    code = predict(
+        "--model", "candidate", "--input", "batch.csv", "--output", "out", "--chunk-rows", "4"
+    )
+    assert code == 0, capsys.readouterr().err
+
+    scored = pd.read_parquet("out/scored.parquet")
+    quarantined = pd.read_parquet("out/quarantine.parquet")
+    assert len(scored) == len(frame) - len(BAD_ROWS)
+    bad_ids = [f"app-{i}" for i in sorted(BAD_ROWS)]
+    assert quarantined["id"].tolist() == bad_ids
+    assert quarantined["row"].tolist() == sorted(BAD_ROWS)
+    reasons = dict(zip(quarantined["row"], quarantined["reason"], strict=True))
+    assert reasons[3] == "age: less_than_or_equal_to(100): 130"
+    assert reasons[5] == "sex: isin(['female', 'male']): 'robot'"
+    assert reasons[7] == "job: coerce_dtype('int64'): '2.5'"  # not truncated to 2
+    assert reasons[9].startswith("credit_amount: not_nullable")
+
+    # every input column is a key by default, in the contract's types; the model's output
+    good = frame.drop(index=list(BAD_ROWS)).reset_index(drop=True)
+    assert scored["id"].tolist() == good["id"].tolist()
+    assert list(scored.columns) == [
+        *frame.columns,
+        "score",
+        "decision",
+        "model_name",
+        "model_version",
+        "batch_id",
+    ]
+    assert scored["age"].dtype == "int64"
+    assert scored["score"].tolist() == pytest.approx(expected_scores(here, good), abs=1e-12)
+    assert (scored["decision"] == (scored["score"] >= 0.5).astype(int)).all()
+    assert set(scored["model_version"]) == {"1"} and set(scored["model_name"]) == {"credit-risk"}
+
+    summary = read_json(here / "out/summary.json")
+    assert summary["batch_id"] == scored["batch_id"].iloc[0] == quarantined["batch_id"].iloc[0]
+    assert (summary["rows_read"], summary["rows_scored"], summary["rows_quarantined"]) == (
+        len(frame),
+        len(frame) - 4,
+        4,
+    )
+    assert summary["model"]["version"] == "1" and summary["model"]["gate_passed"] == "true"
+    assert {(r["column"], r["check"]) for r in summary["quarantine_reasons"]} >= {
+        ("age", "less_than_or_equal_to(100)"),
+        ("job", "coerce_dtype('int64')"),
+    }
+    out = capsys.readouterr().out
+    assert f"{len(frame) - 4:,} scored, 4 quarantined" in out
+
+    # the MLflow run names the model version that scored this input
+    from mlflow import MlflowClient
+
+    run = MlflowClient().get_run(summary["mlflow_run_id"])
+    assert run.data.tags["mlgate.model_version"] == "1"
+    assert run.data.tags["mlgate.input_sha256"] == summary["input_sha256"]
+    assert run.data.metrics["rows_quarantined"] == 4
+
+
+def test_parquet_folder_and_glob_give_the_rows_a_csv_gives(here, capsys):
+    frame = split_frame(here)
+    Path("parts").mkdir()
+    frame.iloc[:120].to_parquet("parts/part-0.parquet")
+    frame.iloc[120:].to_parquet("parts/part-1.parquet")
+    frame.to_csv("all.csv", index=False)
+
+    assert predict("--model", "1", "--input", "parts", "--output", "a", "--keys", "id") == 0
+    assert (
+        predict(
+            "--model",
+            "1",
+            "--input",
+            "parts/*.parquet",
+            "--output",
+            "b",
+            "--keys",
+            "id",
+            "--format",
+            "csv",
+        )
+        == 0
+    )
+    assert predict("--model", "1", "--input", "all.csv", "--output", "c", "--keys", "id") == 0
+    a = pd.read_parquet("a/scored.parquet")
+    b = pd.read_csv("b/scored.csv")
+    c = pd.read_parquet("c/scored.parquet")
+    assert list(a.columns) == ["id", "score", "decision", "model_name", "model_version", "batch_id"]
+    assert len(a) == len(frame)
+    for other in (b, c):
+        assert other["id"].tolist() == a["id"].tolist()
+        assert other["score"].tolist() == pytest.approx(a["score"].tolist(), abs=1e-12)
+    assert read_json(Path("a/summary.json"))["input"]["files"] == [
+        "parts/part-0.parquet",
+        "parts/part-1.parquet",
+    ]
+
+
+def test_the_model_is_resolved_by_alias_or_version(here, capsys):
+    split_frame(here).to_csv("batch.csv", index=False)
+
+    # default `production`: nothing holds it yet, so a clear error and no output
+    assert predict("--input", "batch.csv", "--output", "none") == 2
+    err = capsys.readouterr().err
+    assert "no version of credit-risk holds alias 'production'" in err
+    assert "Traceback" not in err and not Path("none").exists()
+    assert predict("--model", "7", "--input", "batch.csv", "--output", "none") == 2
+    assert "credit-risk has no version 7" in capsys.readouterr().err
+
+    from mlgate import registry
+    from mlgate.config import load_params
+
+    params = load_params()
+    registry.promote(params, "1", to="staging")
+    registry.promote(params, "1", to="production")
+    assert predict("--input", "batch.csv", "--output", "prod") == 0
+    summary = read_json(Path("prod/summary.json"))
+    assert (summary["model"]["ref"], summary["model"]["version"]) == ("production", "1")
+    assert predict("--model", "staging", "--input", "batch.csv", "--output", "stg") == 0
+    assert read_json(Path("stg/summary.json"))["model"]["ref"] == "staging"
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_a_failure_mid_run_leaves_no_output(here, capsys):
+    frame = split_frame(here)
+    Path("parts").mkdir()
+    frame.iloc[:150].to_csv("parts/a.csv", index=False)  # scored and written first…
+    frame.iloc[150:].drop(columns=["age"]).to_csv("parts/b.csv", index=False)  # …then this
+    before = leftovers(here)
+
+    assert (
+        predict("--model", "candidate", "--input", "parts", "--output", "out", "--chunk-rows", "50")
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "parts/b.csv: not the table the model scores: missing column(s) 'age'" in err
+    assert not Path("out").exists()
+    assert leftovers(here) == before  # no temporary folder left behind
+
+    # --on-invalid fail: bad rows in a later chunk, after good chunks were written
+    with_bad_rows(frame).iloc[::-1].to_csv("bad.csv", index=False)
+    assert (
+        predict(
+            "--model",
+            "candidate",
+            "--input",
+            "bad.csv",
+            "--output",
+            "out",
+            "--chunk-rows",
+            "50",
+            "--on-invalid",
+            "fail",
+        )
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "4 row(s) break the contract (--on-invalid fail)" in err
+    assert "column 'age' fails less_than_or_equal_to(100): 1 row(s)" in err
+    assert not Path("out").exists() and leftovers(here) == before
+
+    # an earlier result survives a failed --overwrite untouched
+    frame.to_csv("good.csv", index=False)
+    assert predict("--model", "candidate", "--input", "good.csv", "--output", "out") == 0
+    kept = Path("out/summary.json").read_text()
+    assert (
+        predict("--model", "candidate", "--input", "parts", "--output", "out", "--overwrite") == 1
+    )
+    assert Path("out/summary.json").read_text() == kept
+    assert predict("--model", "candidate", "--input", "good.csv", "--output", "out") == 2
+    assert "exists: choose another path or --overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_text(""), "not a readable CSV file"),
+        (
+            lambda p: p.with_suffix(".parquet").write_bytes(b"PAR1 not really"),
+            "not a readable Parquet file",
+        ),
+        (lambda p: p.with_suffix(".txt").write_text("a,b\n"), "not a .csv or .parquet file"),
+        (lambda p: None, "no such file or folder"),
+        (lambda p: p.write_text("id,risk\n1,1\n"), "missing column(s) 'sex', 'job'"),
+    ],
+    ids=["empty-csv", "not-parquet", "not-a-table-format", "missing", "other-table"],
+)
+def test_a_file_that_is_not_the_table_fails_clearly(here, capsys, make, message):
+    target = here / "input.csv"
+    make(target)
+    spec = next((str(p) for p in here.glob("input.*")), str(target))
+    code = predict("--model", "candidate", "--input", spec, "--output", "out")
+    err = capsys.readouterr().err
+    assert code in (1, 2)
+    assert message in err and "Traceback" not in err
+    assert err.startswith("mlgate predict: error: ")
+    assert not Path("out").exists()
+
+
+def test_batch_params_are_validated(here, capsys):
+    text = Path("params.yaml").read_text().replace("chunk_rows: 50000", "chunk_rows: 0")
+    Path("params.yaml").write_text(text)
+    assert predict("--input", "x.csv", "--output", "out") == 2
+    err = capsys.readouterr().err
+    assert "batch.chunk_rows: Input should be greater than or equal to 1" in err
+    assert "Traceback" not in err
+
+
+def test_spark_gives_the_rows_the_local_engine_gives(here):
+    """The same input through both engines: the same scored and quarantined rows."""
+    from tests.conftest import run
+
+    with_bad_rows(split_frame(here)).to_csv("batch.csv", index=False)
+    uri = {"MLFLOW_TRACKING_URI": f"sqlite:///{here / 'mlflow.db'}"}
+    common = ["--model", "candidate", "--input", "batch.csv", "--keys", "id,age"]
+    run(["mlgate", "predict", *common, "--output", "local", "--chunk-rows", "64"], here, **uri)
+    spark = ["--engine", "spark", "--spark-master", "local[2]", "--output", "spark"]
+    run(["mlgate", "predict", *common, *spark], here, **uri)
+
+    def table(path: str) -> pd.DataFrame:
+        frame = pd.read_parquet(path).drop(columns=["batch_id", "row"], errors="ignore")
+        return frame.sort_values("id").reset_index(drop=True)
+
+    local, spark_out = table("local/scored.parquet"), table("spark/scored.parquet")
+    assert len(local) == len(split_frame(here)) - len(BAD_ROWS)
+    assert list(spark_out.columns) == list(local.columns)
+    pd.testing.assert_frame_equal(spark_out, local, check_dtype=False, atol=1e-12)
+    pd.testing.assert_frame_equal(
+        table("spark/quarantine.parquet"), table("local/quarantine.parquet"), check_dtype=False
+    )
+    local_summary = read_json(Path("local/summary.json"))
+    spark_summary = read_json(Path("spark/summary.json"))
+    assert spark_summary["engine"] == "spark"
+    for key in ("rows_read", "rows_scored", "rows_quarantined", "input_sha256"):
+        assert spark_summary[key] == local_summary[key], key
+    assert sorted(map(str, spark_summary["quarantine_reasons"])) == sorted(
+        map(str, local_summary["quarantine_reasons"])
+    )

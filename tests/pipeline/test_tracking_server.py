@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_repo, free_port, run, tool_env
+from tests.conftest import copy_repo, free_port, run, stop_group, tool_env
 
 pytestmark = pytest.mark.slow
 
@@ -25,6 +25,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
          "--backend-store-uri", f"sqlite:///{home / 'server.db'}",
          "--artifacts-destination", str(home / "artifacts")],
         cwd=home, env=tool_env(), stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,  # its uvicorn workers and job consumers: one group to stop
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     # generous: on a loaded machine start-up and the first answers take long, and this is
@@ -38,14 +39,12 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except OSError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()  # reaped here: no "still running" warning failing a later test
+            stop_group(proc)  # reaped here: no "still running" warning failing a later test
             log.close()
             pytest.fail(f"mlflow server did not start:\n{(home / 'server.log').read_text()}")
         time.sleep(0.5)
     yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    stop_group(proc)
     log.close()
 
 

@@ -3,6 +3,7 @@ uv on PATH; a command the README adds must be run here or named with the test co
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -25,6 +26,21 @@ ELSEWHERE = {
     "uv add 'dvc[s3]'": "needs the network for the extra: here, `uv` is found once activated",
     "dvc push": "typed here to the repo-local remote; to a bucket it needs credentials",
     "mlgate rollback": "tests/pipeline/test_registry.py (needs an earlier production model)",
+    "mlgate predict --input 'exports/*.parquet' --output scores/": "tests/pipeline/test_batch.py "
+    "(a glob of Parquet parts gives the rows a CSV gives)",
+    "uv tool install https://github.com/mlgate-dev/mlgate/releases/download/v0.1.0/"
+    "mlgate-0.1.0-py3-none-any.whl": "tests/init/test_release.py (a release served locally: "
+    "the real address needs the network)",
+    **dict.fromkeys(
+        (
+            "cp ~/exports/credit-2025-06.csv data/german_credit.csv",
+            "mlgate validate",
+            "dvc add data",
+            "dvc push data.dvc",
+            'git add data.dvc .dvc/example-remote && git commit -m "data: June export"',
+        ),
+        "tests/pipeline/test_new_data.py (validate, dvc add, dvc push, commit, make run)",
+    ),
 }
 # README commands typed here, as written (ports made free, the example version 3 is 1 here).
 TYPED = {
@@ -34,6 +50,7 @@ TYPED = {
     "mlgate register",
     "make build MODEL=candidate",
     "make build",
+    "make predict INPUT=artifacts/data/test.csv OUTPUT=artifacts/batch/test MODEL=candidate",
     "mlgate promote 3 --to staging",
     'mlgate promote 3 --to production --note "Q3 refresh"',
     "mlgate lineage credit-risk@production",
@@ -53,12 +70,12 @@ def readme_commands(text: str) -> list[str]:
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         pending = ""
         for line in block.splitlines():
-            pending = f"{pending} {line.strip()}" if pending else line.strip()
+            line = strip_comment(line)  # a comment may hold an apostrophe (project's)
+            pending = f"{pending} {line}" if pending else line
             if pending.count("'") % 2 or pending.endswith("\\"):
                 continue  # an open quote or a backslash: the command goes on
-            command = strip_comment(pending)
-            if command:
-                commands.append(command)
+            if pending:
+                commands.append(pending)
             pending = ""
     return commands
 
@@ -162,6 +179,17 @@ def test_the_readme_top_to_bottom(fresh_clone: Clone, tmp_path: Path) -> None:
     assert "make build MODEL=candidate" in out.stderr
     built = make(clone, "build MODEL=candidate")  # BentoML's build finds uv: none on PATH
     assert "Traceback" not in built.stderr
+    # batch scoring of the test split with the model `make run` registered
+    make(
+        clone,
+        "predict",
+        "INPUT=artifacts/data/test.csv OUTPUT=artifacts/batch/test MODEL=candidate",
+    )
+    typed.add(
+        "make predict INPUT=artifacts/data/test.csv OUTPUT=artifacts/batch/test MODEL=candidate"
+    )
+    summary = json.loads((clone.root / "artifacts/batch/test/summary.json").read_text())
+    assert summary["rows_scored"] > 0, summary
 
     # the registry road, with version 1 for the README's example version 3
     for command in (

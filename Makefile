@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS ?= never
 PYTEST_ARGS ?=
 
 .PHONY: help install data run repro register test test-fast lint format bench clean \
-	lint-workflows report build serve monitor bench-serve
+	lint-workflows report build serve monitor bench-serve test-workflows
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,6 +48,9 @@ run: ## THE MAIN JOB: install, pull data, run the pipeline, register the gated m
 
 test: data ## run every test (unit, data, model, pipeline, serving, workflows)
 	pytest $(PYTEST_ARGS)
+
+test-workflows: install ## run the workflow files end to end with act on this host, offline (docs/WORKFLOWS.md)
+	pytest -m act $(PYTEST_ARGS)
 
 test-fast: data ## the tests that take seconds (no dvc/mlflow/bentoml processes)
 	pytest -m "not slow" $(PYTEST_ARGS)

@@ -39,7 +39,10 @@ def checkout() -> None:
         git("fetch", "-q", "--depth", env.get("DEPTH", "1"), "origin", ref, cwd=dest)
     git("checkout", "-q", "--force", "--detach", "FETCH_HEAD", cwd=dest)
     git("clean", "-q", "-ffdx", "-e", ".mlgate", cwd=dest)
-    print(f"checkout stand-in: {env['REPOSITORY']}@{ref} -> {dest} ({git('rev-parse', 'HEAD', cwd=dest)})")
+    print(
+        f"checkout stand-in: {env['REPOSITORY']}@{ref} -> {dest}",
+        git("rev-parse", "HEAD", cwd=dest),
+    )
 
 
 def _matches(workspace: Path, patterns: list[str], hidden: bool) -> list[Path]:

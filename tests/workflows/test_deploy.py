@@ -70,6 +70,10 @@ def test_image_repository_strips_tag_and_digest() -> None:
 # ---------------------------------------------------------------- the smoke test
 
 
+# The columns the real service requires: its contract is the schema without the target.
+CONTRACT_COLUMNS = list(input_schema(load_params(ROOT / "params.yaml")).columns)
+
+
 class Service(BaseHTTPRequestHandler):
     """Plays a model service: health endpoints and /predict with a strict request contract."""
 
@@ -93,8 +97,8 @@ class Service(BaseHTTPRequestHandler):
         row = body.get("applicant", {})
         if self.crash:
             self._send(500, {"error": "boom"})
-        elif "duration" not in row:
-            self._send(400, {"error": "duration: missing"})
+        elif missing := sorted(set(CONTRACT_COLUMNS) - set(row)):
+            self._send(400, {"error": f"{missing}: missing"})
         else:
             self._send(200, {"probability": 0.7})
 

@@ -77,6 +77,36 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start_mlflow_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A real `mlflow server` on 127.0.0.1 (SQLite store, proxied artifacts in home); returns
+    the process (the caller terminates it) and its URL once /health answers."""
+    import time
+    import urllib.request
+
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    with (home / "server.log").open("w") as log:  # the server keeps its own descriptor
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+             "--backend-store-uri", f"sqlite:///{home / 'server.db'}",
+             "--artifacts-destination", str(home / "artifacts")],
+            cwd=home, env=tool_env(), stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"mlflow server did not start:\n{(home / 'server.log').read_text()}")
+        time.sleep(0.5)
+
+
 def run(
     cmd: list[str], cwd: Path, check: bool = True, **extra_env: str
 ) -> subprocess.CompletedProcess[str]:

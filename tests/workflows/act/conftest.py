@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.workflows.act.road import Repo, Road, snapshot, start_mlflow
+from tests.conftest import start_mlflow_server
+from tests.workflows.act.road import Repo, Road, snapshot
 from tests.workflows.fake_github import FakeGitHub, serve
 
 # The caller's own lint and test commands (`make lint lint-workflows`, `make test`) are what
@@ -34,7 +35,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def road(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Road]:
     home = tmp_path_factory.mktemp("road")
-    proc, url = start_mlflow(home / "mlflow")
+    proc, url = start_mlflow_server(home / "mlflow")
     road = Road(home=home, mlflow_url=url)
     try:
         yield road

@@ -15,13 +15,11 @@ import re
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ROOT, VENV_BIN, free_port
+from tests.conftest import ROOT, VENV_BIN
 
 HERE = Path(__file__).resolve().parent
 STANDINS = HERE / "standins"
@@ -272,30 +270,3 @@ class Road:
         for c in self.containers().values():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(c["pid"], signal.SIGTERM)
-
-
-def start_mlflow(home: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A real `mlflow server` on 127.0.0.1 (SQLite store, proxied artifacts)."""
-    home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    with (home / "server.log").open("w") as log:  # the server keeps its own descriptor
-        proc = subprocess.Popen(
-            [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-             "--backend-store-uri", f"sqlite:///{home / 'server.db'}",
-             "--artifacts-destination", str(home / "artifacts"), "--workers", "1"],
-            cwd=home, stdout=log, stderr=subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise HarnessError(f"mlflow server did not start:\n{(home / 'server.log').read_text()}")
-        time.sleep(0.5)

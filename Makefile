@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= auto
 
 .PHONY: help install data run ui repro register test test-fast lint format bench clean \
-	lint-workflows report build serve monitor bench-serve
+	lint-workflows report build serve monitor bench-serve test-workflows
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,6 +55,9 @@ ui: install ## the MLflow UI on the local store: make ui [UI_PORT=5000], then op
 
 test: data ## run every test (unit, data, model, pipeline, serving, workflows), in parallel
 	pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+test-workflows: install ## run the workflow files end to end with act on this host, offline (docs/WORKFLOWS.md)
+	pytest -m act $(PYTEST_ARGS)
 
 test-fast: data ## the tests that take seconds (no dvc/mlflow/bentoml processes)
 	pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)

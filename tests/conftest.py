@@ -110,6 +110,40 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def start_mlflow_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A real `mlflow server` on 127.0.0.1 (SQLite store, proxied artifacts in home); returns
+    the process (stop it with stop_group) and its URL once /health answers."""
+    import time
+    import urllib.request
+
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    with (home / "server.log").open("w") as log:  # the server keeps its own descriptor
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{home / 'server.db'}",
+             "--artifacts-destination", str(home / "artifacts")],
+            cwd=home, env=tool_env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its uvicorn workers and job consumers: one group to stop
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    # generous: on a loaded machine start-up and the first answers take long, and this is
+    # a wait for readiness, not a measurement
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=30) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_group(proc)  # reaped here: no "still running" warning failing a later test
+            pytest.fail(f"mlflow server did not start:\n{(home / 'server.log').read_text()}")
+        time.sleep(0.5)
+
+
 def run(
     cmd: list[str], cwd: Path, check: bool = True, **extra_env: str
 ) -> subprocess.CompletedProcess[str]:

@@ -2,50 +2,21 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_repo, free_port, run, stop_group, tool_env
+from tests.conftest import copy_repo, free_port, run, start_mlflow_server, stop_group
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = (home / "server.log").open("w")
-    proc = subprocess.Popen(
-        ["mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{home / 'server.db'}",
-         "--artifacts-destination", str(home / "artifacts")],
-        cwd=home, env=tool_env(), stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,  # its uvicorn workers and job consumers: one group to stop
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    # generous: on a loaded machine start-up and the first answers take long, and this is
-    # a wait for readiness, not a measurement
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=30) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop_group(proc)  # reaped here: no "still running" warning failing a later test
-            log.close()
-            pytest.fail(f"mlflow server did not start:\n{(home / 'server.log').read_text()}")
-        time.sleep(0.5)
+    proc, url = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
     yield url
     stop_group(proc)
-    log.close()
 
 
 def test_pipeline_and_registry_use_the_server(mlflow_server, tmp_path):

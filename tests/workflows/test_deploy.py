@@ -14,6 +14,7 @@ import yaml
 
 from mlgate.cli import main
 from mlgate.config import load_params
+from mlgate.data import input_schema
 from mlgate.deploy.config import deploy_config
 from mlgate.deploy.smoke import sample_rows, smoke_test
 from mlgate.deploy.targets import image_repository, render_manifests
@@ -69,6 +70,10 @@ def test_image_repository_strips_tag_and_digest() -> None:
 # ---------------------------------------------------------------- the smoke test
 
 
+# The columns the real service requires: its contract is the schema without the target.
+CONTRACT_COLUMNS = list(input_schema(load_params(ROOT / "params.yaml")).columns)
+
+
 class Service(BaseHTTPRequestHandler):
     """Plays a model service: health endpoints and /predict with a strict request contract."""
 
@@ -92,8 +97,8 @@ class Service(BaseHTTPRequestHandler):
         row = body.get("applicant", {})
         if self.crash:
             self._send(500, {"error": "boom"})
-        elif "duration" not in row:
-            self._send(400, {"error": "duration: missing"})
+        elif missing := sorted(set(CONTRACT_COLUMNS) - set(row)):
+            self._send(400, {"error": f"{missing}: missing"})
         else:
             self._send(200, {"probability": 0.7})
 
@@ -115,7 +120,9 @@ def test_smoke_test_passes_a_healthy_service_with_real_rows(params: Any, service
     url, handler = service
     cfg = deploy_config(params.deploy)
     rows = sample_rows(params, cfg.smoke.rows)
-    assert len(rows) == 5 and set(rows[0]) == set(params.features.all)
+    # the service's contract (schema minus target), not only the features: `sex` is required
+    assert len(rows) == 5 and set(rows[0]) == set(input_schema(params).columns)
+    assert set(params.features.all) < set(rows[0])
     passed = smoke_test(url, rows, cfg)
     assert any("missing field -> 400" in p for p in passed)
     assert handler.seen[0] == {"applicant": rows[0]}

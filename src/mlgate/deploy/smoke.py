@@ -95,11 +95,15 @@ def _is_json(body: bytes) -> bool:
 
 
 def sample_rows(params: Any, n: int) -> list[dict[str, Any]]:
-    """Feature rows of the raw data (always there after `dvc pull data.dvc`): real requests."""
+    """Rows of the raw data (always there after `dvc pull data.dvc`) as real requests: every
+    column of the request contract the service is built with (the schema without the target),
+    which includes sensitive attributes that are not model features."""
     import pandas as pd
+
+    from mlgate.data import input_schema
 
     if not params.data.raw.exists():
         raise MlgateError(f"{params.data.raw} not found: run `dvc pull data.dvc` first")
     raw = pd.read_csv(params.data.raw)
-    rows = raw[params.features.all].dropna().head(n)
+    rows = raw[list(input_schema(params).columns)].dropna().head(n)
     return json.loads(rows.to_json(orient="records"))

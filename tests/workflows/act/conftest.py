@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import start_mlflow_server, stop_group
-from tests.workflows.act.road import Repo, Road, snapshot
+from tests.workflows.act.road import RemoteHeads, Repo, Road, snapshot
 from tests.workflows.fake_github import FakeGitHub, serve
 
 # The caller's own lint and test commands (`make lint lint-workflows`, `make test`) are what
@@ -68,7 +68,9 @@ def credit_repo(road: Road, github: FakeGitHub, tmp_path: Path) -> Repo:
     path = snapshot(tmp_path / "clone")
     ci = path / ".github/workflows/ci.yml"
     ci.write_text(with_fast_commands(ci.read_text()))
-    return Repo.create(path, road.home / "remotes", name=github.repo)
+    repo = Repo.create(path, road.home / "remotes", name=github.repo)
+    github.heads = RemoteHeads(repo.remote)  # the branch API answers what was pushed
+    return repo
 
 
 def pr_event(repo: Repo, number: int, branch: str) -> dict:

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,12 @@ UV_DIR = ROOT / ".tools/bin"
 # Each pinned action and the stand-in that plays it. A pin bumped in a workflow without its
 # stand-in being checked against the new version fails here, before act could fetch anything.
 STANDIN_FOR = {
-    "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683": "checkout",  # v4.2.2
-    "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02": "upload-artifact",  # v4.6.2
-    "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093": "download-artifact",
-    "actions/cache@5a3ec84eff668545956fd18022155c47e93e2684": "cache",  # v4.2.3
-    "astral-sh/setup-uv@e92bafb6253dcd438e0484186d7669ea7a8ca1cc": "setup-uv",  # v6.4.3
+    "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1": "checkout",  # v7.0.1
+    "actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f": "upload-artifact",  # v7.0.0
+    # v8.0.1
+    "actions/download-artifact@3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c": "download-artifact",
+    "actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae": "cache",  # v5.0.5
+    "astral-sh/setup-uv@20cfd1bf945f4377ade1205e4dbc17946fc9a30d": "setup-uv",  # v10.0.1
 }
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w.-]+)(?:/[^@\s]*)?@([0-9a-f]{40})\b", re.M)
 
@@ -76,6 +78,27 @@ def snapshot(dest: Path) -> Path:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dest / rel)
     return dest
+
+
+class RemoteHeads(Mapping[str, str]):
+    """Branch -> sha of the bare 'GitHub' remote, read live: what GET /branches/{b} answers."""
+
+    def __init__(self, remote: Path) -> None:
+        self.remote = remote
+
+    def _branches(self) -> dict[str, str]:
+        out = git(self.remote, "for-each-ref", "--format=%(refname:short) %(objectname)",
+                  "refs/heads")  # fmt: skip
+        return dict(line.split() for line in out.splitlines())
+
+    def __getitem__(self, branch: str) -> str:
+        return self._branches()[branch]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._branches())
+
+    def __len__(self) -> int:
+        return len(self._branches())
 
 
 @dataclass

@@ -7,7 +7,6 @@ deployment record naming the approver); without one the production job refuses.
 
 from __future__ import annotations
 
-import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -82,12 +81,6 @@ class ProductionDeployedWithoutApproval(AssertionError):
     """The one failure the xfail below expects (review finding M1); any other fails the test."""
 
 
-@pytest.mark.xfail(
-    raises=ProductionDeployedWithoutApproval,
-    strict=True,
-    reason="review M1 (production is fail-open): ml-cd's production job deploys without an "
-    "approval on record; remove this mark when the workflows fix is merged",
-)
 def test_without_an_approval_the_production_job_refuses(
     road: Road, github: FakeGitHub, credit_repo: Repo
 ) -> None:

@@ -90,12 +90,6 @@ class ImageAndAliasDiverge(AssertionError):
     """The one failure the xfail below expects (review finding M3); any other fails the test."""
 
 
-@pytest.mark.xfail(
-    raises=ImageAndAliasDiverge,
-    strict=True,
-    reason="review M3: the second rollback deploys version C's image (deployment records) but "
-    "moves alias production to A (alias history); remove this mark when the fix is merged",
-)
 def test_two_rollbacks_leave_the_running_image_and_the_alias_on_one_version(
     road: Road, github: FakeGitHub, credit_repo: Repo, production_history: dict[str, str]
 ) -> None:

@@ -116,11 +116,14 @@ class Repo:
     @classmethod
     def create(cls, path: Path, remotes: Path, name: str = REPO) -> Repo:
         remote = remotes / f"{name}.git"
-        git(path, "init", "-q", "-b", "main")
+        made_elsewhere = (path / ".git").is_dir()  # e.g. by `mlgate init`: its history is kept
+        if not made_elsewhere:
+            git(path, "init", "-q", "-b", "main")
         git(path, "config", "user.name", "Alice")
         git(path, "config", "user.email", "alice@example.com")
-        git(path, "add", "-A")
-        git(path, "commit", "-qm", "initial")
+        if not made_elsewhere:
+            git(path, "add", "-A")
+            git(path, "commit", "-qm", "initial")
         remote.parent.mkdir(parents=True, exist_ok=True)
         git(path.parent, "init", "-q", "--bare", str(remote))
         git(remote, "config", "uploadpack.allowAnySHA1InWant", "true")

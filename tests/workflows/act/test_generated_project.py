@@ -1,0 +1,133 @@
+"""Scenario 6: a repository made by `mlgate init` drives the road through a pinned release.
+
+Its callers name `OWNER/NAME/.github/workflows/ml-*.yml@vX.Y.Z` (this mlgate's release:
+`this_release()`, from pyproject's Repository URL and version). That release is a snapshot of
+this checkout, tagged locally: act maps the `uses:` reference to it (`--local-repository`) and
+the jobs' checkout of mlgate's set-up action (`mlgate-repository`/`mlgate-ref`) fetches the tag
+from its bare repository. The project is made by a real `mlgate init --mlgate-path` (offline:
+its lock installs this checkout); the default path, a published release's wheel and template,
+is covered by tests/init/test_release.py.
+
+Scenario 1 (a passing pull request: `ml / gate` succeeds, one report comment) and scenario 3
+(push to main: build once, staging with smoke test, production with an approval on record) run
+with the project's own lint and test commands, unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from mlgate.init import Release, this_release
+from tests.init.conftest import churn_frame, mlgate_init
+from tests.workflows.act.conftest import pr_event, push_event
+from tests.workflows.act.road import ActRun, RemoteHeads, Repo, Road, git, snapshot
+from tests.workflows.act.test_delivery import DELIVERED, approval, pulled
+from tests.workflows.act.test_pull_request import MARKER
+from tests.workflows.fake_github import FakeGitHub
+
+
+@dataclass
+class Published:
+    """This checkout as the release the generated callers pin: a local tag and a folder."""
+
+    release: Release
+    tree: Path  # a snapshot of this checkout, tagged; its bare repository is under remotes/
+
+    def act(self, road: Road, repo: Repo, event: str, workflow: str, payload: dict,
+            run_id: str | None = None) -> ActRun:  # fmt: skip
+        ref = f"{self.release.repo}@{self.release.tag}"
+        return road.act(repo, event, workflow, payload, run_id=run_id, actions_from=self.tree,
+                        extra=["--local-repository", f"{ref}={self.tree}"])  # fmt: skip
+
+    def set_up_from_the_tag(self, run: ActRun) -> bool:
+        """Every job that set up fetched mlgate's set-up action at the tag (checkout stand-in)."""
+        lines = [line for line in run.log().splitlines() if line.startswith("checkout stand-in:")]
+        into_mlgate = [
+            line for line in lines if line.split(" -> ")[-1].split()[0].endswith(".mlgate")
+        ]
+        wanted = f"checkout stand-in: {self.release.repo}@{self.release.tag} "
+        return bool(into_mlgate) and all(line.startswith(wanted) for line in into_mlgate)
+
+
+@pytest.fixture(scope="session")
+def published(road: Road) -> Published:
+    release = this_release()
+    tree = snapshot(road.home / "mlgate-release")
+    repo = Repo.create(tree, road.home / "remotes", name=release.repo)
+    git(tree, "tag", release.tag)
+    git(tree, "push", "-q", "origin", f"refs/tags/{release.tag}")
+    return Published(release, repo.path)
+
+
+@pytest.fixture
+def project(road: Road, github: FakeGitHub, published: Published, tmp_path: Path) -> Repo:
+    """A churn model repository made by `mlgate init`, on 'GitHub' as github.repo."""
+    data = tmp_path / "input" / "churn.csv"
+    data.parent.mkdir()
+    churn_frame().to_csv(data, index=False)
+    path = tmp_path / "churn"
+    mlgate_init(path, "--data", data, "--target", "churned", "--sensitive", "gender,age")
+    caller = (path / ".github/workflows/ci.yml").read_text()
+    pinned = f"uses: {published.release.repo}/.github/workflows/ml-ci.yml@{published.release.tag}"
+    assert pinned in caller, caller
+    repo = Repo.create(path, road.home / "remotes", name=github.repo)
+    github.heads = RemoteHeads(repo.remote)
+    return repo
+
+
+def test_a_generated_project_passes_its_pull_request_with_one_report_comment(
+    road: Road, github: FakeGitHub, published: Published, project: Repo
+) -> None:
+    readme = (project.path / "README.md").read_text()
+    project.edit("docs: a line", {"README.md": readme + "\nA line.\n"}, branch="feature")
+    project.push("feature")
+
+    run = published.act(road, project, "pull_request", ".github/workflows/ci.yml",
+                        pr_event(project, 3, "feature"))  # fmt: skip
+    assert run.jobs == {
+        "lint": "success",  # the project's own `make lint`
+        "test": "success",  # and `make repro test`
+        "pipeline": "success",
+        "gate": "success",
+        "report": "success",
+    }, run.explain()
+    assert run.outputs["gate"]["passed"] == "true", run.explain()
+    assert published.set_up_from_the_tag(run), run.explain()
+    assert [(m, p) for m, p, _ in github.mutations] == [
+        ("POST", f"/repos/{project.name}/issues/3/comments")
+    ]
+    [comment] = github.comments[3]
+    assert MARKER in comment["body"]
+
+
+def test_a_generated_project_delivers_to_production_with_an_approval(
+    road: Road, github: FakeGitHub, published: Published, project: Repo
+) -> None:
+    model = yaml.safe_load((project.path / "params.yaml").read_text())["project"]["name"]
+    github.approvals["6101"] = [approval("bob")]
+    calls_before = len(road.docker_calls())
+
+    run = published.act(road, project, "push", ".github/workflows/cd.yml", push_event(project),
+                        run_id="6101")  # fmt: skip
+    assert run.jobs == DELIVERED, run.explain()
+    assert published.set_up_from_the_tag(run), run.explain()
+    image, version = run.outputs["build"]["image"], run.outputs["build"]["version"]
+    builds = [c for c in road.docker_calls()[calls_before:] if "build" in c[1:3]]
+    assert len(builds) == 1, f"the image is built once: {builds}"
+    assert pulled(road, calls_before) == [image, image], "staging and production run one digest"
+    assert "smoke: pass" in run.log("staging") and "smoke: pass" in run.log("production")
+
+    client = MlflowClient(tracking_uri=road.mlflow_url, registry_uri=road.mlflow_url)
+    assert client.get_model_version_by_alias(model, "production").version == version
+    records = [d for d in github.deployments if d.get("payload", {}).get("image")]
+    assert [(d["environment"], d["payload"]["image"]) for d in records] == [
+        ("staging", image),
+        ("production", image),
+    ]
+    assert records[-1]["payload"]["approved_by"] == ["bob"]
+    assert records[-1]["payload"]["commit"] == project.sha

@@ -87,6 +87,8 @@ def tool_env(**extra: str) -> dict[str, str]:
     """The environment a stage sees under `dvc repro`: this venv first, no outside tracking URI."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "GITHUB_"))}
     env.pop("VIRTUAL_ENV", None)  # set by an outer `uv run`; wrong for any other project
+    for var in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTEST_ARGS", "PYTEST_WORKERS"):
+        env.pop(var, None)  # a project's make starts fresh, not with our `make test`'s variables
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["UV_PYTHON_DOWNLOADS"] = "never"  # as the Makefile: use the Python that is here
     env.update(extra)

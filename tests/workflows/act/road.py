@@ -265,6 +265,8 @@ class Road:
             k: v
             for k, v in os.environ.items()
             if not k.startswith(("MLFLOW_", "GITHUB_", "VIRTUAL_ENV", "PYTEST", "UV_"))
+            # a runner's make starts fresh: not with the variables of the `make test` running us
+            and k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
         }
         path = [p for p in host_env.get("PATH", "").split(os.pathsep) if p != str(VENV_BIN)]
         host_env["PATH"] = os.pathsep.join([str(self.bin_dir()), *path])

@@ -74,7 +74,7 @@ def test_push_to_main_builds_once_and_promotes_the_same_digest_with_an_approval(
 
 
 class ProductionDeployedWithoutApproval(AssertionError):
-    """The one failure the xfail below expects (review finding M1); any other fails the test."""
+    """Production deployed without an approval on record (review finding M1, now fixed)."""
 
 
 def test_without_an_approval_the_production_job_refuses(

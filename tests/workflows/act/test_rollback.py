@@ -87,7 +87,7 @@ def production_history(
 
 
 class ImageAndAliasDiverge(AssertionError):
-    """The one failure the xfail below expects (review finding M3); any other fails the test."""
+    """Running image and alias name different versions (review finding M3, now fixed)."""
 
 
 def test_two_rollbacks_leave_the_running_image_and_the_alias_on_one_version(

@@ -13,6 +13,9 @@ VENV := $(CURDIR)/.venv
 # the uv this Makefile installed (so every tool finds uv though none is on the user's PATH).
 export PATH := $(VENV)/bin:$(CURDIR)/.tools/bin:$(PATH)
 export UV_PYTHON_DOWNLOADS ?= never
+# Compile bytecode at install: where Python may not write it (PYTHONDONTWRITEBYTECODE, read-only
+# images) every process would otherwise recompile its imports (mlflow+sklearn+pandas: 6 s -> 2.4 s).
+export UV_COMPILE_BYTECODE ?= 1
 PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` (`auto`: one per core; 0: no xdist)
 PYTEST_WORKERS ?= auto

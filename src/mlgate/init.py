@@ -545,9 +545,10 @@ def render(
     from copier.errors import CopierError, DirtyLocalWarning
 
     with contextlib.ExitStack() as stack:
-        if vcs_ref is None and Path(src).is_dir():
+        if vcs_ref is None and Path(src).is_dir() and not (Path(src) / ".git").exists():
             # A folder inside a git checkout (--mlgate-path) is taken as it is: copied out, so
             # copier renders files, not a git ref (no "No git tags found", no dirty warning).
+            # A template repository of its own (--template DIR) keeps copier's latest tag.
             plain = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "template"
             shutil.copytree(src, plain, ignore=shutil.ignore_patterns("__pycache__"))
             src_used = str(plain)

@@ -735,8 +735,7 @@ def _summary(dest: Path, answers: dict[str, Any]) -> None:
     codes = [c for c in cols if c.get("code")]
     for c in codes:
         shown = ", ".join(map(str, c["isin"]))
-        print(f"  {c['name']}: numbers taken as category codes ({shown}); edit schema.py and")
-        print("    params.yaml (features.numeric) if the order of the values means something")
+        print(f"  {c['name']}: numbers taken as category codes ({shown}), not a range")
     for name, direction in answers.get("monotone", {}).items():
         way = "rises" if direction > 0 else "falls"
         print(f"  monotone (directional test): the prediction {way} with {name}")

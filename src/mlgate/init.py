@@ -714,6 +714,8 @@ def fairness_gate(task: str, measured: dict[str, Any]) -> dict[str, Any]:
     gate: dict[str, dict[str, list[float]]] = {}
     for attr, gaps in measured["fairness"].items():
         for gap, value in gaps.items():
+            if not math.isfinite(value):  # e.g. a group with no positives: nothing to bound
+                continue
             bound = value + margin
             if task == "classification":
                 bound = min(1.0, _ceil(bound, 2))

@@ -75,7 +75,7 @@ def house_project(tmp_path_factory: pytest.TempPathFactory) -> Generated:
     return generate(tmp, "house-price", houses_frame(), *args)
 
 
-def tests_passed(generated: Generated) -> int:
+def passed_count(generated: Generated) -> int:
     """How many tests `make test` ran in the project; none skipped, none failed."""
     out = generated.test_output
     assert "skipped" not in out and "failed" not in out  # the model tests ran on the model
@@ -109,7 +109,7 @@ def test_binary_classification_project(
     assert "a first model trained here + 0.05" in init
     assert "WARNING" not in init
     assert_made_cleanly(churn_project)
-    assert tests_passed(churn_project) >= MIN_PROJECT_TESTS
+    assert passed_count(churn_project) >= MIN_PROJECT_TESTS
 
     info = registered(clone, "churn-model")
     assert info["gate_passed"] == "true"
@@ -152,7 +152,7 @@ def test_regression_project(house_project: Generated) -> None:
     assert re.search(r"mae_difference:town <= [\d,]+ \(a first model: ", init)
     assert "at most 1% of it" in init  # the champion tolerance, relative
     assert_made_cleanly(house_project)
-    assert tests_passed(house_project) >= MIN_PROJECT_TESTS
+    assert passed_count(house_project) >= MIN_PROJECT_TESTS
     assert "PASS  fairness  mae_difference:town: " in house_project.run_output
 
     assert registered(clone, "house-price")["gate_passed"] == "true"

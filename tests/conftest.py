@@ -17,6 +17,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
+# The processes the tests start (dvc stages, the CLI, servers, act's jobs) may write bytecode.
+# Machines that set PYTHONDONTWRITEBYTECODE=1 (this one does; GitHub's runners do not) would
+# make every one of them recompile mlflow, pandas and sklearn from source, ≈ 4 s each. The
+# project venvs the tests create are compiled lazily, on first import, instead of all 13 k
+# files at install (UV_COMPILE_BYTECODE, which the Makefiles set for users). Behaviour is the same.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+os.environ["UV_COMPILE_BYTECODE"] = "0"
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("mlgate")
@@ -126,7 +134,9 @@ def start_mlflow_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
              "--workers", "1",
              "--backend-store-uri", f"sqlite:///{home / 'server.db'}",
              "--artifacts-destination", str(home / "artifacts")],
-            cwd=home, env=tool_env(), stdout=log, stderr=subprocess.STDOUT,
+            # no job runner (GenAI scorers): eight idle huey processes per server otherwise
+            cwd=home, env=tool_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+            stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its uvicorn workers and job consumers: one group to stop
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -40,7 +40,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # process-wide fixture run on one worker, so it is made once: one `bentoml serve` of one
 # bento, one fresh clone. (trained_repo is shared by every worker through a file lock.)
 ONE_WORKER_FIXTURES = {"server": "serving", "bento": "serving", "fresh_clone": "fresh-clone"}
-# ... and one generated project per data set of tests/init (each takes minutes to make)
+# ... and each project tests/init generates (minutes each): one group per project, not per
+# module, so the two are made at the same time on two workers
 ONE_WORKER_FIXTURES |= {"churn_project": "init-churn", "house_project": "init-houses"}
 
 

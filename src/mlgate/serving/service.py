@@ -18,7 +18,14 @@ import bentoml
 import yaml
 
 from mlgate.config import Params, parse_params
-from mlgate.serving.build import BENTO_MODEL_NAME, MODEL_FILE, REFERENCE_FILE, SCORER_FILE
+from mlgate.serving.build import (
+    BENTO_MODEL_NAME,
+    MODEL_FILE,
+    ONNX_FILE,
+    ONNX_SPEC_FILE,
+    REFERENCE_FILE,
+    SCORER_FILE,
+)
 from mlgate.serving.contract import Contract, request_models, row_model_name
 from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink
 
@@ -54,6 +61,7 @@ PARAMS: Params = parse_params(
 )
 LINEAGE: dict[str, str] = dict(_stored.info.metadata.get("lineage", {}))
 SERVING = PARAMS.serving
+CLASSIFIER = PARAMS.data.task == "classification"
 # Derived from the pandera schema by `mlgate build` (contract_spec); not imported from
 # pandera here because pandas + pandera cost seconds of cold start in every process.
 CONTRACT = Contract(
@@ -327,19 +335,27 @@ class ModelService:
     def _load(self) -> None:
         import numpy as np
 
-        from mlgate.serving.scorer import LeanScorer
+        from mlgate.serving.scorer import PARITY_TOLERANCE, LeanScorer, OnnxScorer
 
         # Readiness tests: not ready while this file exists, so the 503 is seen on any load.
         hold = os.environ.get("MLGATE_READY_HOLD_FILE")
         while hold and os.path.exists(hold):
             time.sleep(0.05)
-        positive = PARAMS.data.positive_label
+        positive = PARAMS.data.positive_label if CLASSIFIER else None
         lean_file = self.bento_model.path_of(SCORER_FILE)
+        onnx_file = self.bento_model.path_of(ONNX_FILE)
+        # The path `mlgate build` chose and checked (serving.scorer): the fitted numbers or the
+        # ONNX graph need no scikit-learn import and no unpickling.
         if os.path.exists(lean_file):
-            # The fitted numbers alone: no scikit-learn import, no unpickling.
             with open(lean_file, encoding="utf-8") as fh:
                 self.scorer: Any = LeanScorer(json.load(fh))
             classes = self.scorer.spec.get("classes")
+        elif os.path.exists(onnx_file):
+            with open(self.bento_model.path_of(ONNX_SPEC_FILE), encoding="utf-8") as fh:
+                spec = json.load(fh)
+            with open(onnx_file, "rb") as graph:
+                self.scorer = OnnxScorer(graph.read(), spec)
+            classes = spec.get("classes")
         else:
             import joblib
 
@@ -347,14 +363,15 @@ class ModelService:
 
             model = joblib.load(self.bento_model.path_of(MODEL_FILE))
             self.scorer = make_scorer(model, positive, PARAMS.features.all)
-            classes = [c.item() if hasattr(c, "item") else c for c in model.classes_]
+            fitted = getattr(model, "classes_", []) if CLASSIFIER else []
+            classes = [c.item() if hasattr(c, "item") else c for c in fitted]
         self.positive = positive
-        self.negative = next(c for c in classes if c != positive)
+        self.negative = next(c for c in classes if c != positive) if classes else None
         # Self-check: this process scores the reference rows as the Pipeline did at build time.
         with open(self.bento_model.path_of(REFERENCE_FILE), encoding="utf-8") as fh:
             reference = json.load(fh)
         got = self.scorer.scores(reference["rows"])
-        if not np.allclose(got, reference["scores"], rtol=1e-9, atol=1e-12):
+        if not np.allclose(got, reference["scores"], rtol=0, atol=PARITY_TOLERANCE):
             # Never ready: the orchestrator keeps traffic away and the log says why.
             self.load_error = "the scorer disagrees with the Pipeline on the reference rows"
             print(f"mlgate service: NOT READY: {self.load_error}", file=sys.stderr, flush=True)
@@ -376,8 +393,11 @@ class ModelService:
         if CONTRACT.needs_pandera:
             self._pandera_check(records)
         scores = self.scorer.scores(records)
-        out = []
-        for score in scores.tolist():
+        out: list[dict[str, Any]] = []
+        if not CLASSIFIER:  # a regressor's score is the prediction; no decision to make
+            out = [{"prediction": value} for value in scores.tolist()]
+            PREDICTIONS.labels(decision="none", model_version=self.version).inc(len(out))
+        for score in scores.tolist() if CLASSIFIER else ():
             decision = self.positive if score >= self.threshold else self.negative
             out.append({"probability": score, "decision": decision})
             PREDICTIONS.labels(decision=str(decision), model_version=self.version).inc()
@@ -395,7 +415,7 @@ class ModelService:
                     "model_version": self.version,
                     "inputs": features,
                     **result,
-                    "threshold": self.threshold,
+                    **({"threshold": self.threshold} if CLASSIFIER else {}),
                     "latency_ms": latency_ms,
                 }
             )
@@ -420,7 +440,8 @@ class ModelService:
         row: Row,  # type: ignore[valid-type]
         ctx: bentoml.Context,
     ) -> dict[str, Any]:
-        """One row: probability, decision at the threshold, model version, request id."""
+        """One row: probability and decision at the threshold (a regressor: prediction),
+        model version, request id."""
         started = time.perf_counter()
         request_id, out = self._predictions([row], "predict", ctx, started)
         return {**out[0], "model_version": self.version, "request_id": request_id}
@@ -444,6 +465,7 @@ class ModelService:
             "ready": self._ready.is_set(),
             "lineage": LINEAGE,
             "threshold": self.threshold,
+            "scorer": _stored.info.metadata.get("scorer", "pipeline"),
             "contract": Row.model_json_schema(),  # type: ignore[attr-defined]
         }
 

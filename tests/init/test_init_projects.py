@@ -103,7 +103,7 @@ def test_binary_classification_project(
         check=False,
         BENTOML_HOME=str(home),
     )
-    assert refused.returncode == 1, refused.stderr
+    assert refused.returncode == 2, refused.stderr  # mlgate's exit code for a refusal
     assert "serving.scorer is onnx, but the Pipeline is not" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert len(list((home / "bentos" / "churn-model").iterdir())) == 1  # no second bento

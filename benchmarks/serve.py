@@ -205,12 +205,13 @@ def running(server: Server, tmp: Path) -> Iterator[tuple[str, subprocess.Popen[b
             server.results["cold_start_s"] = time.perf_counter() - started
             yield url, proc
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
 
 
 def measure(server: Server, connections: list[int], duration: int, tmp: Path) -> None:
@@ -311,7 +312,6 @@ def scorer_figures(clone: Path, name: str) -> dict[str, str]:
         parity,
     )
 
-    threadpool_limits(1)  # as the service does
     model = joblib.load(clone / "artifacts" / "model" / "model.joblib")
     test = pd.read_csv(clone / "artifacts" / "data" / "test.csv")
     columns = list(model.feature_names_in_)
@@ -329,6 +329,7 @@ def scorer_figures(clone: Path, name: str) -> dict[str, str]:
     expected = np.asarray(paths["scikit-learn Pipeline"].scores(rows))
     big = (rows * (1000 // len(rows) + 1))[:1000]
     figures = {}
+    limits = threadpool_limits(1)  # one OpenMP thread, as the service has
     for label, scorer in paths.items():
         if isinstance(scorer, str):
             figures[label] = f"not converted ({scorer[:90]})"
@@ -339,6 +340,7 @@ def scorer_figures(clone: Path, name: str) -> dict[str, str]:
         figures[label] = (
             f"max |Δ| {delta:.1e}; 1 row {one * 1e6:,.0f} µs; 1,000 rows {batch * 1e6:,.1f} µs/row"
         )
+    limits.restore_original_limits()
     return figures
 
 
@@ -385,7 +387,11 @@ def main(argv: list[str] | None = None) -> int:
         "MLGATE_FEEDBACK_DIR": str(tmp / "feedback"),
         "CWD": str(clone),
     }
-    mlflow_env = {"MLFLOW_TRACKING_URI": f"sqlite:///{clone / 'mlflow.db'}", "CWD": str(clone)}
+    mlflow_env = {  # its server runs `uvicorn` from PATH
+        "MLFLOW_TRACKING_URI": f"sqlite:///{clone / 'mlflow.db'}",
+        "CWD": str(clone),
+        "PATH": env["PATH"],
+    }
 
     floor_dir = tmp / "floor"
     floor_dir.mkdir()

@@ -53,6 +53,11 @@ def _model_tag() -> str:
 
 
 MODEL_TAG = _model_tag()
+# One OpenMP thread per worker, read when scikit-learn's OpenMP runtime loads (in _load): the
+# service's parallelism is its workers. With a thread per core, spinning, a one-row
+# HistGradientBoosting call took 25-294 ms instead of 2.5 ms on a busy 2-core machine
+# (measured). A per-thread limit (threadpoolctl) would not reach the event loop's thread.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 _stored = bentoml.models.get(MODEL_TAG)
 # The params.yaml the model was built with travels in the model's metadata: the service
@@ -366,14 +371,8 @@ class ModelService:
             classes = spec.get("classes")
         else:
             import joblib
-            from threadpoolctl import threadpool_limits
 
             from mlgate.serving.scorer import make_scorer
-
-            # One BLAS/OpenMP thread: the service's parallelism is its workers. With the
-            # default (a thread per core, spinning) a one-row HistGradientBoosting call took
-            # 294 ms instead of 2.8 ms on a busy 2-core machine (measured).
-            threadpool_limits(1)
 
             model = joblib.load(self.bento_model.path_of(MODEL_FILE))
             self.scorer = make_scorer(model, positive, PARAMS.features.all)

@@ -112,11 +112,12 @@ serve: install ## serve the latest bento locally: make serve [BENTO=tag] [PORT=3
 monitor: install ## drift report of recorded traffic vs training data (exit 1 on drift)
 	mlgate monitor
 
-bench-serve: install ## serving benchmark: mlgate's bento vs mlflow models serve (needs wrk)
+BENCH_SOAK ?= 300
+bench-serve: install ## serving benchmark: floor vs mlgate vs mlflow, 4 estimators, batch soak [BENCH_SOAK=300] (needs wrk)
 	@command -v wrk >/dev/null || { echo "wrk missing: trying apt-get install -y wrk"; \
 	  (apt-get install -y -qq wrk || sudo apt-get install -y -qq wrk) >/dev/null 2>&1 || true; }
 	@command -v wrk >/dev/null || { echo "error: wrk is required (apt-get install wrk / brew install wrk)"; exit 1; }
-	python benchmarks/serve.py
+	python benchmarks/serve.py --soak $(BENCH_SOAK)
 
 # ---------------------------------------------------------------- batch scoring (docs/BATCH.md)
 .PHONY: predict

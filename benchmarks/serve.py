@@ -1,17 +1,29 @@
-"""Serving benchmark: mlgate's bento vs `mlflow models serve` on the same model, in one run.
+"""Serving benchmark in one run: a no-op FastAPI floor, mlgate's bento and `mlflow models serve`.
 
-Run from the repository root after `make run` (a registered model and its MLflow store):
+Run from the repository root (`make bench-serve`; needs wrk):
 
-    python benchmarks/serve.py [--model candidate] [--duration 8] [--connections 1,16,64]
+    python benchmarks/serve.py [--duration 10] [--soak 300] [--estimators ...]
 
-For every server: cold start (process start -> first 200 prediction), then wrk with
-single-row POSTs at each concurrency (rps, p50, p99, errors), then the resident memory of
-the server's whole process group. The machine's speed drifts: compare rows of one run.
+1. Models: a clone of this repository's HEAD (the data copied in) trains and registers one
+   model per estimator (LogisticRegression, Ridge, RandomForest, HistGradientBoosting on the
+   example's data; Ridge as a regression of the 0/1 target) with `dvc repro` +
+   `mlgate register`, gates relaxed (benchmark models, not candidates), and `mlgate build`
+   packages each (serving.scorer: auto, so the build picks and prints the scoring path).
+2. Single rows at --connections (default 16) for --duration seconds, against the floor (a
+   FastAPI app that parses the JSON and returns a constant, one uvicorn worker), mlgate's
+   bento (`bentoml serve`) and `mlflow models serve --workers 2`: rps, p50, p99, errors,
+   rps as a share of the floor's, cold start (process start -> first 200), memory.
+3. Soak: mlgate's bento of --soak-estimators under `/predict_batch` with 1,000-row bodies
+   (the test split repeated) at --soak-connections for --soak seconds: rows/s and the
+   server's resident memory per slice, growth after the first slice (warm-up).
+
+The machine's speed drifts (other jobs): compare rows of one run, quote ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import re
@@ -24,6 +36,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +57,36 @@ ROW = {
     "purpose": "car",
     "age": 35,
 }
+# name -> (train.estimator, hyperparameters, data.task)
+ESTIMATORS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "LogisticRegression": (
+        "sklearn.linear_model.LogisticRegression",
+        {"C": 1.0, "max_iter": 1000},
+        "classification",
+    ),
+    "Ridge": ("sklearn.linear_model.Ridge", {"alpha": 1.0}, "regression"),
+    "RandomForest": (
+        "sklearn.ensemble.RandomForestClassifier",
+        {"n_estimators": 100},
+        "classification",
+    ),
+    "HistGradientBoosting": (
+        "sklearn.ensemble.HistGradientBoostingClassifier",
+        {},
+        "classification",
+    ),
+}
+FLOOR_APP = """
+from fastapi import FastAPI, Request
+
+app = FastAPI()
+
+
+@app.post("/predict")
+async def predict(request: Request) -> dict:
+    await request.json()  # parse the body, as every server does; no model
+    return {"probability": 0.5, "decision": 1}
+"""
 
 
 @dataclass
@@ -105,7 +149,7 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * UNITS[m.group(2)]
 
 
-def wrk(url: str, body: bytes, connections: int, duration: int, script_dir: Path) -> dict:
+def wrk(url: str, body: bytes, connections: int, duration: float, script_dir: Path) -> dict:
     script = script_dir / "post.lua"
     script.write_text(
         'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
@@ -113,25 +157,12 @@ def wrk(url: str, body: bytes, connections: int, duration: int, script_dir: Path
     )
     threads = min(2, connections)
     out = subprocess.run(
-        [
-            "wrk",
-            "-t",
-            str(threads),
-            "-c",
-            str(connections),
-            "-d",
-            f"{duration}s",
-            "--latency",
-            "--timeout",
-            "10s",
-            "-s",
-            str(script),
-            url,
-        ],
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration:.0f}s",
+         "--latency", "--timeout", "10s", "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,
-    ).stdout
+    ).stdout  # fmt: skip
     socket_errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
     )
@@ -148,42 +179,82 @@ def wrk(url: str, body: bytes, connections: int, duration: int, script_dir: Path
     }
 
 
-def measure(server: Server, connections: list[int], duration: int, tmp: Path) -> None:
+@contextmanager
+def running(server: Server, tmp: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The server started in its own process group, until its first 200; stopped after."""
     port = free_port()
     cmd = [part.replace("{port}", str(port)) for part in server.cmd]
     url = f"http://127.0.0.1:{port}{server.path}"
     body = json.dumps(server.body).encode()
     slug = re.sub(r"\W+", "-", server.name)
-    log = (tmp / f"{slug}.log").open("wb")
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env={**os.environ, **server.env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        while post(url, body) != 200:
-            if proc.poll() is not None or time.perf_counter() - started > 180:
-                raise SystemExit(f"{server.name} did not start; log: {log.name}")
-            time.sleep(0.05)
-        server.results["cold_start_s"] = time.perf_counter() - started
-        # Warm-up outside the measurement (lazy imports, first allocations, JIT-free caches).
-        wrk(url, body, 16, 2, tmp)
+    with (tmp / f"{slug}.log").open("wb") as log:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=server.env.get("CWD", ROOT),
+            env={**os.environ, **server.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            while post(url, body) != 200:
+                if proc.poll() is not None or time.perf_counter() - started > 180:
+                    raise SystemExit(f"{server.name} did not start; log: {log.name}")
+                time.sleep(0.05)
+            server.results["cold_start_s"] = time.perf_counter() - started
+            yield url, proc
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+
+def measure(server: Server, connections: list[int], duration: int, tmp: Path) -> None:
+    body = json.dumps(server.body).encode()
+    with running(server, tmp) as (url, proc):
+        wrk(url, body, 16, 2, tmp)  # warm-up outside the measurement
         for c in connections:
             server.results[f"c{c}"] = wrk(url, body, c, duration, tmp)
             print(f"  {server.name:<44} c={c:<3} {fmt(server.results[f'c{c}'])}", flush=True)
         server.results["rss_mb"] = tree_rss_mb(proc.pid)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+
+
+def soak(server: Server, rows: list[dict], seconds: int, connections: int, tmp: Path) -> list:
+    """/predict_batch with 1,000-row bodies in slices: (t, rows/s, p99 ms, errors, RSS MB)."""
+    field_name = next(iter(server.body))
+    body = json.dumps({f"{field_name}s": (rows * (1000 // len(rows) + 1))[:1000]}).encode()
+    batch = Server(server.name, server.cmd, "/predict_batch", json.loads(body), server.env)
+    slices = max(2, min(12, seconds // 10))
+    trace = []
+    with running(batch, tmp) as (url, proc):
+        started = time.perf_counter()
+        for _ in range(slices):
+            r = wrk(url, body, connections, seconds / slices, tmp)
+            point = (
+                time.perf_counter() - started,
+                r["rps"] * 1000,
+                r["p99_ms"],
+                r["errors"],
+                tree_rss_mb(proc.pid),
+            )
+            trace.append(point)
+            print(
+                f"  soak {server.name:<30} t={point[0]:5.0f} s  {point[1]:8.0f} rows/s  "
+                f"p99 {point[2]:6.0f} ms  errors {point[3]}  RSS {point[4]:6.0f} MB",
+                flush=True,
+            )
+        metrics = urllib.request.urlopen(url.rsplit("/", 1)[0] + "/metrics", timeout=10)
+        dropped = re.findall(
+            r'mlgate_feedback_dropped_records_total\{reason="queue_full"\} ([\d.e+]+)',
+            metrics.read().decode(),
+        )
+        print(f"  feedback records dropped (queue full): {dropped[0] if dropped else '?'}")
+    return trace
 
 
 def fmt(r: dict) -> str:
@@ -193,39 +264,104 @@ def fmt(r: dict) -> str:
     )
 
 
-def build_bento(params_file: Path, model: str, home: Path) -> str:
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
-    out = subprocess.run(
-        [str(BIN / "mlgate"), "build", "--model", model, "--params", str(params_file)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+def sh(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if out.returncode != 0:
-        raise SystemExit(f"mlgate build failed:\n{out.stderr}")
-    return out.stdout.strip().rsplit("bento ", 1)[-1]
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out.stdout + out.stderr
 
 
-def params_variant(tmp: Path, name: str, **serving: Any) -> Path:
-    """A copy of params.yaml with serving settings changed (for the comparison rows)."""
+def train_and_build(clone: Path, name: str, home: Path, env: dict[str, str]) -> tuple[str, str]:
+    """Train, register and build the clone's model with one estimator: (bento tag, scorer)."""
+    dotted, hyper, task = ESTIMATORS[name]
     with (ROOT / "params.yaml").open() as fh:
-        raw = yaml.safe_load(fh)
-    raw.setdefault("serving", {}).update(serving)
-    path = tmp / f"params-{name}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+        params = yaml.safe_load(fh)
+    params["project"]["name"] = f"bench-{name.lower()}"
+    params["data"]["task"] = task
+    params["train"].update(estimator=dotted, hyperparameters=hyper)
+    params["gate"].update(min_metrics={}, max_metrics={}, max_fairness_gap={}, champion=None)
+    params["serving"]["scorer"] = "auto"
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(["dvc", "repro", "--quiet"], clone, env)
+    sh([str(BIN / "mlgate"), "register"], clone, env)
+    out = sh(
+        [str(BIN / "mlgate"), "build", "--model", "candidate"],
+        clone,
+        {**env, "BENTOML_HOME": str(home)},
+    )
+    scorer = re.search(r"build: scorer (\w+)", out)
+    tags = re.findall(r"-> model \S+, bento (\S+)", out)
+    if not tags:
+        raise SystemExit(f"mlgate build printed no bento tag:\n{out[-3000:]}")
+    return tags[-1], scorer.group(1) if scorer else "?"
+
+
+def scorer_figures(clone: Path, name: str) -> dict[str, str]:
+    """In this process, on the clone's model and test split: each scoring path's parity with
+    the Pipeline (max |Δ|) and its cost per row, one row at a time and 1,000 rows per call."""
+    import joblib
+    import numpy as np
+    import pandas as pd
+    from threadpoolctl import threadpool_limits
+
+    from mlgate.serving.scorer import (
+        LeanScorer,
+        OnnxScorer,
+        OnnxUnavailable,
+        PipelineScorer,
+        parity,
+    )
+
+    model = joblib.load(clone / "artifacts" / "model" / "model.joblib")
+    test = pd.read_csv(clone / "artifacts" / "data" / "test.csv")
+    columns = list(model.feature_names_in_)
+    rows = test[columns].to_dict("records")
+    classifier = ESTIMATORS[name][2] == "classification"
+    positive = 1 if classifier else None
+    paths: dict[str, Any] = {"scikit-learn Pipeline": PipelineScorer(model, positive, columns)}
+    if classifier and LeanScorer.supports(model):
+        lean = LeanScorer.from_pipeline(model, positive)
+        paths["NumPy" if lean.linear else "NumPy features + estimator"] = lean
+    try:
+        paths["ONNX Runtime"] = OnnxScorer.convert(model, positive)
+    except OnnxUnavailable as err:
+        paths["ONNX Runtime"] = str(err)
+    expected = np.asarray(paths["scikit-learn Pipeline"].scores(rows))
+    big = (rows * (1000 // len(rows) + 1))[:1000]
+    figures = {}
+    limits = threadpool_limits(1)  # one OpenMP thread, as the service has
+    for label, scorer in paths.items():
+        if isinstance(scorer, str):
+            figures[label] = f"not converted ({scorer[:90]})"
+            continue
+        delta = parity(scorer, rows, expected)
+        one = _per_call(lambda s=scorer: s.scores(rows[:1]), 0.5)
+        batch = _per_call(lambda s=scorer: s.scores(big), 0.5) / 1000
+        figures[label] = (
+            f"max |Δ| {delta:.1e}; 1 row {one * 1e6:,.0f} µs; 1,000 rows {batch * 1e6:,.1f} µs/row"
+        )
+    limits.restore_original_limits()
+    return figures
+
+
+def _per_call(fn: Any, budget_s: float) -> float:
+    fn()
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < budget_s or calls < 3:
+        fn()
+        calls += 1
+    return (time.perf_counter() - started) / calls
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model", default="candidate", help="alias or version (default: %(default)s)"
-    )
-    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
-    parser.add_argument("--connections", default="1,16,64")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per single-row cell")
+    parser.add_argument("--connections", default="16", help="comma list (default: %(default)s)")
+    parser.add_argument("--estimators", default=",".join(ESTIMATORS), help="comma list")
+    parser.add_argument("--soak", type=int, default=300, help="batch soak seconds (0: none)")
+    parser.add_argument("--soak-connections", type=int, default=4)
+    parser.add_argument("--soak-estimators", default="LogisticRegression", help="comma list")
     parser.add_argument("--skip-mlflow", action="store_true")
-    parser.add_argument("--skip-variants", action="store_true", help="only the default config")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
@@ -233,99 +369,118 @@ def main(argv: list[str] | None = None) -> int:
             "wrk is not installed: `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk`;"
             " `make bench-serve` tries apt-get for you"
         )
+    names = args.estimators.split(",")
+    unknown = sorted(set(names) - set(ESTIMATORS))
+    if unknown:
+        raise SystemExit(f"--estimators: unknown {unknown}; known: {', '.join(ESTIMATORS)}")
     connections = [int(c) for c in args.connections.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     home = tmp / "bentoml"
+    clone = tmp / "repo"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    shutil.copytree(ROOT / "data", clone / "data", dirs_exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "VIRTUAL_ENV"))}
+    env.update(PATH=f"{BIN}{os.pathsep}{env['PATH']}", BENTOML_DO_NOT_TRACK="true")
     bento_env = {
         "BENTOML_HOME": str(home),
         "BENTOML_DO_NOT_TRACK": "true",
         "MLGATE_FEEDBACK_DIR": str(tmp / "feedback"),
+        "CWD": str(clone),
     }
-    serve = [str(BIN / "bentoml"), "serve", "", "--host", "127.0.0.1", "--port", "{port}"]
-    servers: list[Server] = []
+    mlflow_env = {  # its server runs `uvicorn` from PATH
+        "MLFLOW_TRACKING_URI": f"sqlite:///{clone / 'mlflow.db'}",
+        "CWD": str(clone),
+        "PATH": env["PATH"],
+    }
 
-    def bento_server(name: str, params_file: Path) -> Server:
-        tag = build_bento(params_file, args.model, home)
-        cmd = [*serve]
-        cmd[2] = tag
-        return Server(name, cmd, "/predict", {"applicant": ROW}, bento_env)
-
-    print(f"building bentos of model {args.model!r} (BENTOML_HOME={home}) …", flush=True)
-    servers.append(bento_server("mlgate (params.yaml: 1 worker, GC tuned)", ROOT / "params.yaml"))
-    if not args.skip_variants:
+    floor_dir = tmp / "floor"
+    floor_dir.mkdir()
+    (floor_dir / "floor.py").write_text(FLOOR_APP)
+    floor = Server(
+        "no-op FastAPI (floor), 1 worker",
+        [str(BIN / "python"), "-m", "uvicorn", "floor:app", "--app-dir", str(floor_dir),
+         "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning", "--no-access-log"],
+        "/predict",
+        {"applicant": ROW},
+    )  # fmt: skip
+    servers: list[tuple[str, Server]] = [("", floor)]
+    scorers: dict[str, str] = {}
+    for name in names:
+        print(f"training, registering and building {name} …", flush=True)
+        tag, scorers[name] = train_and_build(clone, name, home, env)
+        for label, figure in scorer_figures(clone, name).items():
+            print(f"  {label:<28} {figure}", flush=True)
         servers.append(
-            bento_server(
-                "mlgate, 2 workers",
-                params_variant(tmp, "w2", workers=2),
-            )
-        )
-        servers.append(
-            bento_server(
-                "mlgate, Python's GC defaults, access log on",
-                params_variant(tmp, "gc", gc_freeze=False, gc_thresholds=None, access_log=True),
-            )
-        )
-    if not args.skip_mlflow:
-        with (ROOT / "params.yaml").open() as fh:
-            name = yaml.safe_load(fh)["project"]["name"]
-        ref = (
-            f"models:/{name}/{args.model}"
-            if args.model.isdigit()
-            else f"models:/{name}@{args.model}"
-        )
-        for workers in (1, 2):
-            servers.append(
+            (
+                name,
                 Server(
-                    f"mlflow models serve, {workers} worker{'s' * (workers > 1)}",
-                    [
-                        str(BIN / "mlflow"),
-                        "models",
-                        "serve",
-                        "-m",
-                        ref,
-                        "--env-manager",
-                        "local",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        "{port}",
-                        "--workers",
-                        str(workers),
-                    ],
-                    "/invocations",
-                    {"dataframe_records": [ROW]},
-                    {
-                        "MLFLOW_TRACKING_URI": os.environ.get(
-                            "MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"
-                        )
-                    },
-                )
+                    f"{name}: mlgate ({scorers[name]})",
+                    [str(BIN / "bentoml"), "serve", tag, "--host", "127.0.0.1", "--port", "{port}"],
+                    "/predict",
+                    {"applicant": ROW},
+                    bento_env,
+                ),
             )
-    for server in servers:
+        )
+        if not args.skip_mlflow:
+            servers.append(
+                (
+                    name,
+                    Server(
+                        f"{name}: mlflow models serve, 2 workers",
+                        [str(BIN / "mlflow"), "models", "serve", "-m",
+                         f"models:/bench-{name.lower()}@candidate", "--env-manager", "local",
+                         "--host", "127.0.0.1", "--port", "{port}", "--workers", "2"],
+                        "/invocations",
+                        {"dataframe_records": [ROW]},
+                        mlflow_env,
+                    ),
+                )
+            )  # fmt: skip
+    for _, server in servers:
         print(f"{server.name}: starting", flush=True)
         measure(server, connections, args.duration, tmp)
 
+    soaks = {}
+    if args.soak > 0:
+        with (clone / "artifacts" / "data" / "test.csv").open() as fh:
+            rows = [
+                {k: int(v) if v.isdigit() else v for k, v in r.items() if k in ROW}
+                for r in csv.DictReader(fh)
+            ]
+        for name in args.soak_estimators.split(","):
+            server = next(s for n, s in servers if n == name and "mlgate" in s.name)
+            print(f"soak: {server.name}, {args.soak} s", flush=True)
+            soaks[name] = soak(server, rows, args.soak, args.soak_connections, tmp)
+
+    floor_rps = {c: floor.results[f"c{c}"]["rps"] for c in connections}
     print()
-    head = " | ".join(f"c={c} rps / p50 / p99 / errors" for c in connections)
+    head = " | ".join(f"c={c} rps / p50 / p99 / errors / share of floor" for c in connections)
     print(f"| server | {head} | cold start | memory |")
     print("|---|" + "---|" * len(connections) + "---|---|")
-    for s in servers:
+    for _, s in servers:
         cells = " | ".join(
             f"{s.results[f'c{c}']['rps']:.0f} / {s.results[f'c{c}']['p50_ms']:.1f} ms / "
-            f"{s.results[f'c{c}']['p99_ms']:.1f} ms / {s.results[f'c{c}']['errors']}"
+            f"{s.results[f'c{c}']['p99_ms']:.1f} ms / {s.results[f'c{c}']['errors']} / "
+            f"{s.results[f'c{c}']['rps'] / floor_rps[c]:.0%}"
             for c in connections
         )
         print(
             f"| {s.name} | {cells} | {s.results['cold_start_s']:.1f} s "
             f"| {s.results['rss_mb']:.0f} MB |"
         )
-    base = next((s for s in servers if s.name.startswith("mlflow models serve, 2")), None)
-    if base and 16 in connections:
-        ratio = servers[0].results["c16"]["rps"] / base.results["c16"]["rps"]
-        print(f"\nc=16 throughput, mlgate vs mlflow models serve (2 workers): {ratio:.1f}x")
+    for name, trace in soaks.items():
+        warm, last = trace[0][4], trace[-1][4]
+        rate = sum(p[1] for p in trace[1:]) / max(1, len(trace) - 1)
+        print(
+            f"\nsoak {name}: {rate:.0f} rows/s after warm-up, RSS {warm:.0f} -> {last:.0f} MB "
+            f"({last - warm:+.0f} MB after the first slice), "
+            f"errors {sum(p[3] for p in trace)}"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({s.name: s.results for s in servers}, indent=2) + "\n")
+        results = {s.name: s.results for _, s in servers}
+        args.json.write_text(json.dumps({"single": results, "soak": soaks}, indent=2) + "\n")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -145,6 +145,12 @@ class Serving(_Section):
     max_body_kb: int = Field(default=1024, ge=1)
     timeout_seconds: int = Field(default=10, ge=1)
     access_log: bool = False
+    tracing: bool = (
+        False  # BentoML's OpenTelemetry span per request (an exporter is configured in BentoML)
+    )
+    # how the service scores (docs/SERVING.md#scoring-paths): auto = the fastest path whose
+    # scores equal the Pipeline's within 1e-5 on the test split; onnx = ONNX Runtime or no build
+    scorer: Literal["auto", "onnx", "pipeline"] = "auto"
     gc_freeze: bool = True
     gc_thresholds: tuple[int, int, int] | None = (2000, 20, 1000)
     # this project's bentos and metrics dir; BENTOML_HOME wins

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import VENV_BIN, free_port, run, stop_group, tool_env
 
@@ -59,14 +60,23 @@ class Server:
 
 @pytest.fixture(scope="session")
 def bento(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    """`mlgate build` of the registered candidate into a private BentoML home, as CI runs it."""
+    """`mlgate build` of the registered candidate into a private BentoML home, as CI runs it.
+
+    With serving.scorer: onnx, so the served tests run the ONNX Runtime path over HTTP (under
+    `auto` the example's binary logistic regression takes the NumPy path: test_scorer.py)."""
     home = tmp_path_factory.mktemp("bentoml-home")
     output = home / "github_output"
+    with (trained_repo / "params.yaml").open(encoding="utf-8") as fh:
+        params = yaml.safe_load(fh)
+    params["serving"]["scorer"] = "onnx"
+    params_file = home / "params-onnx.yaml"
+    params_file.write_text(yaml.safe_dump(params), encoding="utf-8")
     proc = run(
-        ["mlgate", "build", "--model", "candidate"],
+        ["mlgate", "build", "--model", "candidate", "--params", str(params_file)],
         trained_repo,
         **bentoml_env(home, GITHUB_OUTPUT=str(output)),
     )
+    assert "build: scorer onnx: ONNX Runtime (max |Δ|" in proc.stdout
     tag = proc.stdout.strip().rsplit("bento ", 1)[-1]
     # the CD job reads the tag from the step output to run `bentoml containerize <tag>`
     assert output.read_text() == f"bento_tag={tag}\n"

@@ -1,15 +1,27 @@
-"""The lean NumPy scorer gives the Pipeline's scores, on the whole test split."""
+"""The fast scorers (NumPy, ONNX Runtime) give the Pipeline's scores on the whole test split,
+or are refused, loudly."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
 import pandas as pd
 import pytest
 
-from mlgate.serving.scorer import LeanScorer, PipelineScorer, make_scorer
+from mlgate.errors import MlgateError
+from mlgate.serving.scorer import (
+    PARITY_TOLERANCE,
+    LeanScorer,
+    OnnxScorer,
+    PipelineScorer,
+    fast_scorer,
+    make_scorer,
+    parity,
+)
 
 pytestmark = pytest.mark.slow  # needs the trained repo
 
@@ -61,3 +73,75 @@ def test_unknown_pipeline_shape_falls_back_to_the_pipeline(trained_repo: Path) -
     train = pd.read_csv(trained_repo / "artifacts/data/train.csv")
     dummy = DummyClassifier().fit(train[["age"]], train["risk"])
     assert isinstance(make_scorer(dummy, 1, ["age"]), PipelineScorer)
+
+
+def test_onnx_scores_equal_the_pipeline_on_the_test_set(trained_repo: Path) -> None:
+    """skl2onnx's graph of the trained Pipeline under ONNX Runtime, from what the bento stores."""
+    model = joblib.load(trained_repo / "artifacts/model/model.joblib")
+    test = pd.read_csv(trained_repo / "artifacts/data/test.csv")
+    rows = test.drop(columns=["risk"]).to_dict("records")
+    converted = OnnxScorer.convert(model, 1)
+    stored = OnnxScorer(converted.graph, json.loads(json.dumps(converted.spec)))
+    expected = model.predict_proba(test[model.feature_names_in_])[:, 1]
+    assert parity(stored, rows, expected) <= PARITY_TOLERANCE
+    assert stored.scores(rows[3:4])[0] == pytest.approx(expected[3], abs=PARITY_TOLERANCE)
+    assert parity(OnnxScorer.convert(model, 0), rows, 1 - expected) <= PARITY_TOLERANCE
+
+
+def ridge_on(trained_repo: Path) -> tuple[Any, list[dict[str, Any]], np.ndarray]:
+    """A regressor on the example's features (credit amount from the rest), fitted here."""
+    from sklearn.base import clone
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import Pipeline
+
+    model = joblib.load(trained_repo / "artifacts/model/model.joblib")
+    train = pd.read_csv(trained_repo / "artifacts/data/train.csv")
+    test = pd.read_csv(trained_repo / "artifacts/data/test.csv")
+    numeric = ["duration", "age", "job"]
+    categorical = ["housing", "saving_accounts", "checking_account", "purpose"]
+    scaler, onehot = (clone(t) for _, t, _ in model.steps[0][1].transformers[:2])
+    preprocess = ColumnTransformer(
+        [("numeric", scaler, numeric), ("categorical", onehot, categorical)]
+    )
+    ridge = Pipeline([("preprocess", preprocess), ("estimator", Ridge())])
+    ridge.fit(train[numeric + categorical], train["credit_amount"])
+    rows = test[numeric + categorical].to_dict("records")
+    return ridge, rows, ridge.predict(test[numeric + categorical])
+
+
+def test_a_regressor_is_served_by_onnx_runtime(trained_repo: Path) -> None:
+    ridge, rows, expected = ridge_on(trained_repo)
+    scorer, why = fast_scorer(ridge, None, rows, expected, "auto")
+    assert isinstance(scorer, OnnxScorer), why
+    assert why.startswith("ONNX Runtime (max |Δ|")
+    assert parity(scorer, rows, expected) <= PARITY_TOLERANCE  # amounts in the thousands
+
+
+def test_scores_off_by_more_than_the_tolerance_fall_back_loudly_or_fail(
+    trained_repo: Path,
+) -> None:
+    """The parity check itself: one test row 2e-5 away from what ONNX Runtime computes."""
+    ridge, rows, expected = ridge_on(trained_repo)
+    shifted = expected.copy()
+    shifted[17] += 2 * PARITY_TOLERANCE
+    scorer, why = fast_scorer(ridge, None, rows, shifted, "auto")
+    assert scorer is None
+    assert why.startswith("WARNING: no fast path: ONNX Runtime's scores differ")
+    assert f"on the {len(rows)} test rows" in why and "scikit-learn Pipeline" in why
+    with pytest.raises(MlgateError, match=r"serving\.scorer is onnx, but ONNX Runtime.s scores"):
+        fast_scorer(ridge, None, rows, shifted, "onnx")
+    assert fast_scorer(ridge, None, rows, expected, "pipeline")[0] is None
+
+
+def test_a_pipeline_with_an_imputer_is_not_converted(trained_repo: Path) -> None:
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+
+    ridge, rows, expected = ridge_on(trained_repo)
+    name, scaler, columns = ridge.steps[0][1].transformers[0]
+    ridge.steps[0][1].transformers[0] = (name, make_pipeline(SimpleImputer(), scaler), columns)
+    frame = pd.DataFrame.from_records(rows)
+    ridge.fit(frame, expected)
+    scorer, why = fast_scorer(ridge, None, rows, ridge.predict(frame), "auto")
+    assert scorer is None and "imputers are not converted" in why

@@ -47,6 +47,11 @@ def test_service_is_not_ready_until_the_model_is_loaded(server: Server) -> None:
     assert server.status("/readyz") == 200
 
 
+def test_the_bento_scores_with_onnx_runtime(server: Server) -> None:
+    status, info = server.call("/model_info")
+    assert status == 200 and info["scorer"] == "onnx"
+
+
 def test_predictions_equal_the_in_process_model(server: Server, trained_repo: Path) -> None:
     model = joblib.load(trained_repo / "artifacts/model/model.joblib")
     test = pd.read_csv(trained_repo / "artifacts/data/test.csv")

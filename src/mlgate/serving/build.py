@@ -21,6 +21,8 @@ BENTO_MODEL_NAME = "mlgate-model"  # the same name service.py loads; one model p
 MODEL_FILE = "model.joblib"
 REFERENCE_FILE = "reference.json"
 SCORER_FILE = "scorer.json"
+ONNX_FILE = "model.onnx"
+ONNX_SPEC_FILE = "onnx.json"
 REFERENCE_ROWS = 200
 LINEAGE_TAGS = ("git_commit", "git_dirty", "data_hash", "params_hash", "dvc_lock_hash")
 
@@ -72,25 +74,32 @@ def lineage_of(mv: Any) -> dict[str, str]:
     return info
 
 
-def reference_rows(params: Params) -> list[dict[str, Any]]:
-    """Training rows the service scores at start-up to check its lean path against the Pipeline."""
+def split_rows(params: Params, path: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """Rows of a split as the service receives them (plain Python values, contract columns)."""
     from mlgate import data
 
     schema = data.input_schema(params)
-    frame = data.load(params.split.train, params)[list(schema.columns)]
-    sample = frame.sample(min(REFERENCE_ROWS, len(frame)), random_state=params.split.seed)
+    frame = data.load(path, params)[list(schema.columns)]
+    if limit is not None:
+        frame = frame.sample(min(limit, len(frame)), random_state=params.split.seed)
     return [
         {k: v.item() if hasattr(v, "item") else v for k, v in r.items()}
-        for r in sample.to_dict("records")
+        for r in frame.to_dict("records")
     ]
+
+
+def reference_rows(params: Params) -> list[dict[str, Any]]:
+    """Training rows the service scores at start-up to check its scorer against the Pipeline."""
+    return split_rows(params, params.split.train, REFERENCE_ROWS)
 
 
 def save_model(params: Params, ref: str) -> tuple[str, dict[str, str]]:
     """Load the registered version from MLflow and save it into BentoML's model store.
 
     Next to the pickled Pipeline go: the request contract derived from the pandera schema,
-    the lean scorer's numbers (checked here against the Pipeline), and reference rows with
-    the Pipeline's scores, which the service re-scores at start-up before it is ready."""
+    the fast scorer serving.scorer chose (NumPy numbers or an ONNX graph, checked here
+    against the Pipeline on the test split), and reference rows with the Pipeline's scores,
+    which the service re-scores at start-up before it is ready."""
     import json
 
     import bentoml
@@ -100,7 +109,13 @@ def save_model(params: Params, ref: str) -> tuple[str, dict[str, str]]:
 
     from mlgate import data
     from mlgate.serving.contract import contract_spec
-    from mlgate.serving.scorer import LeanScorer, PipelineScorer, make_scorer
+    from mlgate.serving.scorer import (
+        PARITY_TOLERANCE,
+        LeanScorer,
+        OnnxScorer,
+        PipelineScorer,
+        fast_scorer,
+    )
 
     mv = resolve_version(params, ref)
     if (mv.tags or {}).get("mlgate.gate_passed") != "true":
@@ -116,15 +131,27 @@ def save_model(params: Params, ref: str) -> tuple[str, dict[str, str]]:
         "lineage": lineage,
     }
     rows = reference_rows(params)
-    positive = params.data.positive_label
-    expected = PipelineScorer(model, positive, params.features.all).scores(rows).tolist()
-    scorer = make_scorer(model, positive, params.features.all)
-    export = scorer.export() if scorer.lean else None
+    positive = params.data.positive_label if params.data.task == "classification" else None
+    pipeline = PipelineScorer(model, positive, params.features.all)
+    expected = pipeline.scores(rows).tolist()
+    # The fast path must give the Pipeline's scores on the whole test split, from what the
+    # service will load (the exported numbers, the serialized graph), or it is not used.
+    test_rows = split_rows(params, params.split.test)
+    scorer, why = fast_scorer(
+        model, positive, test_rows, pipeline.scores(test_rows), params.serving.scorer
+    )
+    export = scorer.export() if isinstance(scorer, LeanScorer) else None
     if export is not None:
-        # The service scores from these numbers alone: prove them equal to the Pipeline now.
-        got = LeanScorer(json.loads(json.dumps(export))).scores(rows)
-        if not np.allclose(got, expected, rtol=1e-9, atol=1e-12):
-            raise MlgateError("the lean scorer's export disagrees with the Pipeline; not building")
+        scorer = LeanScorer(json.loads(json.dumps(export)))
+    elif isinstance(scorer, OnnxScorer):
+        scorer = OnnxScorer(scorer.graph, json.loads(json.dumps(scorer.spec)))
+    if scorer is not None and not np.allclose(
+        scorer.scores(test_rows), pipeline.scores(test_rows), rtol=0, atol=PARITY_TOLERANCE
+    ):
+        raise MlgateError("the stored scorer disagrees with the Pipeline; not building")
+    kind = "numpy" if export is not None else "onnx" if scorer is not None else "pipeline"
+    metadata["scorer"] = kind
+    print(f"build: scorer {kind}: {why}", file=sys.stderr if kind == "pipeline" else sys.stdout)
     with bentoml.models.create(BENTO_MODEL_NAME, labels=labels, metadata=metadata) as stored:
         joblib.dump(model, stored.path_of(MODEL_FILE))
         with open(stored.path_of(REFERENCE_FILE), "w", encoding="utf-8") as fh:
@@ -132,6 +159,10 @@ def save_model(params: Params, ref: str) -> tuple[str, dict[str, str]]:
         if export is not None:
             with open(stored.path_of(SCORER_FILE), "w", encoding="utf-8") as fh:
                 json.dump(export, fh)
+        if isinstance(scorer, OnnxScorer):
+            Path(stored.path_of(ONNX_FILE)).write_bytes(scorer.graph)
+            with open(stored.path_of(ONNX_SPEC_FILE), "w", encoding="utf-8") as fh:
+                json.dump(scorer.spec, fh)
     return str(stored.tag), lineage
 
 

@@ -301,7 +301,7 @@ def refresh(params: Params, trigger: str, proposed: str = "", push: bool = True)
         f"data refresh: {out}/ is data version {version}: {r.before} -> {r.after} rows "
         f"(+{r.added}, -{r.removed}); summary in {params.data.source.report}"
     )
-    write_outputs(changed="true", data_version=version)
+    write_outputs(changed="true", data_version=version, summary=str(params.data.source.report))
     return r
 
 

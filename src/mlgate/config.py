@@ -37,6 +37,10 @@ class DataSource(_Section):
 
     path: str = ""  # a CSV file or URL (pandas reads http(s)://); what `command` writes
     command: str = ""  # a shell command that writes `path` first (e.g. a warehouse export)
+    # or the service's own traffic: feedback records joined with late labels (outcomes: a CSV
+    # of request_id, row and the target column); instead of `path`
+    feedback: str = ""
+    outcomes: str = ""
     mode: Literal["append", "replace"] = "append"
     dedupe: bool = True  # drop rows repeating an earlier row (all columns)
     window_column: str = ""  # with window_days: keep rows whose date is within the window

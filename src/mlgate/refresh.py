@@ -53,15 +53,47 @@ class Refresh:
 # ---------------------------------------------------------------- the pure part
 
 
+def labelled_traffic(feedback: Path | str, outcomes: Path | str, target: str) -> pd.DataFrame:
+    """The service's recorded predictions that have a late label: each prediction record's
+    inputs joined on (request_id, row) with the outcomes file's target column."""
+    import pandas as pd
+
+    from mlgate import data
+    from mlgate.serving.feedback import read_records
+
+    if not Path(feedback).is_dir():
+        raise MlgateError(f"data.source.feedback {feedback} is not a folder of feedback records")
+    records = [r for r in read_records(feedback) if r.get("kind") == "prediction"]
+    labels = data.read_csv(outcomes)
+    missing = [c for c in ("request_id", "row", target) if c not in labels.columns]
+    if missing:
+        raise MlgateError(f"data.source.outcomes {outcomes} lacks column(s) {missing}")
+    inputs = pd.DataFrame.from_records([r["inputs"] for r in records])
+    inputs["request_id"] = [str(r.get("request_id")) for r in records]
+    inputs["row"] = [int(r.get("row", 0)) for r in records]
+    labels = labels[["request_id", "row", target]].astype({"request_id": str, "row": int})
+    joined = inputs.merge(labels.drop_duplicates(["request_id", "row"]), on=["request_id", "row"])
+    print(
+        f"data refresh: {len(joined)} of {len(records)} recorded predictions have an outcome "
+        f"in {outcomes}"
+    )
+    return joined.drop(columns=["request_id", "row"])
+
+
 def fetch(params: Params, cwd: Path = Path(".")) -> pd.DataFrame:
-    """The source's rows: run its command (if any), then read its path."""
+    """The source's rows: recorded traffic with outcomes, or run the command (if any) and
+    read the path."""
     from mlgate import data
 
     src = params.data.source
+    if src.feedback or src.outcomes:
+        if not (src.feedback and src.outcomes):
+            raise MlgateError("data.source.feedback and data.source.outcomes go together")
+        return labelled_traffic(src.feedback, src.outcomes, params.data.target)
     if not src.path:
         raise MlgateError(
             "params.yaml has no data.source.path: name the file (or URL) new data arrives in, "
-            "and data.source.command if a command must write it first"
+            "and data.source.command if a command must write it first (or feedback + outcomes)"
         )
     if src.command:
         done = subprocess.run(src.command, shell=True, cwd=cwd, capture_output=True, text=True)
@@ -89,7 +121,7 @@ def accepted_rows(new: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, int,
         cases = pd.concat([cases, err.failure_cases], ignore_index=True)
     if cases.empty:
         return new, 0, ""
-    detail = data.format_failures(cases, params.data.source.path, len(new))
+    detail = data.format_failures(cases, _where(params), len(new))
     index = pd.to_numeric(cases["index"], errors="coerce") if "index" in cases else None
     if index is None or index.isna().any():  # a column-level failure: no row can be trusted
         raise DataValidationError(
@@ -97,6 +129,11 @@ def accepted_rows(new: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, int,
         )
     bad = set(index.astype(int))
     return new.drop(index=sorted(bad)), len(bad), detail
+
+
+def _where(params: Params) -> str:
+    src = params.data.source
+    return src.path or f"{src.feedback} + {src.outcomes}"
 
 
 def combine(
@@ -172,7 +209,7 @@ def summary_markdown(r: Refresh, params: Params, trigger: str, version: str) -> 
     lines = [
         "# New data version",
         "",
-        f"- trigger: **{trigger}**; source: `{src.path}` ({src.mode}"
+        f"- trigger: **{trigger}**; source: `{_where(params)}` ({src.mode}"
         f"{', de-duplicated' if src.dedupe else ''})",
         f"- data version (data.dvc md5): `{version}`",
         f"- rows: {r.before} → {r.after} (+{r.added} added, −{r.removed} removed; "
@@ -256,7 +293,7 @@ def refresh(params: Params, trigger: str, proposed: str = "", push: bool = True)
     missing = sorted(set(current.columns) - set(new.columns))
     if missing:
         raise DataValidationError(
-            f"data.source {params.data.source.path} lacks column(s) {missing}; nothing changed"
+            f"data.source {_where(params)} lacks column(s) {missing}; nothing changed"
         )
     new, rejected, detail = accepted_rows(new[list(current.columns)], params)
     nxt, duplicates, outside = combine(current, new, params)
@@ -279,7 +316,7 @@ def refresh(params: Params, trigger: str, proposed: str = "", push: bool = True)
             f"data refresh: {rejected} row(s) of the source fail the contract, not added:\n{detail}"
         )
     if not r.changed:
-        print(f"data refresh: no new rows in {params.data.source.path}; {out}/ is unchanged")
+        print(f"data refresh: no new rows in {_where(params)}; {out}/ is unchanged")
         write_outputs(changed="false")
         return r
     guardrails(current, nxt, params)
@@ -289,7 +326,7 @@ def refresh(params: Params, trigger: str, proposed: str = "", push: bool = True)
     r.psi, r.drifted = drift(current, nxt, params)
     io.write_with(params.data.raw, lambda p: nxt.to_csv(p, index=False))
     _dvc("add", "--quiet", out)
-    version = record_meta(dvcfile, trigger, r, params.data.source.path)
+    version = record_meta(dvcfile, trigger, r, _where(params))
     if proposed and proposed_version(proposed, dvcfile) == version:
         print(f"data refresh: {proposed} already proposes data version {version}; nothing to do")
         write_outputs(changed="false", data_version=version)

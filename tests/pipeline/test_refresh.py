@@ -144,3 +144,34 @@ def test_repro_trains_on_the_refreshed_version_and_the_run_names_it(clone: Path)
     )
     assert train.data.tags["mlgate.data_hash"] == version
     assert train.data.tags["mlgate.data_trigger"] == "drift"
+
+
+def test_recorded_traffic_with_outcomes_becomes_labelled_rows(clone: Path) -> None:
+    """The loop closes: predictions the service recorded + late labels -> new training rows;
+    predictions without an outcome yet are not rows yet."""
+    rows = new_rows(clone, 30)
+    feedback = clone / "feedback"
+    feedback.mkdir()
+    records = [
+        {"schema": 1, "kind": "prediction", "request_id": f"r{i}", "row": 0,
+         "inputs": row.drop("risk").to_dict(), "probability": 0.5}
+        for i, (_, row) in enumerate(rows.iterrows())
+    ] + [{"schema": 1, "kind": "error", "request_id": "bad", "status": 400}]  # fmt: skip
+    (feedback / "predictions-h-1-1-0001.jsonl").write_text(
+        "".join(json.dumps(r, default=int) + "\n" for r in records)
+    )
+    labels = pd.DataFrame({"request_id": [f"r{i}" for i in range(20)], "row": 0,
+                           "risk": rows["risk"].head(20).to_numpy()})  # fmt: skip
+    labels.to_csv(clone / "outcomes.csv", index=False)
+    params = clone / "params.yaml"
+    source = "  source:\n    feedback: feedback\n    outcomes: outcomes.csv\n"
+    params.write_text(params.read_text().replace("  contract:", f"{source}  contract:", 1))
+
+    out = run(["mlgate", "data", "refresh", "--no-push"], clone)
+
+    assert "20 of 30 recorded predictions have an outcome" in out.stdout
+    refreshed = pd.read_csv(clone / RAW)
+    assert len(refreshed) == 1020
+    pd.testing.assert_frame_equal(refreshed.tail(20).reset_index(drop=True),
+                                  rows.head(20).reset_index(drop=True))  # fmt: skip
+    assert pinned(clone)["meta"]["refresh"]["source"] == "feedback + outcomes.csv"

@@ -69,8 +69,8 @@ def labelled_traffic(feedback: Path | str, outcomes: Path | str, target: str) ->
     if missing:
         raise MlgateError(f"data.source.outcomes {outcomes} lacks column(s) {missing}")
     inputs = pd.DataFrame.from_records([r["inputs"] for r in records])
-    inputs["request_id"] = [str(r.get("request_id")) for r in records]
-    inputs["row"] = [int(r.get("row", 0)) for r in records]
+    inputs["request_id"] = pd.Series([str(r.get("request_id")) for r in records], dtype=str)
+    inputs["row"] = pd.Series([int(r.get("row", 0)) for r in records], dtype=int)
     labels = labels[["request_id", "row", target]].astype({"request_id": str, "row": int})
     joined = inputs.merge(labels.drop_duplicates(["request_id", "row"]), on=["request_id", "row"])
     print(
@@ -290,6 +290,8 @@ def refresh(params: Params, trigger: str, proposed: str = "", push: bool = True)
     dvcfile, out = pin
     current = data.read_csv(params.data.raw)
     new = fetch(params)
+    if new.empty:  # no rows (or no labelled traffic) yet: nothing to add, whatever the columns
+        new = current.iloc[0:0]
     missing = sorted(set(current.columns) - set(new.columns))
     if missing:
         raise DataValidationError(

@@ -175,3 +175,17 @@ def test_recorded_traffic_with_outcomes_becomes_labelled_rows(clone: Path) -> No
     pd.testing.assert_frame_equal(refreshed.tail(20).reset_index(drop=True),
                                   rows.head(20).reset_index(drop=True))  # fmt: skip
     assert pinned(clone)["meta"]["refresh"]["source"] == "feedback + outcomes.csv"
+
+
+def test_traffic_without_outcomes_yet_changes_nothing(clone: Path) -> None:
+    (clone / "feedback").mkdir()
+    pd.DataFrame(columns=["request_id", "row", "risk"]).to_csv(clone / "outcomes.csv", index=False)
+    params = clone / "params.yaml"
+    source = "  source:\n    feedback: feedback\n    outcomes: outcomes.csv\n"
+    params.write_text(params.read_text().replace("  contract:", f"{source}  contract:", 1))
+    before = pinned(clone)
+
+    out = run(["mlgate", "data", "refresh"], clone)
+
+    assert "0 of 0 recorded predictions have an outcome" in out.stdout
+    assert "no new rows in feedback + outcomes.csv" in out.stdout and pinned(clone) == before

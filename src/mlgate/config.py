@@ -32,6 +32,24 @@ class DatasetRules(_Section):
     max_duplicate_share: float = Field(default=0.1, ge=0, le=1)  # rows repeating an earlier row
 
 
+class DataSource(_Section):
+    """Where `mlgate data refresh` takes a new version of the raw data from, and its guardrails."""
+
+    path: str = ""  # a CSV file or URL (pandas reads http(s)://); what `command` writes
+    command: str = ""  # a shell command that writes `path` first (e.g. a warehouse export)
+    # or the service's own traffic: feedback records joined with late labels (outcomes: a CSV
+    # of request_id, row and the target column); instead of `path`
+    feedback: str = ""
+    outcomes: str = ""
+    mode: Literal["append", "replace"] = "append"
+    dedupe: bool = True  # drop rows repeating an earlier row (all columns)
+    window_column: str = ""  # with window_days: keep rows whose date is within the window
+    window_days: float | None = Field(default=None, gt=0)
+    max_shrink: float = Field(default=0.1, ge=0, le=1)  # share of rows a refresh may remove
+    max_class_shift: float = Field(default=0.1, ge=0, le=1)  # change of any class's share
+    report: Path = Path("artifacts/data/refresh.md")  # the data summary (the PR's body)
+
+
 class Data(_Section):
     raw: Path
     schema_ref: str = Field(alias="schema", pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -41,6 +59,7 @@ class Data(_Section):
     validated: Path
     summary: Path
     contract: DatasetRules = DatasetRules()
+    source: DataSource = DataSource()
 
 
 class Split(_Section):

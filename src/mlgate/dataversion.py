@@ -141,7 +141,7 @@ def _pull(args: argparse.Namespace) -> int:
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "data",
-        help="the data version: fetch what data.dvc pins, or keep local changes",
+        help="the data version: fetch what data.dvc pins, or refresh it from data.source",
         description="Data commands. `mlgate data pull` fetches the data the .dvc file pins "
         "(`dvc pull`); when data/ holds local changes it keeps them, lists them and says how "
         "to record them (dvc add, dvc push, commit the .dvc file) or drop them.",
@@ -153,3 +153,6 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="fetch the pinned data, or keep (and list) local changes to it",
     )
     q.set_defaults(handler=_pull)
+    from mlgate.refresh import add_command  # light at import, like this module
+
+    add_command(actions, common)

@@ -377,6 +377,48 @@ def upsert_comment(gh: GitHub, repo: str, number: int, body: str) -> tuple[str, 
     return "created", int(created["id"])
 
 
+# ---------------------------------------------------------------- drift issue, retraining PR
+
+DRIFT_LABEL = {"name": "drift", "color": "D93F0B", "description": "mlgate monitor found drift"}
+
+
+def drift_issue(gh: GitHub, repo: str, title: str, body: str) -> tuple[str, int]:
+    """ONE open issue labelled `drift`: created the first day, commented on while drift lasts."""
+    label = DRIFT_LABEL["name"]
+    issues = gh.request("GET", f"/repos/{repo}/issues?labels={label}&state=open&per_page=100")
+    open_issues = [i for i in issues if "pull_request" not in i]  # the list holds PRs too
+    if open_issues:
+        number = int(min(i["number"] for i in open_issues))
+        gh.request("POST", f"/repos/{repo}/issues/{number}/comments", {"body": body})
+        return "commented on", number
+    if gh.get_or_none(f"/repos/{repo}/labels/{label}") is None:
+        gh.request("POST", f"/repos/{repo}/labels", DRIFT_LABEL)
+    created = gh.request(
+        "POST", f"/repos/{repo}/issues", {"title": title, "body": body, "labels": [label]}
+    )
+    return "opened", int(created["number"])
+
+
+def upsert_pull_request(
+    gh: GitHub, repo: str, head: str, base: str, title: str, body: str
+) -> tuple[str, int]:
+    """ONE open pull request from branch `head`: opened once, its title and body updated after."""
+    owner = repo.split("/")[0]
+    found = gh.request(
+        "GET", f"/repos/{repo}/pulls?head={_quote(f'{owner}:{head}')}&state=open&per_page=1"
+    )
+    if found:
+        number = int(found[0]["number"])
+        gh.request("PATCH", f"/repos/{repo}/pulls/{number}", {"title": title, "body": body})
+        return "updated", number
+    created = gh.request(
+        "POST",
+        f"/repos/{repo}/pulls",
+        {"title": title, "head": head, "base": base, "body": body, "maintainer_can_modify": True},
+    )
+    return "opened", int(created["number"])
+
+
 # ---------------------------------------------------------------- deployments
 
 
@@ -566,6 +608,36 @@ def _comment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _body(path: Path) -> str:
+    try:
+        body = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise MlgateError(f"cannot read the body file {path}: {err.strerror}") from None
+    if len(body) > COMMENT_LIMIT:
+        note = "\n\n… cut to fit GitHub's limit: the full text is in the job summary.\n"
+        body = body[: COMMENT_LIMIT - len(note)] + note
+    return body
+
+
+def _drift_issue(args: argparse.Namespace) -> int:
+    gh = GitHub.from_env()
+    repo = repo_from_env(args.repo)
+    what, number = drift_issue(gh, repo, args.title, _body(args.body_file))
+    print(f"github drift-issue: {what} #{number}")
+    write_outputs(number=str(number))
+    return 0
+
+
+def _pull_request(args: argparse.Namespace) -> int:
+    gh = GitHub.from_env()
+    repo = repo_from_env(args.repo)
+    body = _body(args.body_file)
+    what, number = upsert_pull_request(gh, repo, args.head, args.base, args.title, body)
+    print(f"github pull-request: {what} #{number} ({args.head} -> {args.base})")
+    write_outputs(number=str(number))
+    return 0
+
+
 def _record(args: argparse.Namespace) -> int:
     gh = GitHub.from_env()
     repo = repo_from_env(args.repo)
@@ -668,6 +740,33 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--pr", type=int, required=True, help="pull request number")
     p.add_argument("--body-file", type=Path, required=True, help="the Markdown report")
     p.set_defaults(handler=_comment)
+
+    p = ghsub.add_parser(
+        "drift-issue",
+        parents=[repo],
+        help="open the one `drift` issue, or comment on it while it is open",
+        description="Keep ONE open issue labelled `drift` (the label is created if missing): "
+        "open it with TITLE and the body file, or add the body as a comment when one is open "
+        "(needs issues: write).",
+    )
+    p.add_argument("--title", required=True, help="title of a new issue")
+    p.add_argument("--body-file", type=Path, required=True, help="the Markdown drift summary")
+    p.set_defaults(handler=_drift_issue)
+
+    p = ghsub.add_parser(
+        "pull-request",
+        parents=[repo],
+        help="open the one pull request from a branch, or update its title and body",
+        description="Keep ONE open pull request from HEAD into BASE: open it, or, when one is "
+        "open from HEAD, replace its title and body (needs pull-requests: write). Pull requests "
+        "opened with a workflow's GITHUB_TOKEN start no workflow run: use a GitHub App "
+        "installation token or a fine-grained PAT (docs/WORKFLOWS.md#continuous-training).",
+    )
+    p.add_argument("--head", required=True, help="the branch with the changes")
+    p.add_argument("--base", default="main", help="the target branch (default: %(default)s)")
+    p.add_argument("--title", required=True, help="the pull request's title")
+    p.add_argument("--body-file", type=Path, required=True, help="the Markdown body")
+    p.set_defaults(handler=_pull_request)
 
     p = ghsub.add_parser(
         "record-deployment",

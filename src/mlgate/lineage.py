@@ -69,6 +69,20 @@ def data_hash(dvc_file: Path | str = "data.dvc") -> str | None:
     return outs[0].get("md5")
 
 
+def data_refresh(dvc_file: Path | str = "data.dvc") -> dict[str, str]:
+    """What made this data version, as `mlgate data refresh` recorded it in the .dvc file's
+    meta: the trigger (schedule, drift, dispatch, manual), when, and from which source."""
+    try:
+        with Path(dvc_file).open(encoding="utf-8") as fh:
+            meta = (yaml.safe_load(fh) or {}).get("meta") or {}
+    except FileNotFoundError:
+        return {}
+    refresh = meta.get("refresh") or {}
+    return {
+        f"mlgate.data_{k}": str(refresh[k]) for k in ("trigger", "at", "source") if k in refresh
+    }
+
+
 def collect(params: Params) -> dict[str, str]:
     """Lineage as flat MLflow tags (`mlgate.*`); unknown values are left out, not invented.
 
@@ -79,6 +93,7 @@ def collect(params: Params) -> dict[str, str]:
         "mlgate.git_dirty": _bool(git_dirty()),
         "mlgate.data_hash": data_hash(),
         "mlgate.params_hash": params.fingerprint(),
+        **data_refresh(),
     }
     return {k: v for k, v in tags.items() if v is not None}
 

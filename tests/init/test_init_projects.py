@@ -139,7 +139,13 @@ def test_binary_classification_project(
     assert printed in churn_project.run_output
 
     workflows = sorted((clone / ".github" / "workflows").glob("*.yml"))
-    assert [w.name for w in workflows] == ["cd.yml", "ci.yml", "monitor.yml", "rollback.yml"]
+    assert [w.name for w in workflows] == [
+        "cd.yml",
+        "ci.yml",
+        "monitor.yml",
+        "retrain.yml",
+        "rollback.yml",
+    ]
     run([*actionlint, *map(str, workflows)], clone)
     run([str(VENV_BIN / "zizmor"), "--offline", "--quiet", ".github/workflows"], clone)
 

@@ -44,6 +44,8 @@ class FakeGitHub:
     deployments: list[dict[str, Any]] = field(default_factory=list)
     statuses: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     approvals: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # run id -> reviews
+    issues: list[dict[str, Any]] = field(default_factory=list)  # issues and pull requests
+    labels: dict[str, dict[str, Any]] = field(default_factory=dict)
     viewer: str = "carol"  # who the token belongs to (GET /user)
     heads: Mapping[str, str] = field(default_factory=lambda: {"main": "b2"})  # branch -> sha
     fail: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
@@ -108,6 +110,13 @@ class FakeGitHub:
             ("GET", rf"/repos/{repo}/deployments/(?P<id>\d+)/statuses", self._list_statuses),
             ("POST", rf"/repos/{repo}/deployments/(?P<id>\d+)/statuses", self._add_status),
             ("GET", rf"/repos/{repo}/actions/runs/(?P<run>\d+)/approvals", self._approvals),
+            ("GET", rf"/repos/{repo}/issues", self._list_issues),
+            ("POST", rf"/repos/{repo}/issues", self._add_issue),
+            ("GET", rf"/repos/{repo}/labels/(?P<name>[^/]+)", self._get_label),
+            ("POST", rf"/repos/{repo}/labels", self._add_label),
+            ("GET", rf"/repos/{repo}/pulls", self._list_pulls),
+            ("POST", rf"/repos/{repo}/pulls", self._add_pull),
+            ("PATCH", rf"/repos/{repo}/pulls/(?P<n>\d+)", self._edit_pull),
         ]
         for verb, pattern, fn in routes:
             m = re.fullmatch(pattern, path)
@@ -251,6 +260,80 @@ class FakeGitHub:
 
     def _approvals(self, body: Any, run: str) -> tuple[int, Any]:
         return 200, self.approvals.get(run, [])
+
+    # Issues and pull requests share one number sequence, as on GitHub; the issues list
+    # includes pull requests (they carry a `pull_request` key).
+    def _list_issues(self, body: Any) -> tuple[int, Any]:
+        labels = [x for x in unquote(self._query.get("labels", "")).split(",") if x]
+        state = self._query.get("state", "open")
+        found = [
+            i
+            for i in self.issues
+            if (state == "all" or i["state"] == state)
+            and all(x in [lb["name"] for lb in i["labels"]] for x in labels)
+        ]
+        return 200, list(reversed(found))
+
+    def _add_issue(self, body: Any) -> tuple[int, Any]:
+        missing = [x for x in body.get("labels", []) if x not in self.labels]
+        if missing:  # GitHub creates them silently; the workflow must not rely on that
+            return 422, {"message": f"labels {missing} do not exist in this fake"}
+        issue = {
+            "number": len(self.issues) + 1,
+            "state": "open",
+            "title": body["title"],
+            "body": body.get("body", ""),
+            "labels": [self.labels[x] for x in body.get("labels", [])],
+        }
+        self.issues.append(issue)
+        return 201, issue
+
+    def _get_label(self, body: Any, name: str) -> tuple[int, Any]:
+        return (200, self.labels[name]) if name in self.labels else (404, {"message": "Not Found"})
+
+    def _add_label(self, body: Any) -> tuple[int, Any]:
+        if body["name"] in self.labels:
+            return 422, {"message": "Validation Failed", "errors": [{"code": "already_exists"}]}
+        self.labels[body["name"]] = dict(body)
+        return 201, self.labels[body["name"]]
+
+    @property
+    def pulls(self) -> list[dict[str, Any]]:
+        return [i for i in self.issues if "pull_request" in i]
+
+    def _list_pulls(self, body: Any) -> tuple[int, Any]:
+        head = unquote(self._query.get("head", ""))
+        state = self._query.get("state", "open")
+        found = [
+            p
+            for p in self.pulls
+            if (state == "all" or p["state"] == state)
+            and (not head or f"{self.repo.split('/')[0]}:{p['head']['ref']}" == head)
+        ]
+        return 200, list(reversed(found))
+
+    def _add_pull(self, body: Any) -> tuple[int, Any]:
+        if body["head"] not in self.heads:
+            return 422, {"message": f"Validation Failed: no branch {body['head']}"}
+        pull = {
+            "number": len(self.issues) + 1,
+            "state": "open",
+            "title": body["title"],
+            "body": body.get("body", ""),
+            "labels": [],
+            "head": {"ref": body["head"], "sha": self.heads[body["head"]]},
+            "base": {"ref": body["base"]},
+            "pull_request": {},
+        }
+        self.issues.append(pull)
+        return 201, pull
+
+    def _edit_pull(self, body: Any, n: str) -> tuple[int, Any]:
+        for p in self.pulls:
+            if p["number"] == int(n):
+                p.update({k: v for k, v in body.items() if k in ("title", "body", "state")})
+                return 200, p
+        return 404, {"message": "Not Found"}
 
     _query: dict[str, str] = field(default_factory=dict)
 

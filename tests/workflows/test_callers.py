@@ -1,8 +1,8 @@
 """Cross-file check of every caller against the reusable workflow it calls, as GitHub checks
 it when a run starts (the linters read one file at a time and cannot): the caller grants
 every permission the called jobs request, passes only declared inputs and secrets and every
-required one, and reads only outputs that exist. Callers: this repository's ci, cd, rollback
-and monitor, and the four a real `mlgate init` renders for a small data set. No network."""
+required one, and reads only outputs that exist. Callers: this repository's ci, cd, rollback,
+monitor and retrain, and the five a real `mlgate init` renders for a small data set. No network."""
 
 from __future__ import annotations
 
@@ -137,8 +137,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dest / ".github/workflows"
 
 
-OWN = ("ci.yml", "cd.yml", "rollback.yml", "monitor.yml")
-TEMPLATE = ("ci.yml", "cd.yml", "rollback.yml", "monitor.yml")
+OWN = ("ci.yml", "cd.yml", "rollback.yml", "monitor.yml", "retrain.yml")
+TEMPLATE = ("ci.yml", "cd.yml", "rollback.yml", "monitor.yml", "retrain.yml")
 
 
 @pytest.mark.parametrize("name", OWN)
@@ -161,7 +161,9 @@ def test_generated_callers_pin_the_set_up_action_to_the_called_ref(rendered: Pat
             assert str(job["with"]["mlgate-ref"]) == ref, name
 
 
-@pytest.mark.parametrize("name", ["ml-ci.yml", "ml-cd.yml", "ml-rollback.yml", "ml-monitor.yml"])
+@pytest.mark.parametrize(
+    "name", ["ml-ci.yml", "ml-cd.yml", "ml-rollback.yml", "ml-monitor.yml", "ml-retrain.yml"]
+)
 def test_reusable_workflows_read_only_outputs_that_exist(name: str) -> None:
     assert internal_problems(WF / name) == []
 

@@ -346,3 +346,58 @@ def test_a_free_private_repository_is_told_its_plan_lacks_branch_protection(
     err = capsys.readouterr().err
     assert "is private and GitHub refused protecting branch main (403)" in err
     assert "Free plan" in err and upgrade in err and "Traceback" not in err
+
+
+def test_the_drift_issue_is_opened_once_and_a_pull_request_with_the_label_does_not_count(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    body = tmp_path / "summary.md"
+    body.write_text("# Production monitoring\n\n**Drift detected**: age.\n")
+    fake.heads = {"main": "b1", "mlgate/retrain": "b2"}
+    fake.labels["drift"] = {"name": "drift"}
+    fake.issues.append({"number": 1, "state": "open", "title": "a PR", "body": "",
+                        "labels": [{"name": "drift"}], "pull_request": {},
+                        "head": {"ref": "mlgate/retrain"}})  # fmt: skip
+    args = ["github", "drift-issue", "--title", "Drift", "--body-file", str(body)]
+
+    assert main(args) == 0
+    assert [(m, p) for m, p, _ in fake.mutations] == [("POST", f"/repos/{REPO}/issues")]
+    assert fake.issues[1]["number"] == 2 and fake.issues[1]["labels"] == [{"name": "drift"}]
+
+    fake.requests.clear()
+    assert main(args) == 0
+    assert fake.mutations == [
+        ("POST", f"/repos/{REPO}/issues/2/comments", {"body": body.read_text()})
+    ]
+
+
+def test_the_retraining_pull_request_is_opened_once_then_its_body_replaced(
+    fake: FakeGitHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.heads = {"main": "b1", "mlgate/retrain": "b2"}
+    body = tmp_path / "refresh.md"
+    args = ["github", "pull-request", "--head", "mlgate/retrain", "--title", "Retrain",
+            "--body-file", str(body)]  # fmt: skip
+    body.write_text("first version")
+    assert main(args) == 0
+    body.write_text("second version")
+    assert main(args) == 0
+
+    [pull] = fake.pulls
+    assert pull["body"] == "second version" and pull["base"]["ref"] == "main"
+    assert [(m, p) for m, p, _ in fake.mutations] == [
+        ("POST", f"/repos/{REPO}/pulls"),
+        ("PATCH", f"/repos/{REPO}/pulls/{pull['number']}"),
+    ]
+    lists = [r.query for r in fake.requests if r.method == "GET"]
+    assert lists == ["head=acme%3Amlgate%2Fretrain&state=open&per_page=1"] * 2
+    assert "opened #1" in capsys.readouterr().out
+
+
+def test_a_missing_body_file_is_a_clear_error(
+    fake: FakeGitHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.md"
+    code = main(["github", "drift-issue", "--title", "T", "--body-file", str(missing)])
+    assert code == 2 and f"cannot read the body file {missing}" in capsys.readouterr().err
+    assert fake.requests == []

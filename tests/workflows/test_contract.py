@@ -336,4 +336,4 @@ def test_generated_projects_run_their_model_tests_in_ci() -> None:
     template = ROOT / "src/mlgate/template/project"
     ci = (template / ".github/workflows/ci.yml.jinja").read_text()
     assert re.search(r"test-command: make repro test\b", ci)
-    assert 'os.environ.get("CI")' in (template / "tests/test_model.py.jinja").read_text()
+    assert 'os.environ.get("CI")' in (template / "tests/conftest.py.jinja").read_text()

@@ -125,3 +125,9 @@ def test_gitignore_and_dvc_remote_match(rendered: Path) -> None:
         remote = re.search(r"^\s*remote = (\S+)", text, re.M).group(1)  # type: ignore[union-attr]
         url = re.search(rf"remote \"{remote}\"'\]\s*url = (\S+)", text).group(1)  # type: ignore[union-attr]
         assert "://" not in url and not url.startswith("/"), f"{root}: {url} not repo-local"
+
+
+def test_plot_templates_match(rendered: Path) -> None:
+    """dvc.yaml names the confusion plot's template by name: both repositories carry it."""
+    name = ".dvc/plots/confusion_counts.json"
+    assert (rendered / name).read_text() == (ROOT / name).read_text()

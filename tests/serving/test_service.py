@@ -49,7 +49,7 @@ def test_service_is_not_ready_until_the_model_is_loaded(server: Server) -> None:
 
 def test_predictions_equal_the_in_process_model(server: Server, trained_repo: Path) -> None:
     model = joblib.load(trained_repo / "artifacts/model/model.joblib")
-    test = pd.read_csv(trained_repo / "artifacts/data/test.csv")
+    test = pd.read_parquet(trained_repo / "artifacts/data/test.parquet")
     rows = test.drop(columns=["risk"]).to_dict("records")
     expected = model.predict_proba(test[model.feature_names_in_])[:, 1]
 

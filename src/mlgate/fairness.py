@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mlgate.errors import MlgateError
+
 if TYPE_CHECKING:
     from mlgate.config import SensitiveAttribute
 
@@ -37,8 +39,11 @@ def _group_codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Each row's group as an integer code, and the group names in table order: bands in
     their own order, other values sorted as text (the order fairlearn's MetricFrame uses)."""
     codes, uniques = pd.factorize(values, sort=True)
-    if (codes < 0).any():  # a missing value has no group; groups() never makes one
-        raise ValueError(f"sensitive attribute {values.name!r} has missing values")
+    if (codes < 0).any():  # the contract forbids nulls; a hand-made frame may still have them
+        missing = int((codes < 0).sum())
+        raise MlgateError(
+            f"sensitive attribute {values.name!r}: {missing} rows have no value, so no group"
+        )
     return codes, [str(u) for u in uniques]
 
 

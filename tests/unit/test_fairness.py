@@ -166,3 +166,12 @@ def test_regression_group_metrics_equal_fairlearn():
     )
     gap = regression_group_metrics(y_true, y_pred, {"town": towns})["town"]["mae_difference"]
     assert gap == round(frame.difference(method="between_groups")["mae"], 4)
+
+
+def test_rows_without_a_group_are_refused_by_name():
+    from mlgate.errors import MlgateError
+
+    ages = pd.DataFrame({"age": [20.0, None, 40.0]})
+    bands = groups(ages, "age", SensitiveAttribute(bands=(25, 35, 50)))
+    with pytest.raises(MlgateError, match="'age': 1 rows have no value"):
+        group_metrics([1, 0, 1], [1, 1, 0], {"age": bands})

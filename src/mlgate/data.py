@@ -208,10 +208,14 @@ def used_columns(params: Params) -> list[str]:
 
 
 def save(frame: pd.DataFrame, path: Path | str) -> None:
-    """Write a validated frame for the next stage: Parquet, its types kept, text columns as
-    categories (read back as `category`: no per-row Python strings, a smaller one-hot)."""
+    """Write a validated frame for the next stage. A `.parquet` path keeps its types, text
+    columns as categories (read back as `category`: no per-row Python strings, a smaller
+    one-hot); any other path is CSV, as projects made before Parquet name theirs."""
     from mlgate import io
 
+    if Path(path).suffix != ".parquet":
+        io.write_with(path, lambda p: frame.to_csv(p, index=False))
+        return
     text = frame.select_dtypes(include=["object", "string"]).columns
     frame = frame.astype({c: "category" for c in text})
     io.write_with(path, lambda p: frame.to_parquet(p, index=False))

@@ -17,6 +17,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
+# The processes the tests start (dvc stages, the CLI, servers, act's jobs) may write bytecode.
+# Machines that set PYTHONDONTWRITEBYTECODE=1 (this one does; GitHub's runners do not) would
+# make every one of them recompile mlflow, pandas and sklearn from source, ≈ 4 s each. The
+# project venvs the tests create are compiled lazily, on first import, instead of all 13 k
+# files at install (UV_COMPILE_BYTECODE, which the Makefiles set for users). Behaviour is the same.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+os.environ["UV_COMPILE_BYTECODE"] = "0"
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("mlgate")
@@ -32,20 +40,56 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # process-wide fixture run on one worker, so it is made once: one `bentoml serve` of one
 # bento, one fresh clone. (trained_repo is shared by every worker through a file lock.)
 ONE_WORKER_FIXTURES = {"server": "serving", "bento": "serving", "fresh_clone": "fresh-clone"}
+# ... and each project tests/init generates (minutes each): one group per project, not per
+# module, so the two are made at the same time on two workers
+ONE_WORKER_FIXTURES |= {"churn_project": "init-churn", "house_project": "init-houses"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
+def module_scoped(item: pytest.Item) -> bool:
+    """Whether the test uses a module-scoped fixture of its own (set up once per worker)."""
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.values() if info else ()
+    return any(d[-1].scope == "module" for d in defs if d)
+
+
+# A wrapper: the groups are marked before every other hook (xdist's turns xdist_group marks
+# into groups, and must see ours), the order is set after them (act's conftest marks its own).
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
+    for item in items:
         fixtures = getattr(item, "fixturenames", ())
         group = next((g for f, g in ONE_WORKER_FIXTURES.items() if f in fixtures), None)
+        if group is None and module_scoped(item):
+            group = f"module-{item.module.__name__}" if item.module else None
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
+    yield
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("xdist_group"):
             return 0
         return 1 if item.get_closest_marker("slow") else 2
 
     # Longest first (the grouped chains, then every slow test): the quick tests fill the
     # workers' last minutes instead of one long test starting when the others are done.
     items.sort(key=rank)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fail loudly when --dist loadgroup groups nothing (an xdist/pytest mismatch did that once,
+    silently: every worker then built its own bento, fresh clone and act road)."""
+    if not getattr(session.config.option, "loadgroup", False):  # set in xdist workers
+        return
+    lost = [
+        i.nodeid
+        for i in session.items
+        if i.get_closest_marker("xdist_group") and "@" not in i.nodeid
+    ]
+    if lost:
+        raise pytest.UsageError(
+            f"pytest-xdist ignored the xdist_group of {len(lost)} tests, e.g. {lost[0]}"
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -126,7 +170,9 @@ def start_mlflow_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
              "--workers", "1",
              "--backend-store-uri", f"sqlite:///{home / 'server.db'}",
              "--artifacts-destination", str(home / "artifacts")],
-            cwd=home, env=tool_env(), stdout=log, stderr=subprocess.STDOUT,
+            # no job runner (GenAI scorers): eight idle huey processes per server otherwise
+            cwd=home, env=tool_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+            stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its uvicorn workers and job consumers: one group to stop
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

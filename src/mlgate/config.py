@@ -56,6 +56,8 @@ class Features(_Section):
     categorical: tuple[str, ...] = ()
     # fill missing values (median / most frequent) before scaling and encoding
     impute: bool = False
+    # numeric features the prediction must follow: +1 rises with it, -1 falls (model tests)
+    monotone: dict[str, Literal[-1, 1]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _not_empty_no_overlap(self) -> Features:
@@ -64,6 +66,9 @@ class Features(_Section):
         both = set(self.numeric) & set(self.categorical)
         if both:
             raise ValueError(f"features listed as both numeric and categorical: {sorted(both)}")
+        stray = set(self.monotone) - set(self.numeric)
+        if stray:
+            raise ValueError(f"monotone names {sorted(stray)}, which are not numeric features")
         return self
 
     @property
@@ -101,6 +106,9 @@ class Evaluate(_Section):
 class Champion(_Section):
     metric: str
     tolerance: float = Field(default=0.0, ge=0)
+    # true: tolerance is a share of the champion's metric (0.01 = 1%), for metrics in the
+    # target's units (rmse, mae); false: in the metric's own units
+    relative: bool = False
     alias: str = "production"
 
 

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 TEMPLATE_DIR = Path(__file__).parent / "template"
 MAX_CATEGORIES = 20  # more distinct text values than this: an identifier or free text
+MAX_CODES = 3  # an integer-valued column with at most this many values is a code (1/2, 0/1/9)
 WIDEN = 0.10  # schema bounds: the observed range widened by this share of its span
 METRICS = {
     "classification": (
@@ -42,6 +44,15 @@ METRICS = {
     "regression": ("rmse", "mae", "r2"),
 }
 POSITIVE_GUESSES = (1, True, "1", "yes", "true", "positive", "good", "y")
+# Words in a column name that suggest a protected attribute (a feature of that name is flagged)
+PROTECTED_WORDS = (
+    "gender", "sex", "race", "racial", "ethnic", "ethnicity", "religion", "religious",
+    "age", "nationality", "national", "origin", "disability", "disabled", "pregnant",
+    "pregnancy", "marital", "orientation", "caste", "color", "colour", "birth", "dob",
+)  # fmt: skip
+# The first fairness bounds: the first model's gap plus this margin (absolute for the
+# classification gaps, a share of the model's MAE for the regression gap, in target units)
+FAIRNESS_MARGIN = {"classification": 0.05, "regression": 0.10}
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,7 @@ class InitRequest:
     task: str | None = None
     positive_label: str | None = None
     sensitive: tuple[str, ...] = ()
+    monotone: tuple[tuple[str, int], ...] = ()  # (numeric feature, +1 or -1)
     metric: str | None = None
     name: str | None = None
     template: str | None = None
@@ -146,9 +158,15 @@ def _plain(value: Any) -> Any:
 
 
 def infer_columns(
-    frame: pd.DataFrame, target: str, task: str, sensitive: tuple[str, ...]
+    frame: pd.DataFrame,
+    target: str,
+    task: str,
+    sensitive: tuple[str, ...],
+    numeric_kept: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
-    """A first draft of the data contract and of each column's role, from the data alone."""
+    """A first draft of the data contract and of each column's role, from the data alone.
+    A numeric column of few whole values (1/2, 0/1/9) is a code: a category, unless it is in
+    `numeric_kept` (declared monotone: its order means something)."""
     import pandas as pd
 
     columns: list[dict[str, Any]] = []
@@ -176,6 +194,9 @@ def infer_columns(
                 )
             if integer and values.nunique() == len(frame) > MAX_CATEGORIES:
                 col.update(kind="ignored", why="every value is distinct: an identifier?")
+            elif _is_code(values) and name != target and name not in numeric_kept:
+                codes = sorted(_plain(v) for v in values.astype(int).unique())
+                col.update(kind="categorical", code=True, isin=codes, ge=None, le=None)
         else:
             col["dtype"] = "str"
             distinct = values.astype(str).unique()
@@ -193,6 +214,36 @@ def infer_columns(
                 col.update(isin=sorted(_plain(v) for v in values.unique()), ge=None, le=None)
         columns.append(col)
     return columns
+
+
+def _is_code(values: pd.Series) -> bool:
+    """A few whole values, e.g. 1/2 for two groups: categories that happen to be numbers."""
+    distinct = values.unique()
+    return 0 < len(distinct) <= MAX_CODES and bool((distinct == distinct.round()).all())
+
+
+def looks_protected(column: str) -> bool:
+    """The column's name has a word that suggests a protected attribute (gender, age, ...)."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", column)  # camelCase -> camel Case
+    words = re.split(r"[^a-z0-9]+", spaced.lower())
+    return any(w in PROTECTED_WORDS for w in words)
+
+
+def parse_monotone(items: list[str]) -> tuple[tuple[str, int], ...]:
+    """`COLUMN:+1` / `COLUMN:-1` (also `+`, `-`, comma-separated) as (column, direction)."""
+    found: dict[str, int] = {}
+    for item in (s.strip() for given in items for s in given.split(",")):
+        if not item:
+            continue
+        column, _, sign = item.rpartition(":")
+        direction = {"+1": 1, "+": 1, "1": 1, "-1": -1, "-": -1}.get(sign.strip())
+        if not column.strip() or direction is None:
+            raise MlgateError(
+                f"--monotone {item!r}: give COLUMN:+1 (the prediction rises with it) or "
+                "COLUMN:-1 (it falls)"
+            )
+        found[column.strip()] = direction
+    return tuple(found.items())
 
 
 def sensitive_specs(frame: pd.DataFrame, sensitive: tuple[str, ...]) -> dict[str, Any]:
@@ -327,9 +378,19 @@ def answers_for(
             f"--metric {metric!r} is not a {task} metric (one of: {', '.join(METRICS[task])})"
         )
     answers["contract"] = dataset_contract(frame, target, task)
-    columns = infer_columns(frame, target, task, request.sensitive)
+    monotone = dict(request.monotone)
+    columns = infer_columns(frame, target, task, request.sensitive, tuple(monotone))
     if not any(c["kind"] in ("numeric", "categorical") for c in columns):
         raise MlgateError(f"{request.data} has no usable feature column besides the target")
+    kinds = {c["name"]: c["kind"] for c in columns}
+    wrong = {m: kinds.get(m, "not a column") for m in monotone if kinds.get(m) != "numeric"}
+    if wrong:
+        listed = ", ".join(f"{m} ({k})" for m, k in wrong.items())
+        raise MlgateError(
+            f"--monotone names columns that are not numeric features: {listed}; a direction "
+            f"applies to a numeric feature (these are: "
+            f"{', '.join(n for n, k in kinds.items() if k == 'numeric') or 'none'})"
+        )
     name = request.name or slug(request.dest.name)
     if not re.fullmatch(r"[a-z][a-z0-9-]*", name):
         raise MlgateError(
@@ -350,6 +411,7 @@ def answers_for(
         data_file=re.sub(r"[^\w.-]", "_", request.data.name),
         target=target,
         sensitive=sensitive_specs(frame, request.sensitive),
+        monotone=monotone,
         primary_metric=metric,
         columns=columns,
         impute=bool(frame[features].isna().any().any()),
@@ -443,10 +505,16 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], cwd: Path, what: str) -> str:
+def _run(cmd: list[str], cwd: Path, what: str, **extra_env: str) -> str:
     try:
         proc = subprocess.run(
-            cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900, check=False
+            cmd,
+            cwd=cwd,
+            env={**_env(), **extra_env},
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
         )
     except OSError as err:
         raise MlgateError(f"{what}: cannot run {cmd[0]}: {err}") from None
@@ -471,16 +539,36 @@ def render(
     answers: dict[str, Any],
     vcs_ref: str | None,
     record_release: bool = False,
+    overwrite: bool = False,
 ) -> None:
     import copier
-    from copier.errors import CopierError
+    from copier.errors import CopierError, DirtyLocalWarning
 
-    try:
-        copier.run_copy(
-            src, dest, data=answers, vcs_ref=vcs_ref, defaults=True, quiet=True, unsafe=False
-        )
-    except (CopierError, ValueError) as err:
-        raise MlgateError(f"rendering the template {src} failed: {err}") from None
+    with contextlib.ExitStack() as stack:
+        if vcs_ref is None and Path(src).is_dir() and not (Path(src) / ".git").exists():
+            # A folder inside a git checkout (--mlgate-path) is taken as it is: copied out, so
+            # copier renders files, not a git ref (no "No git tags found", no dirty warning).
+            # A template repository of its own (--template DIR) keeps copier's latest tag.
+            plain = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "template"
+            shutil.copytree(src, plain, ignore=shutil.ignore_patterns("__pycache__"))
+            src_used = str(plain)
+        else:
+            src_used = src
+        stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore", DirtyLocalWarning)
+        try:
+            copier.run_copy(
+                src_used,
+                dest,
+                data=answers,
+                vcs_ref=vcs_ref,
+                defaults=True,
+                quiet=True,
+                unsafe=False,
+                overwrite=overwrite,
+            )
+        except (CopierError, ValueError) as err:
+            raise MlgateError(f"rendering the template {src} failed: {err}") from None
     if record_release:
         _point_answers_at_release(dest, answers)
 
@@ -530,9 +618,18 @@ def create(request: InitRequest) -> Path:
 
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.init-", dir=dest.parent))
     try:
-        render(source.src, work, answers, source.vcs_ref, source.record_release)
+        umask = os.umask(0)
+        os.umask(umask)
+        work.chmod(0o777 & ~umask)  # mkdtemp's 0700 is for a secret, not a repository
+        render(source.src, work, answers, source.vcs_ref)
         (work / "data").mkdir()
         shutil.copy2(request.data, work / "data" / answers["data_file"])
+        if answers["sensitive"]:
+            measured = first_measurement(work)
+            answers.update(fairness_gate(answers["task"], measured))
+            render(source.src, work, answers, source.vcs_ref, overwrite=True)
+        if source.record_release:
+            _point_answers_at_release(work, answers)
         _run(["git", "init", "-q", "-b", "main"], work, "git init")
         dvc = [sys.executable, "-m", "dvc"]
         _run([*dvc, "add", "-q", "data"], work, "dvc add")
@@ -551,6 +648,83 @@ def create(request: InitRequest) -> Path:
     return dest
 
 
+def first_measurement(project: Path) -> dict[str, Any]:
+    """Train the project's first model as its pipeline will (validate, split, fit, evaluate
+    on the test split), in a child process that imports the project's own schema module;
+    its test metrics and fairness gaps."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "measured.json"
+        code = "import sys; from mlgate.init import _measure; _measure(sys.argv[1])"
+        path = os.pathsep.join(filter(None, [str(project / "src"), os.environ.get("PYTHONPATH")]))
+        _run(
+            [sys.executable, "-c", code, str(out)],
+            project,
+            "training a first model (to set the fairness bounds from it)",
+            PYTHONPATH=path,
+        )
+        import json
+
+        return dict(json.loads(out.read_text()))
+
+
+def _measure(out: str) -> None:
+    """The child of first_measurement: in the new project's folder, measure, write JSON."""
+    from mlgate import data, io
+    from mlgate.config import load_params
+    from mlgate.stages import evaluate, split, train
+
+    try:
+        params = load_params("params.yaml")
+        raw = data.read_csv(params.data.raw)
+        frame = data.validate(
+            raw, data.contract_schema(params), str(params.data.raw), data.dataset_rules(params)
+        )
+        train_split, test_split = split.split_frame(frame, params)
+        result = evaluate.evaluate(train.fit(train_split, params), test_split, params)
+    except MlgateError as err:
+        sys.exit(f"the data does not pass its inferred schema or cannot be fitted: {err}")
+    gaps = {
+        attr: {k: v for k, v in measured.items() if k != "groups"}
+        for attr, measured in result["fairness"].items()
+    }
+    io.write_json(out, {"metrics": result["metrics"], "fairness": gaps})
+
+
+def _shown(value: float) -> str:
+    return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _ceil(value: float, digits: int) -> float:
+    scale = 10.0**digits
+    return math.ceil(round(value * scale, 6)) / scale
+
+
+def fairness_gate(task: str, measured: dict[str, Any]) -> dict[str, Any]:
+    """gate.max_fairness_gap from the first model's gaps plus a margin (FAIRNESS_MARGIN): a
+    bar the first model passes with room for retraining noise, that a clearly less fair
+    model fails. The answers `fairness_gate` ({gap: {attr: [bound, measured]}}) and
+    `fairness_margin` (what was added, in words)."""
+    if task == "classification":
+        margin = FAIRNESS_MARGIN[task]
+        why = f"+ {margin}"
+    else:
+        mae = float(measured["metrics"]["mae"])
+        margin = FAIRNESS_MARGIN[task] * mae
+        why = f"+ {FAIRNESS_MARGIN[task]:.0%} of its MAE ({_shown(mae)})"
+    gate: dict[str, dict[str, list[float]]] = {}
+    for attr, gaps in measured["fairness"].items():
+        for gap, value in gaps.items():
+            if not math.isfinite(value):  # e.g. a group with no positives: nothing to bound
+                continue
+            bound = value + margin
+            if task == "classification":
+                bound = min(1.0, _ceil(bound, 2))
+            elif bound > 0:
+                bound = _ceil(bound, 2 - math.floor(math.log10(bound)))  # 3 significant
+            gate.setdefault(gap, {})[attr] = [bound, value]
+    return {"fairness_gate": gate, "fairness_margin": why}
+
+
 def _summary(dest: Path, answers: dict[str, Any]) -> None:
     cols = answers["columns"]
     kinds = {k: [c["name"] for c in cols if c["kind"] == k] for k in ("numeric", "categorical")}
@@ -560,11 +734,46 @@ def _summary(dest: Path, answers: dict[str, Any]) -> None:
     print(f", primary metric {answers['primary_metric']})")
     print(f"  numeric features:     {', '.join(kinds['numeric']) or '-'}")
     print(f"  categorical features: {', '.join(kinds['categorical']) or '-'}")
+    codes = [c for c in cols if c.get("code")]
+    for c in codes:
+        shown = ", ".join(map(str, c["isin"]))
+        print(f"  {c['name']}: numbers taken as category codes ({shown}), not a range")
+    for name, direction in answers.get("monotone", {}).items():
+        way = "rises" if direction > 0 else "falls"
+        print(f"  monotone (directional test): the prediction {way} with {name}")
     if answers["sensitive"]:
         print(f"  sensitive (measured, not features): {', '.join(answers['sensitive'])}")
+        print("  fairness gated (params.yaml gate.max_fairness_gap):")
+        for gap, by_attr in answers["fairness_gate"].items():
+            for attr, (bound, value) in by_attr.items():
+                print(f"    {gap}:{attr} <= {_shown(bound)} (a first model: {_shown(value)})")
+        print(
+            f"    each bound is the gap of a first model trained here {answers['fairness_margin']}"
+            ": room for\n    retraining noise, not a verdict that the gap is fair; lower it "
+            "to what the use accepts"
+        )
+    else:
+        print(
+            "  fairness: NOT measured (no --sensitive): name the attributes to measure in "
+            "params.yaml evaluate.sensitive and bound them in gate.max_fairness_gap"
+        )
+    if answers["task"] == "regression" and answers["primary_metric"] in ("rmse", "mae"):
+        print(
+            f"  champion: a candidate's {answers['primary_metric']} may exceed the production "
+            "model's by at most 1% of it (gate.champion.tolerance, relative)"
+        )
     for c in cols:
         if c["kind"] == "ignored":
             print(f"  not a feature: {c['name']} ({c['why']})")
+    for c in cols:
+        if c["kind"] in ("numeric", "categorical") and looks_protected(c["name"]):
+            print(
+                f"init: WARNING: {c['name']!r} is a feature and its name suggests a protected "
+                f"attribute; if it is one, make it sensitive (`--sensitive {c['name']}`, or "
+                "move it from features to evaluate.sensitive in params.yaml): then it is "
+                "measured per group and not learned from",
+                file=sys.stderr,
+            )
     print(f"  REVIEW src/{answers['package_name']}/schema.py: a rough draft inferred from the data")
     print(f"next: cd {dest} && make run && make test")
 
@@ -682,6 +891,14 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="COLUMN",
         help="a sensitive attribute (repeat for several); fairness is measured per group",
     )
+    p.add_argument(
+        "--monotone",
+        action="append",
+        default=[],
+        metavar="COLUMN:+1|-1",
+        help="a numeric feature the prediction must rise (+1) or fall (-1) with; repeat for "
+        "several. Becomes features.monotone and a directional model test",
+    )
     p.add_argument("--metric", help="primary metric (default: roc_auc or rmse)")
     p.add_argument("--name", help="project name (default: from DIR)")
     p.add_argument(
@@ -752,6 +969,7 @@ def _init(args: argparse.Namespace) -> int:
             task=args.task,
             positive_label=args.positive_label,
             sensitive=sensitive,
+            monotone=parse_monotone(args.monotone),
             metric=args.metric,
             name=args.name,
             template=args.template,

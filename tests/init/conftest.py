@@ -64,14 +64,6 @@ def churn_csv(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def houses_csv(tmp_path: Path) -> Path:
-    path = tmp_path / "input" / "houses.csv"
-    path.parent.mkdir()
-    houses_frame().to_csv(path, index=False)
-    return path
-
-
 def mlgate_init(dest: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
     """`mlgate init` in development mode (--mlgate-path: this checkout as it is): offline, and
     the code under test. test_release.py covers the default path, a release."""

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from mlgate.errors import MlgateError
 from mlgate.init import (
+    InitRequest,
+    _summary,
+    answers_for,
     attr_name,
     choose_positive_label,
     dataset_contract,
+    fairness_gate,
     infer_columns,
     infer_task,
+    looks_protected,
+    parse_monotone,
     sensitive_specs,
     widened_bounds,
 )
+from tests.init.conftest import churn_frame
 
 
 def test_bounds_widen_by_a_tenth_of_the_span_and_keep_non_negative() -> None:
@@ -95,3 +104,71 @@ def test_the_first_whole_dataset_rules_let_the_data_seen_pass_and_half_of_it() -
         "min_rows_per_class": 10,
     }
     assert "min_rows_per_class" not in dataset_contract(frame, "x", "regression")
+
+
+def test_a_few_whole_numbers_are_category_codes_unless_declared_monotone() -> None:
+    data = pd.DataFrame(
+        {
+            "sex": [1, 2] * 30,  # a code, as in many survey exports
+            "grade": [1.0, 2.0, 3.0] * 20,  # whole floats: still a code
+            "rooms": [1, 2, 3, 4] * 15,  # four values: a count, numeric
+            "score": np.linspace(0, 1, 60),
+            "y": [0, 1] * 30,
+        }
+    )
+    cols = {c["name"]: c for c in infer_columns(data, "y", "classification", ())}
+    assert cols["sex"]["kind"] == "categorical" and cols["sex"]["isin"] == [1, 2]
+    assert cols["sex"]["ge"] is None and cols["sex"]["code"]
+    assert cols["grade"]["kind"] == "categorical" and cols["grade"]["isin"] == [1, 2, 3]
+    assert cols["rooms"]["kind"] == "numeric" and cols["score"]["kind"] == "numeric"
+    kept = {c["name"]: c for c in infer_columns(data, "y", "classification", (), ("grade",))}
+    assert kept["grade"]["kind"] == "numeric"  # its order means something: declared monotone
+
+
+def test_names_that_suggest_a_protected_attribute() -> None:
+    for name in ("gender", "Sex", "applicant_age", "RaceCode", "ethnicity", "religion"):
+        assert looks_protected(name), name
+    for name in ("page_views", "usage", "mileage", "message", "essex_branch", "tenure"):
+        assert not looks_protected(name), name
+
+
+def test_monotone_options_parse_and_refuse_a_missing_direction() -> None:
+    assert parse_monotone(["area:+1", "age:-1,rooms:+"]) == (
+        ("area", 1),
+        ("age", -1),
+        ("rooms", 1),
+    )
+    with pytest.raises(MlgateError, match="COLUMN:\\+1"):
+        parse_monotone(["area"])
+    with pytest.raises(MlgateError, match="COLUMN:\\+1"):
+        parse_monotone(["area:up"])
+
+
+def test_fairness_bounds_are_the_first_gap_plus_a_visible_margin() -> None:
+    measured = {
+        "metrics": {"mae": 20_000.0},
+        "fairness": {"town": {"mae_difference": 11_856.4}},
+    }
+    regression = fairness_gate("regression", measured)
+    assert regression["fairness_gate"] == {"mae_difference": {"town": [13_900.0, 11_856.4]}}
+    assert regression["fairness_margin"] == "+ 10% of its MAE (20,000)"
+    gaps = {"demographic_parity_difference": 0.0746, "equalized_odds_difference": 0.97}
+    classification = fairness_gate("classification", {"metrics": {}, "fairness": {"g": gaps}})
+    assert classification["fairness_gate"] == {
+        "demographic_parity_difference": {"g": [0.13, 0.0746]},
+        "equalized_odds_difference": {"g": [1.0, 0.97]},  # a gap is at most 1
+    }
+
+
+def test_the_summary_warns_of_a_protected_feature_and_of_no_fairness(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = churn_frame(n=60).assign(sex=[1, 2] * 30)
+    request = InitRequest(dest=tmp_path / "churn", data=tmp_path / "churn.csv", target="churned")
+    _summary(request.dest, answers_for(request, data))
+    out, err = capsys.readouterr()
+    assert "fairness: NOT measured (no --sensitive)" in out
+    assert "sex: numbers taken as category codes (1, 2)" in out
+    for column in ("gender", "age", "sex"):
+        assert f"WARNING: {column!r} is a feature and its name suggests a protected" in err
+    assert "tenure" not in err

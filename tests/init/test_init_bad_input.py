@@ -70,6 +70,10 @@ def test_existing_non_empty_dir(work: Path, capsys: pytest.CaptureFixture[str]) 
         (["--sensitive", "religion"], "sensitive attributes ['religion'] are not columns"),
         (["--metric", "rmse"], "'rmse' is not a classification metric"),
         (["--task", "regression"], "regression needs a numeric target"),
+        (["--monotone", "plan:+1"], "not numeric features: plan (categorical)"),
+        (["--monotone", "height:-1"], "height (not a column)"),
+        (["--monotone", "gender:+1", "--sensitive", "gender"], "gender (sensitive)"),
+        (["--monotone", "tenure:up"], "--monotone 'tenure:up': give COLUMN:+1"),
     ],
 )
 def test_other_mistakes_are_named(

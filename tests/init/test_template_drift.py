@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from mlgate.config import load_params
-from mlgate.init import TEMPLATE_DIR, InitRequest, answers_for, render
+from mlgate.init import TEMPLATE_DIR, InitRequest, answers_for, render, this_release
 from tests.conftest import ROOT
 
 
@@ -78,7 +78,7 @@ def test_dvc_stages_match(rendered: Path) -> None:
 def test_params_have_the_same_keys_and_paths(rendered: Path) -> None:
     ours = read_yaml(ROOT / "params.yaml")
     theirs = read_yaml(rendered / "params.yaml")
-    extra_by_design = {"data.task", "features.impute", "gate.max_metrics"}
+    extra_by_design = {"data.task", "features.impute", "features.monotone", "gate.max_metrics"}
     for section, body in ours.items():
         assert section in theirs, section
         if not isinstance(body, dict):
@@ -131,3 +131,32 @@ def test_plot_templates_match(rendered: Path) -> None:
     """dvc.yaml names the confusion plot's template by name: both repositories carry it."""
     name = ".dvc/plots/confusion_counts.json"
     assert (rendered / name).read_text() == (ROOT / name).read_text()
+
+
+def anchors(markdown: Path) -> set[str]:
+    """GitHub's anchors for a Markdown file's headings."""
+    heads = re.findall(r"^#+ (.+)$", markdown.read_text(), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+
+
+def test_every_link_resolves_in_the_project_or_the_pinned_release(rendered: Path) -> None:
+    """A generated project names no file it does not have: a relative link is a file of
+    the project; mlgate's own docs are linked at the pinned release (this checkout)."""
+    pinned = this_release()
+    release = f"{re.escape(pinned.url)}/(?:blob|tree)/{pinned.tag}/"
+    checked = 0
+    for path in rendered.rglob("*"):
+        if not path.is_file() or path.suffix not in {".md", ".yaml", ".yml", ".py", ""}:
+            continue
+        text = path.read_text()
+        for target in re.findall(rf"{release}([\w./-]+(?:#[\w-]+)?)", text):
+            file, _, anchor = target.partition("#")
+            assert (ROOT / file).exists(), f"{path.name} links {file}, absent from mlgate"
+            if anchor:
+                assert anchor in anchors(ROOT / file), f"{path.name}: no #{anchor} in {file}"
+            checked += 1
+        for target in re.findall(r"\]\((?!https?://|#)([^)#]+)", text):  # Markdown links
+            assert (path.parent / target).exists(), f"{path.name} links {target}: absent"
+        # a bare mention of mlgate's docs or manifests reads as a file of this project
+        assert not re.search(r"(?<![/\w])(docs/[A-Z]+\.md|deploy/k8s)", text), path.name
+    assert checked >= 8

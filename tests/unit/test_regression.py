@@ -106,6 +106,15 @@ def test_champion_rule_is_lower_is_better_for_rmse(candidate: float, passed: boo
     assert check.op == "<=" and check.threshold == 105.0
 
 
+def test_a_relative_champion_tolerance_is_a_share_of_the_champions_metric() -> None:
+    rule = {"metric": "rmse", "tolerance": 0.01, "relative": True}
+    params = parse_params(raw_params(champion=rule))
+    check = champion_check(5_040.0, 5_000.0, params, "3")  # 1% of 5000: up to 5050
+    assert check.passed and check.threshold == 5_050.0
+    assert "tolerance 0.01 of it (50)" in check.detail
+    assert not champion_check(5_051.0, 5_000.0, params, "3").passed
+
+
 def test_champion_rule_stays_higher_is_better_for_r2() -> None:
     params = parse_params(raw_params(champion={"metric": "r2", "tolerance": 0.01}))
     assert champion_check(0.795, 0.80, params, "1").passed

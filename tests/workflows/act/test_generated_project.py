@@ -15,6 +15,7 @@ with the project's own lint and test commands, unchanged.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,14 +65,26 @@ def published(road: Road) -> Published:
     return Published(release, repo.path)
 
 
-@pytest.fixture
-def project(road: Road, github: FakeGitHub, published: Published, tmp_path: Path) -> Repo:
-    """A churn model repository made by `mlgate init`, on 'GitHub' as github.repo."""
-    data = tmp_path / "input" / "churn.csv"
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A churn model repository made by `mlgate init`, once per session (init syncs a venv)."""
+    base = tmp_path_factory.mktemp("generated")
+    data = base / "input" / "churn.csv"
     data.parent.mkdir()
     churn_frame().to_csv(data, index=False)
-    path = tmp_path / "churn"
+    path = base / "churn"
     mlgate_init(path, "--data", data, "--target", "churned", "--sensitive", "gender,age")
+    return path
+
+
+@pytest.fixture
+def project(
+    road: Road, github: FakeGitHub, published: Published, generated: Path, tmp_path: Path
+) -> Repo:
+    """A copy of the generated repository (its git history, not its venv: every job syncs
+    its own), on 'GitHub' as github.repo."""
+    path = tmp_path / "churn"
+    shutil.copytree(generated, path, symlinks=True, ignore=shutil.ignore_patterns(".venv"))
     caller = (path / ".github/workflows/ci.yml").read_text()
     pinned = f"uses: {published.release.repo}/.github/workflows/ml-ci.yml@{published.release.tag}"
     assert pinned in caller, caller

@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= auto
 
 .PHONY: help install data run ui repro register test test-fast lint format bench clean \
-	lint-workflows report build serve monitor bench-serve test-workflows
+	lint-workflows report build serve monitor bench-serve test-workflows bench-scale
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -93,6 +93,10 @@ format: install ## apply ruff's fixes and formatting
 
 bench: data ## pipeline benchmark: cold run, per-stage time, no-op repro, overhead share
 	python benchmarks/pipeline.py
+
+SIZES ?= 1k,100k,1M,10M
+bench-scale: data ## the pipeline at 1k..10M rows vs a bare baseline: make bench-scale [SIZES=1k,1M]
+	python benchmarks/scale.py --sizes $(SIZES)
 
 clean: ## remove pipeline outputs and the local MLflow store (keeps data and .venv)
 	rm -rf artifacts/data artifacts/model mlflow.db mlartifacts

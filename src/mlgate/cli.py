@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -24,6 +25,9 @@ def _stage(name: str) -> Callable[[argparse.Namespace], int]:
 
         params = load_params(args.params)
         import_module(f"mlgate.stages.{name}").run(params)
+        # The process ends here: without this, interpreter exit runs a full collection over
+        # every object the imports made (measured: ~1 s of a 3-4 s stage).
+        gc.freeze()
         return 0
 
     return handler

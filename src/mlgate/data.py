@@ -182,17 +182,76 @@ def read_csv(path: Path | str) -> pd.DataFrame:
 def load(
     path: Path | str, params: Params, schema: pa.DataFrameSchema | None = None
 ) -> pd.DataFrame:
-    """Read a CSV the pipeline wrote and give it the schema's types again; as a part of the
-    data set it must still have rows and a target that varies."""
+    """Read a file the pipeline wrote; as a part of the data set it must still have rows and
+    a target that varies. A Parquet file keeps the types validate fixed (text columns as
+    categories): only the columns the stages use and those rules are checked, nothing is
+    coerced again and pandera is not even imported. A CSV file is given the schema's types
+    again through the whole contract."""
     rules = dataset_rules(params, part=True)
-    schema = with_rules(schema or load_schema(params), rules)
     try:
+        if Path(path).suffix == ".parquet":
+            used = list(schema.columns) if schema is not None else used_columns(params)
+            return check_part(read_parquet(path), used, str(path), rules)
+        schema = with_rules(schema or load_schema(params), rules)
         return validate(read_csv(path), schema, str(path), rules)
     except DataValidationError as err:
         raise DataValidationError(
             f"{err}\n{path} is a file the pipeline wrote: `dvc checkout --force {path}` puts "
             "back the version of the last good run (or `dvc repro` remakes it)"
         ) from None
+
+
+def used_columns(params: Params) -> list[str]:
+    """The columns the stages read: the target, the features and the sensitive attributes."""
+    names = [params.data.target, *params.features.all, *params.evaluate.sensitive]
+    return list(dict.fromkeys(names))
+
+
+def save(frame: pd.DataFrame, path: Path | str) -> None:
+    """Write a validated frame for the next stage. A `.parquet` path keeps its types, text
+    columns as categories (read back as `category`: no per-row Python strings, a smaller
+    one-hot); any other path is CSV, as projects made before Parquet name theirs."""
+    from mlgate import io
+
+    if Path(path).suffix != ".parquet":
+        io.write_with(path, lambda p: frame.to_csv(p, index=False))
+        return
+    text = frame.select_dtypes(include=["object", "string"]).columns
+    frame = frame.astype({c: "category" for c in text})
+    io.write_with(path, lambda p: frame.to_parquet(p, index=False))
+
+
+def read_parquet(path: Path | str) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise MlgateError(f"data file {path} not found (run `dvc repro`)") from None
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataValidationError(f"{path}: not a readable Parquet file: {err}") from None
+
+
+def check_part(
+    frame: pd.DataFrame, columns: Sequence[str], source: str, rules: Sequence[DatasetRule]
+) -> pd.DataFrame:
+    """`columns` present and the whole-dataset `rules` honoured: what a typed file the
+    pipeline wrote must still be. Failures are reported as `validate` reports them."""
+    cases: list[dict[str, object]] = [
+        {"schema_context": "DataFrameSchema", "check": "column_in_dataframe", "failure_case": c}
+        for c in columns
+        if c not in frame
+    ]
+    broken = [r for r in rules if not r.holds(frame)]
+    cases += [
+        {"schema_context": "DataFrameSchema", "check": r.name, "check_number": i}
+        for i, r in enumerate(broken)
+    ]
+    if not cases:
+        return frame
+    layout = ["schema_context", "column", "check", "check_number", "failure_case", "index"]
+    explained = {r.name: r.explain(frame) for r in broken}
+    raise DataValidationError(
+        format_failures(pd.DataFrame(cases, columns=layout), source, len(frame), explained)
+    )
 
 
 def validate(

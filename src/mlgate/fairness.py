@@ -1,4 +1,4 @@
-"""Group metrics for each sensitive attribute, with fairlearn's MetricFrame."""
+"""Group metrics for each sensitive attribute: fairlearn's definitions, computed vectorised."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from mlgate.errors import MlgateError
 
 if TYPE_CHECKING:
     from mlgate.config import SensitiveAttribute
@@ -33,60 +35,107 @@ def groups(frame: pd.DataFrame, column: str, spec: SensitiveAttribute) -> pd.Ser
     return banded.cat.remove_unused_categories()
 
 
+def _group_codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Each row's group as an integer code, and the group names in table order: bands in
+    their own order, other values sorted as text (the order fairlearn's MetricFrame uses)."""
+    codes, uniques = pd.factorize(values, sort=True)
+    if (codes < 0).any():  # the contract forbids nulls; a hand-made frame may still have them
+        missing = int((codes < 0).sum())
+        raise MlgateError(
+            f"sensitive attribute {values.name!r}: {missing} rows have no value, so no group"
+        )
+    return codes, [str(u) for u in uniques]
+
+
+def _sums(codes: np.ndarray, n_groups: int, weights: np.ndarray | None = None) -> np.ndarray:
+    return np.bincount(codes, weights=weights, minlength=n_groups).astype(float)
+
+
+def _rate(hits: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """hits / total, 0 where a group has no rows to divide by (as sklearn's
+    `confusion_matrix(normalize="true")` and so fairlearn's rates define it)."""
+    out = np.zeros_like(hits)
+    np.divide(hits, total, out=out, where=total > 0)
+    return out
+
+
+def classification_table(y_true: Any, y_pred: Any, values: pd.Series) -> pd.DataFrame:
+    """fairlearn's count, accuracy, selection rate, TPR and FPR per group, from one pass of
+    `np.bincount` per quantity: O(rows) with no Python loop over rows or groups."""
+    y_true = np.asarray(y_true).astype(bool)
+    y_pred = np.asarray(y_pred).astype(bool)
+    codes, names = _group_codes(values)
+    n = len(names)
+    count = _sums(codes, n)
+    positives = _sums(codes, n, y_true.astype(float))
+    table = pd.DataFrame(
+        {
+            "count": count,
+            "accuracy": _rate(_sums(codes, n, (y_true == y_pred).astype(float)), count),
+            "selection_rate": _rate(_sums(codes, n, y_pred.astype(float)), count),
+            "true_positive_rate": _rate(
+                _sums(codes, n, (y_true & y_pred).astype(float)), positives
+            ),
+            "false_positive_rate": _rate(
+                _sums(codes, n, (~y_true & y_pred).astype(float)), count - positives
+            ),
+        },
+        index=names,
+    )
+    return table
+
+
+def _between_groups(column: pd.Series) -> float:
+    return float(column.max() - column.min())
+
+
 def group_metrics(
     y_true: Any, y_pred: Any, sensitive: dict[str, pd.Series]
 ) -> dict[str, dict[str, Any]]:
-    """Per attribute: metrics by group, and the gaps the gates compare with thresholds."""
-    from fairlearn.metrics import (
-        count,
-        demographic_parity_difference,
-        equalized_odds_difference,
-        false_positive_rate,
-        selection_rate,
-        true_positive_rate,
-    )
-    from sklearn.metrics import accuracy_score
+    """Per attribute: metrics by group, and the gaps the gates compare with thresholds.
 
-    metrics = {
-        "count": count,
-        "accuracy": accuracy_score,
-        "selection_rate": selection_rate,
-        "true_positive_rate": true_positive_rate,
-        "false_positive_rate": false_positive_rate,
-    }
+    The gaps are fairlearn's: demographic parity difference = largest minus smallest
+    selection rate; equalized odds difference = the larger of the TPR and FPR gaps
+    (tests/unit/test_fairness.py holds fairlearn's MetricFrame as the oracle)."""
     result: dict[str, dict[str, Any]] = {}
     for name, values in sensitive.items():
-        _, by_group = _by_group(metrics, y_true, y_pred, values)
+        table = classification_table(y_true, y_pred, values)
         result[name] = {
-            "groups": by_group,
-            "demographic_parity_difference": _round(
-                demographic_parity_difference(y_true, y_pred, sensitive_features=values)
-            ),
+            "groups": _as_dict(table),
+            "demographic_parity_difference": _round(_between_groups(table["selection_rate"])),
             "equalized_odds_difference": _round(
-                equalized_odds_difference(y_true, y_pred, sensitive_features=values)
+                max(
+                    _between_groups(table["true_positive_rate"]),
+                    _between_groups(table["false_positive_rate"]),
+                )
             ),
         }
     return result
 
 
-def _by_group(
-    metrics: dict[str, Any], y_true: Any, y_pred: Any, values: pd.Series
-) -> tuple[Any, dict[str, dict[str, float]]]:
-    """fairlearn's MetricFrame for one attribute, and its table as {group: {metric: value}}."""
-    from fairlearn.metrics import MetricFrame
-
-    frame = MetricFrame(metrics=metrics, y_true=y_true, y_pred=y_pred, sensitive_features=values)
-    table = {
-        str(group): {k: _round(v) for k, v in row.items()}
-        for group, row in frame.by_group.iterrows()
-    }
-    if isinstance(values.dtype, pd.CategoricalDtype):  # bands: fairlearn sorts them as text
-        table = {g: table[g] for g in map(str, values.cat.categories) if g in table}
-    return frame, table
+def _as_dict(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    return {str(group): {k: _round(v) for k, v in row.items()} for group, row in table.iterrows()}
 
 
 def _round(value: Any) -> float:
     return round(float(value), 4)
+
+
+def regression_table(y_true: Any, y_pred: Any, values: pd.Series) -> pd.DataFrame:
+    """Count, mean absolute error and mean prediction per group (vectorised)."""
+    y_true = np.asarray(y_true, dtype=float)
+    y_pred = np.asarray(y_pred, dtype=float)
+    codes, names = _group_codes(values)
+    n = len(names)
+    count = _sums(codes, n)
+    return pd.DataFrame(
+        {
+            "count": count,
+            "mae": _rate(_sums(codes, n, np.abs(y_true - y_pred)), count),
+            "mean_prediction": _rate(_sums(codes, n, y_pred), count),
+        },
+        index=names,
+    )
 
 
 def regression_group_metrics(
@@ -94,18 +143,11 @@ def regression_group_metrics(
 ) -> dict[str, dict[str, Any]]:
     """Regression: error by group. The gap is `mae_difference`, the largest minus the
     smallest group MAE (same units as the target; 0 = every group is served equally well)."""
-    from fairlearn.metrics import count
-    from sklearn.metrics import mean_absolute_error
-
-    def mean_prediction(_: Any, pred: Any) -> float:
-        return float(np.mean(pred))
-
-    metrics = {"count": count, "mae": mean_absolute_error, "mean_prediction": mean_prediction}
     result: dict[str, dict[str, Any]] = {}
     for name, values in sensitive.items():
-        frame, by_group = _by_group(metrics, y_true, y_pred, values)
+        table = regression_table(y_true, y_pred, values)
         result[name] = {
-            "groups": by_group,
-            "mae_difference": _round(frame.difference(method="between_groups")["mae"]),
+            "groups": _as_dict(table),
+            "mae_difference": _round(_between_groups(table["mae"])),
         }
     return result

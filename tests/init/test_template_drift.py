@@ -111,7 +111,7 @@ def make_rules(path: Path) -> dict[str, list[str]]:
 def test_makefile_targets_and_recipes_match(rendered: Path) -> None:
     ours, theirs = make_rules(ROOT / "Makefile"), make_rules(rendered / "Makefile")
     # mlgate's own developer targets: benchmarks, linting and driving mlgate's workflows
-    own = {"bench", "bench-serve", "bench-batch", "lint-workflows", "test-workflows"}
+    own = {"bench", "bench-serve", "bench-batch", "bench-scale", "lint-workflows", "test-workflows"}
     assert set(ours) - own == set(theirs)
     for target in set(theirs) - {"lint", "format", "test", "test-fast"}:  # paths, help text
         assert theirs[target] == ours[target], target
@@ -125,6 +125,12 @@ def test_gitignore_and_dvc_remote_match(rendered: Path) -> None:
         remote = re.search(r"^\s*remote = (\S+)", text, re.M).group(1)  # type: ignore[union-attr]
         url = re.search(rf"remote \"{remote}\"'\]\s*url = (\S+)", text).group(1)  # type: ignore[union-attr]
         assert "://" not in url and not url.startswith("/"), f"{root}: {url} not repo-local"
+
+
+def test_plot_templates_match(rendered: Path) -> None:
+    """dvc.yaml names the confusion plot's template by name: both repositories carry it."""
+    name = ".dvc/plots/confusion_counts.json"
+    assert (rendered / name).read_text() == (ROOT / name).read_text()
 
 
 def anchors(markdown: Path) -> set[str]:

@@ -38,7 +38,7 @@ def record_traffic(repo: Path, folder: Path, frame: pd.DataFrame, errors: int = 
 
 
 def traffic(repo: Path, n: int = 600, seed: int = 3) -> pd.DataFrame:
-    train = pd.read_csv(repo / "artifacts/data/train.csv").drop(columns=["risk"])
+    train = pd.read_parquet(repo / "artifacts/data/train.parquet").drop(columns=["risk"])
     return train.sample(n, replace=True, random_state=seed).reset_index(drop=True)
 
 

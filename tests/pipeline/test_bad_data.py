@@ -133,19 +133,29 @@ def test_under_dvc_repro_a_refused_data_set_leaves_the_repository_as_it_was(
 @pytest.mark.slow
 def test_later_stages_refuse_a_corrupted_split_without_a_traceback(repo: Path) -> None:
     """Files between stages can be damaged too (by hand, by a tool): no stage crashes."""
-    test_csv = repo / "artifacts/data/test.csv"
-    test_split = pd.read_csv(test_csv)
+    test_split = pd.read_parquet(repo / "artifacts/data/test.parquet")
     cases = [
-        ("split", "artifacts/data/validated.csv", real().head(0), "0 rows checked"),
-        ("train", "artifacts/data/train.csv", test_split.assign(risk=0), "one class only (0:"),
-        ("evaluate", "artifacts/data/test.csv", test_split.assign(risk=1), "one class only (1:"),
-        ("evaluate", "artifacts/data/test.csv", test_split.head(0), "fails not_empty: no rows"),
+        ("split", "artifacts/data/validated.parquet", real().head(0), "0 rows checked"),
+        ("train", "artifacts/data/train.parquet", test_split.assign(risk=0), "one class only (0:"),
+        (
+            "evaluate",
+            "artifacts/data/test.parquet",
+            test_split.assign(risk=1),
+            "one class only (1:",
+        ),
+        ("evaluate", "artifacts/data/test.parquet", test_split.head(0), "fails not_empty: no rows"),
+        (
+            "train",
+            "artifacts/data/train.parquet",
+            test_split.drop(columns="age"),
+            "missing column 'age'",
+        ),
     ]
     registry_before = registry_state(repo)
     for stage, path, frame, expected in cases:
         good = (repo / path).read_bytes()
         (repo / path).unlink()
-        frame.to_csv(repo / path, index=False)
+        frame.to_parquet(repo / path, index=False)
         out = run(["mlgate", stage], repo, check=False)
         assert_refused(out, [f"{path}: ", expected, f"`dvc checkout --force {path}` puts back"])
         run(["dvc", "checkout", "--force", path], repo)  # the way back the message gives

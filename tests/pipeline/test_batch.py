@@ -30,7 +30,7 @@ def predict(*args: str) -> int:
 
 
 def split_frame(repo: Path) -> pd.DataFrame:
-    frame = pd.read_csv(repo / "artifacts/data/test.csv")
+    frame = pd.read_parquet(repo / "artifacts/data/test.parquet")
     frame.insert(0, "id", [f"app-{i}" for i in range(len(frame))])
     return frame
 

@@ -51,16 +51,35 @@ def test_a_clean_run_produces_a_gated_registered_model(trained_repo):
     assert tags["mlgate.gate_passed"] == "true"
 
 
-def test_dvc_metrics_and_plots_read_the_outputs(trained_repo):
+def test_dvc_metrics_and_plots_read_the_outputs(trained_repo, tmp_path):
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], trained_repo).stdout)
     files = shown[""]["data"]
     # only metrics.json: the per-group fairness table and the data summary are plain outputs,
     # so `dvc metrics show|diff` stays one readable row
     assert list(files) == ["artifacts/metrics.json"]
     assert "roc_auc" in files["artifacts/metrics.json"]["data"]
-    out = run(["dvc", "plots", "show", "--json"], trained_repo).stdout
-    for plot in ("roc.json", "precision_recall.json", "confusion.csv"):
-        assert plot in out
+    shown = json.loads(run(["dvc", "plots", "show", "--json"], trained_repo).stdout)
+    assert "errors" not in shown
+    plots = {Path(k).name: v[0]["content"] for k, v in shown["data"].items()}
+    assert set(plots) == {"roc.json", "precision_recall.json", "confusion.csv"}
+    # nothing per row: curves are thinned, the confusion matrix is its four cells, summed by
+    # the project's template (.dvc/plots/confusion_counts.json)
+    assert all(
+        len(plots[p]["data"]["values"]) <= 101 for p in ("roc.json", "precision_recall.json")
+    )
+    cells = plots["confusion.csv"]["data"]["values"]
+    assert {(c["actual"], c["predicted"]) for c in cells} == {
+        ("0", "0"),
+        ("0", "1"),
+        ("1", "0"),
+        ("1", "1"),
+    }
+    test_rows = read_json(trained_repo / "artifacts/fairness.json")["sex"]["groups"]
+    assert sum(int(c["count"]) for c in cells) == sum(g["count"] for g in test_rows.values())
+    assert "cell_count" in json.dumps(plots["confusion.csv"]["spec"])
+    run(["dvc", "plots", "show", "-o", str(tmp_path)], trained_repo)  # the HTML page renders
+    page = (tmp_path / "index.html").read_text()
+    assert page.count("vegaEmbed(") == 3
 
 
 def test_a_second_repro_runs_no_stage(repo):

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow  # needs the trained repo
 
 def test_lean_scores_equal_the_pipeline_on_the_test_set(trained_repo: Path) -> None:
     model = joblib.load(trained_repo / "artifacts/model/model.joblib")
-    test = pd.read_csv(trained_repo / "artifacts/data/test.csv")
+    test = pd.read_parquet(trained_repo / "artifacts/data/test.parquet")
     rows = test.drop(columns=["risk"]).to_dict("records")
     scorer = make_scorer(model, 1, list(model.feature_names_in_))
     assert isinstance(scorer, LeanScorer) and scorer.linear
@@ -43,7 +43,9 @@ def test_lean_scores_equal_the_pipeline_on_the_test_set(trained_repo: Path) -> N
 def test_unseen_category_scores_like_the_pipeline(trained_repo: Path) -> None:
     """handle_unknown="ignore": an unseen category is all zeros in both paths."""
     model = joblib.load(trained_repo / "artifacts/model/model.joblib")
-    test = pd.read_csv(trained_repo / "artifacts/data/test.csv").drop(columns=["risk"]).head(5)
+    test = (
+        pd.read_parquet(trained_repo / "artifacts/data/test.parquet").drop(columns=["risk"]).head(5)
+    )
     test["purpose"] = "never-seen"
     lean = LeanScorer.from_pipeline(model, 1).scores(test.to_dict("records"))
     full = PipelineScorer(model, 1, list(model.feature_names_in_)).scores(test.to_dict("records"))

@@ -54,7 +54,7 @@ def test_the_bento_scores_with_onnx_runtime(server: Server) -> None:
 
 def test_predictions_equal_the_in_process_model(server: Server, trained_repo: Path) -> None:
     model = joblib.load(trained_repo / "artifacts/model/model.joblib")
-    test = pd.read_csv(trained_repo / "artifacts/data/test.csv")
+    test = pd.read_parquet(trained_repo / "artifacts/data/test.parquet")
     rows = test.drop(columns=["risk"]).to_dict("records")
     expected = model.predict_proba(test[model.feature_names_in_])[:, 1]
 

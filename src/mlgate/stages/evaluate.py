@@ -44,21 +44,33 @@ def curves(y_true: Any, scores: Any) -> dict[str, list[dict[str, float]]]:
     fpr, tpr, _ = roc_curve(y_true, scores)
     precision, recall, _ = precision_recall_curve(y_true, scores)
     return {
-        "roc": _thin([{"fpr": float(a), "tpr": float(b)} for a, b in zip(fpr, tpr, strict=True)]),
-        "precision_recall": _thin(
-            [
-                {"recall": float(r), "precision": float(p)}
-                for r, p in zip(recall[::-1], precision[::-1], strict=True)
-            ]
-        ),
+        "roc": _thin(fpr=fpr, tpr=tpr),
+        "precision_recall": _thin(recall=recall[::-1], precision=precision[::-1]),
     }
 
 
-def _thin(points: list[dict[str, float]]) -> list[dict[str, float]]:
-    if len(points) <= CURVE_POINTS:
-        return [{k: round(v, 4) for k, v in p.items()} for p in points]
-    idx = np.unique(np.linspace(0, len(points) - 1, CURVE_POINTS).round().astype(int))
-    return [{k: round(v, 4) for k, v in points[i].items()} for i in idx]
+def _thin(**columns: np.ndarray) -> list[dict[str, float]]:
+    """At most CURVE_POINTS evenly spaced points (first and last kept): a curve has up to one
+    point per distinct score, so only the chosen ones become Python objects."""
+    n = len(next(iter(columns.values())))
+    idx = np.arange(n)
+    if n > CURVE_POINTS:
+        idx = np.unique(np.linspace(0, n - 1, CURVE_POINTS).round().astype(int))
+    picked = {k: np.asarray(v, dtype=float)[idx] for k, v in columns.items()}
+    return [{k: round(float(v[i]), 4) for k, v in picked.items()} for i in range(len(idx))]
+
+
+def confusion_counts(y_true: Any, y_pred: Any) -> list[dict[str, int]]:
+    """The confusion matrix as rows (actual, predicted, count), zero cells included: four
+    rows whatever the size of the test set (`.dvc/plots/confusion_counts.json` sums them)."""
+    cells = np.bincount(
+        2 * np.asarray(y_true, dtype=int) + np.asarray(y_pred, dtype=int), minlength=4
+    )
+    return [
+        {"actual": a, "predicted": p, "count": int(cells[2 * a + p])}
+        for a in (0, 1)
+        for p in (0, 1)
+    ]
 
 
 def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
@@ -114,9 +126,7 @@ def evaluate(model: Any, test: pd.DataFrame, params: Params) -> dict[str, Any]:
         "metrics": classification_metrics(y_true, scores, params.evaluate.threshold),
         "fairness": fairness.group_metrics(y_true, y_pred, sensitive),
         "curves": curves(y_true, scores),
-        "confusion": [
-            {"actual": int(a), "predicted": int(p)} for a, p in zip(y_true, y_pred, strict=True)
-        ],
+        "confusion": confusion_counts(y_true, y_pred),
     }
 
 
@@ -158,6 +168,6 @@ def _write_classification_plots(plots: Path, result: dict[str, Any]) -> None:
     )
     io.write_text(
         plots / "confusion.csv",
-        "actual,predicted\n"
-        + "".join(f"{r['actual']},{r['predicted']}\n" for r in result["confusion"]),
+        "actual,predicted,count\n"
+        + "".join(f"{r['actual']},{r['predicted']},{r['count']}\n" for r in result["confusion"]),
     )

@@ -6,7 +6,7 @@ import operator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from mlgate import data, io
+from mlgate import io
 from mlgate.errors import GateFailed, MlgateError
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def champion_score(params: Params) -> tuple[str | None, float | None]:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from mlgate import tracking
+    from mlgate import data, tracking
     from mlgate.stages.evaluate import test_metrics
 
     client = tracking.connect(params)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mlgate import data, io
+from mlgate import data
 from mlgate.errors import DataValidationError
 
 if TYPE_CHECKING:
@@ -36,8 +36,8 @@ def split_frame(frame: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.D
 def run(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
     frame = data.load(params.data.validated, params)
     train, test = split_frame(frame, params)
-    io.write_with(params.split.train, lambda p: train.to_csv(p, index=False))
-    io.write_with(params.split.test, lambda p: test.to_csv(p, index=False))
+    data.save(train, params.split.train)
+    data.save(test, params.split.test)
     target = params.data.target
     for name, part in (("train", train), ("test", test)):
         balance = ""

@@ -33,7 +33,7 @@ def run(params: Params) -> pd.DataFrame:
     except DataValidationError as err:
         # nothing is written: the outputs of the last good run stay (dvc.yaml: persist)
         raise DataValidationError(f"{err}\n{dataversion.unpin_failed(params.data.raw)}") from None
-    io.write_with(params.data.validated, lambda p: frame.to_csv(p, index=False))
+    data.save(frame, params.data.validated)
     io.write_json(params.data.summary, summarize(frame, params))
     print(f"validate: {len(frame)} rows of {params.data.raw} honour {params.data.schema_ref}")
     return frame

@@ -23,7 +23,6 @@ The machine's speed drifts (other jobs): compare rows of one run, quote ratios.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
@@ -313,7 +312,7 @@ def scorer_figures(clone: Path, name: str) -> dict[str, str]:
     )
 
     model = joblib.load(clone / "artifacts" / "model" / "model.joblib")
-    test = pd.read_csv(clone / "artifacts" / "data" / "test.csv")
+    test = pd.read_parquet(clone / "artifacts" / "data" / "test.parquet")
     columns = list(model.feature_names_in_)
     rows = test[columns].to_dict("records")
     classifier = ESTIMATORS[name][2] == "classification"
@@ -443,11 +442,10 @@ def main(argv: list[str] | None = None) -> int:
 
     soaks = {}
     if args.soak > 0:
-        with (clone / "artifacts" / "data" / "test.csv").open() as fh:
-            rows = [
-                {k: int(v) if v.isdigit() else v for k, v in r.items() if k in ROW}
-                for r in csv.DictReader(fh)
-            ]
+        import pandas as pd
+
+        test = pd.read_parquet(clone / "artifacts" / "data" / "test.parquet")
+        rows = json.loads(test[[c for c in test.columns if c in ROW]].to_json(orient="records"))
         for name in args.soak_estimators.split(","):
             server = next(s for n, s in servers if n == name and "mlgate" in s.name)
             print(f"soak: {server.name}, {args.soak} s", flush=True)

@@ -220,7 +220,7 @@ def test_regression_project(house_project: Generated, tmp_path: Path) -> None:
     home = tmp_path / "bentoml"
     built = run(["env", f"BENTOML_HOME={home}", "make", "build", "MODEL=1"], clone)
     assert "build: scorer onnx: ONNX Runtime (max |Δ|" in built.stdout
-    test = pd.read_csv(clone / "artifacts" / "data" / "test.csv")
+    test = pd.read_parquet(clone / "artifacts" / "data" / "test.parquet")
     rows = test.drop(columns=["price"]).head(3).to_dict("records")
     expected = joblib.load(clone / "artifacts" / "model" / "model.joblib").predict(
         pd.DataFrame.from_records(rows)

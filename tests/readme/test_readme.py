@@ -50,7 +50,7 @@ TYPED = {
     "mlgate register",
     "make build MODEL=candidate",
     "make build",
-    "make predict INPUT=artifacts/data/test.csv OUTPUT=artifacts/batch/test MODEL=candidate",
+    "make predict INPUT=artifacts/data/test.parquet OUTPUT=artifacts/batch/test MODEL=candidate",
     "mlgate promote 3 --to staging",
     'mlgate promote 3 --to production --note "Q3 refresh"',
     "mlgate lineage credit-risk@production",
@@ -183,10 +183,10 @@ def test_the_readme_top_to_bottom(fresh_clone: Clone, tmp_path: Path) -> None:
     make(
         clone,
         "predict",
-        "INPUT=artifacts/data/test.csv OUTPUT=artifacts/batch/test MODEL=candidate",
+        "INPUT=artifacts/data/test.parquet OUTPUT=artifacts/batch/test MODEL=candidate",
     )
     typed.add(
-        "make predict INPUT=artifacts/data/test.csv OUTPUT=artifacts/batch/test MODEL=candidate"
+        "make predict INPUT=artifacts/data/test.parquet OUTPUT=artifacts/batch/test MODEL=candidate"
     )
     summary = json.loads((clone.root / "artifacts/batch/test/summary.json").read_text())
     assert summary["rows_scored"] > 0, summary

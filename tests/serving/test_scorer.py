@@ -58,7 +58,7 @@ def test_other_estimators_get_the_lean_matrix(trained_repo: Path) -> None:
     from sklearn.pipeline import Pipeline
 
     model = joblib.load(trained_repo / "artifacts/model/model.joblib")
-    train = pd.read_csv(trained_repo / "artifacts/data/train.csv")
+    train = pd.read_parquet(trained_repo / "artifacts/data/train.parquet")
     forest = Pipeline(
         [("preprocess", clone(model.steps[0][1])), ("estimator", RandomForestClassifier(10))]
     ).fit(train[model.feature_names_in_], train["risk"])
@@ -72,7 +72,7 @@ def test_other_estimators_get_the_lean_matrix(trained_repo: Path) -> None:
 def test_unknown_pipeline_shape_falls_back_to_the_pipeline(trained_repo: Path) -> None:
     from sklearn.dummy import DummyClassifier
 
-    train = pd.read_csv(trained_repo / "artifacts/data/train.csv")
+    train = pd.read_parquet(trained_repo / "artifacts/data/train.parquet")
     dummy = DummyClassifier().fit(train[["age"]], train["risk"])
     assert isinstance(make_scorer(dummy, 1, ["age"]), PipelineScorer)
 
@@ -80,7 +80,7 @@ def test_unknown_pipeline_shape_falls_back_to_the_pipeline(trained_repo: Path) -
 def test_onnx_scores_equal_the_pipeline_on_the_test_set(trained_repo: Path) -> None:
     """skl2onnx's graph of the trained Pipeline under ONNX Runtime, from what the bento stores."""
     model = joblib.load(trained_repo / "artifacts/model/model.joblib")
-    test = pd.read_csv(trained_repo / "artifacts/data/test.csv")
+    test = pd.read_parquet(trained_repo / "artifacts/data/test.parquet")
     rows = test.drop(columns=["risk"]).to_dict("records")
     converted = OnnxScorer.convert(model, 1)
     stored = OnnxScorer(converted.graph, json.loads(json.dumps(converted.spec)))
@@ -98,8 +98,8 @@ def ridge_on(trained_repo: Path) -> tuple[Any, list[dict[str, Any]], np.ndarray]
     from sklearn.pipeline import Pipeline
 
     model = joblib.load(trained_repo / "artifacts/model/model.joblib")
-    train = pd.read_csv(trained_repo / "artifacts/data/train.csv")
-    test = pd.read_csv(trained_repo / "artifacts/data/test.csv")
+    train = pd.read_parquet(trained_repo / "artifacts/data/train.parquet")
+    test = pd.read_parquet(trained_repo / "artifacts/data/test.parquet")
     numeric = ["duration", "age", "job"]
     categorical = ["housing", "saving_accounts", "checking_account", "purpose"]
     scaler, onehot = (clone(t) for _, t, _ in model.steps[0][1].transformers[:2])

@@ -261,6 +261,28 @@ def test_batch_params_are_validated(here, capsys):
     assert "Traceback" not in err
 
 
+def test_too_many_quarantined_rows_exit_1_and_keep_the_output(here, capsys):
+    frame = split_frame(here)
+    with_bad_rows(frame).to_csv("batch.csv", index=False)
+    share = len(BAD_ROWS) / len(frame)
+    args = ("--model", "candidate", "--input", "batch.csv")
+
+    assert predict(*args, "--output", "under", "--max-quarantined-share", f"{share:.6f}") == 0
+    text = Path("params.yaml").read_text()
+    Path("params.yaml").write_text(
+        text.replace("max_quarantined_share: 1.0", "max_quarantined_share: 0.01")
+    )
+    capsys.readouterr()
+    assert predict(*args, "--output", "over") == 1
+    err = capsys.readouterr().err
+    assert f"{len(BAD_ROWS)} of {len(frame)} rows" in err
+    assert "more than batch.max_quarantined_share (1.00%)" in err and "Traceback" not in err
+    summary = read_json(Path("over/summary.json"))  # kept, for inspection
+    assert summary["rows_quarantined"] == len(BAD_ROWS)
+    assert summary["quarantined_share"] == pytest.approx(share, abs=1e-6)
+    assert len(pd.read_parquet("over/quarantine.parquet")) == len(BAD_ROWS)
+
+
 def test_spark_gives_the_rows_the_local_engine_gives(here):
     """The same input through both engines: the same scored and quarantined rows."""
     from tests.conftest import run

@@ -458,6 +458,7 @@ def predict(params: Params, request: Request, stream: Any = None) -> dict[str, A
         with (tmp / SUMMARY).open("w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=2)
     out(summary_text(summary))
+    _to_github(summary)
     if summary["quarantined_share"] > request.max_quarantined_share:
         raise DataValidationError(
             f"predict: {counts.quarantined:,} of {counts.read:,} rows "
@@ -550,6 +551,50 @@ def summary_text(summary: dict[str, Any]) -> str:
             "in all",
             f"  MLflow run:  {summary['mlflow_run_id']}",
         ]
+    )
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The job summary of a batch (GitHub's $GITHUB_STEP_SUMMARY)."""
+    model = summary["model"]
+    share, limit = summary["quarantined_share"], summary["max_quarantined_share"]
+    verdict = "above" if share > limit else "within"
+    lines = [
+        f"## mlgate predict: batch `{summary['batch_id']}`",
+        "",
+        "| rows read | scored | quarantined | rows/s | model | MLflow run |",
+        "|---|---|---|---|---|---|",
+        f"| {summary['rows_read']:,} | {summary['rows_scored']:,} | "
+        f"{summary['rows_quarantined']:,} ({share:.2%}, {verdict} the limit {limit:.2%}) | "
+        f"{summary['rows_per_second'] or 0:,.0f} | {model['model_name']} version "
+        f"{model['version']} ({model['ref']}) | `{summary['mlflow_run_id']}` |",
+        "",
+        f"Input `{summary['input']['spec']}` (sha256 `{summary['input_sha256'][:12]}`), "
+        f"output `{summary['output']}`, engine {summary['engine']}.",
+    ]
+    if summary["quarantine_reasons"]:
+        lines += ["", "| quarantined: column | check | rows |", "|---|---|---|"]
+        lines += [
+            f"| {r['column']} | `{r['check']}` | {r['rows']:,} |"
+            for r in summary["quarantine_reasons"][:10]
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _to_github(summary: dict[str, Any]) -> None:
+    """Job summary and step outputs on GitHub Actions (nothing elsewhere)."""
+    from mlgate.github import write_outputs
+
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(summary_markdown(summary))
+    write_outputs(
+        batch_id=summary["batch_id"],
+        rows_read=str(summary["rows_read"]),
+        rows_scored=str(summary["rows_scored"]),
+        rows_quarantined=str(summary["rows_quarantined"]),
+        model_version=str(summary["model"]["version"]),
     )
 
 

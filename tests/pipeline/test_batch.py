@@ -261,7 +261,7 @@ def test_batch_params_are_validated(here, capsys):
     assert "Traceback" not in err
 
 
-def test_too_many_quarantined_rows_exit_1_and_keep_the_output(here, capsys):
+def test_too_many_quarantined_rows_exit_1_and_keep_the_output(here, capsys, monkeypatch):
     frame = split_frame(here)
     with_bad_rows(frame).to_csv("batch.csv", index=False)
     share = len(BAD_ROWS) / len(frame)
@@ -273,6 +273,8 @@ def test_too_many_quarantined_rows_exit_1_and_keep_the_output(here, capsys):
         text.replace("max_quarantined_share: 1.0", "max_quarantined_share: 0.01")
     )
     capsys.readouterr()
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(here / "step_summary.md"))
+    monkeypatch.setenv("GITHUB_OUTPUT", str(here / "github_output"))
     assert predict(*args, "--output", "over") == 1
     err = capsys.readouterr().err
     assert f"{len(BAD_ROWS)} of {len(frame)} rows" in err
@@ -281,6 +283,13 @@ def test_too_many_quarantined_rows_exit_1_and_keep_the_output(here, capsys):
     assert summary["rows_quarantined"] == len(BAD_ROWS)
     assert summary["quarantined_share"] == pytest.approx(share, abs=1e-6)
     assert len(pd.read_parquet("over/quarantine.parquet")) == len(BAD_ROWS)
+    # on GitHub Actions: the job summary and the step outputs
+    job_summary = Path("step_summary.md").read_text()
+    assert "above the limit 1.00%" in job_summary
+    assert "| sex | `isin(['female', 'male'])` | 1 |" in job_summary
+    outputs = dict(line.split("=", 1) for line in Path("github_output").read_text().splitlines())
+    assert outputs["rows_quarantined"] == str(len(BAD_ROWS))
+    assert outputs["batch_id"] == summary["batch_id"]
 
 
 def test_spark_gives_the_rows_the_local_engine_gives(here):

@@ -322,3 +322,32 @@ def test_spark_gives_the_rows_the_local_engine_gives(here):
     assert sorted(map(str, spark_summary["quarantine_reasons"])) == sorted(
         map(str, local_summary["quarantine_reasons"])
     )
+
+
+def test_monitor_watches_a_batch_output_like_recorded_traffic(here, capsys):
+    """Training-like batch: no drift; doubled credit amounts: credit_amount drifts. The
+    quarantined rows count as errors, the model version comes from the batch summary."""
+    train = pd.read_csv("artifacts/data/train.csv").drop(columns=["risk"])
+    frame = train.sample(600, replace=True, random_state=3).reset_index(drop=True)
+    with_bad_rows(frame).to_csv("like.csv", index=False)
+    shifted = frame.assign(credit_amount=(frame["credit_amount"] * 2).clip(upper=100_000))
+    shifted.to_csv("shifted.csv", index=False)
+    for name in ("like", "shifted"):
+        assert predict("--model", "candidate", "--input", f"{name}.csv", "--output", name) == 0
+
+    assert main(["monitor", "--batch", "like", "--out", "mon-like"]) == 0
+    report = read_json(Path("mon-like/drift.json"))
+    assert report["rows"] == 600 - len(BAD_ROWS) and report["errors"] == len(BAD_ROWS)
+    assert report["drifted_features"] == [] and not report["prediction_drifted"]
+    assert report["model_versions"] == [read_json(Path("like/summary.json"))["model"]["version"]]
+
+    assert main(["monitor", "--batch", "shifted", "--out", "mon-shifted"]) == 1
+    assert read_json(Path("mon-shifted/drift.json"))["drifted_features"] == ["credit_amount"]
+
+    # an output scored with only some key columns cannot be compared: said, not guessed
+    assert predict("--model", "candidate", "--input", "like.csv", "--output", "ids",
+                   "--keys", "age") == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["monitor", "--batch", "ids", "--out", "mon-ids"]) == 2
+    err = capsys.readouterr().err
+    assert "lacks column(s) ['sex'" in err and "Traceback" not in err

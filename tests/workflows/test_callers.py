@@ -2,7 +2,8 @@
 it when a run starts (the linters read one file at a time and cannot): the caller grants
 every permission the called jobs request, passes only declared inputs and secrets and every
 required one, and reads only outputs that exist. Callers: this repository's ci, cd, rollback,
-monitor, retrain and batch, and the six a real `mlgate init` renders for a small data set. No network."""
+monitor, retrain and batch, and the six a real `mlgate init` renders for a small data set.
+No network."""
 
 from __future__ import annotations
 

@@ -302,6 +302,7 @@ class Request:
     overwrite: bool = False
     engine: str = "local"
     spark_master: str = "local[*]"
+    max_quarantined_share: float = 1.0  # above it: exit 1 once the output is written
 
 
 class LoadedModel:
@@ -444,6 +445,8 @@ def predict(params: Params, request: Request, stream: Any = None) -> dict[str, A
             "rows_read": counts.read,
             "rows_scored": counts.scored,
             "rows_quarantined": counts.quarantined,
+            "quarantined_share": round(counts.quarantined / counts.read, 6) if counts.read else 0,
+            "max_quarantined_share": request.max_quarantined_share,
             "quarantine_reasons": [
                 {"column": c, "check": k, "rows": n} for (c, k), n in counts.reasons.most_common()
             ],
@@ -455,6 +458,14 @@ def predict(params: Params, request: Request, stream: Any = None) -> dict[str, A
         with (tmp / SUMMARY).open("w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=2)
     out(summary_text(summary))
+    _to_github(summary)
+    if summary["quarantined_share"] > request.max_quarantined_share:
+        raise DataValidationError(
+            f"predict: {counts.quarantined:,} of {counts.read:,} rows "
+            f"({summary['quarantined_share']:.2%}) were quarantined, more than "
+            f"batch.max_quarantined_share ({request.max_quarantined_share:.2%}); the output "
+            f"is kept in {request.output} for inspection (reasons in its {QUARANTINE} file)"
+        )
     return summary
 
 
@@ -543,6 +554,50 @@ def summary_text(summary: dict[str, Any]) -> str:
     )
 
 
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The job summary of a batch (GitHub's $GITHUB_STEP_SUMMARY)."""
+    model = summary["model"]
+    share, limit = summary["quarantined_share"], summary["max_quarantined_share"]
+    verdict = "above" if share > limit else "within"
+    lines = [
+        f"## mlgate predict: batch `{summary['batch_id']}`",
+        "",
+        "| rows read | scored | quarantined | rows/s | model | MLflow run |",
+        "|---|---|---|---|---|---|",
+        f"| {summary['rows_read']:,} | {summary['rows_scored']:,} | "
+        f"{summary['rows_quarantined']:,} ({share:.2%}, {verdict} the limit {limit:.2%}) | "
+        f"{summary['rows_per_second'] or 0:,.0f} | {model['model_name']} version "
+        f"{model['version']} ({model['ref']}) | `{summary['mlflow_run_id']}` |",
+        "",
+        f"Input `{summary['input']['spec']}` (sha256 `{summary['input_sha256'][:12]}`), "
+        f"output `{summary['output']}`, engine {summary['engine']}.",
+    ]
+    if summary["quarantine_reasons"]:
+        lines += ["", "| quarantined: column | check | rows |", "|---|---|---|"]
+        lines += [
+            f"| {r['column']} | `{r['check']}` | {r['rows']:,} |"
+            for r in summary["quarantine_reasons"][:10]
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _to_github(summary: dict[str, Any]) -> None:
+    """Job summary and step outputs on GitHub Actions (nothing elsewhere)."""
+    from mlgate.github import write_outputs
+
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(summary_markdown(summary))
+    write_outputs(
+        batch_id=summary["batch_id"],
+        rows_read=str(summary["rows_read"]),
+        rows_scored=str(summary["rows_scored"]),
+        rows_quarantined=str(summary["rows_quarantined"]),
+        model_version=str(summary["model"]["version"]),
+    )
+
+
 # ---------------------------------------------------------------- CLI
 
 
@@ -563,9 +618,24 @@ def _predict(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         engine=args.engine,
         spark_master=args.spark_master,
+        max_quarantined_share=(
+            batch.max_quarantined_share
+            if args.max_quarantined_share is None
+            else args.max_quarantined_share
+        ),
     )
     predict(params, request)
     return 0
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text!r}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -613,6 +683,14 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="rows per chunk (default: batch.chunk_rows)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument(
+        "--max-quarantined-share",
+        type=_share,
+        default=None,
+        metavar="SHARE",
+        help="exit 1 (the output is kept) when quarantined rows / rows read exceed it "
+        "(default: batch.max_quarantined_share, 1.0: never)",
+    )
     p.add_argument(
         "--engine",
         choices=["local", "spark"],

@@ -202,6 +202,8 @@ class Batch(_Section):
     format: Literal["parquet", "csv"] = "parquet"
     keys: tuple[str, ...] = ()  # input columns copied to the output; () => every input column
     chunk_rows: int = Field(default=50_000, ge=1)
+    # quarantined rows / rows read above this => exit 1 (the output is kept, for inspection)
+    max_quarantined_share: float = Field(default=1.0, ge=0, le=1)
 
 
 # ---------------------------------------------------------------- deploy (docs/WORKFLOWS.md)

@@ -152,6 +152,41 @@ def load_traffic(folder: Path | str) -> tuple[pd.DataFrame, pd.Series, int, list
     return inputs, scores, errors, versions
 
 
+def load_batch(folder: Path, columns: list[str]) -> tuple[pd.DataFrame, pd.Series, int, list[str]]:
+    """A `mlgate predict` output as traffic: the scored rows' inputs and scores; its
+    quarantined rows count as rejected requests (from summary.json, for both engines)."""
+    import json
+
+    import pandas as pd
+
+    from mlgate.batch import QUARANTINE, SCORED, SUMMARY
+
+    summary_path = folder / SUMMARY
+    if not summary_path.is_file():
+        raise MlgateError(f"--batch {folder}: not a `mlgate predict` output (no {SUMMARY})")
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    scored = folder / f"{SCORED}.{summary.get('format', 'parquet')}"
+    wanted = [*columns, "score"]
+    if summary.get("format") == "csv":  # one file, or Spark's folder of parts
+        parts = sorted(scored.glob("*.csv")) if scored.is_dir() else [scored]
+        frame = pd.concat([pd.read_csv(p) for p in parts], ignore_index=True) if parts else None
+        missing = [] if frame is None else [c for c in wanted if c not in frame.columns]
+    else:
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(next(scored.glob("*.parquet")) if scored.is_dir() else scored).names
+        missing = [c for c in wanted if c not in names]
+        frame = None if missing else pd.read_parquet(scored, columns=wanted)
+    if missing or frame is None:
+        raise MlgateError(
+            f"--batch {folder}: {scored.name} lacks column(s) {missing or wanted}; monitoring "
+            "needs every contract column (run `mlgate predict` with all input columns as "
+            f"keys, the default) and a score (a classification model); not {QUARANTINE} rows"
+        )
+    versions = [str(summary["model"]["version"])]
+    return frame[columns], frame["score"].astype(float), int(summary["rows_quarantined"]), versions
+
+
 def reference(params: Params) -> tuple[pd.DataFrame, np.ndarray]:
     """The training split and the model's scores on it: what production is compared with."""
     import joblib
@@ -309,13 +344,27 @@ def write_reports(report: DriftReport, out: Path, plots: dict[str, str]) -> None
     io.write_text(out / "report.html", page)
 
 
-def run(params: Params, feedback: Path | None = None, out: Path | None = None) -> DriftReport:
-    folder = feedback or Path(os.environ.get("MLGATE_FEEDBACK_DIR") or params.serving.feedback.path)
-    if not folder.is_dir():
-        raise MlgateError(f"no recorded traffic: {folder} is not a folder (serving.feedback.path)")
+def run(
+    params: Params,
+    feedback: Path | None = None,
+    out: Path | None = None,
+    batch: Path | None = None,
+) -> DriftReport:
     out = out or params.monitor.report
-    inputs, scores, errors, versions = load_traffic(folder)
-    ref_inputs, ref_scores = reference(params)
+    if batch is not None:
+        if not batch.is_dir():
+            raise MlgateError(f"--batch {batch}: not a folder (a `mlgate predict` --output)")
+        ref_inputs, ref_scores = reference(params)
+        inputs, scores, errors, versions = load_batch(batch, list(ref_inputs.columns))
+    else:
+        env = os.environ.get("MLGATE_FEEDBACK_DIR")
+        folder = feedback or Path(env or params.serving.feedback.path)
+        if not folder.is_dir():
+            raise MlgateError(
+                f"no recorded traffic: {folder} is not a folder (serving.feedback.path)"
+            )
+        inputs, scores, errors, versions = load_traffic(folder)
+        ref_inputs, ref_scores = reference(params)
     report = compare(params, ref_inputs, ref_scores, inputs, scores, errors, versions)
     plots: dict[str, str] = {}
     if report.enough_data:
@@ -332,7 +381,7 @@ def run(params: Params, feedback: Path | None = None, out: Path | None = None) -
 def _monitor(args: argparse.Namespace) -> int:
     from mlgate.config import load_params
 
-    report = run(load_params(args.params), args.feedback, args.out)
+    report = run(load_params(args.params), args.feedback, args.out, args.batch)
     return 1 if report.drift else 0
 
 
@@ -346,6 +395,17 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "KS / chi-square test per feature) and the error rate with monitor.* thresholds; "
         "write summary.md, report.html and drift.json. Exits 1 when drift is found.",
     )
-    p.add_argument("--feedback", type=Path, default=None, metavar="DIR", help="recorded traffic")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--feedback", type=Path, default=None, metavar="DIR", help="recorded traffic"
+    )
+    source.add_argument(
+        "--batch",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a `mlgate predict` output folder as the traffic: its scored rows, its "
+        "quarantined rows counted as errors (docs/BATCH.md)",
+    )
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="default: monitor.report")
     p.set_defaults(handler=_monitor)

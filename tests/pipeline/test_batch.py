@@ -261,6 +261,37 @@ def test_batch_params_are_validated(here, capsys):
     assert "Traceback" not in err
 
 
+def test_too_many_quarantined_rows_exit_1_and_keep_the_output(here, capsys, monkeypatch):
+    frame = split_frame(here)
+    with_bad_rows(frame).to_csv("batch.csv", index=False)
+    share = len(BAD_ROWS) / len(frame)
+    args = ("--model", "candidate", "--input", "batch.csv")
+
+    assert predict(*args, "--output", "under", "--max-quarantined-share", f"{share:.6f}") == 0
+    text = Path("params.yaml").read_text()
+    Path("params.yaml").write_text(
+        text.replace("max_quarantined_share: 1.0", "max_quarantined_share: 0.01")
+    )
+    capsys.readouterr()
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(here / "step_summary.md"))
+    monkeypatch.setenv("GITHUB_OUTPUT", str(here / "github_output"))
+    assert predict(*args, "--output", "over") == 1
+    err = capsys.readouterr().err
+    assert f"{len(BAD_ROWS)} of {len(frame)} rows" in err
+    assert "more than batch.max_quarantined_share (1.00%)" in err and "Traceback" not in err
+    summary = read_json(Path("over/summary.json"))  # kept, for inspection
+    assert summary["rows_quarantined"] == len(BAD_ROWS)
+    assert summary["quarantined_share"] == pytest.approx(share, abs=1e-6)
+    assert len(pd.read_parquet("over/quarantine.parquet")) == len(BAD_ROWS)
+    # on GitHub Actions: the job summary and the step outputs
+    job_summary = Path("step_summary.md").read_text()
+    assert "above the limit 1.00%" in job_summary
+    assert "| sex | `isin(['female', 'male'])` | 1 |" in job_summary
+    outputs = dict(line.split("=", 1) for line in Path("github_output").read_text().splitlines())
+    assert outputs["rows_quarantined"] == str(len(BAD_ROWS))
+    assert outputs["batch_id"] == summary["batch_id"]
+
+
 def test_spark_gives_the_rows_the_local_engine_gives(here):
     """The same input through both engines: the same scored and quarantined rows."""
     from tests.conftest import run
@@ -291,3 +322,32 @@ def test_spark_gives_the_rows_the_local_engine_gives(here):
     assert sorted(map(str, spark_summary["quarantine_reasons"])) == sorted(
         map(str, local_summary["quarantine_reasons"])
     )
+
+
+def test_monitor_watches_a_batch_output_like_recorded_traffic(here, capsys):
+    """Training-like batch: no drift; doubled credit amounts: credit_amount drifts. The
+    quarantined rows count as errors, the model version comes from the batch summary."""
+    train = pd.read_csv("artifacts/data/train.csv").drop(columns=["risk"])
+    frame = train.sample(600, replace=True, random_state=3).reset_index(drop=True)
+    with_bad_rows(frame).to_csv("like.csv", index=False)
+    shifted = frame.assign(credit_amount=(frame["credit_amount"] * 2).clip(upper=100_000))
+    shifted.to_csv("shifted.csv", index=False)
+    for name in ("like", "shifted"):
+        assert predict("--model", "candidate", "--input", f"{name}.csv", "--output", name) == 0
+
+    assert main(["monitor", "--batch", "like", "--out", "mon-like"]) == 0
+    report = read_json(Path("mon-like/drift.json"))
+    assert report["rows"] == 600 - len(BAD_ROWS) and report["errors"] == len(BAD_ROWS)
+    assert report["drifted_features"] == [] and not report["prediction_drifted"]
+    assert report["model_versions"] == [read_json(Path("like/summary.json"))["model"]["version"]]
+
+    assert main(["monitor", "--batch", "shifted", "--out", "mon-shifted"]) == 1
+    assert read_json(Path("mon-shifted/drift.json"))["drifted_features"] == ["credit_amount"]
+
+    # an output scored with only some key columns cannot be compared: said, not guessed
+    assert predict("--model", "candidate", "--input", "like.csv", "--output", "ids",
+                   "--keys", "age") == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["monitor", "--batch", "ids", "--out", "mon-ids"]) == 2
+    err = capsys.readouterr().err
+    assert "lacks column(s) ['sex'" in err and "Traceback" not in err

@@ -2,7 +2,8 @@
 it when a run starts (the linters read one file at a time and cannot): the caller grants
 every permission the called jobs request, passes only declared inputs and secrets and every
 required one, and reads only outputs that exist. Callers: this repository's ci, cd, rollback,
-monitor and retrain, and the five a real `mlgate init` renders for a small data set. No network."""
+monitor, retrain and batch, and the six a real `mlgate init` renders for a small data set.
+No network."""
 
 from __future__ import annotations
 
@@ -137,8 +138,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dest / ".github/workflows"
 
 
-OWN = ("ci.yml", "cd.yml", "rollback.yml", "monitor.yml", "retrain.yml")
-TEMPLATE = ("ci.yml", "cd.yml", "rollback.yml", "monitor.yml", "retrain.yml")
+OWN = ("ci.yml", "cd.yml", "rollback.yml", "monitor.yml", "retrain.yml", "batch.yml")
+TEMPLATE = ("ci.yml", "cd.yml", "rollback.yml", "monitor.yml", "retrain.yml", "batch.yml")
 
 
 @pytest.mark.parametrize("name", OWN)
@@ -162,7 +163,15 @@ def test_generated_callers_pin_the_set_up_action_to_the_called_ref(rendered: Pat
 
 
 @pytest.mark.parametrize(
-    "name", ["ml-ci.yml", "ml-cd.yml", "ml-rollback.yml", "ml-monitor.yml", "ml-retrain.yml"]
+    "name",
+    [
+        "ml-ci.yml",
+        "ml-cd.yml",
+        "ml-rollback.yml",
+        "ml-monitor.yml",
+        "ml-retrain.yml",
+        "ml-batch.yml",
+    ],
 )
 def test_reusable_workflows_read_only_outputs_that_exist(name: str) -> None:
     assert internal_problems(WF / name) == []

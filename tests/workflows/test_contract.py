@@ -16,8 +16,13 @@ from tests.conftest import ROOT
 
 WF = ROOT / ".github/workflows"
 DOCS = ROOT / "docs/WORKFLOWS.md"
-REUSABLE = ("ml-ci.yml", "ml-cd.yml", "ml-rollback.yml")
-CALLERS = {"ci.yml": "ml-ci.yml", "cd.yml": "ml-cd.yml", "rollback.yml": "ml-rollback.yml"}
+REUSABLE = ("ml-ci.yml", "ml-cd.yml", "ml-rollback.yml", "ml-batch.yml")
+CALLERS = {
+    "ci.yml": "ml-ci.yml",
+    "cd.yml": "ml-cd.yml",
+    "rollback.yml": "ml-rollback.yml",
+    "batch.yml": "ml-batch.yml",
+}
 ALL = sorted(p.name for p in WF.glob("*.yml"))
 PIN = re.compile(r"uses:\s*(?P<ref>[\w.-]+/[\w./-]+)@(?P<sha>\S+)\s*(?:#\s*(?P<tag>v\S+))?")
 
@@ -223,7 +228,7 @@ def test_every_input_secret_and_output_is_documented() -> None:
 
 # What a runner may put in these variables (for options with choices); anything else: "1".
 SAMPLE = {"PIPELINE": "failure", "PARAMS": "params.yaml", "ALLOW_UNREVIEWED": "false",
-          "TRIGGER": "drift"}  # fmt: skip
+          "TRIGGER": "drift", "ENGINE": "local"}  # fmt: skip
 
 
 def _commands(script: str) -> list[list[str]]:

@@ -327,7 +327,7 @@ def test_spark_gives_the_rows_the_local_engine_gives(here):
 def test_monitor_watches_a_batch_output_like_recorded_traffic(here, capsys):
     """Training-like batch: no drift; doubled credit amounts: credit_amount drifts. The
     quarantined rows count as errors, the model version comes from the batch summary."""
-    train = pd.read_csv("artifacts/data/train.csv").drop(columns=["risk"])
+    train = pd.read_parquet("artifacts/data/train.parquet").drop(columns=["risk"])
     frame = train.sample(600, replace=True, random_state=3).reset_index(drop=True)
     with_bad_rows(frame).to_csv("like.csv", index=False)
     shifted = frame.assign(credit_amount=(frame["credit_amount"] * 2).clip(upper=100_000))

@@ -25,6 +25,8 @@ FAST_COMMANDS = {
 }
 
 
+# tryfirst: before xdist's own hook, which turns xdist_group marks into groups
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:

@@ -58,7 +58,7 @@ def production_model(road: Road, github: FakeGitHub, credit_repo: Repo, tmp_path
 def test_batch_scores_with_production_quarantines_broken_rows_and_refuses_a_wrong_table(
     road: Road, credit_repo: Repo, production_model: str, tmp_path: Path
 ) -> None:
-    rows = pd.read_csv(credit_repo.path / "artifacts/data/test.csv", dtype=str)
+    rows = pd.read_parquet(credit_repo.path / "artifacts/data/test.parquet").astype(str)
     for row, (column, value) in BROKEN.items():
         rows.loc[row, column] = value
     batch = tmp_path / "applications.csv"

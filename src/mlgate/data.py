@@ -223,11 +223,16 @@ def save(frame: pd.DataFrame, path: Path | str) -> None:
 
 def read_parquet(path: Path | str) -> pd.DataFrame:
     try:
-        return pd.read_parquet(path)
+        frame = pd.read_parquet(path)
     except FileNotFoundError:
         raise MlgateError(f"data file {path} not found (run `dvc repro`)") from None
     except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
         raise DataValidationError(f"{path}: not a readable Parquet file: {err}") from None
+    # pandas 3 keeps Arrow's buffers read-only: a categorical's codes then refuse a `.loc`
+    # assignment ("assignment destination is read-only"). Its own codes: a few bytes a row.
+    for column in frame.select_dtypes("category").columns:
+        frame[column] = frame[column].copy()
+    return frame
 
 
 def check_part(

@@ -140,6 +140,7 @@ def test_binary_classification_project(
 
     workflows = sorted((clone / ".github" / "workflows").glob("*.yml"))
     assert [w.name for w in workflows] == [
+        "batch.yml",
         "cd.yml",
         "ci.yml",
         "monitor.yml",

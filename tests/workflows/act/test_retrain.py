@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from tests.workflows.act.conftest import pr_event
 from tests.workflows.act.road import Repo, Road, git
 from tests.workflows.act.test_monitor import write_traffic
 from tests.workflows.fake_github import FakeGitHub
@@ -82,6 +83,20 @@ def test_drift_opens_one_retraining_pull_request_and_no_new_data_does_nothing(
     assert pushed["meta"]["refresh"]["trigger"] == "drift"
     assert (remote / "files/md5" / version[:2] / version[2:]).is_file(), "data version pushed"
     branch_sha = git(repo.remote, "rev-parse", BRANCH)
+
+    # The pull request GitHub then starts CI on (it was opened with a token that does that):
+    # ci.yml on the retraining branch retrains on the new data version and the gate judges it.
+    git(repo.path, "fetch", "-q", str(repo.remote), f"{BRANCH}:{BRANCH}")
+    repo.switch(BRANCH)
+    github.requests.clear()
+    ci = road.act(repo, "pull_request", ".github/workflows/ci.yml",
+                  pr_event(repo, pull["number"], BRANCH))  # fmt: skip
+    assert ci.jobs.get("pipeline") == "success", ci.explain()
+    assert ci.jobs.get("gate") == "success", ci.explain()
+    assert "1060" in ci.log("pipeline"), "validate read the new data version"
+    [comment] = github.comments[pull["number"]]  # the PR report on the retraining PR
+    assert "<!-- mlgate-report -->" in comment["body"]
+    repo.switch("main")
 
     github.requests.clear()
     token = ["-s", f"MLGATE_RETRAIN_TOKEN={TOKEN}"]

@@ -59,8 +59,8 @@ ui: install ## the MLflow UI on the local store: make ui [UI_PORT=5000], then op
 test: data ## run every test (unit, data, model, pipeline, serving, workflows), in parallel
 	pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-test-workflows: install ## run the workflow files end to end with act on this host, offline (docs/WORKFLOWS.md)
-	pytest -m act $(PYTEST_ARGS)
+test-workflows: install ## the workflow files end to end with act on this host, offline, and the cross-file caller check (docs/WORKFLOWS.md)
+	pytest -n $(PYTEST_WORKERS) --dist loadgroup tests/workflows/act tests/workflows/test_callers.py $(PYTEST_ARGS)
 
 test-fast: data ## the tests that take seconds (no dvc/mlflow/bentoml processes)
 	pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)

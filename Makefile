@@ -21,7 +21,8 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= auto
 
 .PHONY: help install data run ui repro register test test-fast lint format bench clean \
-	lint-workflows report build serve monitor bench-serve test-workflows bench-scale
+	lint-workflows report build serve monitor bench-serve test-workflows bench-scale \
+	predict bench-batch
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -131,3 +132,9 @@ OUTPUT ?=
 predict: install ## batch scoring: make predict INPUT=file|folder|glob OUTPUT=dir [MODEL=production|candidate|3]
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make predict INPUT=file|folder|glob OUTPUT=dir [MODEL=alias|version]"; exit 2; }
 	mlgate predict --input '$(INPUT)' --output '$(OUTPUT)' $(if $(MODEL),--model $(MODEL))
+
+BENCH_ROWS ?= 1000000
+SPARK ?=
+MLFLOW ?= 1
+bench-batch: install ## batch benchmark: floor vs mlgate predict (vs Spark, vs mlflow models predict) [BENCH_ROWS=1000000,10000000] [SPARK=1] [MLFLOW=0]
+	python benchmarks/batch.py --model $(or $(MODEL),candidate) --rows $(BENCH_ROWS) $(if $(SPARK),--spark) $(if $(filter 1,$(MLFLOW)),--mlflow)

@@ -9,9 +9,14 @@ Each contender runs in its own process, so peak RSS (ru_maxrss of the child) is 
 - floor: the registered Pipeline's predict_proba on the same rows already in memory;
 - local: `mlgate predict --engine local` (validation on, quarantine, outputs, MLflow run);
 - spark (with --spark): `mlgate predict --engine spark --spark-master local[2]` (the driver's
-  RSS; Spark's JVM and Python workers are separate processes, reported as "children").
+  RSS; Spark's JVM and Python workers are separate processes, reported as "children");
+- mlflow (with --mlflow): `mlflow models predict -m models:/<name>/<version> --env-manager
+  local` on the same rows as CSV (it reads JSON or CSV, not Parquet), no validation.
 rows/s counts the rows' work (reading, checking, scoring, writing for mlgate; the
-predict_proba call for the floor), not start-up; wall time is the whole process.
+predict_proba call for the floor), not start-up; wall time is the whole process. `mlflow
+models predict` reports no timing of its own: its rows/s is rows / wall, start-up included,
+so the table also gives every contender's rows / wall ("rows/wall s") to compare like with
+like.
 The machine's speed drifts: compare rows of one run.
 """
 
@@ -47,12 +52,13 @@ print(json.dumps({"rows": len(frame), "seconds": seconds}))
 
 
 def make_input(rows: int, folder: Path) -> Path:
-    import pandas as pd
-
+    from mlgate import data as contract
     from mlgate.config import load_params
 
     params = load_params()
-    data = pd.read_csv(params.data.validated).drop(columns=[params.data.target])
+    # plain values (not categories): what a file from elsewhere holds
+    data = contract.load(params.data.validated, params).drop(columns=[params.data.target])
+    data = data.astype({c: object for c in data.select_dtypes("category").columns})
     path = folder / f"rows-{rows}.parquet"
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -89,13 +95,58 @@ def timed(cmd: list[str]) -> tuple[float, float, str]:
     return wall, rss_kb / 1024, proc.stdout
 
 
+def mlflow_uri(ref: str) -> str:
+    """models:/<name>/<version> of the alias or version, and MLflow pointed at the store."""
+    from mlgate.config import load_params
+    from mlgate.serving.build import resolve_version
+
+    params = load_params()
+    mv = resolve_version(params, ref)
+    os.environ["MLFLOW_TRACKING_URI"] = params.tracking_uri
+    return f"models:/{mv.name}/{mv.version}"
+
+
+def mlflow_predict(uri: str, parquet: Path, tmp: Path) -> tuple[float, float]:
+    """`mlflow models predict` in this environment (no new env, no network) on CSV rows."""
+    import pandas as pd
+
+    csv = parquet.with_suffix(".csv")
+    if not csv.exists():
+        pd.read_parquet(parquet).to_csv(csv, index=False)
+    out = tmp / f"mlflow-{parquet.stem}.json"
+    wall, rss, _ = timed(
+        [
+            str(BIN / "mlflow"),
+            "models",
+            "predict",
+            "-m",
+            uri,
+            "-i",
+            str(csv),
+            "-t",
+            "csv",
+            "-o",
+            str(out),
+            "--env-manager",
+            "local",
+        ]
+    )
+    if not out.is_file() or out.stat().st_size == 0:
+        raise SystemExit(f"mlflow models predict wrote no predictions to {out}")
+    return wall, rss
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="candidate")
     parser.add_argument("--rows", default="1000000", help="comma-separated sizes")
     parser.add_argument("--spark", action="store_true", help="also Spark local[2]")
+    parser.add_argument(
+        "--mlflow", action="store_true", help="also `mlflow models predict` (CSV input)"
+    )
     args = parser.parse_args()
     mlgate = str(BIN / "mlgate")
+    uri = mlflow_uri(args.model) if args.mlflow else ""
     results = []
     with tempfile.TemporaryDirectory(prefix="mlgate-bench-batch-") as tmp:
         for rows in (int(r) for r in args.rows.split(",")):
@@ -128,13 +179,25 @@ def main() -> int:
                 results.append(
                     (f"mlgate predict {name}", rows, summary["rows_per_second"], wall, rss)
                 )
-    print(f"\n{'contender':<34} {'rows':>11} {'rows/s':>11} {'wall s':>8} {'peak RSS MB':>12}")
+            if args.mlflow:
+                wall, rss = mlflow_predict(uri, path, Path(tmp))
+                results.append(("mlflow models predict", rows, rows / wall, wall, rss))
+    print(
+        f"\n{'contender':<34} {'rows':>11} {'rows/s':>11} {'rows/wall s':>12} "
+        f"{'wall s':>8} {'peak RSS MB':>12}"
+    )
     for name, rows, rate, wall, rss in results:
-        print(f"{name:<34} {rows:>11,} {rate:>11,.0f} {wall:>8.1f} {rss:>12.0f}")
+        print(
+            f"{name:<34} {rows:>11,} {rate:>11,.0f} {rows / wall:>12,.0f} {wall:>8.1f} {rss:>12.0f}"
+        )
     floors = {rows: rate for name, rows, rate, _, _ in results if name.startswith("floor")}
-    for name, rows, rate, _, _ in results:
+    walls = {rows: rows / wall for name, rows, _, wall, _ in results if name.startswith("mlflow")}
+    for name, rows, rate, wall, _ in results:
         if not name.startswith("floor"):
-            print(f"{name} at {rows:,} rows: {rate / floors[rows]:.0%} of the floor's rows/s")
+            line = f"{name} at {rows:,} rows: {rate / floors[rows]:.0%} of the floor's rows/s"
+            if rows in walls and name.startswith("mlgate"):
+                line += f", {rows / wall / walls[rows]:.1f}x mlflow models predict (rows / wall s)"
+            print(line)
     return 0
 
 

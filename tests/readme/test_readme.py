@@ -105,6 +105,20 @@ def test_every_readme_command_is_typed_here_or_covered_elsewhere() -> None:
             assert (ROOT / where.split()[0]).is_file(), where
 
 
+def test_every_make_target_the_docs_name_exists() -> None:
+    """`make bench-batch` in a sentence is a command too: each `make <target>` the README and
+    docs/ show (in a code span, or at the start of a line of a code block) is a Makefile target."""
+    targets = set(re.findall(r"^([a-z][a-z0-9-]*):", (ROOT / "Makefile").read_text(), re.M))
+    assert {"run", "test", "bench-batch"} <= targets  # the parser reads the Makefile
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text()
+        named = set(re.findall(r"`make ([a-z][a-z0-9-]*)", text))
+        for block in re.findall(r"^```[a-z]*\n(.*?)^```", text, re.M | re.S):
+            named |= set(re.findall(r"^ *(?:\$ )?make ([a-z][a-z0-9-]*)", block, re.M))
+        unknown = sorted(named - targets)
+        assert not unknown, f"{doc.relative_to(ROOT)} shows make {unknown}: not in the Makefile"
+
+
 def test_make_run_needs_no_uv_on_path(fresh_clone: Clone) -> None:
     typed.add("make run")
     out = fresh_clone.make_run.stdout

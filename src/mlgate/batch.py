@@ -437,6 +437,7 @@ def predict(params: Params, request: Request, stream: Any = None) -> dict[str, A
             "batch_id": batch_id,
             "started_at": started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "engine": request.engine,
+            "task": params.data.task,
             "model": model.lineage,
             "input": {"spec": request.input, "files": [str(f) for f in files]},
             "input_sha256": input_hash(files),

@@ -97,3 +97,11 @@ def positive_scores(model: Any, frame: Any, positive_label: Any) -> Any:
             f"data.positive_label {positive_label!r} is not a class of the model {classes}"
         )
     return model.predict_proba(frame)[:, classes.index(positive_label)]
+
+
+def model_scores(model: Any, frame: Any, params: Params) -> Any:
+    """What the model's answer is measured by: the positive class's probability for a
+    classifier, the predicted value for a regressor."""
+    if params.data.task == "regression":
+        return model.predict(frame)
+    return positive_scores(model, frame, params.data.positive_label)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from mlgate.config import Params
 
 EPS = 1e-4  # floor for empty bins: PSI is a log ratio and an empty bin would make it infinite
-PREDICTION = "prediction (probability)"
+PREDICTION = "prediction (model output)"  # a classifier's probability, a regressor's value
 
 
 @dataclass
@@ -147,7 +147,11 @@ def load_traffic(folder: Path | str) -> tuple[pd.DataFrame, pd.Series, int, list
     predictions = [r for r in records if r.get("kind") == "prediction"]
     errors = sum(1 for r in records if r.get("kind") == "error")
     inputs = pd.DataFrame.from_records([r["inputs"] for r in predictions])
-    scores = pd.Series([r["probability"] for r in predictions], dtype=float)
+    # a classifier's records carry the probability, a regressor's the predicted value
+    scores = pd.Series(
+        [r["probability"] if "probability" in r else r["prediction"] for r in predictions],
+        dtype=float,
+    )
     versions = sorted({str(r.get("model_version")) for r in predictions})
     return inputs, scores, errors, versions
 
@@ -166,7 +170,8 @@ def load_batch(folder: Path, columns: list[str]) -> tuple[pd.DataFrame, pd.Serie
         raise MlgateError(f"--batch {folder}: not a `mlgate predict` output (no {SUMMARY})")
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     scored = folder / f"{SCORED}.{summary.get('format', 'parquet')}"
-    wanted = [*columns, "score"]
+    output = "prediction" if summary.get("task") == "regression" else "score"
+    wanted = [*columns, output]
     if summary.get("format") == "csv":  # one file, or Spark's folder of parts
         parts = sorted(scored.glob("*.csv")) if scored.is_dir() else [scored]
         frame = pd.concat([pd.read_csv(p) for p in parts], ignore_index=True) if parts else None
@@ -181,10 +186,10 @@ def load_batch(folder: Path, columns: list[str]) -> tuple[pd.DataFrame, pd.Serie
         raise MlgateError(
             f"--batch {folder}: {scored.name} lacks column(s) {missing or wanted}; monitoring "
             "needs every contract column (run `mlgate predict` with all input columns as "
-            f"keys, the default) and a score (a classification model); not {QUARANTINE} rows"
+            f"keys, the default) and the model's {output}; not {QUARANTINE} rows"
         )
     versions = [str(summary["model"]["version"])]
-    return frame[columns], frame["score"].astype(float), int(summary["rows_quarantined"]), versions
+    return frame[columns], frame[output].astype(float), int(summary["rows_quarantined"]), versions
 
 
 def reference(params: Params) -> tuple[pd.DataFrame, np.ndarray]:
@@ -192,7 +197,7 @@ def reference(params: Params) -> tuple[pd.DataFrame, np.ndarray]:
     import joblib
 
     from mlgate import data
-    from mlgate.model import positive_scores
+    from mlgate.model import model_scores
 
     train = data.load(params.split.train, params)
     try:
@@ -203,7 +208,7 @@ def reference(params: Params) -> tuple[pd.DataFrame, np.ndarray]:
         ) from None
     features = data.input_schema(params).columns
     frame = train[list(features)]
-    return frame, positive_scores(model, train[params.features.all], params.data.positive_label)
+    return frame, model_scores(model, train[params.features.all], params)
 
 
 def compare(

@@ -236,6 +236,26 @@ def test_regression_project(house_project: Generated, tmp_path: Path) -> None:
         got = [p["prediction"] for p in batch["predictions"]]
         assert got == pytest.approx(list(expected), abs=1e-5)
         assert call("/model_info", None)[1]["scorer"] == "onnx"
+        everything = test.drop(columns=["price"]).to_dict("records")
+        assert call("/predict_batch", {"records": everything})[0] == 200
+        recorded = tmp_path / "feedback"
+        deadline = time.monotonic() + 60  # the writer flushes within serving.feedback.flush_seconds
+        while (
+            sum(len(f.read_text().splitlines()) for f in recorded.glob("*.jsonl")) < len(test) + 4
+        ):
+            assert time.monotonic() < deadline, "the service did not record every prediction"
+            time.sleep(0.2)
+
+    # The recorded traffic (the test split, predicted values) is monitored like a classifier's
+    monitored = run(
+        [mlgate, "monitor", "--feedback", str(recorded), "--out", str(tmp_path / "m")],
+        clone,
+        check=False,
+    )
+    assert monitored.returncode == 0, monitored.stdout + monitored.stderr
+    drift = json.loads((tmp_path / "m" / "drift.json").read_text())
+    assert drift["rows"] == len(test) + 4 and drift["enough_data"], drift
+    assert drift["prediction"] is not None and not drift["prediction_drifted"], drift
 
 
 @contextmanager

@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serving.cli",
         "monitor",
         "outcomes",
+        "compare",
         "batch",
     ):
         import_module(f"mlgate.{module}").add_commands(sub, common)

@@ -155,6 +155,16 @@ def shadow_traffic(
     write_records(folder, records, "predictions-host-1-1-0001.jsonl")
 
 
+def labelled_shadow(
+    tmp_path: Path, params: Params, frame: pd.DataFrame, champion: Any, challenger: Any
+) -> Path:
+    """Shadow traffic with every row's true label imported: the feedback folder."""
+    fb = tmp_path / "feedback"
+    shadow_traffic(fb, params, frame, champion, challenger)
+    assert import_outcomes(fb, true_outcomes(frame, params)) == 0
+    return fb
+
+
 def canary_traffic(
     folder: Path, params: Params, frame: pd.DataFrame, champion: Any, challenger: Any
 ) -> None:
@@ -246,9 +256,7 @@ def small_params(tmp_path: Path, **compare_keys: Any) -> Path:
 def test_shadow_challenger_trained_on_shuffled_labels_is_aborted(
     params: Params, models: dict, test_rows: pd.DataFrame, tmp_path: Path
 ) -> None:
-    fb = tmp_path / "feedback"
-    shadow_traffic(fb, params, test_rows, models["real"], models["shuffled"])
-    assert import_outcomes(fb, true_outcomes(test_rows, params)) == 0
+    fb = labelled_shadow(tmp_path, params, test_rows, models["real"], models["shuffled"])
     assert len(imported(fb)) == 1
     code, report = compare(fb, tmp_path / "report")
     assert code == 4 and report["verdict"] == "abort", report["reasons"]
@@ -266,9 +274,7 @@ def test_shadow_challenger_trained_on_shuffled_labels_is_aborted(
 def test_shadow_challenger_better_than_a_weak_champion_is_promoted(
     params: Params, models: dict, test_rows: pd.DataFrame, tmp_path: Path
 ) -> None:
-    fb = tmp_path / "feedback"
-    shadow_traffic(fb, params, test_rows, models["shuffled"], models["real"])
-    assert import_outcomes(fb, true_outcomes(test_rows, params)) == 0
+    fb = labelled_shadow(tmp_path, params, test_rows, models["shuffled"], models["real"])
     code, report = compare(fb, tmp_path / "report")
     assert code == 0 and report["verdict"] == "promote", report["reasons"]
     assert report["difference"]["ci"][0] > 0
@@ -295,10 +301,8 @@ def test_a_challenger_failing_in_shadow_is_aborted_on_its_error_rate(
 def test_too_few_rows_means_collect_even_for_a_clearly_worse_challenger(
     params: Params, models: dict, test_rows: pd.DataFrame, tmp_path: Path
 ) -> None:
-    fb = tmp_path / "feedback"
     rows = test_rows.iloc[:60]
-    shadow_traffic(fb, params, rows, models["real"], models["shuffled"])
-    assert import_outcomes(fb, true_outcomes(rows, params)) == 0
+    fb = labelled_shadow(tmp_path, params, rows, models["real"], models["shuffled"])
     code, report = compare(fb, tmp_path / "report")
     assert code == 3 and report["verdict"] == "collect"
     assert report["difference"] is None  # no metric comparison on 60 outcomes
@@ -311,9 +315,7 @@ def test_too_few_rows_means_collect_even_for_a_clearly_worse_challenger(
 def test_the_verdict_and_its_figures_are_stable_for_a_fixed_seed(
     params: Params, models: dict, test_rows: pd.DataFrame, tmp_path: Path
 ) -> None:
-    fb = tmp_path / "feedback"
-    shadow_traffic(fb, params, test_rows, models["real"], models["shuffled"])
-    assert import_outcomes(fb, true_outcomes(test_rows, params)) == 0
+    fb = labelled_shadow(tmp_path, params, test_rows, models["real"], models["shuffled"])
     _, first = compare(fb, tmp_path / "one")
     _, again = compare(fb, tmp_path / "two")
     first.pop("generated_at"), again.pop("generated_at")

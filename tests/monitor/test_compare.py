@@ -491,3 +491,41 @@ def test_a_larger_rmse_counts_as_worse(params: Params) -> None:
     assert verdict([0.5, 0.9]) == "abort"  # confidently larger error
     assert verdict([-0.3, 0.005]) == "promote"  # at most 0.005 larger: within 0.01
     assert verdict([-0.3, 0.2]) == "collect"
+
+
+def test_regression_traffic_is_compared_on_rmse_where_larger_is_worse(
+    params: Params, test_split: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
+) -> None:
+    """A real regressor of the example data (credit amount from duration, age and job)
+    against the same fitted to shuffled amounts: outcomes imported as numbers, rmse decides."""
+    from sklearn.linear_model import Ridge
+
+    training, rows = test_split[0], test_split[1].reset_index(drop=True)
+    features, target = ["duration", "age", "job"], "credit_amount"
+    shuffled = np.random.default_rng(0).permutation(training[target].to_numpy())
+    champion = Ridge().fit(training[features], training[target])
+    challenger = Ridge().fit(training[features], shuffled)
+    records = []
+    for i, (a, b) in enumerate(
+        zip(champion.predict(rows[features]), challenger.predict(rows[features]), strict=True)
+    ):
+        request_id, row = request_of(i)
+        base = {"schema": 1, "ts": "2026-12-01T10:00:00.000Z", "request_id": request_id}
+        records.append({**base, "row": row, "kind": "prediction", "prediction": float(a)})
+        records.append(
+            {**base, "row": row, "kind": "shadow", "variant": "challenger", "prediction": float(b)}
+        )
+    fb = tmp_path / "feedback"
+    write_records(fb, records, "predictions-host-1-1-0001.jsonl")
+    raw = yaml.safe_load(PARAMS.read_text())
+    raw["data"]["task"] = "regression"
+    raw["gate"] = {"report": "artifacts/gate.json", "champion": {"metric": "rmse"}}
+    regression = tmp_path / "params.yaml"
+    regression.write_text(yaml.safe_dump(raw))
+    labels = true_outcomes(rows, params).assign(outcome=rows[target].astype(float))
+    assert import_outcomes(fb, labels, params=regression) == 0
+    code, report = compare(fb, tmp_path / "report", regression)
+    assert (code, report["verdict"], report["metric"]) == (4, "abort", "rmse"), report["reasons"]
+    assert report["challenger"]["metric"] > report["champion"]["metric"]
+    assert report["difference"]["ci"][0] > 0 and not report["difference"]["higher_is_better"]
+    assert "decision_agreement" not in report["agreement"]

@@ -110,12 +110,13 @@ def load_records(folder: Path) -> dict[str, pd.DataFrame]:
                 "latency_ms": r.get("latency_ms"),
                 "ts": str(r.get("ts", "")),
                 "outcome": r.get("outcome"),
+                "shadow": bool(r.get("shadow")),
             }
             for r in records
             if r.get("kind") == kind
         ]
         columns = ["request_id", "row", "variant", "model_version", "score", "decision"]
-        columns += ["latency_ms", "ts", "outcome"]
+        columns += ["latency_ms", "ts", "outcome", "shadow"]
         out = pd.DataFrame(rows, columns=columns)
         out["score"] = pd.to_numeric(out["score"], errors="coerce")
         out["latency_ms"] = pd.to_numeric(out["latency_ms"], errors="coerce")
@@ -256,7 +257,7 @@ def primary_metric(params: Params) -> str:
 def _variant(name: str, answers: pd.DataFrame, errors: pd.DataFrame, outcomes: int) -> Variant:
     scores = answers["score"].dropna()
     latency = answers["latency_ms"].dropna()
-    failed = int((errors["variant"] == name).sum())
+    failed = int(errors.loc[errors["variant"] == name, "rows"].sum())
     total = len(answers) + failed
     return Variant(
         name=name,
@@ -292,6 +293,12 @@ def compare(params: Params, frames: dict[str, pd.DataFrame]) -> Comparison:
     preds, shadow, errors = frames["predictions"], frames["shadow"], frames["errors"]
     keys = ["request_id", "row"]
     champion = preds[preds["variant"] == CHAMPION]
+    # A failed shadow score is one error record for the whole request: it counts as the rows
+    # the champion answered in it, as the challenger's scored rows do (a rejection counts 1).
+    answered = champion.groupby("request_id").size()
+    errors = errors.assign(
+        rows=errors["request_id"].map(answered).fillna(1).where(errors["shadow"], 1)
+    )
     challenger = pd.concat([preds[preds["variant"] == CHALLENGER], shadow], ignore_index=True)
     mode = "shadow" if len(shadow) else ("split" if len(challenger) else "champion only")
     labelled_cp = champion.merge(frames["outcomes"], on=keys, suffixes=("_", ""))

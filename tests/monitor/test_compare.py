@@ -126,10 +126,12 @@ def shadow_traffic(
                 "latency_ms": 1.0 + i % 7,
             }
         )
-        if i < failing:
+        if i < failing and row == 0:  # one error record for the request's rows
             records.append(
-                {
-                    **base,
+                {  # as the service writes it: no row, the request failed as a whole
+                    "schema": 1,
+                    "ts": ts,
+                    "request_id": request_id,
                     "kind": "error",
                     "variant": "challenger",
                     "endpoint": "predict_batch",
@@ -140,7 +142,7 @@ def shadow_traffic(
                     "model_version": "2",
                 }
             )
-        else:
+        elif i >= failing:
             records.append(
                 {
                     **base,
@@ -286,7 +288,8 @@ def test_shadow_challenger_better_than_a_weak_champion_is_promoted(
 def test_a_challenger_failing_in_shadow_is_aborted_on_its_error_rate(
     params: Params, models: dict, test_rows: pd.DataFrame, tmp_path: Path
 ) -> None:
-    """No outcomes needed: 10 of 200 shadow scores failed (5% > max_error_rate 2%)."""
+    """No outcomes needed: 10 of 200 shadow scores failed (5% > max_error_rate 2%), in five
+    two-row requests, each one error record."""
     fb = tmp_path / "feedback"
     shadow_traffic(fb, params, test_rows, models["real"], models["real"], failing=10)
     code, report = compare(fb, tmp_path / "report")

@@ -319,7 +319,6 @@ def compare(params: Params, frames: dict[str, pd.DataFrame]) -> Comparison:
 
     name = primary_metric(params)
     difference = None
-    reasons: list[str] = []
     if cp.outcomes and ch.outcomes:
         cp.metric = metric_value(
             name, _labels(params, labelled_cp["outcome"]), labelled_cp["score"].to_numpy(float)
@@ -344,10 +343,8 @@ def compare(params: Params, frames: dict[str, pd.DataFrame]) -> Comparison:
         difference, cp.metric_ci, ch.metric_ci = bootstrap_difference(
             name, sides[0], sides[1], mode == "shadow", c.bootstrap, c.confidence, c.seed
         )
-    elif cp.outcomes and ch.outcomes and (cp.metric is None or ch.metric is None):
-        reasons.append(f"{name} is undefined on the outcomes so far (one class only)")
 
-    verdict, why = decide(params, cp, ch, difference)
+    verdict, reasons = decide(params, cp, ch, difference, name)
     return Comparison(
         generated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         mode=mode,
@@ -359,13 +356,13 @@ def compare(params: Params, frames: dict[str, pd.DataFrame]) -> Comparison:
         agreement=agreement,
         difference=difference,
         verdict=verdict,
-        reasons=[*why, *reasons] if verdict == "collect" else why,
+        reasons=reasons,
         thresholds=c.model_dump(mode="json", exclude={"report"}),
     )
 
 
 def decide(
-    params: Params, cp: Variant, ch: Variant, difference: Difference | None
+    params: Params, cp: Variant, ch: Variant, difference: Difference | None, metric: str
 ) -> tuple[str, list[str]]:
     """The rule of compare.* (docs/COMPARE.md#the-verdict): abort on a failing or confidently
     worse challenger, promote on enough evidence of non-inferiority, otherwise collect."""
@@ -373,21 +370,27 @@ def decide(
     abort: list[str] = []
     collect: list[str] = []
     passed: list[str] = []
-    requests = ch.predictions + ch.errors
-    rate = f"challenger error rate {ch.error_rate:.2%} ({ch.errors} of {requests} requests)"
-    if requests >= c.min_rows and ch.error_rate > c.max_error_rate:
+    seen = ch.predictions + ch.errors
+    rate = (
+        f"challenger error rate {ch.error_rate:.2%} ({ch.errors} errors, "
+        f"{ch.predictions} predictions)"
+    )
+    if seen >= c.min_rows and ch.error_rate > c.max_error_rate:
         abort.append(f"{rate} > max_error_rate {c.max_error_rate:.2%}")
     elif ch.error_rate > c.max_error_rate:
-        collect.append(f"{rate} > max_error_rate, on fewer than min_rows {c.min_rows} requests")
+        collect.append(f"{rate} > max_error_rate, on fewer than min_rows {c.min_rows}")
     else:
         passed.append(f"{rate} <= max_error_rate {c.max_error_rate:.2%}")
-    if requests == 0:
+    if seen == 0:
         collect.append("no challenger record yet (is serving.strategy.mode shadow, canary or ab?)")
     for v in (cp, ch):
         if v.predictions < c.min_rows:
             collect.append(f"{v.name}: {v.predictions} predictions < min_rows {c.min_rows}")
         if v.outcomes < c.min_outcomes:
             collect.append(f"{v.name}: {v.outcomes} outcomes < min_outcomes {c.min_outcomes}")
+    enough = min(cp.outcomes, ch.outcomes) >= c.min_outcomes
+    if difference is None and enough:  # the outcomes are there, the metric is not
+        collect.append(f"{metric} is undefined on the outcomes so far (one class only)")
     if difference is not None:
         # improvement: positive when the challenger is better, whatever the metric's direction
         sign = 1 if difference.higher_is_better else -1

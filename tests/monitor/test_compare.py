@@ -297,7 +297,7 @@ def test_a_challenger_failing_in_shadow_is_aborted_on_its_error_rate(
     assert report["challenger"]["errors"] == 10 and report["champion"]["errors"] == 0
     assert report["challenger"]["error_rate"] == pytest.approx(10 / 200)
     assert report["reasons"] == [
-        "challenger error rate 5.00% (10 of 200 requests) > max_error_rate 2.00%"
+        "challenger error rate 5.00% (10 errors, 190 predictions) > max_error_rate 2.00%"
     ]
 
 
@@ -313,6 +313,18 @@ def test_too_few_rows_means_collect_even_for_a_clearly_worse_challenger(
     assert "challenger: 60 outcomes < min_outcomes 100" in report["reasons"]
     # a CI step that only wants the report
     assert compare(fb, tmp_path / "report", PARAMS, "--exit-zero")[0] == 0
+
+
+def test_outcomes_of_one_class_only_mean_collect(
+    params: Params, models: dict, test_rows: pd.DataFrame, tmp_path: Path
+) -> None:
+    """ROC AUC needs both classes: the first labels to arrive are often all of one."""
+    fb = tmp_path / "feedback"
+    shadow_traffic(fb, params, test_rows, models["shuffled"], models["real"])
+    assert import_outcomes(fb, true_outcomes(test_rows, params).assign(outcome=1)) == 0
+    code, report = compare(fb, tmp_path / "report")
+    assert (code, report["verdict"], report["difference"]) == (3, "collect", None)
+    assert report["reasons"] == ["roc_auc is undefined on the outcomes so far (one class only)"]
 
 
 def test_the_verdict_and_its_figures_are_stable_for_a_fixed_seed(
@@ -489,7 +501,7 @@ def test_a_larger_rmse_counts_as_worse(params: Params) -> None:
 
     def verdict(ci: list[float]) -> str:
         d = Difference("rmse", False, "paired", {}, sum(ci) / 2, ci, 0.5, 1000)
-        return decide(params, variant("champion"), variant("challenger"), d)[0]
+        return decide(params, variant("champion"), variant("challenger"), d, "rmse")[0]
 
     assert verdict([0.5, 0.9]) == "abort"  # confidently larger error
     assert verdict([-0.3, 0.005]) == "promote"  # at most 0.005 larger: within 0.01

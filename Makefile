@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= auto
 
 .PHONY: help install data run ui repro register test test-fast lint format bench clean \
-	lint-workflows report build serve monitor bench-serve test-workflows bench-scale \
+	lint-workflows report build serve monitor compare bench-serve test-workflows bench-scale \
 	predict bench-batch
 
 help: ## list the targets
@@ -116,6 +116,9 @@ serve: install ## serve the latest bento locally: make serve [BENTO=tag] [PORT=3
 
 monitor: install ## drift report of recorded traffic vs training data (exit 1 on drift)
 	mlgate monitor
+
+compare: install ## champion vs challenger on recorded traffic (exit 0 promote, 3 collect, 4 abort)
+	mlgate compare
 
 BENCH_SOAK ?= 300
 bench-serve: install ## serving benchmark: floor vs mlgate vs mlflow, 4 estimators, batch soak [BENCH_SOAK=300] (needs wrk)

@@ -147,7 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(handler=_lineage)
     # Feature modules are light at import; their heavy imports live in the handlers.
-    for module in ("report", "github", "deploy", "ci", "init", "serving.cli", "monitor", "batch"):
+    for module in (
+        "report",
+        "github",
+        "deploy",
+        "ci",
+        "init",
+        "serving.cli",
+        "monitor",
+        "outcomes",
+        "compare",
+        "batch",
+    ):
         import_module(f"mlgate.{module}").add_commands(sub, common)
     import_module("mlgate.dataversion").add_commands(sub, common)
     return parser

@@ -195,6 +195,19 @@ class Monitor(_Section):
     max_error_rate: float = Field(default=0.05, ge=0, le=1)
 
 
+class Compare(_Section):
+    """`mlgate compare`: champion against challenger on recorded traffic (docs/COMPARE.md)."""
+
+    report: Path = Path("artifacts/compare")
+    min_rows: int = Field(default=200, ge=1)  # per variant: fewer predictions => collect
+    min_outcomes: int = Field(default=100, ge=1)  # per variant: fewer => collect
+    max_error_rate: float = Field(default=0.02, ge=0, le=1)  # challenger's; above => abort
+    max_metric_loss: float = Field(default=0.01, ge=0)  # in the metric's units
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)  # of the difference's interval
+    bootstrap: int = Field(default=1000, ge=100, le=100_000)  # resamples
+    seed: int = 0
+
+
 class Batch(_Section):
     """`mlgate predict` (docs/BATCH.md)."""
 
@@ -279,6 +292,7 @@ class Params(_Section):
     serving: Serving = Serving()
     deploy: Deploy = Deploy()
     monitor: Monitor = Monitor()
+    compare: Compare = Compare()
     batch: Batch = Batch()
 
     @model_validator(mode="after")

@@ -137,6 +137,16 @@ def feature_drift(
 # ---------------------------------------------------------------- data
 
 
+def feedback_folder(params: Params, given: Path | None = None) -> Path:
+    """The folder of recorded traffic: --feedback, else MLGATE_FEEDBACK_DIR, else
+    serving.feedback.path (the order the service itself uses, after the command line)."""
+    env = os.environ.get("MLGATE_FEEDBACK_DIR")
+    folder = given or Path(env or params.serving.feedback.path)
+    if not folder.is_dir():
+        raise MlgateError(f"no recorded traffic: {folder} is not a folder (serving.feedback.path)")
+    return folder
+
+
 def load_traffic(folder: Path | str) -> tuple[pd.DataFrame, pd.Series, int, list[str]]:
     """Recorded inputs, predicted probabilities, the number of rejected requests, versions."""
     import pandas as pd
@@ -362,13 +372,7 @@ def run(
         ref_inputs, ref_scores = reference(params)
         inputs, scores, errors, versions = load_batch(batch, list(ref_inputs.columns))
     else:
-        env = os.environ.get("MLGATE_FEEDBACK_DIR")
-        folder = feedback or Path(env or params.serving.feedback.path)
-        if not folder.is_dir():
-            raise MlgateError(
-                f"no recorded traffic: {folder} is not a folder (serving.feedback.path)"
-            )
-        inputs, scores, errors, versions = load_traffic(folder)
+        inputs, scores, errors, versions = load_traffic(feedback_folder(params, feedback))
         ref_inputs, ref_scores = reference(params)
     report = compare(params, ref_inputs, ref_scores, inputs, scores, errors, versions)
     plots: dict[str, str] = {}

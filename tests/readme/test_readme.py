@@ -26,6 +26,9 @@ ELSEWHERE = {
     "uv add 'dvc[s3]'": "needs the network for the extra: here, `uv` is found once activated",
     "dvc push": "typed here to the repo-local remote; to a bucket it needs credentials",
     "mlgate rollback": "tests/pipeline/test_registry.py (needs an earlier production model)",
+    "mlgate outcomes import labels.csv": "tests/monitor/test_compare.py (needs recorded traffic "
+    "and its labels)",
+    "mlgate compare": "tests/monitor/test_compare.py (needs champion and challenger traffic)",
     "mlgate predict --input 'exports/*.parquet' --output scores/": "tests/pipeline/test_batch.py "
     "(a glob of Parquet parts gives the rows a CSV gives)",
     "uv tool install https://github.com/mlgate-dev/mlgate/releases/download/v0.1.0/"

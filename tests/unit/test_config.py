@@ -49,6 +49,13 @@ def test_the_repository_params_load_into_typed_frozen_objects():
         ("project.name", "has spaces", r"project\.name: String should match"),
         ("data.contract.max_duplicate_share", 1.5, r"data\.contract\.max_duplicate_share: Input"),
         ("data.contract.min_rows_per_class", 1, r"min_rows_per_class must be at least 2: a strat"),
+        ("compare.confidence", 1.0, r"compare\.confidence: Input should be less than 1 "),
+        ("compare.max_error_rate", -0.1, r"compare\.max_error_rate: Input should be greater"),
+        (
+            "compare.bootstrap",
+            10,
+            r"compare\.bootstrap: Input should be greater than or equal to 100",
+        ),
     ],
 )
 def test_an_invalid_value_names_the_key_and_the_reason(path, value, expected):

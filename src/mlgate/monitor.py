@@ -155,7 +155,8 @@ def load_traffic(folder: Path | str) -> tuple[pd.DataFrame, pd.Series, int, list
 
     records = read_records(folder)
     predictions = [r for r in records if r.get("kind") == "prediction"]
-    errors = sum(1 for r in records if r.get("kind") == "error")
+    # a challenger failing in shadow mode (docs/SERVING.md) is not an error any client saw
+    errors = sum(1 for r in records if r.get("kind") == "error" and not r.get("shadow"))
     inputs = pd.DataFrame.from_records([r["inputs"] for r in predictions])
     # a classifier's records carry the probability, a regressor's the predicted value
     scores = pd.Series(

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from importlib import import_module
 from pathlib import Path
@@ -178,6 +179,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    # MLflow imports PySpark whenever it is installed (the spark extra), and PySpark warns on
+    # every import that it does not support pandas 3 yet: four lines of noise per command.
+    warnings.filterwarnings(
+        "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
+    )
     parser = build_parser()
     args = parser.parse_args(argv)
     started = time.perf_counter()

@@ -152,6 +152,12 @@ def test_the_bento_records_both_models(shadow_server: tuple[Server, Path], home:
     info = yaml.safe_load(bento_yaml.read_text())
     names = sorted(m["tag"].split(":")[0] for s in info["services"] for m in s["models"])
     assert names == ["mlgate-challenger", "mlgate-model"]
+    labels = info["labels"]
+    assert (labels["model_version"], labels["strategy"], labels["challenger_version"]) == (
+        "1",
+        "shadow",
+        "2",
+    )
 
 
 # ---------------------------------------------------------------- shadow

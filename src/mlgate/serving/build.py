@@ -270,6 +270,8 @@ def build(params: Params, ref: str | None = None, bentofile: Path | str = "bento
     config["name"] = params.model_name
     labels = {f"model_{k}" if k == "version" else k: v for k, v in lineage.items()}
     config["labels"] = {**config.get("labels", {}), **labels}
+    if challenger is not None:
+        config["labels"].update(strategy=strategy.mode, challenger_version=str(challenger.version))
     # The service module reads this while BentoML imports it during the build, so the bento
     # records exactly this model (not whatever is `latest` in a shared store).
     for name, env in MODEL_ENV.items():

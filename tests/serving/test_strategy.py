@@ -93,10 +93,14 @@ def shadow_server(
 @pytest.fixture(scope="module")
 def canary_server(
     two_models: Path, home: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+) -> Iterator[tuple[Server, Path]]:
+    """The canary bento (share 0.3, keyed by the X-Customer header), with the fault switch."""
     tag = built_tag(build(two_models, home, mode="canary", share=SHARE, key="header:X-Customer"))
-    with serving(tag, home, two_models, tmp_path_factory) as srv:
-        yield srv
+    fault = tmp_path_factory.mktemp("fault") / "challenger-fault"
+    with serving(
+        tag, home, two_models, tmp_path_factory, MLGATE_TEST_CHALLENGER_FAULT_FILE=str(fault)
+    ) as srv:
+        yield srv, fault
 
 
 def post(
@@ -341,26 +345,29 @@ def test_outcomes_are_validated_and_recorded(shadow_server: tuple[Server, Path])
 # ---------------------------------------------------------------- canary
 
 
-def test_canary_answers_from_the_assigned_model_and_says_which(canary_server: Server) -> None:
+def test_canary_answers_from_the_assigned_model_and_says_which(
+    canary_server: tuple[Server, Path],
+) -> None:
+    srv, _ = canary_server
     seen = {}
     for n in range(40):
-        status, headers, body = post(
-            canary_server, "/predict", {"applicant": GOOD}, {"X-Customer": f"c{n}"}
-        )
+        status, headers, body = post(srv, "/predict", {"applicant": GOOD}, {"X-Customer": f"c{n}"})
         assert status == 200, body
         assert headers["x-mlgate-variant"] == body["variant"]
         assert body["model_version"] == {"champion": "1", "challenger": "2"}[body["variant"]]
         seen[body["variant"]] = body["probability"]
     assert set(seen) == {"champion", "challenger"}
     assert not math.isclose(seen["champion"], seen["challenger"], abs_tol=1e-9)
-    _, text = canary_server.call("/metrics")
+    _, text = srv.call("/metrics")
     assert metric(text, "mlgate_predictions_total", variant="challenger", model_version="2") > 0
 
 
-def test_canary_assignment_is_sticky_and_shares_hold(canary_server: Server) -> None:
+def test_canary_assignment_is_sticky_and_shares_hold(canary_server: tuple[Server, Path]) -> None:
+    srv, _ = canary_server
+
     def variant(customer: str | None) -> str:
         headers = {"X-Customer": customer} if customer else {}
-        status, _, body = post(canary_server, "/predict", {"applicant": GOOD}, headers)
+        status, _, body = post(srv, "/predict", {"applicant": GOOD}, headers)
         assert status == 200, body
         return str(body["variant"])
 
@@ -376,3 +383,41 @@ def test_canary_assignment_is_sticky_and_shares_hold(canary_server: Server) -> N
     # without the key each request is drawn on its own: both models, in about the same share
     drawn = unkeyed.count("challenger") / len(unkeyed)
     assert abs(drawn - SHARE) < 4 * math.sqrt(SHARE * (1 - SHARE) / len(unkeyed)), drawn
+
+
+def test_a_failing_canary_challenger_is_counted_and_recorded_as_the_challengers(
+    canary_server: tuple[Server, Path],
+) -> None:
+    """In canary the challenger answers its share: its failure is that request's 500, and
+    the metrics and the error record say which model failed."""
+    customers = [f"failing-{n}" for n in range(40)]
+    srv, fault = canary_server
+    answers = [post(srv, "/predict", {"applicant": GOOD}, {"X-Customer": c})[2] for c in customers]
+    customer = next(
+        c for c, a in zip(customers, answers, strict=True) if a["variant"] == "challenger"
+    )
+    _, before = srv.call("/metrics")
+    fault.write_text("raise")
+    try:
+        status, _, body = post(
+            srv,
+            "/predict",
+            {"applicant": GOOD},
+            {"X-Customer": customer, "X-Request-Id": "canary-failure-1"},
+        )
+    finally:
+        fault.unlink()
+    assert status == 500, body
+    _, after = srv.call("/metrics")
+    labels = {"endpoint": "predict", "status": "500", "variant": "challenger"}
+    grew = metric(after, "mlgate_rejected_requests_total", **labels) - metric(
+        before, "mlgate_rejected_requests_total", **labels
+    )
+    assert grew == 1
+
+    def failure(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in records if r.get("request_id") == "canary-failure-1"]
+
+    (error,) = failure(records_of(srv, failure))
+    assert (error["kind"], error["variant"], error["model_version"]) == ("error", "challenger", "2")
+    assert "shadow" not in error

@@ -121,7 +121,7 @@ compare: install ## champion vs challenger on recorded traffic (exit 0 promote, 
 	mlgate compare
 
 BENCH_SOAK ?= 300
-bench-serve: install ## serving benchmark: floor vs mlgate vs mlflow, 4 estimators, batch soak [BENCH_SOAK=300] (needs wrk)
+bench-serve: install ## serving benchmark: floor vs mlgate vs mlflow, 4 estimators, shadow/canary, batch soak [BENCH_SOAK=300] (needs wrk)
 	@command -v wrk >/dev/null || { echo "wrk missing: trying apt-get install -y wrk"; \
 	  (apt-get install -y -qq wrk || sudo apt-get install -y -qq wrk) >/dev/null 2>&1 || true; }
 	@command -v wrk >/dev/null || { echo "error: wrk is required (apt-get install wrk / brew install wrk)"; exit 1; }

@@ -13,6 +13,10 @@ Run from the repository root (`make bench-serve`; needs wrk):
    FastAPI app that parses the JSON and returns a constant, one uvicorn worker), mlgate's
    bento (`bentoml serve`) and `mlflow models serve --workers 2`: rps, p50, p99, errors,
    rps as a share of the floor's, cold start (process start -> first 200), memory.
+   For LogisticRegression, also the champion/challenger bentos (--strategies, default
+   shadow,canary): version 1 as champion and a second version (C=0.3) as challenger, on
+   the same single-row load (no assignment key: canary draws each request, share 0.1),
+   all three up at once and measured in turns (--rounds), each cell the median round.
 3. Soak: mlgate's bento of --soak-estimators under `/predict_batch` with 1,000-row bodies
    (the test split repeated) at --soak-connections for --soak seconds: rows/s and the
    server's resident memory per slice, growth after the first slice (warm-up).
@@ -36,7 +40,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,6 +227,36 @@ def measure(server: Server, connections: list[int], duration: int, tmp: Path) ->
         server.results["rss_mb"] = tree_rss_mb(proc.pid)
 
 
+def measure_side_by_side(
+    servers: list[Server], connections: list[int], duration: int, rounds: int, tmp: Path
+) -> None:
+    """Servers up at the same time, measured in turns (A B C, A B C, …): on a shared machine
+    the load drifts within minutes, and one after the other the last server took it all
+    (two runs put shadow, then canary, at 35-45 % of single whichever came last). Each cell
+    is the round with the median rps."""
+    body = json.dumps(servers[0].body).encode()
+    with ExitStack() as stack:
+        urls = {}
+        for server in servers:
+            print(f"{server.name}: starting", flush=True)
+            urls[server.name], proc = stack.enter_context(running(server, tmp))
+            server.results["pid"] = proc.pid
+            wrk(urls[server.name], body, 16, 2, tmp)  # warm-up outside the measurement
+        for c in connections:
+            cells: dict[str, list[dict]] = {s.name: [] for s in servers}
+            for _ in range(rounds):
+                for server in servers:
+                    cells[server.name].append(wrk(urls[server.name], body, c, duration, tmp))
+            for server in servers:
+                ranked = sorted(cells[server.name], key=lambda r: r["rps"])
+                server.results[f"c{c}"] = ranked[len(ranked) // 2]
+                rps = ", ".join(f"{r['rps']:.0f}" for r in cells[server.name])
+                print(f"  {server.name:<44} c={c:<3} {fmt(ranked[len(ranked) // 2])}"
+                      f"  (rounds: {rps} rps)", flush=True)  # fmt: skip
+        for server in servers:
+            server.results["rss_mb"] = tree_rss_mb(server.results.pop("pid"))
+
+
 def soak(server: Server, rows: list[dict], seconds: int, connections: int, tmp: Path) -> list:
     """/predict_batch with 1,000-row bodies in slices: (t, rows/s, p99 ms, errors, RSS MB)."""
     field_name = next(iter(server.body))
@@ -295,6 +329,36 @@ def train_and_build(clone: Path, name: str, home: Path, env: dict[str, str]) -> 
     return tags[-1], scorer.group(1) if scorer else "?"
 
 
+def strategy_bentos(clone: Path, home: Path, env: dict[str, str], modes: list[str]) -> dict:
+    """The clone's model (version 1, just built) as champion and a retrained version
+    (C=0.3) as challenger, one bento per serving.strategy mode: {mode: bento tag}."""
+    from mlflow import MlflowClient
+
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    params["train"]["hyperparameters"]["C"] = 0.3
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(["dvc", "repro", "--quiet"], clone, env)
+    registered = sh([str(BIN / "mlgate"), "register"], clone, env)
+    version = re.search(r"version (\d+)", registered)
+    if not version or version.group(1) == "1":
+        raise SystemExit(f"no second version registered for the challenger:\n{registered}")
+    uri = f"sqlite:///{clone / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.set_registered_model_alias(params["project"]["name"], "challenger", version.group(1))
+    tags = {}
+    for mode in modes:
+        params["serving"]["strategy"] = {"mode": mode, "challenger": "challenger"}
+        params_file = clone / f"params-{mode}.yaml"
+        params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+        out = sh(
+            [str(BIN / "mlgate"), "build", "--model", "1", "--params", str(params_file)],
+            clone,
+            {**env, "BENTOML_HOME": str(home)},
+        )
+        tags[mode] = re.findall(r"-> model \S+, bento (\S+)", out)[-1]
+    return tags
+
+
 def scorer_figures(clone: Path, name: str) -> dict[str, str]:
     """In this process, on the clone's model and test split: each scoring path's parity with
     the Pipeline (max |Δ|) and its cost per row, one row at a time and 1,000 rows per call."""
@@ -361,6 +425,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-connections", type=int, default=4)
     parser.add_argument("--soak-estimators", default="LogisticRegression", help="comma list")
     parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="turns of the side-by-side cells (default: 3)"
+    )
+    parser.add_argument(
+        "--strategies",
+        default="shadow,canary",
+        help="serving.strategy modes measured beside LogisticRegression's single model "
+        "(comma list; '' for none; default: %(default)s)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
@@ -403,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         {"applicant": ROW},
     )  # fmt: skip
     servers: list[tuple[str, Server]] = [("", floor)]
+    side_by_side: list[Server] = []  # LogisticRegression's single, shadow and canary bentos
     scorers: dict[str, str] = {}
     for name in names:
         print(f"training, registering and building {name} …", flush=True)
@@ -421,6 +495,26 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             )
         )
+        modes = [m for m in args.strategies.split(",") if m]
+        if name == "LogisticRegression" and modes:
+            print(f"  champion and challenger bentos: {', '.join(modes)} …", flush=True)
+            side_by_side.append(servers[-1][1])
+            for mode, strategy_tag in strategy_bentos(clone, home, env, modes).items():
+                label = "canary, share 0.1" if mode == "canary" else mode
+                servers.append(
+                    (
+                        name,
+                        Server(
+                            f"{name}: mlgate ({scorers[name]}), {label}",
+                            [str(BIN / "bentoml"), "serve", strategy_tag, "--host", "127.0.0.1",
+                             "--port", "{port}"],
+                            "/predict",
+                            {"applicant": ROW},
+                            bento_env,
+                        ),
+                    )
+                )  # fmt: skip
+                side_by_side.append(servers[-1][1])
         if not args.skip_mlflow:
             servers.append(
                 (
@@ -428,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
                     Server(
                         f"{name}: mlflow models serve, 2 workers",
                         [str(BIN / "mlflow"), "models", "serve", "-m",
-                         f"models:/bench-{name.lower()}@candidate", "--env-manager", "local",
+                         f"models:/bench-{name.lower()}/1", "--env-manager", "local",
                          "--host", "127.0.0.1", "--port", "{port}", "--workers", "2"],
                         "/invocations",
                         {"dataframe_records": [ROW]},
@@ -437,8 +531,13 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )  # fmt: skip
     for _, server in servers:
+        if server in side_by_side:
+            continue
         print(f"{server.name}: starting", flush=True)
         measure(server, connections, args.duration, tmp)
+    if side_by_side:
+        print("single vs champion-and-challenger bentos, side by side:", flush=True)
+        measure_side_by_side(side_by_side, connections, args.duration, args.rounds, tmp)
 
     soaks = {}
     if args.soak > 0:
@@ -447,7 +546,9 @@ def main(argv: list[str] | None = None) -> int:
         test = pd.read_parquet(clone / "artifacts" / "data" / "test.parquet")
         rows = json.loads(test[[c for c in test.columns if c in ROW]].to_json(orient="records"))
         for name in args.soak_estimators.split(","):
-            server = next(s for n, s in servers if n == name and "mlgate" in s.name)
+            server = next(
+                s for n, s in servers if n == name and s.name.endswith(f"mlgate ({scorers[n]})")
+            )
             print(f"soak: {server.name}, {args.soak} s", flush=True)
             soaks[name] = soak(server, rows, args.soak, args.soak_connections, tmp)
 

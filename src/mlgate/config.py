@@ -157,6 +157,33 @@ class Feedback(_Section):
     keep_days: float | None = Field(default=30, gt=0)  # older rotated files deleted
 
 
+class Strategy(_Section):
+    """Champion and challenger in one service (docs/SERVING.md#champion-and-challenger)."""
+
+    mode: Literal["none", "shadow", "canary", "ab"] = "none"
+    # the model packaged beside serving.model when mode != none: an alias or a version number
+    challenger: str = Field(default="challenger", min_length=1)
+    # canary/ab: the share of entities (or requests, without a key) the challenger answers
+    share: float = Field(default=0.1, gt=0, lt=1)
+    # sticky assignment: a request field (checked against the contract at build) or
+    # `header:<name>`; None => each request is assigned on its own
+    key: str | None = Field(
+        default=None, pattern=r"^([A-Za-z_][A-Za-z0-9_]*|header:[A-Za-z0-9!#$%&'*+.^_`|~-]+)$"
+    )
+
+    @property
+    def header(self) -> str | None:
+        """The header name (lower case) when the key is `header:<name>`."""
+        if self.key and self.key.startswith("header:"):
+            return self.key.removeprefix("header:").lower()
+        return None
+
+    @property
+    def field(self) -> str | None:
+        """The request field when the key names one."""
+        return self.key if self.key and not self.key.startswith("header:") else None
+
+
 class Serving(_Section):
     model: str = "production"
     workers: int = Field(default=1, ge=1)
@@ -179,6 +206,16 @@ class Serving(_Section):
     request_field: str = Field(default="record", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     batch_field: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     feedback: Feedback = Feedback()
+    strategy: Strategy = Strategy()
+
+    @model_validator(mode="after")
+    def _challenger_is_another_model(self) -> Serving:
+        if self.strategy.mode != "none" and self.strategy.challenger == self.model:
+            raise ValueError(
+                f"strategy.challenger is serving.model ({self.model!r}): "
+                "the challenger must be another model"
+            )
+        return self
 
     @property
     def batch_request_field(self) -> str:

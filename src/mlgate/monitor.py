@@ -155,8 +155,13 @@ def load_traffic(folder: Path | str) -> tuple[pd.DataFrame, pd.Series, int, list
 
     records = read_records(folder)
     predictions = [r for r in records if r.get("kind") == "prediction"]
-    # a challenger failing in shadow mode (docs/SERVING.md) is not an error any client saw
-    errors = sum(1 for r in records if r.get("kind") == "error" and not r.get("shadow"))
+    # the service's own rejections; not a shadow challenger's failures (its own record, for
+    # `mlgate compare`) nor a bad POST /outcome (not a prediction request)
+    errors = sum(
+        1
+        for r in records
+        if r.get("kind") == "error" and not r.get("shadow") and r.get("endpoint") != "outcome"
+    )
     inputs = pd.DataFrame.from_records([r["inputs"] for r in predictions])
     # a classifier's records carry the probability, a regressor's the predicted value
     scores = pd.Series(

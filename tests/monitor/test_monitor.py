@@ -63,6 +63,17 @@ def monitor(repo: Path, feedback: Path, out: Path) -> tuple[int, dict]:
 
 def test_training_like_traffic_shows_no_drift(trained_repo: Path, tmp_path: Path) -> None:
     record_traffic(trained_repo, tmp_path / "fb", traffic(trained_repo), errors=3)
+    # a shadow challenger's records and failures, and outcomes, are not the service's
+    # predictions or rejections (docs/SERVING.md#champion-and-challenger)
+    sink = FeedbackSink("files", tmp_path / "fb", flush_seconds=0.05)
+    for record in (
+        {"kind": "shadow", "variant": "challenger", "request_id": "r0", "probability": 0.4},
+        {"kind": "error", "variant": "challenger", "shadow": True, "status": 500},
+        {"kind": "error", "status": 400, "endpoint": "outcome"},
+        {"kind": "outcome", "request_id": "r0", "row": 0, "outcome": 1, "source": "api"},
+    ):
+        sink.record({"schema": 1, "endpoint": "predict", **record})
+    sink.close()
     code, report = monitor(trained_repo, tmp_path / "fb", tmp_path / "out")
     assert code == 0, report
     assert report["drifted_features"] == [] and not report["prediction_drifted"]

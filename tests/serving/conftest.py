@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,11 +92,15 @@ def bento(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     return tag, home
 
 
-@pytest.fixture(scope="session")
-def server(
-    bento: tuple[str, Path], trained_repo: Path, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def serving(
+    tag: str,
+    home: Path,
+    cwd: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    **extra_env: str,
 ) -> Iterator[Server]:
-    tag, home = bento
+    """`bentoml serve TAG` on a free port of 127.0.0.1, once ready; stopped on exit."""
     feedback = tmp_path_factory.mktemp("feedback")
     log = tmp_path_factory.mktemp("server-log") / "serve.log"
     port = free_port()
@@ -103,12 +108,14 @@ def server(
     hold = log.parent / "hold-readiness"
     hold.touch()
     env = tool_env(
-        **bentoml_env(home, MLGATE_FEEDBACK_DIR=str(feedback), MLGATE_READY_HOLD_FILE=str(hold))
+        **bentoml_env(
+            home, MLGATE_FEEDBACK_DIR=str(feedback), MLGATE_READY_HOLD_FILE=str(hold), **extra_env
+        )
     )
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [str(VENV_BIN / "bentoml"), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=trained_repo,
+            cwd=cwd,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -130,3 +137,12 @@ def server(
         yield srv
     finally:
         stop_group(proc)
+
+
+@pytest.fixture(scope="session")
+def server(
+    bento: tuple[str, Path], trained_repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    tag, home = bento
+    with serving(tag, home, trained_repo, tmp_path_factory) as srv:
+        yield srv

@@ -56,6 +56,16 @@ def test_the_repository_params_load_into_typed_frozen_objects():
             10,
             r"compare\.bootstrap: Input should be greater than or equal to 100",
         ),
+        ("serving.strategy.mode", "blue-green", r"serving\.strategy\.mode: Input should be 'none'"),
+        ("serving.strategy.share", 1.0, r"serving\.strategy\.share: Input should be less than 1"),
+        ("serving.strategy.share", 0, r"serving\.strategy\.share: Input should be greater than 0"),
+        ("serving.strategy.key", "customer id", r"serving\.strategy\.key: String should match"),
+        ("serving.strategy.key", "header:", r"serving\.strategy\.key: String should match"),
+        (
+            "serving.strategy",
+            {"mode": "canary", "challenger": "production"},
+            r"serving: the challenger must be another model|strategy\.challenger is serving\.model",
+        ),
     ],
 )
 def test_an_invalid_value_names_the_key_and_the_reason(path, value, expected):
@@ -117,3 +127,12 @@ def test_a_bad_deploy_setting_fails_when_params_load_not_at_deploy_time():
         parse_params(with_change("deploy", {"target": "heroku"}))
     with pytest.raises(MlgateError, match=r"deploy\.kubernetes\.cpu_target: Input should be less"):
         parse_params(with_change("deploy", {"kubernetes": {"cpu_target": 150}}))
+
+
+def test_a_strategy_key_is_a_field_or_a_header():
+    field = parse_params(with_change("serving.strategy", {"mode": "canary", "key": "age"}))
+    assert (field.serving.strategy.field, field.serving.strategy.header) == ("age", None)
+    header = with_change("serving.strategy", {"mode": "ab", "key": "header:X-Customer-Id"})
+    strategy = parse_params(header).serving.strategy
+    assert (strategy.field, strategy.header) == (None, "x-customer-id")
+    assert parse_params(RAW).serving.strategy.mode == "none"

@@ -17,7 +17,14 @@ from mlgate.errors import MlgateError
 if TYPE_CHECKING:
     from mlgate.config import Params
 
-BENTO_MODEL_NAME = "mlgate-model"  # the same name service.py loads; one model per bento
+BENTO_MODEL_NAME = "mlgate-model"  # the same names service.py loads: the champion
+CHALLENGER_MODEL_NAME = "mlgate-challenger"  # and, when serving.strategy.mode != none, this
+# The environment variables `mlgate build` names the saved models in while BentoML imports
+# service.py (a built bento then records them in its bento.yaml)
+MODEL_ENV = {
+    BENTO_MODEL_NAME: "MLGATE_BENTO_MODEL",
+    CHALLENGER_MODEL_NAME: "MLGATE_BENTO_CHALLENGER",
+}
 MODEL_FILE = "model.joblib"
 REFERENCE_FILE = "reference.json"
 SCORER_FILE = "scorer.json"
@@ -93,8 +100,18 @@ def reference_rows(params: Params) -> list[dict[str, Any]]:
     return split_rows(params, params.split.train, REFERENCE_ROWS)
 
 
-def save_model(params: Params, ref: str) -> tuple[str, dict[str, str]]:
-    """Load the registered version from MLflow and save it into BentoML's model store.
+def gated_version(params: Params, ref: str, role: str = "") -> Any:
+    """The registered version `ref` resolves to, refused unless it passed its gates."""
+    mv = resolve_version(params, ref)
+    if (mv.tags or {}).get("mlgate.gate_passed") != "true":
+        raise MlgateError(
+            f"{role}{mv.name} version {mv.version} did not pass its gates; not building"
+        )
+    return mv
+
+
+def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[str, dict[str, str]]:
+    """Save registered version `mv` (gated_version) from MLflow into BentoML's model store.
 
     Next to the pickled Pipeline go: the request contract derived from the pandera schema,
     the fast scorer serving.scorer chose (NumPy numbers or an ONNX graph, checked here
@@ -117,9 +134,6 @@ def save_model(params: Params, ref: str) -> tuple[str, dict[str, str]]:
         fast_scorer,
     )
 
-    mv = resolve_version(params, ref)
-    if (mv.tags or {}).get("mlgate.gate_passed") != "true":
-        raise MlgateError(f"{mv.name} version {mv.version} did not pass its gates; not building")
     model = mlflow.sklearn.load_model(f"models:/{mv.name}/{mv.version}")
     lineage = lineage_of(mv)
     labels = {k: v for k, v in lineage.items() if k in ("model_name", "version", "git_commit")}
@@ -151,8 +165,11 @@ def save_model(params: Params, ref: str) -> tuple[str, dict[str, str]]:
         raise MlgateError("the stored scorer disagrees with the Pipeline; not building")
     kind = "numpy" if export is not None else "onnx" if scorer is not None else "pipeline"
     metadata["scorer"] = kind
-    print(f"build: scorer {kind}: {why}", file=sys.stderr if kind == "pipeline" else sys.stdout)
-    with bentoml.models.create(BENTO_MODEL_NAME, labels=labels, metadata=metadata) as stored:
+    print(
+        f"build: {'' if name == BENTO_MODEL_NAME else 'challenger '}scorer {kind}: {why}",
+        file=sys.stderr if kind == "pipeline" else sys.stdout,
+    )
+    with bentoml.models.create(name, labels=labels, metadata=metadata) as stored:
         joblib.dump(model, stored.path_of(MODEL_FILE))
         with open(stored.path_of(REFERENCE_FILE), "w", encoding="utf-8") as fh:
             json.dump({"rows": rows, "scores": expected}, fh)
@@ -164,6 +181,19 @@ def save_model(params: Params, ref: str) -> tuple[str, dict[str, str]]:
             with open(stored.path_of(ONNX_SPEC_FILE), "w", encoding="utf-8") as fh:
                 json.dump(scorer.spec, fh)
     return str(stored.tag), lineage
+
+
+def check_strategy_key(params: Params) -> None:
+    """serving.strategy.key, when it names a field, must be one of the request contract's."""
+    from mlgate import data
+
+    field = params.serving.strategy.field
+    columns = list(data.input_schema(params).columns)
+    if field is not None and field not in columns:
+        raise MlgateError(
+            f"serving.strategy.key {field!r} is not a field of the request contract "
+            f"({', '.join(columns)}); name one, or a header as `header:<name>`"
+        )
 
 
 def pinned_packages(names: list[str]) -> list[str]:
@@ -214,16 +244,40 @@ def build(params: Params, ref: str | None = None, bentofile: Path | str = "bento
             config = yaml.safe_load(fh)
     except FileNotFoundError:
         raise MlgateError(f"{bentofile} not found: run mlgate from the repository root") from None
-    model_tag, lineage = save_model(params, ref)
+    strategy = params.serving.strategy
+    # Both versions are resolved and checked before anything is saved: a refused challenger
+    # leaves no half-made bento behind.
+    champion = gated_version(params, ref)
+    challenger = None
+    if strategy.mode != "none":
+        challenger = gated_version(params, strategy.challenger, "challenger: ")
+        if str(challenger.version) == str(champion.version):
+            raise MlgateError(
+                f"challenger {strategy.challenger!r} is {champion.name} version "
+                f"{champion.version}, the champion itself ({ref!r}); not building a "
+                f"{strategy.mode} of a model against itself"
+            )
+        check_strategy_key(params)
+    model_tag, lineage = save_model(params, champion)
+    models = {BENTO_MODEL_NAME: model_tag}
+    if challenger is not None:
+        models[CHALLENGER_MODEL_NAME], challenger_lineage = save_model(
+            params, challenger, CHALLENGER_MODEL_NAME
+        )
     config.setdefault("python", {})["packages"] = pinned_packages(
         list(config.get("python", {}).get("packages", []))
     )
     config["name"] = params.model_name
     labels = {f"model_{k}" if k == "version" else k: v for k, v in lineage.items()}
     config["labels"] = {**config.get("labels", {}), **labels}
+    if challenger is not None:
+        config["labels"].update(strategy=strategy.mode, challenger_version=str(challenger.version))
     # The service module reads this while BentoML imports it during the build, so the bento
     # records exactly this model (not whatever is `latest` in a shared store).
-    os.environ["MLGATE_BENTO_MODEL"] = model_tag
+    for name, env in MODEL_ENV.items():
+        os.environ.pop(env, None)
+        if name in models:
+            os.environ[env] = models[name]
     with tempfile.TemporaryDirectory() as tmp:
         pinned_file = Path(tmp) / "bentofile.yaml"
         pinned_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -231,6 +285,11 @@ def build(params: Params, ref: str | None = None, bentofile: Path | str = "bento
             str(pinned_file), build_ctx=str(build_context(Path(tmp) / "context"))
         )
     tag = str(bento.tag)
+    if challenger is not None:
+        print(
+            f"build: {strategy.mode}: challenger {lineage['model_name']} version "
+            f"{challenger_lineage['version']} -> model {models[CHALLENGER_MODEL_NAME]}"
+        )
     print(
         f"build: {lineage['model_name']} version {lineage['version']} "
         f"-> model {model_tag}, bento {tag}"

@@ -29,7 +29,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Resolve MODEL (an alias or a version number; default serving.model) in "
         "the MLflow registry, save it with its lineage into BentoML's model store and build "
         "the bento from bentofile.yaml. Prints the bento tag (and writes bento_tag to "
-        "$GITHUB_OUTPUT in GitHub Actions); `bentoml containerize TAG` makes the image.",
+        "$GITHUB_OUTPUT in GitHub Actions); `bentoml containerize TAG` makes the image. "
+        "With serving.strategy.mode shadow, canary or ab, the challenger "
+        "(serving.strategy.challenger) is packaged beside it; it must have passed its gates "
+        "and be another version.",
     )
     p.add_argument("--model", default=None, metavar="ALIAS|VERSION", help="what to package")
     p.add_argument("--bentofile", default="bentofile.yaml", help="default: %(default)s")

@@ -3,13 +3,18 @@
 # No `from __future__ import annotations` here: BentoML reads the API signatures' types at
 # class-definition time, and the request types are built at import from the stored contract.
 
+import hashlib
 import json
 import logging
+import math
 import os
+import queue
+import random
 import sys
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,10 +22,15 @@ from typing import Annotated, Any
 import bentoml
 import yaml
 from bentoml.validators import ContentType
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from mlgate.config import Params, parse_params
 from mlgate.serving.build import (
     BENTO_MODEL_NAME,
+    CHALLENGER_MODEL_NAME,
+    MODEL_ENV,
     MODEL_FILE,
     ONNX_FILE,
     ONNX_SPEC_FILE,
@@ -31,25 +41,26 @@ from mlgate.serving.contract import Contract, request_models, row_model_name
 from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink
 
 
-def _model_tag() -> str:
-    """The exact model this bento was built with.
+def _model_tag(name: str = BENTO_MODEL_NAME) -> str:
+    """The exact model `name` (the champion, or the challenger) this bento was built with.
 
-    `mlgate build` names it in MLGATE_BENTO_MODEL while BentoML imports this module. A
-    built bento records it in its bento.yaml (<bento>/src/mlgate/serving/service.py ->
-    <bento>/bento.yaml): `latest` is not good enough, because locally the model store is
-    shared and `latest` is whatever was saved last (another bento's model, another config).
+    `mlgate build` names it in MLGATE_BENTO_MODEL (MLGATE_BENTO_CHALLENGER) while BentoML
+    imports this module. A built bento records it in its bento.yaml
+    (<bento>/src/mlgate/serving/service.py -> <bento>/bento.yaml): `latest` is not good
+    enough, because locally the model store is shared and `latest` is whatever was saved
+    last (another bento's model, another config).
     """
-    if os.environ.get("MLGATE_BENTO_MODEL"):
-        return os.environ["MLGATE_BENTO_MODEL"]
+    if os.environ.get(MODEL_ENV[name]):
+        return os.environ[MODEL_ENV[name]]
     manifest = Path(__file__).resolve().parents[3] / "bento.yaml"
     if manifest.is_file():
         with manifest.open(encoding="utf-8") as fh:
             info = yaml.safe_load(fh) or {}
         for service in info.get("services") or []:
             for model in service.get("models") or []:
-                if str(model.get("tag", "")).startswith(f"{BENTO_MODEL_NAME}:"):
+                if str(model.get("tag", "")).startswith(f"{name}:"):
                     return str(model["tag"])
-    return f"{BENTO_MODEL_NAME}:latest"
+    return f"{name}:latest"
 
 
 MODEL_TAG = _model_tag()
@@ -67,6 +78,13 @@ PARAMS: Params = parse_params(
 )
 LINEAGE: dict[str, str] = dict(_stored.info.metadata.get("lineage", {}))
 SERVING = PARAMS.serving
+STRATEGY = SERVING.strategy
+# The challenger, packaged beside the champion when serving.strategy.mode is not none
+CHALLENGER_TAG = _model_tag(CHALLENGER_MODEL_NAME) if STRATEGY.mode != "none" else None
+_challenger_stored = bentoml.models.get(CHALLENGER_TAG) if CHALLENGER_TAG else None
+CHALLENGER_LINEAGE: dict[str, str] = (
+    dict(_challenger_stored.info.metadata.get("lineage", {})) if _challenger_stored else {}
+)
 CLASSIFIER = PARAMS.data.task == "classification"
 # Derived from the pandera schema by `mlgate build` (contract_spec); not imported from
 # pandera here because pandas + pandera cost seconds of cold start in every process.
@@ -80,17 +98,27 @@ PredictRequest, PredictBatchRequest = request_models(
 )
 
 PREDICT_PATHS = ("/predict", "/predict_batch")
+# the paths RejectionObserver guards (JSON bodies within the size limit)
+GUARDED_PATHS = (*PREDICT_PATHS, "/outcome")
 MAX_BODY_BYTES = SERVING.max_body_kb * 1024
 
 PREDICTIONS = bentoml.metrics.Counter(
     name="mlgate_predictions",
-    documentation="Predictions made, by decision and model version",
-    labelnames=["decision", "model_version"],
+    documentation="Predictions answered, by decision, model version and variant "
+    "(champion, challenger)",
+    labelnames=["decision", "model_version", "variant"],
 )
 REJECTED = bentoml.metrics.Counter(
     name="mlgate_rejected_requests",
-    documentation="Prediction requests answered 4xx (bad request) or 5xx, by endpoint and status",
-    labelnames=["endpoint", "status"],
+    documentation="Requests answered 4xx (bad request) or 5xx, by endpoint, status and variant "
+    "(unknown when the request was refused before a model was assigned)",
+    labelnames=["endpoint", "status", "variant"],
+)
+SHADOW = bentoml.metrics.Counter(
+    name="mlgate_shadow_scores",
+    documentation="Shadow mode: the challenger's scores of answered rows, by result (scored; "
+    "error: the challenger raised; dropped: it fell behind and its queue was full)",
+    labelnames=["result"],
 )
 
 FEEDBACK_DROPPED = bentoml.metrics.Counter(
@@ -105,6 +133,18 @@ LOG = logging.getLogger("mlgate.service")
 JSON = ContentType("application/json")
 
 _sink: FeedbackSink | None = None  # set per worker process in ModelService.__init__
+VARIANT_STATE = "mlgate_variant"  # the request.state key of the variant that answered
+VARIANT_HEADER = "x-mlgate-variant"
+# request ids this worker answered -> their row counts, for POST /outcome (bounded: older
+# ids are unknown to the service; `mlgate outcomes import` joins them from the records)
+RECENT_REQUEST_IDS = 50_000
+# shadow mode: requests waiting for the challenger; when full, the challenger's work is
+# dropped and counted (a slow challenger never holds memory or the champion's answers)
+SHADOW_QUEUE_REQUESTS = 1000
+# Test-only (docs/SERVING.md#champion-and-challenger): a file; while it exists and says
+# `raise` or `sleep:<seconds>`, the challenger's scorer fails or is slow (after its self-check),
+# to show that the champion's answers do not depend on it.
+FAULT_ENV = "MLGATE_TEST_CHALLENGER_FAULT_FILE"
 
 
 def _now() -> str:
@@ -140,7 +180,8 @@ def _request_id(headers: dict[bytes, bytes]) -> str:
 
 
 class RejectionObserver:
-    """ASGI middleware in front of /predict and /predict_batch: the request's guard and witness.
+    """ASGI middleware in front of /predict, /predict_batch and /outcome: the request's guard
+    and witness.
 
     - refuses what is not a plain JSON body before BentoML parses it: a Content-Type other
       than application/json (missing, text, multipart...) or a Content-Encoding other than
@@ -157,7 +198,7 @@ class RejectionObserver:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] not in PREDICT_PATHS:
+        if scope["type"] != "http" or scope["path"] not in GUARDED_PATHS:
             await self.app(scope, receive, send)
             return
         if scope["method"] != "POST":  # GET, OPTIONS…: no body to guard; BentoML answers 405
@@ -167,6 +208,9 @@ class RejectionObserver:
         headers = dict(scope.get("headers") or [])
         request_id = _request_id(headers)
         id_header = (b"x-request-id", request_id.encode())
+        # Starlette's request.state is this dict: the service notes there which variant
+        # it assigned, so a failure after the assignment is recorded with it.
+        state = scope.setdefault("state", {})
         scope = {
             **scope,
             "headers": [h for h in scope.get("headers") or [] if h[0] != b"x-request-id"]
@@ -243,12 +287,20 @@ class RejectionObserver:
 
         await self.app(scope, replayed, observe)
         if status >= 400:
-            self.rejected(scope, status, b"".join(body), started, request_id)
+            variant = state.get(VARIANT_STATE)
+            self.rejected(scope, status, b"".join(body), started, request_id, variant)
 
     @staticmethod
-    def rejected(scope: Any, status: int, body: bytes, started: float, request_id: str) -> None:
+    def rejected(
+        scope: Any,
+        status: int,
+        body: bytes,
+        started: float,
+        request_id: str,
+        variant: str | None = None,
+    ) -> None:
         endpoint = scope["path"].lstrip("/")
-        REJECTED.labels(endpoint=endpoint, status=str(status)).inc()
+        REJECTED.labels(endpoint=endpoint, status=str(status), variant=variant or "unknown").inc()
         LOG.warning(
             "rejected %s request_id=%s status=%d: %s",
             endpoint,
@@ -267,7 +319,10 @@ class RejectionObserver:
                     "status": status,
                     "error": body[:2000].decode("utf-8", "replace"),
                     "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "model_version": LINEAGE.get("version"),
+                    "model_version": (
+                        CHALLENGER_LINEAGE if variant == "challenger" else LINEAGE
+                    ).get("version"),
+                    **({"variant": variant} if variant else {}),
                 }
             )
 
@@ -306,6 +361,220 @@ class QuietRejections(logging.Filter):
         return not (isinstance(exc, bentoml.exceptions.BentoMLException) and code < 500)
 
 
+class FaultyScorer:
+    """Test-only (MLGATE_TEST_CHALLENGER_FAULT_FILE): a challenger that raises or is slow
+    while the file exists."""
+
+    def __init__(self, scorer: Any, switch: str) -> None:
+        self.scorer = scorer
+        self.switch = switch
+
+    def scores(self, records: list[dict[str, Any]]) -> Any:
+        try:
+            with open(self.switch, encoding="utf-8") as fh:
+                fault = fh.read().strip()
+        except FileNotFoundError:
+            fault = ""
+        if fault == "raise":
+            raise RuntimeError("injected challenger failure (MLGATE_TEST_CHALLENGER_FAULT_FILE)")
+        if fault.startswith("sleep:"):
+            time.sleep(float(fault.removeprefix("sleep:")))
+        return self.scorer.scores(records)
+
+
+class Variant:
+    """One packaged model as the service uses it: its scorer, version and classes, loaded
+    from its BentoML model and checked against the reference rows the Pipeline scored at
+    build time. The champion always; the challenger beside it (serving.strategy)."""
+
+    def __init__(self, name: str, model: Any, lineage: dict[str, str], scorer_kind: str) -> None:
+        self.name = name
+        self.model = model  # a BentoML model: files by path_of
+        self.lineage = lineage
+        self.version = lineage.get("version", "unknown")
+        self.scorer_kind = scorer_kind
+        self.threshold = PARAMS.evaluate.threshold
+        self.positive = PARAMS.data.positive_label if CLASSIFIER else None
+        self.negative: Any = None
+        self.classes: list[Any] = []
+        self.scorer: Any = None
+
+    def load(self) -> str | None:
+        """Load the scorer and self-check it; the reason it cannot serve, or None."""
+        import numpy as np
+
+        from mlgate.serving.scorer import PARITY_TOLERANCE, LeanScorer, OnnxScorer
+
+        lean_file = self.model.path_of(SCORER_FILE)
+        onnx_file = self.model.path_of(ONNX_FILE)
+        # The path `mlgate build` chose and checked (serving.scorer): the fitted numbers or the
+        # ONNX graph need no scikit-learn import and no unpickling.
+        if os.path.exists(lean_file):
+            with open(lean_file, encoding="utf-8") as fh:
+                self.scorer = LeanScorer(json.load(fh))
+            classes = self.scorer.spec.get("classes")
+        elif os.path.exists(onnx_file):
+            with open(self.model.path_of(ONNX_SPEC_FILE), encoding="utf-8") as fh:
+                spec = json.load(fh)
+            with open(onnx_file, "rb") as graph:
+                self.scorer = OnnxScorer(graph.read(), spec)
+            classes = spec.get("classes")
+        else:
+            import joblib
+
+            from mlgate.serving.scorer import make_scorer
+
+            model = joblib.load(self.model.path_of(MODEL_FILE))
+            self.scorer = make_scorer(model, self.positive, PARAMS.features.all)
+            fitted = getattr(model, "classes_", []) if CLASSIFIER else []
+            classes = [c.item() if hasattr(c, "item") else c for c in fitted]
+        self.classes = list(classes or [])
+        self.negative = next((c for c in self.classes if c != self.positive), None)
+        # Self-check: this process scores the reference rows as the Pipeline did at build time.
+        with open(self.model.path_of(REFERENCE_FILE), encoding="utf-8") as fh:
+            reference = json.load(fh)
+        got = self.scorer.scores(reference["rows"])
+        if not np.allclose(got, reference["scores"], rtol=0, atol=PARITY_TOLERANCE):
+            return f"the {self.name}'s scorer disagrees with the Pipeline on the reference rows"
+        return None
+
+    def answers(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each row's answer: probability and decision at the threshold (a regressor's
+        score is the prediction: no decision to make)."""
+        scores = self.scorer.scores(records).tolist()
+        if not CLASSIFIER:
+            return [{"prediction": value} for value in scores]
+        return [
+            {
+                "probability": score,
+                "decision": self.positive if score >= self.threshold else self.negative,
+            }
+            for score in scores
+        ]
+
+
+def challenger_point(value: Any) -> float:
+    """Where an entity falls in [0, 1): the same value lands at the same point in every
+    process and every release (a stable hash; Python's hash() is salted per process)."""
+    digest = hashlib.blake2b(str(value).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+class Shadow:
+    """Shadow mode: the challenger scores the rows the champion answered, off the response
+    path. The request only enqueues (non-blocking); one daemon thread scores and records.
+    A challenger that raises is recorded as an `error` record (shadow: true) and counted; one
+    that is slow fills the bounded queue and further work is dropped and counted."""
+
+    def __init__(self, variant: Variant, sink: FeedbackSink) -> None:
+        self.variant = variant
+        self.sink = sink
+        self._queue: queue.Queue[tuple[str, str, list[dict[str, Any]]]] = queue.Queue(
+            SHADOW_QUEUE_REQUESTS
+        )
+        self._logged: set[str] = set()
+        SHADOW.labels(result="error")  # exported at 0 from the start
+        SHADOW.labels(result="dropped")
+        threading.Thread(target=self._run, name="shadow-challenger", daemon=True).start()
+
+    def submit(self, request_id: str, endpoint: str, records: list[dict[str, Any]]) -> None:
+        try:
+            self._queue.put_nowait((request_id, endpoint, records))
+        except queue.Full:
+            SHADOW.labels(result="dropped").inc(len(records))
+
+    def _run(self) -> None:
+        while True:
+            request_id, endpoint, records = self._queue.get()
+            started = time.perf_counter()
+            try:
+                answers = self.variant.answers(records)
+            # The challenger is on trial: whatever it raises is its failure to record and
+            # count, never the service's (the champion has answered already).
+            except Exception as err:
+                self._failed(request_id, endpoint, err, started, len(records))
+                continue
+            latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            ts = _now()
+            for i, answer in enumerate(answers):
+                self.sink.record(
+                    {
+                        "schema": SCHEMA_VERSION,
+                        "kind": "shadow",
+                        "ts": ts,
+                        "request_id": request_id,
+                        "row": i,
+                        "endpoint": endpoint,
+                        "variant": self.variant.name,
+                        "model_version": self.variant.version,
+                        **answer,
+                        **({"threshold": self.variant.threshold} if CLASSIFIER else {}),
+                        "latency_ms": latency_ms,
+                    }
+                )
+            SHADOW.labels(result="scored").inc(len(records))
+
+    def _failed(
+        self, request_id: str, endpoint: str, err: Exception, started: float, rows: int
+    ) -> None:
+        kind = type(err).__name__
+        SHADOW.labels(result="error").inc(rows)
+        if kind not in self._logged:  # once per kind of failure: the counter has the rate
+            self._logged.add(kind)
+            LOG.warning("shadow challenger version %s failed: %s", self.variant.version, kind)
+        self.sink.record(
+            {
+                "schema": SCHEMA_VERSION,
+                "kind": "error",
+                "ts": _now(),
+                "request_id": request_id,
+                "endpoint": endpoint,
+                "variant": self.variant.name,
+                "shadow": True,
+                "status": 500,
+                # the type only: an exception's message may quote the request's values
+                "error": f"{kind}: the challenger failed to score the request's rows",
+                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                "model_version": self.variant.version,
+            }
+        )
+
+
+OutcomeValue = StrictInt | StrictFloat | StrictStr
+
+
+class Outcome(BaseModel):
+    """The observed label (classification) or value (regression) of one answered row."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: str = Field(min_length=1, max_length=128, description="the prediction's id")
+    row: StrictInt = Field(default=0, ge=0, description="the row of a /predict_batch request")
+    outcome: OutcomeValue = Field(description="one of the model's classes, or a number")
+
+
+class OutcomeRequest(BaseModel):
+    """`{"request_id": ..., "row": 0, "outcome": ...}` or `{"outcomes": [{...}, ...]}`."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: str | None = Field(default=None, min_length=1, max_length=128)
+    row: StrictInt = Field(default=0, ge=0)
+    outcome: OutcomeValue | None = None
+    outcomes: list[Outcome] | None = Field(
+        default=None, min_length=1, max_length=SERVING.max_batch_rows
+    )
+
+
+def _invalid(title: str, errors: list[tuple[tuple[str | int, ...], str, str]]) -> None:
+    """A 400 shaped like pydantic's (field path, type, message; never the value)."""
+    raise PydanticValidationError.from_exception_data(
+        title,
+        [
+            InitErrorDetails(type=PydanticCustomError(kind, msg), loc=loc, input=None)
+            for loc, kind, msg in errors
+        ],
+    )
+
+
 @bentoml.service(
     name="mlgate",
     workers=SERVING.workers,
@@ -316,9 +585,11 @@ class QuietRejections(logging.Filter):
     **({} if SERVING.tracing else {"tracing": {"excluded_urls": [".*"]}}),
 )
 class ModelService:
-    """Scores rows with the registered model, under the pandera contract."""
+    """Scores rows with the registered model (and its challenger), under the pandera contract."""
 
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
+    if CHALLENGER_TAG:
+        challenger_model = bentoml.models.BentoModel(CHALLENGER_TAG)
 
     def __init__(self) -> None:
         global _sink
@@ -337,67 +608,74 @@ class ModelService:
         logging.getLogger("bentoml._internal.server.http_app").addFilter(QuietRejections())
         FEEDBACK_DROPPED.labels(reason="queue_full")  # exported at 0 from the start
         self.sink = _sink
-        self.version = LINEAGE.get("version", "unknown")
+        self.champion = Variant(
+            "champion", self.bento_model, LINEAGE, _stored.info.metadata.get("scorer", "pipeline")
+        )
+        self.challenger: Variant | None = None
+        if CHALLENGER_TAG and _challenger_stored is not None:
+            self.challenger = Variant(
+                "challenger",
+                self.challenger_model,
+                CHALLENGER_LINEAGE,
+                _challenger_stored.info.metadata.get("scorer", "pipeline"),
+            )
+        self.version = self.champion.version
         self.threshold = PARAMS.evaluate.threshold
+        self.shadow: Shadow | None = None
+        # request id -> rows, the ids this worker answered lately (POST /outcome checks them)
+        self.recent: OrderedDict[str, int] = OrderedDict()
         self._ready = threading.Event()
         self.load_error: str | None = None
-        # Load off the start-up path: /livez answers at once, /readyz only once the model
-        # is loaded and has passed its self-check.
+        # Load off the start-up path: /livez answers at once, /readyz only once the models
+        # are loaded and have passed their self-checks.
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
 
     def _load(self) -> None:
-        import numpy as np
-
-        from mlgate.serving.scorer import PARITY_TOLERANCE, LeanScorer, OnnxScorer
-
         # Readiness tests: not ready while this file exists, so the 503 is seen on any load.
         hold = os.environ.get("MLGATE_READY_HOLD_FILE")
         while hold and os.path.exists(hold):
             time.sleep(0.05)
-        positive = PARAMS.data.positive_label if CLASSIFIER else None
-        lean_file = self.bento_model.path_of(SCORER_FILE)
-        onnx_file = self.bento_model.path_of(ONNX_FILE)
-        # The path `mlgate build` chose and checked (serving.scorer): the fitted numbers or the
-        # ONNX graph need no scikit-learn import and no unpickling.
-        if os.path.exists(lean_file):
-            with open(lean_file, encoding="utf-8") as fh:
-                self.scorer: Any = LeanScorer(json.load(fh))
-            classes = self.scorer.spec.get("classes")
-        elif os.path.exists(onnx_file):
-            with open(self.bento_model.path_of(ONNX_SPEC_FILE), encoding="utf-8") as fh:
-                spec = json.load(fh)
-            with open(onnx_file, "rb") as graph:
-                self.scorer = OnnxScorer(graph.read(), spec)
-            classes = spec.get("classes")
-        else:
-            import joblib
-
-            from mlgate.serving.scorer import make_scorer
-
-            model = joblib.load(self.bento_model.path_of(MODEL_FILE))
-            self.scorer = make_scorer(model, positive, PARAMS.features.all)
-            fitted = getattr(model, "classes_", []) if CLASSIFIER else []
-            classes = [c.item() if hasattr(c, "item") else c for c in fitted]
-        self.positive = positive
-        self.negative = next(c for c in classes if c != positive) if classes else None
-        # Self-check: this process scores the reference rows as the Pipeline did at build time.
-        with open(self.bento_model.path_of(REFERENCE_FILE), encoding="utf-8") as fh:
-            reference = json.load(fh)
-        got = self.scorer.scores(reference["rows"])
-        if not np.allclose(got, reference["scores"], rtol=0, atol=PARITY_TOLERANCE):
-            # Never ready: the orchestrator keeps traffic away and the log says why.
-            self.load_error = "the scorer disagrees with the Pipeline on the reference rows"
-            print(f"mlgate service: NOT READY: {self.load_error}", file=sys.stderr, flush=True)
-            return
+        for variant in (self.champion, self.challenger):
+            if variant is None:
+                continue
+            self.load_error = variant.load()
+            if self.load_error:
+                # Never ready: the orchestrator keeps traffic away and the log says why.
+                print(f"mlgate service: NOT READY: {self.load_error}", file=sys.stderr, flush=True)
+                return
+        fault = os.environ.get(FAULT_ENV)
+        if self.challenger is not None and fault:
+            self.challenger.scorer = FaultyScorer(self.challenger.scorer, fault)
+        if self.challenger is not None and STRATEGY.mode == "shadow":
+            self.shadow = Shadow(self.challenger, self.sink)
         tune_gc(SERVING.gc_freeze, SERVING.gc_thresholds)
         self._ready.set()
 
     def __is_ready__(self) -> bool:
         return self._ready.is_set()
 
+    def _assign(self, records: list[dict[str, Any]], ctx: bentoml.Context) -> list[Variant]:
+        """canary/ab: which model answers each row. Sticky by serving.strategy.key: a field
+        (per row) or a header (per request); without a key, or without its value in the
+        request, each request is drawn on its own."""
+        assert self.challenger is not None
+        share = STRATEGY.share
+        if STRATEGY.field is not None:
+            values = [r.get(STRATEGY.field) for r in records]
+        else:
+            header = ctx.request.headers.get(STRATEGY.header) if STRATEGY.header else None
+            values = [header] * len(records)
+        drawn = random.random()
+        return [
+            self.challenger
+            if (drawn if value is None else challenger_point(value)) < share
+            else self.champion
+            for value in values
+        ]
+
     def _predictions(
         self, rows: list[Any], endpoint: str, ctx: bentoml.Context, started: float
-    ) -> tuple[str, list[dict[str, Any]]]:
+    ) -> tuple[str, list[dict[str, Any]], list[Variant]]:
         if not self._ready.is_set():
             raise bentoml.exceptions.ServiceUnavailable("the model is not loaded yet")
         # RejectionObserver set it (the client's X-Request-Id or a new one) and echoes it
@@ -405,18 +683,30 @@ class ModelService:
         records = [row.model_dump() for row in rows]
         if CONTRACT.needs_pandera:
             self._pandera_check(records)
-        scores = self.scorer.scores(records)
-        out: list[dict[str, Any]] = []
-        if not CLASSIFIER:  # a regressor's score is the prediction; no decision to make
-            out = [{"prediction": value} for value in scores.tolist()]
-            PREDICTIONS.labels(decision="none", model_version=self.version).inc(len(out))
-        for score in scores.tolist() if CLASSIFIER else ():
-            decision = self.positive if score >= self.threshold else self.negative
-            out.append({"probability": score, "decision": decision})
-            PREDICTIONS.labels(decision=str(decision), model_version=self.version).inc()
+        if self.challenger is not None and STRATEGY.mode in ("canary", "ab"):
+            assigned = self._assign(records, ctx)
+        else:
+            assigned = [self.champion] * len(records)
+        names = {v.name for v in assigned}
+        setattr(ctx.request.state, VARIANT_STATE, names.pop() if len(names) == 1 else None)
+        if all(v is assigned[0] for v in assigned):
+            out = assigned[0].answers(records)
+        else:  # a field key splits a batch: each model scores its own rows, in one call
+            out = [{} for _ in records]
+            for variant in (self.champion, self.challenger):
+                mine = [i for i, v in enumerate(assigned) if v is variant]
+                if variant is not None and mine:
+                    answers = variant.answers([records[i] for i in mine])
+                    for i, answer in zip(mine, answers, strict=True):
+                        out[i] = answer
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         ts = _now()
-        for i, (features, result) in enumerate(zip(records, out, strict=True)):
+        for i, (features, result, variant) in enumerate(zip(records, out, assigned, strict=True)):
+            PREDICTIONS.labels(
+                decision=str(result.get("decision", "none")),
+                model_version=variant.version,
+                variant=variant.name,
+            ).inc()
             self.sink.record(
                 {
                     "schema": SCHEMA_VERSION,
@@ -425,14 +715,34 @@ class ModelService:
                     "request_id": request_id,
                     "row": i,
                     "endpoint": endpoint,
-                    "model_version": self.version,
+                    "variant": variant.name,
+                    "model_version": variant.version,
                     "inputs": features,
                     **result,
-                    **({"threshold": self.threshold} if CLASSIFIER else {}),
+                    **({"threshold": variant.threshold} if CLASSIFIER else {}),
                     "latency_ms": latency_ms,
                 }
             )
-        return request_id, out
+        self._remember(request_id, len(records))
+        if self.shadow is not None:
+            self.shadow.submit(request_id, endpoint, records)
+        return request_id, out, assigned
+
+    def _remember(self, request_id: str, rows: int) -> None:
+        self.recent[request_id] = rows
+        self.recent.move_to_end(request_id)
+        if len(self.recent) > RECENT_REQUEST_IDS:
+            self.recent.popitem(last=False)
+
+    @staticmethod
+    def _variant_said(ctx: bentoml.Context, assigned: list[Variant]) -> dict[str, Any]:
+        """With a challenger, the answer says which model gave it (body field and header)."""
+        if STRATEGY.mode == "none":
+            return {}
+        names = {v.name for v in assigned}
+        variant = names.pop() if len(names) == 1 else "mixed"
+        ctx.response.headers[VARIANT_HEADER] = variant
+        return {"variant": variant}
 
     @staticmethod
     def _pandera_check(records: list[dict[str, Any]]) -> None:
@@ -454,10 +764,15 @@ class ModelService:
         ctx: bentoml.Context,
     ) -> Annotated[dict[str, Any], JSON]:
         """One row: probability and decision at the threshold (a regressor: prediction),
-        model version, request id."""
+        model version, request id (and, with a challenger, the variant that answered)."""
         started = time.perf_counter()
-        request_id, out = self._predictions([row], "predict", ctx, started)
-        return {**out[0], "model_version": self.version, "request_id": request_id}
+        request_id, out, assigned = self._predictions([row], "predict", ctx, started)
+        return {
+            **out[0],
+            "model_version": assigned[0].version,
+            "request_id": request_id,
+            **self._variant_said(ctx, assigned),
+        }
 
     @bentoml.api(route="/predict_batch", input_spec=PredictBatchRequest)
     async def predict_batch(
@@ -467,20 +782,112 @@ class ModelService:
     ) -> Annotated[dict[str, Any], JSON]:
         """Score a batch of rows (1 to serving.max_batch_rows)."""
         started = time.perf_counter()
-        request_id, out = self._predictions(rows, "predict_batch", ctx, started)
-        return {"predictions": out, "model_version": self.version, "request_id": request_id}
+        request_id, out, assigned = self._predictions(rows, "predict_batch", ctx, started)
+        said = self._variant_said(ctx, assigned)
+        if said.get("variant") == "mixed":  # each row says which model answered it
+            out = [
+                {**o, "variant": v.name, "model_version": v.version}
+                for o, v in zip(out, assigned, strict=True)
+            ]
+        version = assigned[0].version if said.get("variant") != "mixed" else "mixed"
+        return {"predictions": out, "model_version": version, "request_id": request_id, **said}
+
+    @bentoml.api(route="/outcome", input_spec=OutcomeRequest)
+    async def outcome(
+        self,
+        ctx: bentoml.Context,
+        request_id: str | None = None,
+        row: int = 0,
+        outcome: OutcomeValue | None = None,
+        outcomes: list[Outcome] | None = None,
+    ) -> Annotated[dict[str, Any], JSON]:
+        """The observed outcome of an answered row (or `outcomes`: several), recorded for
+        `mlgate compare`. 200 when this worker answered the request; 404 when it did not
+        (one worker); with several workers, an id another worker answered cannot be checked
+        here: 202 and "verified": false (the records are joined later)."""
+        if outcomes is None:
+            if request_id is None or outcome is None:
+                given = (("request_id", request_id), ("outcome", outcome))
+                missing = [field for field, value in given if value is None]
+                _invalid(
+                    "OutcomeRequest",
+                    [((f,), "missing", "Field required (or send `outcomes`)") for f in missing],
+                )
+            items = [Outcome(request_id=request_id, row=row, outcome=outcome)]
+            prefix: tuple[str | int, ...] = ()
+        elif request_id is not None or outcome is not None:
+            _invalid(
+                "OutcomeRequest",
+                [((), "one_form", "send request_id/row/outcome or outcomes, not both")],
+            )
+        else:
+            items, prefix = outcomes, ("outcomes",)
+        errors = []
+        for n, item in enumerate(items):
+            loc = (*prefix, n) if prefix else ()
+            problem = self._outcome_problem(item.outcome)
+            if problem:
+                errors.append(((*loc, "outcome"), *problem))
+            rows = self.recent.get(item.request_id)
+            if rows is not None and item.row >= rows:
+                errors.append(((*loc, "row"), "row_range", f"the request had {rows} row(s)"))
+        if errors:
+            _invalid("OutcomeRequest", errors)
+        unknown = [item.request_id for item in items if item.request_id not in self.recent]
+        if unknown and SERVING.workers == 1:
+            raise bentoml.exceptions.NotFound(
+                f"request id {unknown[0]} is not among the last {RECENT_REQUEST_IDS} requests "
+                "this service answered since it started; older outcomes: mlgate outcomes import"
+            )
+        ts = _now()
+        for item in items:
+            self.sink.record(
+                {
+                    "schema": SCHEMA_VERSION,
+                    "kind": "outcome",
+                    "ts": ts,
+                    "request_id": item.request_id,
+                    "row": item.row,
+                    "outcome": item.outcome,
+                    "source": "api",
+                    "verified": item.request_id in self.recent,
+                }
+            )
+        if unknown:
+            ctx.response.status_code = 202
+        return {"recorded": len(items), "verified": not unknown}
+
+    def _outcome_problem(self, value: Any) -> tuple[str, str] | None:
+        """Why `value` cannot be an outcome of this model (type and message), or None."""
+        if not CLASSIFIER:
+            if isinstance(value, str) or not math.isfinite(value):
+                return "finite_number", "the outcome of a regression is a finite number"
+            return None
+        classes = self.champion.classes
+        if not any(type(c) is type(value) and c == value for c in classes):
+            return "outcome_class", f"the outcome must be one of the model's classes {classes}"
+        return None
 
     @bentoml.api(route="/model_info")
     async def model_info(self) -> Annotated[dict[str, Any], JSON]:
-        """The model this service serves and where it came from (lineage)."""
-        return {
+        """The model this service serves and where it came from (lineage); with a challenger,
+        its lineage and the strategy too."""
+        info = {
             "model_version": self.version,
             "ready": self._ready.is_set(),
             "lineage": LINEAGE,
             "threshold": self.threshold,
-            "scorer": _stored.info.metadata.get("scorer", "pipeline"),
+            "scorer": self.champion.scorer_kind,
             "contract": Row.model_json_schema(),  # type: ignore[attr-defined]
+            "strategy": STRATEGY.model_dump(mode="json"),
         }
+        if self.challenger is not None:
+            info["challenger"] = {
+                "model_version": self.challenger.version,
+                "lineage": self.challenger.lineage,
+                "scorer": self.challenger.scorer_kind,
+            }
+        return info
 
 
 class InfoByGet:

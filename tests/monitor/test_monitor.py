@@ -15,9 +15,7 @@ from tests.conftest import run
 pytestmark = pytest.mark.slow  # needs the trained repo
 
 
-def record_traffic(
-    repo: Path, folder: Path, frame: pd.DataFrame, errors: int = 0, shadow_errors: int = 0
-) -> None:
+def record_traffic(repo: Path, folder: Path, frame: pd.DataFrame, errors: int = 0) -> None:
     """Write feedback records as the service's sink does, scored by the trained model."""
     model = joblib.load(repo / "artifacts/model/model.joblib")
     scores = model.predict_proba(frame[model.feature_names_in_])[:, 1]
@@ -36,11 +34,6 @@ def record_traffic(
         )
     for _ in range(errors):
         sink.record({"kind": "error", "status": 400, "endpoint": "predict"})
-    for _ in range(shadow_errors):  # the challenger failed in shadow mode; the client got 200
-        sink.record(
-            {"kind": "error", "status": 500, "endpoint": "predict", "shadow": True,
-             "variant": "challenger"}
-        )  # fmt: skip
     sink.close()
 
 
@@ -114,14 +107,3 @@ def test_a_high_error_rate_is_reported(trained_repo: Path, tmp_path: Path) -> No
     record_traffic(trained_repo, tmp_path / "fb", traffic(trained_repo, n=200), errors=40)
     code, report = monitor(trained_repo, tmp_path / "fb", tmp_path / "out")
     assert code == 1 and report["error_rate_exceeded"]
-
-
-def test_a_challenger_failing_in_shadow_is_not_a_client_error(
-    trained_repo: Path, tmp_path: Path
-) -> None:
-    """Shadow failures are the challenger's (mlgate compare counts them); every client was
-    answered by the champion, so production's error rate is unchanged."""
-    frame = traffic(trained_repo, n=200)
-    record_traffic(trained_repo, tmp_path / "fb", frame, errors=2, shadow_errors=40)
-    _, report = monitor(trained_repo, tmp_path / "fb", tmp_path / "out")
-    assert report["errors"] == 2 and not report["error_rate_exceeded"], report

@@ -108,12 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "promote",
         parents=[common],
-        help="move alias staging or production to a model version",
-        description="Point alias `staging` or `production` at VERSION. Refuses a version "
-        "whose gates did not pass, and production for a version that was never in staging.",
+        help="move alias staging, production or challenger to a model version",
+        description="Point alias `staging`, `production` or `challenger` at VERSION. Refuses "
+        "a version whose gates did not pass, and production for a version that was never in "
+        "staging. `challenger` is the model a shadow, canary or ab bento tries beside the "
+        "champion (serving.strategy, docs/SERVING.md#champion-and-challenger).",
     )
     p.add_argument("version", metavar="VERSION", help="the model version number")
-    p.add_argument("--to", required=True, choices=["staging", "production"], help="the alias")
+    p.add_argument(
+        "--to", required=True, choices=["staging", "production", "challenger"], help="the alias"
+    )
     p.add_argument("--note", default="", help="why (kept in the alias history)")
     p.set_defaults(handler=_promote)
 

@@ -181,9 +181,8 @@ def promote(params: Params, version: str, to: str, note: str = "") -> None:
         print(f"promote: {to} is already {name} version {version}; nothing to do")
         return
     client.set_registered_model_alias(name, to, str(version))
-    client.set_model_version_tag(
-        name, str(version), f"mlgate.{'staged' if to == 'staging' else 'released'}_at", _now()
-    )
+    stamp = {"staging": "staged_at", "production": "released_at", "challenger": "challenger_at"}
+    client.set_model_version_tag(name, str(version), f"mlgate.{stamp[to]}", _now())
     _append_history(client, name, to, str(version), "promote", note)
     before = f" (was {current})" if current else ""
     print(f"promote: {name} {to} -> version {version}{before}")

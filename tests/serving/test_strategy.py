@@ -31,13 +31,17 @@ SHARE = 0.3
 
 @pytest.fixture(scope="module")
 def two_models(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the trained repo with version 2 registered (C=0.3) and aliased `challenger`,
-    and version 3, made outside mlgate without gates, aliased `rogue` (registry API calls)."""
+    """A copy of the trained repo with version 2 registered (C=0.3) and promoted to
+    `challenger`, and version 3, made outside mlgate without gates, aliased `rogue` (registry
+    API calls)."""
     repo = tmp_path_factory.mktemp("strategy") / "repo"
     shutil.copytree(trained_repo, repo, symlinks=True)
     set_param(repo, "train.hyperparameters.C", 0.3)
     run(["dvc", "repro"], repo)
     assert "credit-risk version 2" in run(["mlgate", "register"], repo).stdout
+
+    promoted = run(["mlgate", "promote", "2", "--to", "challenger"], repo).stdout
+    assert "promote: credit-risk challenger -> version 2" in promoted
 
     import mlflow
     from mlflow import MlflowClient
@@ -45,8 +49,7 @@ def two_models(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     uri = f"sqlite:///{repo / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)  # MLflow resolves `models:/m-…` sources via the global URI
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    # `mlgate promote` moves staging/production only: the CD stage names the challenger
-    client.set_registered_model_alias("credit-risk", "challenger", "2")
+    # a version made outside mlgate (no gates), aliased by hand: the build must refuse it
     v1 = client.get_model_version("credit-risk", "1")
     rogue = client.create_model_version("credit-risk", source=v1.source, run_id=v1.run_id)
     client.set_registered_model_alias("credit-risk", "rogue", rogue.version)

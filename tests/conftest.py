@@ -139,6 +139,9 @@ def tool_env(**extra: str) -> dict[str, str]:
     """The environment a stage sees under `dvc repro`: this venv first, no outside tracking URI."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "GITHUB_"))}
     env.pop("VIRTUAL_ENV", None)  # set by an outer `uv run`; wrong for any other project
+    # a command runs as on a laptop unless the test says CI: the CI that runs this suite sets
+    # CI=true, and generated projects' tests read it (a missing model fails instead of skipping)
+    env.pop("CI", None)
     for var in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTEST_ARGS", "PYTEST_WORKERS"):
         env.pop(var, None)  # a project's make starts fresh, not with our `make test`'s variables
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"

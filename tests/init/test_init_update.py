@@ -88,5 +88,5 @@ def test_update_applies_and_keeps_the_users_schema_edits(churn_csv: Path, tmp_pa
     assert "/releases/download/v0.2.0/" in (project / "pyproject.toml").read_text()
 
     # the project's own tests still pass after the update, as on a laptop before `make repro`
-    # (CI unset: in CI the model tests fail without a model, see test_contract.py)
-    run(["make", "test"], project, CI="")
+    # (tool_env unsets CI: in CI the model tests fail without a model, see test_contract.py)
+    run(["make", "test"], project)

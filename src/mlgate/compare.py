@@ -87,9 +87,11 @@ class Comparison:
 # ---------------------------------------------------------------- records
 
 
-def load_records(folder: Path) -> dict[str, pd.DataFrame]:
+def load_records(folder: Path, since: str | None = None) -> dict[str, pd.DataFrame]:
     """The folder's records as frames: predictions (champion and challenger answers), shadow
-    scores, errors, and outcomes (the latest per request id and row)."""
+    scores, errors, and outcomes (the latest per request id and row). `since` (an ISO time in
+    UTC, as the records' `ts`) drops what was served before it, e.g. before a trial began;
+    outcomes are kept whenever they arrived (they join only the served rows kept)."""
     import pandas as pd
 
     from mlgate.serving.feedback import read_records
@@ -97,6 +99,10 @@ def load_records(folder: Path) -> dict[str, pd.DataFrame]:
     records = read_records(folder)
     if not records:
         raise MlgateError(f"{folder}: no feedback records (*.jsonl) to compare")
+    if since:
+        records = [
+            r for r in records if r.get("kind") == "outcome" or str(r.get("ts", "")) >= since
+        ]
 
     def frame(kind: str) -> pd.DataFrame:
         rows = [
@@ -124,7 +130,8 @@ def load_records(folder: Path) -> dict[str, pd.DataFrame]:
 
     predictions = frame("prediction")
     if predictions.empty:
-        raise MlgateError(f"{folder}: feedback records but no predictions to compare")
+        after = f" served since {since}" if since else ""
+        raise MlgateError(f"{folder}: feedback records but no predictions{after} to compare")
     outcomes = frame("outcome")
     # the latest outcome for a (request id, row) wins; ties: the one read last
     outcomes = outcomes.reset_index().sort_values(["ts", "index"], kind="stable")
@@ -511,23 +518,42 @@ def write_reports(result: Comparison, out: Path) -> None:
     io.write_json(out / "compare.json", {**asdict(result), "exit_code": result.exit_code})
 
 
-def run(params: Params, feedback: Path | None = None, out: Path | None = None) -> Comparison:
+def run(
+    params: Params,
+    feedback: Path | None = None,
+    out: Path | None = None,
+    since: str | None = None,
+    quiet: bool = False,
+) -> Comparison:
     from mlgate.monitor import feedback_folder
 
     out = out or params.compare.report
-    result = compare(params, load_records(feedback_folder(params, feedback)))
+    result = compare(params, load_records(feedback_folder(params, feedback), since))
     write_reports(result, Path(out))
-    print(markdown(result))
+    if not quiet:
+        print(markdown(result))
     print(
         f"compare: {result.verdict} (exit {result.exit_code}); wrote {out}/compare.md, compare.json"
     )
     return result
 
 
+def _iso_utc(text: str) -> str:
+    """TIME as the records write `ts` (UTC, milliseconds, Z), so that strings compare as times."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time (e.g. 2026-12-01T09:00:00Z)"
+        ) from None
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _compare(args: argparse.Namespace) -> int:
     from mlgate.config import load_params
 
-    result = run(load_params(args.params), args.feedback, args.report)
+    result = run(load_params(args.params), args.feedback, args.report, args.since)
     return 0 if args.exit_zero else result.exit_code
 
 
@@ -550,6 +576,14 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--report", type=Path, default=None, metavar="DIR", help="default: compare.report"
+    )
+    p.add_argument(
+        "--since",
+        default=None,
+        metavar="TIME",
+        type=_iso_utc,
+        help="only traffic served at or after TIME (ISO 8601, e.g. 2026-12-01T09:00:00Z; "
+        "a time without a zone is UTC); outcomes count whenever they arrived",
     )
     p.add_argument(
         "--exit-zero",

@@ -273,6 +273,29 @@ def test_shadow_challenger_trained_on_shuffled_labels_is_aborted(
     )
 
 
+def test_since_compares_only_what_was_served_after_it(
+    params: Params,
+    models: dict,
+    test_rows: pd.DataFrame,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A trial compares the traffic since it began: records served earlier (here all, at
+    10:00 UTC) are left out; a time without a zone is UTC; a bad time is refused."""
+    fb = labelled_shadow(tmp_path, params, test_rows, models["real"], models["shuffled"])
+    code, report = compare(fb, tmp_path / "r1", PARAMS, "--since", "2026-12-01T09:00:00")
+    assert code == 4 and report["challenger"]["predictions"] == 200, report["reasons"]
+    args = ["compare", "--feedback", str(fb), "--params", str(PARAMS)]
+    capsys.readouterr()
+    assert main([*args, "--report", str(tmp_path / "r2"), "--since", "2026-12-01T11:00Z"]) == 2
+    assert "no predictions served since 2026-12-01T11:00:00.000Z" in capsys.readouterr().err
+    assert not (tmp_path / "r2").exists()
+    with pytest.raises(SystemExit) as bad:
+        main([*args, "--since", "yesterday"])
+    assert bad.value.code == 2
+    assert "'yesterday' is not an ISO 8601 time" in capsys.readouterr().err
+
+
 def test_shadow_challenger_better_than_a_weak_champion_is_promoted(
     params: Params, models: dict, test_rows: pd.DataFrame, tmp_path: Path
 ) -> None:

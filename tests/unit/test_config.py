@@ -61,6 +61,14 @@ def test_the_repository_params_load_into_typed_frozen_objects():
         ("serving.strategy.share", 0, r"serving\.strategy\.share: Input should be greater than 0"),
         ("serving.strategy.key", "customer id", r"serving\.strategy\.key: String should match"),
         ("serving.strategy.key", "header:", r"serving\.strategy\.key: String should match"),
+        ("deploy.trial.mode", "ab", r"deploy\.trial\.mode: Input should be 'none', 'shadow' or"),
+        ("deploy.trial.max_minutes", 400, r"deploy\.trial\.max_minutes: Input should be less"),
+        ("deploy.trial.poll_seconds", 0, r"deploy\.trial\.poll_seconds: Input should be greater"),
+        (
+            "deploy.trial",
+            {"mode": "shadow", "min_minutes": 30, "max_minutes": 10},
+            r"min_minutes 30 > max_minutes 10: the trial would abort before it may promote",
+        ),
         (
             "serving.strategy",
             {"mode": "canary", "challenger": "production"},
@@ -136,3 +144,15 @@ def test_a_strategy_key_is_a_field_or_a_header():
     strategy = parse_params(header).serving.strategy
     assert (strategy.field, strategy.header) == (None, "x-customer-id")
     assert parse_params(RAW).serving.strategy.mode == "none"
+
+
+def test_build_flags_override_the_strategy_and_are_validated_as_params_are():
+    from mlgate.serving.cli import with_strategy
+
+    params = parse_params(RAW)
+    trial = with_strategy(params, "shadow", "7")
+    assert (trial.serving.strategy.mode, trial.serving.strategy.challenger) == ("shadow", "7")
+    assert trial.serving.strategy.share == params.serving.strategy.share  # the rest kept
+    assert params.serving.strategy.mode == "none"  # the loaded params are not changed
+    with pytest.raises(MlgateError, match=r"--strategy/--challenger:\n  - serving: Value error"):
+        with_strategy(params, "canary", params.serving.model)

@@ -10,8 +10,33 @@ def _build(args: argparse.Namespace) -> int:
     from mlgate.config import load_params
     from mlgate.serving.build import build
 
-    build(load_params(args.params), args.model, args.bentofile)
+    params = load_params(args.params)
+    if args.strategy or args.challenger:
+        params = with_strategy(params, args.strategy, args.challenger)
+    build(params, args.model, args.bentofile)
     return 0
+
+
+def with_strategy(params: Any, mode: str | None, challenger: str | None) -> Any:
+    """params with serving.strategy's mode and/or challenger replaced (`mlgate build
+    --strategy/--challenger`, and the trial bento of ml-cd), validated as params.yaml is."""
+    from pydantic import ValidationError
+
+    from mlgate.config import Serving
+    from mlgate.errors import MlgateError
+
+    raw = params.serving.model_dump()
+    raw["strategy"].update(
+        {k: v for k, v in (("mode", mode), ("challenger", challenger)) if v is not None}
+    )
+    try:
+        serving = Serving.model_validate(raw)
+    except ValidationError as err:
+        lines = [
+            f"  - {'.'.join(['serving', *map(str, e['loc'])])}: {e['msg']}" for e in err.errors()
+        ]
+        raise MlgateError("--strategy/--challenger:\n" + "\n".join(lines)) from None
+    return params.model_copy(update={"serving": serving})
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -36,6 +61,18 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--model", default=None, metavar="ALIAS|VERSION", help="what to package")
     p.add_argument("--bentofile", default="bentofile.yaml", help="default: %(default)s")
+    p.add_argument(
+        "--strategy",
+        choices=["none", "shadow", "canary", "ab"],
+        default=None,
+        help="override serving.strategy.mode for this build",
+    )
+    p.add_argument(
+        "--challenger",
+        default=None,
+        metavar="ALIAS|VERSION",
+        help="override serving.strategy.challenger for this build",
+    )
     p.set_defaults(handler=_build)
 
     p = sub.add_parser(

@@ -431,9 +431,12 @@ def record_deployment(
     model_version: str,
     url: str = "",
     description: str = "",
+    extra: dict[str, Any] | None = None,
 ) -> int:
-    """A GitHub deployment (payload: image digest, model version, commit, approvers), successful."""
+    """A GitHub deployment (payload: image digest, model version, commit, approvers, and
+    `extra`, e.g. a trial's stage), successful."""
     payload: dict[str, Any] = {"image": image, "model_version": model_version, "commit": ref}
+    payload.update(extra or {})
     run_id = os.environ.get("GITHUB_RUN_ID")
     if run_id:
         payload["run_id"] = run_id
@@ -498,15 +501,17 @@ def recorded_deployments(gh: GitHub, repo: str, environment: str) -> Iterator[di
 
 def previous_deployment(gh: GitHub, repo: str, environment: str) -> dict[str, Any]:
     """The successful deployment before the current one: what a rollback restores (image AND
-    model version, from the same record)."""
+    model version, from the same record). A trial's two-model deployment (payload stage
+    `trial`) is never a target: before a trial, production ran the champion alone, and a
+    trial cut short (its job died) is rolled back to that champion."""
     records = recorded_deployments(gh, repo, environment)
-    for _ in range(2):
-        found = next(records, None)
-        if found is None:
-            raise MlgateError(
-                f"{repo} has fewer than two successful {environment} deployments: "
-                "nothing to roll back to"
-            )
+    current = next(records, None)
+    found = next((r for r in records if r.get("stage") != "trial"), None)
+    if current is None or found is None:
+        raise MlgateError(
+            f"{repo} has fewer than two successful {environment} deployments: "
+            "nothing to roll back to"
+        )
     return found
 
 

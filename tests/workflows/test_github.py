@@ -321,6 +321,26 @@ def test_two_rollbacks_take_image_and_model_version_from_one_record(
     assert (second["image"], second["model_version"]) == (IMG + "3" * 64, "3")
 
 
+def test_a_rollback_never_returns_to_a_trials_two_model_deployment(
+    fake: FakeGitHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """v1 alone, then a trial of v2 beside it (stage trial), then v2 promoted: the rollback
+    target is v1 alone; and a trial cut short (its job died) rolls back to v1 as well."""
+    from mlgate.github import GitHub, previous_deployment, record_deployment
+
+    gh = GitHub.from_env()
+    record_deployment(gh, REPO, "production", "sha1", IMG + "1" * 64, "1")
+    trial = {"stage": "trial", "champion_version": "1"}
+    record_deployment(gh, REPO, "production", "sha2", IMG + "a" * 64, "2", extra=trial)
+    assert fake.deployments[-1]["payload"]["stage"] == "trial"
+    cut_short = previous_deployment(gh, REPO, "production")
+    assert (cut_short["image"], cut_short["model_version"]) == (IMG + "1" * 64, "1")
+    promoted = {"stage": "promoted", "trial": {"verdict": "promote"}}
+    record_deployment(gh, REPO, "production", "sha2", IMG + "2" * 64, "2", extra=promoted)
+    target = previous_deployment(gh, REPO, "production")
+    assert (target["image"], target["model_version"]) == (IMG + "1" * 64, "1")
+
+
 def test_setup_before_the_first_push_creates_the_environments_and_says_to_rerun(
     fake: FakeGitHub, capsys: pytest.CaptureFixture[str]
 ) -> None:

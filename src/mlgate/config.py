@@ -297,6 +297,26 @@ class Kubernetes(_Section):
     image_pull_secret: str = ""  # a docker-registry Secret in each namespace (private images)
 
 
+class Trial(_Section):
+    """The optional trial stage of ml-cd's production job (docs/WORKFLOWS.md#the-trial-stage):
+    the approved candidate serves beside the champion until `mlgate compare` decides."""
+
+    mode: Literal["none", "shadow", "canary"] = "none"  # canary: serving.strategy.share/.key
+    min_minutes: float = Field(default=0, ge=0)  # a promote verdict before this => keep collecting
+    # still "collect" after this => abort (the champion alone again); GitHub-hosted jobs end at 6 h
+    max_minutes: float = Field(default=120, gt=0, le=340)
+    poll_seconds: float = Field(default=60, gt=0)  # fetch the traffic and compare this often
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> Trial:
+        if self.min_minutes > self.max_minutes:
+            raise ValueError(
+                f"min_minutes {self.min_minutes:g} > max_minutes {self.max_minutes:g}: "
+                "the trial would abort before it may promote"
+            )
+        return self
+
+
 class Deploy(_Section):
     target: Literal["local", "kubernetes"] = "local"
     image: str = ""  # "" => ghcr.io/<github repository, lower case>
@@ -305,6 +325,7 @@ class Deploy(_Section):
     health: Health = Health()
     smoke: Smoke = Smoke()
     kubernetes: Kubernetes = Kubernetes()
+    trial: Trial = Trial()
 
     def image_repository(self) -> str:
         if self.image:

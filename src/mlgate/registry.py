@@ -176,7 +176,7 @@ def promote(params: Params, version: str, to: str, note: str = "") -> None:
         raise MlgateError(
             f"{name} version {version} was never in staging; promote it --to staging first"
         )
-    current = _alias_version(client, name, to)
+    current = alias_version(client, name, to)
     if current == str(version):
         print(f"promote: {to} is already {name} version {version}; nothing to do")
         return
@@ -188,7 +188,7 @@ def promote(params: Params, version: str, to: str, note: str = "") -> None:
     print(f"promote: {name} {to} -> version {version}{before}")
 
 
-def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
     except _mlflow_error():
@@ -203,7 +203,7 @@ def rollback(params: Params, alias: str = "production", note: str = "") -> str:
     except _mlflow_error():
         raise MlgateError(f"no registered model named {name!r}") from None
     stack = alias_stack(entries, alias)
-    current = _alias_version(client, name, alias)
+    current = alias_version(client, name, alias)
     if current is None:
         raise MlgateError(f"no version of {name} holds alias {alias!r}: nothing to roll back")
     if len(stack) < 2 or stack[-1] != current:

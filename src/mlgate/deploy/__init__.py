@@ -31,23 +31,14 @@ def _has_server() -> bool:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from mlgate.deploy import targets
     from mlgate.deploy.config import deploy_config
     from mlgate.github import write_outputs
 
     params = _params(args)
     cfg = deploy_config(params.deploy)
-    if "@sha256:" not in args.image:
-        raise MlgateError(f"--image {args.image!r}: deploy an image by digest (REPO@sha256:…)")
-    with contextlib.ExitStack() as stack:
-        if cfg.target == "kubernetes":
-            # one authentication for apply, rollout and the port-forward of the smoke test
-            stack.enter_context(targets.kube_auth(cfg, args.env))
-        url, passed = _deploy_and_test(args, params, cfg)
-    if cfg.target == "local" and not args.no_publish:
-        # only now, with the smoke test passed: the tag operators run never names a broken image
-        tag = targets.publish_local(args.env, args.image)
-        print(f"deploy: published {tag} -> {args.image}")
+    url, passed = deploy_image(
+        params, cfg, args.env, args.image, smoke=not args.no_smoke, publish=not args.no_publish
+    )
     write_outputs(url=url)
     _summary(
         f"### Deployed to {args.env}\n\n- image: `{args.image}`\n- target: {cfg.target}"
@@ -58,7 +49,30 @@ def _deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _deploy_and_test(args: argparse.Namespace, params: Any, cfg: Any) -> tuple[str, list[str]]:
+def deploy_image(
+    params: Any, cfg: Any, env: str, image: str, smoke: bool = True, publish: bool = True
+) -> tuple[str, list[str]]:
+    """Deploy REPO@sha256:… to env with the configured target, smoke-test it and (local target)
+    publish the :ENV tag once the test passed; returns (public URL, checks passed)."""
+    from mlgate.deploy import targets
+
+    if "@sha256:" not in image:
+        raise MlgateError(f"--image {image!r}: deploy an image by digest (REPO@sha256:…)")
+    with contextlib.ExitStack() as stack:
+        if cfg.target == "kubernetes":
+            # one authentication for apply, rollout and the port-forward of the smoke test
+            stack.enter_context(targets.kube_auth(cfg, env))
+        url, passed = _deploy_and_test(env, image, params, cfg, smoke)
+    if cfg.target == "local" and publish:
+        # only now, with the smoke test passed: the tag operators run never names a broken image
+        tag = targets.publish_local(env, image)
+        print(f"deploy: published {tag} -> {image}")
+    return url, passed
+
+
+def _deploy_and_test(
+    env: str, image: str, params: Any, cfg: Any, smoke_test: bool
+) -> tuple[str, list[str]]:
     """Deploy with the configured target and smoke-test it; returns (public URL, checks)."""
     from mlgate.deploy import smoke, targets
 
@@ -66,16 +80,16 @@ def _deploy_and_test(args: argparse.Namespace, params: Any, cfg: Any) -> tuple[s
     passed: list[str] = []
     if cfg.target == "local":
         # The container runs on this machine only to be tested: there is no public URL.
-        test_url = targets.deploy_local(args.env, args.image, cfg)
+        test_url = targets.deploy_local(env, image, cfg)
         url = ""
     else:
-        url = targets.deploy_kubernetes(args.env, args.image, cfg, params.project.name)
+        url = targets.deploy_kubernetes(env, image, cfg, params.project.name)
         test_url = url
-    print(f"deploy: {args.image} is live in {args.env} ({cfg.target})")
+    print(f"deploy: {image} is live in {env} ({cfg.target})")
     try:
-        if not args.no_smoke:
+        if smoke_test:
             if not test_url:
-                forward, test_url = targets.port_forward(args.env, cfg, params.project.name)
+                forward, test_url = targets.port_forward(env, cfg, params.project.name)
             rows = smoke.sample_rows(params, cfg.smoke.rows)
             passed = smoke.smoke_test(test_url, rows, cfg, params.serving.request_field)
             for line in passed:
@@ -154,7 +168,7 @@ def _release_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_bento(params_file: Any, model: str) -> str:
+def _build_bento(params_file: Any, model: str, *extra: str) -> str:
     """`mlgate build --model MODEL` (the serving commands); returns the bento tag it reports.
 
     The interface: build writes `bento_tag=…` to $GITHUB_OUTPUT, and its last printed word is
@@ -168,14 +182,14 @@ def _build_bento(params_file: Any, model: str) -> str:
         out.touch()
         build = subprocess.run(
             [sys.executable, "-m", "mlgate.cli", "build", "--params", str(params_file),
-             "--model", model],
+             "--model", model, *extra],
             capture_output=True, text=True, check=False,
             env={**os.environ, "GITHUB_OUTPUT": str(out)},
         )  # fmt: skip
         reported = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
     sys.stderr.write(build.stderr)
     if build.returncode != 0:
-        raise MlgateError(f"mlgate build --model {model} failed:\n{build.stdout}")
+        raise MlgateError(f"mlgate build --model {model} {' '.join(extra)} failed:\n{build.stdout}")
     words = build.stdout.split()
     tag = reported.get("bento_tag") or (words[-1] if words else "")
     if not tag:
@@ -186,7 +200,6 @@ def _build_bento(params_file: Any, model: str) -> str:
 def _release_image(args: argparse.Namespace) -> int:
     """`mlgate build` (the bento), `bentoml containerize`, push; outputs the digest."""
     from mlgate.deploy.config import deploy_config
-    from mlgate.deploy.targets import sh
     from mlgate.github import write_outputs
     from mlgate.serving.build import use_project_home
 
@@ -195,13 +208,69 @@ def _release_image(args: argparse.Namespace) -> int:
     use_project_home(params)  # containerize finds the bento where `mlgate build` put it
     repo = args.image or cfg.image_repository()
     bento = _build_bento(args.params, args.version)
-    tag = f"{repo}:{args.tag}"
-    sh(["bentoml", "containerize", bento, "--image-tag", tag], capture=False)
-    sh(["docker", "push", "--quiet", tag])
-    digest = sh(["docker", "inspect", "--format", "{{index .RepoDigests 0}}", tag])
+    digest = _containerize(bento, f"{repo}:{args.tag}")
     print(f"release image: bento {bento} -> {digest}")
     write_outputs(bento=bento, image=digest)
+    trial = {"trial_image": "", "champion_version": "", "champion_image": ""}
+    champion = _trial_champion(params, str(args.version))
+    if champion is not None:
+        # the trial bento: production's model answers, the candidate beside it
+        mode = cfg.trial.mode
+        trial_bento = _build_bento(
+            args.params, champion[0], "--strategy", mode, "--challenger", str(args.version)
+        )
+        trial_image = _containerize(trial_bento, f"{repo}:{args.tag}-trial")
+        print(
+            f"release image: trial ({mode}) bento {trial_bento}: champion version "
+            f"{champion[0]}, challenger version {args.version} -> {trial_image}"
+        )
+        trial = {
+            "trial_image": trial_image,
+            "champion_version": champion[0],
+            "champion_image": champion[1],
+        }
+    write_outputs(**trial)
     return 0
+
+
+def _containerize(bento: str, tag: str) -> str:
+    """`bentoml containerize` BENTO as TAG, push it; returns REPO@sha256:…"""
+    from mlgate.deploy.targets import sh
+
+    sh(["bentoml", "containerize", bento, "--image-tag", tag], capture=False)
+    sh(["docker", "push", "--quiet", tag])
+    return sh(["docker", "inspect", "--format", "{{index .RepoDigests 0}}", tag])
+
+
+def _trial_champion(params: Any, candidate: str) -> tuple[str, str] | None:
+    """(version, image) the trial runs the candidate beside: production's model in the shared
+    registry and the image it was promoted with; None (said why) when there is no trial."""
+    if params.deploy.trial.mode == "none":
+        return None
+    from mlgate import registry, tracking
+
+    skip = "release image: no trial, the approval moves all traffic at once: "
+    if not _has_server():
+        print(f"::warning title=mlgate trial::{skip}{NO_SERVER.format(what='the trial')}")
+        return None
+    client = tracking.connect(params)
+    version = registry.alias_version(client, params.model_name, "production")
+    if version is None:
+        print(f"{skip}no model holds alias production yet (the first delivery has no champion)")
+        return None
+    if version == candidate:
+        print(f"{skip}version {candidate} is production already")
+        return None
+    tags = client.get_model_version(params.model_name, version).tags or {}
+    image = tags.get("mlgate.image", "")
+    if "@sha256:" not in image:
+        print(
+            f"::warning title=mlgate trial::{skip}production version {version} has no image "
+            "digest on record (tag mlgate.image, set when ml-cd promotes), so an abort could "
+            "not restore it"
+        )
+        return None
+    return version, image
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -249,9 +318,19 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--note", default="", help="why")
     p.set_defaults(handler=_release_rollback)
     p = rsub.add_parser(
-        "image", parents=[common], help="build the bento and its image once; outputs the digest"
+        "image",
+        parents=[common],
+        help="build the bento and its image once; outputs the digest",
+        description="`mlgate build` the model version, `bentoml containerize`, push; outputs "
+        "bento and image (the digest). With deploy.trial.mode shadow or canary and a champion "
+        "in production (shared registry), also the trial image (production's model answers, "
+        "this version beside it): outputs trial_image, champion_version, champion_image "
+        "(empty when there is no trial, said why).",
     )
     p.add_argument("--version", required=True, help="model version or alias for `mlgate build`")
     p.add_argument("--image", default="", help="image repository (default: deploy.image)")
     p.add_argument("--tag", required=True, help="image tag, e.g. the commit SHA")
     p.set_defaults(handler=_release_image)
+    from mlgate.deploy.trial import add_command
+
+    add_command(rsub, common)

@@ -421,3 +421,34 @@ def test_a_missing_body_file_is_a_clear_error(
     code = main(["github", "drift-issue", "--title", "T", "--body-file", str(missing)])
     assert code == 2 and f"cannot read the body file {missing}" in capsys.readouterr().err
     assert fake.requests == []
+
+
+def test_a_trial_refuses_before_deploying_anything_without_its_evidence(
+    fake: FakeGitHub,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No FEEDBACK_URL (nothing to decide from) or an image not by digest: exit 2, no
+    deployment recorded, nothing deployed (the act scenario test_trial.py runs the rest)."""
+    import yaml
+
+    from tests.conftest import ROOT
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["deploy"]["trial"]["mode"] = "shadow"
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("GITHUB_SHA", "b2")
+    argv = ["release", "trial", "--params", str(params), "--version", "4",
+            "--image", IMG + "2" * 64, "--trial-image", IMG + "t" * 64,
+            "--champion-version", "3", "--champion-image", IMG + "1" * 64]  # fmt: skip
+    monkeypatch.delenv("FEEDBACK_URL", raising=False)
+    assert main(argv) == 2
+    assert "FEEDBACK_URL is empty: set the repository secret MLGATE_FEEDBACK_URL" in (
+        capsys.readouterr().err
+    )
+    monkeypatch.setenv("FEEDBACK_URL", str(tmp_path / "feedback"))
+    assert main([*argv[:-1], "ghcr.io/acme/credit-model:production"]) == 2
+    assert "--champion-image: an image by digest is needed" in capsys.readouterr().err
+    assert fake.deployments == [] and fake.mutations == []

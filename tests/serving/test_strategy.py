@@ -56,27 +56,25 @@ def two_models(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return repo
 
 
-def build(repo: Path, home: Path, **strategy: Any) -> Any:
-    """`mlgate build --model 1` with serving.strategy set in a params copy."""
+def build(repo: Path, home: Path, model: str = "1", **strategy: Any) -> Any:
+    """`mlgate build --model MODEL` with serving.strategy set in a params copy."""
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["serving"]["strategy"] = {"challenger": "challenger", **strategy}
     params_file = home / f"params-{strategy['mode']}-{strategy.get('challenger', '')}.yaml"
     params_file.write_text(yaml.safe_dump(params), encoding="utf-8")
-    cmd = ["mlgate", "build", "--model", "1", "--params", str(params_file)]
+    cmd = ["mlgate", "build", "--model", model, "--params", str(params_file)]
     return run(cmd, repo, check=False, **bentoml_env(home))
 
 
-def built_tag(proc: Any) -> str:
+def built_tag(proc: Any, challenger: str = "2") -> str:
+    """The bento's tag, once the build said it packed challenger version `challenger`."""
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "build: shadow: challenger credit-risk version 2" in proc.stdout or (
-        "build: canary: challenger credit-risk version 2" in proc.stdout
+    said = (
+        f"build: {mode}: challenger credit-risk version {challenger} -> "
+        for mode in ("shadow", "canary")
     )
+    assert any(line in proc.stdout for line in said), proc.stdout[-3000:]
     return str(proc.stdout.strip().rsplit("bento ", 1)[-1])
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("strategy-home")
 
 
 @pytest.fixture(scope="module")

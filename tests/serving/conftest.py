@@ -92,6 +92,12 @@ def bento(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     return tag, home
 
 
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BentoML home for one test module's own builds (champion/challenger bentos)."""
+    return tmp_path_factory.mktemp("bentoml-home")
+
+
 @contextmanager
 def serving(
     tag: str,

@@ -168,18 +168,34 @@ def run_trial(params: Any, args: argparse.Namespace) -> int:
     from mlgate.github import write_outputs
     from mlgate.tracking import connect
 
+    if hasattr(sys.stdout, "reconfigure"):  # one line per poll reaches the log as it happens
+        sys.stdout.reconfigure(line_buffering=True)
     trial = Trial(params, args)
     trial.check()
     a = args
     started = _now()
-    trial.deploy(
-        a.trial_image,
-        a.version,
-        "trial",
-        champion_version=a.champion_version,
-        champion_image=a.champion_image,
-        started_at=started,
-    )
+
+    def restore(why: str, **extra: Any) -> str:
+        """The champion alone again, recorded as the end of this trial."""
+        print(f"trial: {why}: restoring the champion (version {a.champion_version})")
+        return trial.deploy(
+            a.champion_image, a.champion_version, "aborted", candidate=a.version, **extra
+        )
+
+    try:
+        trial.deploy(
+            a.trial_image,
+            a.version,
+            "trial",
+            champion_version=a.champion_version,
+            champion_image=a.champion_image,
+            started_at=started,
+        )
+    except Exception as err:  # a trial image that fails its smoke test must not stay live
+        restore(
+            "the trial image failed to deploy", trial={"verdict": "abort", "reasons": [str(err)]}
+        )
+        raise
     registry.promote(params, a.version, to="challenger", note=f"trial in cd run {_run_id()}")
     print(
         f"trial: {trial.rule.mode}: champion version {a.champion_version} answers, challenger "
@@ -196,17 +212,19 @@ def run_trial(params: Any, args: argparse.Namespace) -> int:
         + (f"\n{report.read_text()}" if report.exists() else "")
     )
     if verdict == "promote":
-        write_outputs(url=trial.deploy(a.image, a.version, "promoted", trial=outcome))
+        try:
+            write_outputs(url=trial.deploy(a.image, a.version, "promoted", trial=outcome))
+        except Exception as err:
+            failed = {**outcome, "verdict": "abort", "reasons": [f"promotion failed: {err}"]}
+            restore("the candidate's own image failed to deploy", trial=failed)
+            raise
         note = f"trial promoted, cd run {_run_id()}"
         registry.promote(params, a.version, to="production", note=note)
         client = connect(params)
         client.set_model_version_tag(params.model_name, a.version, "mlgate.image", a.image)
         print(f"trial: promoted: production runs version {a.version} alone ({a.image})")
         return 0
-    url = trial.deploy(
-        a.champion_image, a.champion_version, "aborted", trial=outcome, candidate=a.version
-    )
-    write_outputs(url=url)
+    write_outputs(url=restore("verdict abort", trial=outcome))
     raise TrialAborted(
         f"trial aborted: {'; '.join(reasons)}. Production runs the champion again (version "
         f"{a.champion_version}, {a.champion_image}); candidate version {a.version} keeps alias "

@@ -403,6 +403,11 @@ def decide(
         sign = 1 if difference.higher_is_better else -1
         low, high = sorted(sign * b for b in difference.ci)
         loss = c.max_metric_loss
+        budget = f"max_metric_loss {loss:g}"
+        if c.relative and cp.metric is not None:  # a share of the champion's, in its units
+            loss = c.max_metric_loss * abs(cp.metric)
+            share = f"{c.max_metric_loss:.1%} of the champion's {cp.metric:.4g}"
+            budget = f"max_metric_loss {share} = {loss:.4g}"
         shown = (
             f"{difference.metric} challenger - champion {difference.value:+.4f}, "
             f"{c.confidence:.0%} CI [{difference.ci[0]:+.4f}, {difference.ci[1]:+.4f}] "
@@ -411,16 +416,12 @@ def decide(
         if high < -loss:
             abort.append(
                 f"confidently worse: {shown}; the challenger loses more than "
-                f"max_metric_loss {loss:g} across the whole interval"
+                f"{budget} across the whole interval"
             )
         elif low > -loss:
-            passed.append(
-                f"non-inferior: {shown}; the interval stays within max_metric_loss {loss:g}"
-            )
+            passed.append(f"non-inferior: {shown}; the interval stays within {budget}")
         else:
-            collect.append(
-                f"undecided: {shown}; the interval reaches beyond max_metric_loss {loss:g}"
-            )
+            collect.append(f"undecided: {shown}; the interval reaches beyond {budget}")
     if abort:
         return "abort", abort
     if collect:
@@ -437,6 +438,12 @@ def _p(d: Difference) -> str:
 
 def _f(value: float | None, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _loss(t: dict[str, Any]) -> str:
+    if t.get("relative"):
+        return f"{t['max_metric_loss']:.1%} of the champion's value"
+    return f"{t['max_metric_loss']:g}"
 
 
 def markdown(result: Comparison) -> str:
@@ -457,7 +464,7 @@ def markdown(result: Comparison) -> str:
         f"- traffic: {result.mode} ({TRAFFIC[result.mode]})",
         f"- rule: abort when the challenger's error rate > {t['max_error_rate']:.2%} or the "
         f"{t['confidence']:.0%} interval of {result.metric} (challenger - champion) lies beyond "
-        f"a loss of {t['max_metric_loss']:g}; promote with >= {t['min_rows']} predictions and "
+        f"a loss of {_loss(t)}; promote with >= {t['min_rows']} predictions and "
         f">= {t['min_outcomes']} outcomes per variant and the interval within that loss",
         "",
         "| | champion | challenger |",

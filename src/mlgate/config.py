@@ -239,7 +239,8 @@ class Compare(_Section):
     min_rows: int = Field(default=200, ge=1)  # per variant: fewer predictions => collect
     min_outcomes: int = Field(default=100, ge=1)  # per variant: fewer => collect
     max_error_rate: float = Field(default=0.02, ge=0, le=1)  # challenger's; above => abort
-    max_metric_loss: float = Field(default=0.01, ge=0)  # in the metric's units
+    max_metric_loss: float = Field(default=0.01, ge=0)  # in the metric's units (or see relative)
+    relative: bool = False  # max_metric_loss is a share of the champion's metric (rmse, mae)
     confidence: float = Field(default=0.95, gt=0.5, lt=1)  # of the difference's interval
     bootstrap: int = Field(default=1000, ge=100, le=100_000)  # resamples
     seed: int = 0

@@ -192,6 +192,8 @@ def test_regression_project(house_project: Generated, tmp_path: Path) -> None:
     assert "monotone (directional test): the prediction rises with area" in init
     assert re.search(r"mae_difference:town <= [\d,]+ \(a first model: ", init)
     assert "at most 1% of it" in init  # the champion tolerance, relative
+    compare = yaml.safe_load((clone / "params.yaml").read_text())["compare"]
+    assert (compare["max_metric_loss"], compare["relative"]) == (0.01, True)  # 1% of its rmse
     assert_made_cleanly(house_project)
     assert passed_count(house_project) >= MIN_PROJECT_TESTS
     assert "PASS  fairness  mae_difference:town: " in house_project.run_output

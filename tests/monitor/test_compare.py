@@ -531,6 +531,25 @@ def test_a_larger_rmse_counts_as_worse(params: Params) -> None:
     assert verdict([-0.3, 0.2]) == "collect"
 
 
+def test_a_relative_loss_is_a_share_of_the_champions_metric(params: Params) -> None:
+    """compare.relative: for an rmse of 2,500 (price units), 1 % allows 25 worse; the
+    absolute 0.01 would allow nothing a bootstrap interval could show."""
+    from mlgate.compare import Difference, Variant, decide
+
+    champion = Variant("champion", ["1"], 500, 0, 0.0, 1.0, {}, {}, 500, metric=2500.0)
+    challenger = Variant("challenger", ["2"], 500, 0, 0.0, 1.0, {}, {}, 500, metric=2510.0)
+    d = Difference("rmse", False, "paired", {}, 10.0, [-5.0, 20.0], 0.3, 1000)
+    relative = params.model_copy(
+        update={"compare": params.compare.model_copy(update={"relative": True})}
+    )
+    verdict, reasons = decide(relative, champion, challenger, d, "rmse")
+    assert verdict == "promote", reasons
+    assert "max_metric_loss 1.0% of the champion's 2500 = 25" in reasons[-1]
+    assert decide(params, champion, challenger, d, "rmse")[0] == "collect"  # absolute 0.01
+    worse = Difference("rmse", False, "paired", {}, 40.0, [30.0, 50.0], 0.001, 1000)
+    assert decide(relative, champion, challenger, worse, "rmse")[0] == "abort"  # > 25 throughout
+
+
 def test_regression_traffic_is_compared_on_rmse_where_larger_is_worse(
     params: Params, test_split: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
 ) -> None:

@@ -140,22 +140,24 @@ def _release_register(args: argparse.Namespace) -> int:
 
 
 def _release_promote(args: argparse.Namespace) -> int:
-    from mlgate import registry
-
     if not _has_server():
         print(f"release promote: {NO_SERVER.format(what=f'moving alias {args.to!r}')}")
         return 0
     if not args.version:
         raise MlgateError("--version is empty: the register step did not report a version")
-    params = _params(args)
-    registry.promote(params, args.version, to=args.to, note=args.note)
-    if args.image:
-        from mlgate import tracking
+    promote_with_image(_params(args), args.version, args.to, args.note, args.image)
+    return 0
 
+
+def promote_with_image(params: Any, version: str, to: str, note: str, image: str = "") -> None:
+    """Move alias `to` and keep the image that runs the version as tag mlgate.image."""
+    from mlgate import registry, tracking
+
+    registry.promote(params, version, to=to, note=note)
+    if image:
         # the registry answers "which image runs this version" without asking GitHub
         client = tracking.connect(params)
-        client.set_model_version_tag(params.model_name, args.version, "mlgate.image", args.image)
-    return 0
+        client.set_model_version_tag(params.model_name, version, "mlgate.image", image)
 
 
 def _release_rollback(args: argparse.Namespace) -> int:

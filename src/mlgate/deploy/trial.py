@@ -68,7 +68,7 @@ class Trial:
         self.repo = repo_from_env(None)
         self.ref = os.environ.get("GITHUB_SHA", "")
         self.folder = Path(args.feedback_dir)
-        self.report = Path(args.report)
+        self.report = Path(args.report or params.compare.report)
 
     def check(self) -> None:
         """Everything a trial needs, before anything is deployed."""
@@ -164,9 +164,8 @@ class Trial:
 
 def run_trial(params: Any, args: argparse.Namespace) -> int:
     from mlgate import registry
-    from mlgate.deploy import _summary
+    from mlgate.deploy import _summary, promote_with_image
     from mlgate.github import write_outputs
-    from mlgate.tracking import connect
 
     if hasattr(sys.stdout, "reconfigure"):  # one line per poll reaches the log as it happens
         sys.stdout.reconfigure(line_buffering=True)
@@ -219,9 +218,7 @@ def run_trial(params: Any, args: argparse.Namespace) -> int:
             restore("the candidate's own image failed to deploy", trial=failed)
             raise
         note = f"trial promoted, cd run {_run_id()}"
-        registry.promote(params, a.version, to="production", note=note)
-        client = connect(params)
-        client.set_model_version_tag(params.model_name, a.version, "mlgate.image", a.image)
+        promote_with_image(params, a.version, "production", note, a.image)
         print(f"trial: promoted: production runs version {a.version} alone ({a.image})")
         return 0
     write_outputs(url=restore("verdict abort", trial=outcome))
@@ -266,6 +263,6 @@ def add_command(rsub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--champion-image", required=True, help="production's image by digest")
     p.add_argument("--feedback-dir", default="trial-feedback", help="where fetched traffic goes")
     p.add_argument(
-        "--report", default="artifacts/compare", help="compare.md/json (default: %(default)s)"
+        "--report", default=None, metavar="DIR", help="compare.md/json (default: compare.report)"
     )
     p.set_defaults(handler=_trial)

@@ -56,10 +56,12 @@ def two_models(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return repo
 
 
-def build(repo: Path, home: Path, model: str = "1", **strategy: Any) -> Any:
-    """`mlgate build --model MODEL` with serving.strategy set in a params copy."""
+def build(repo: Path, home: Path, model: str = "1", tracing: bool = False, **strategy: Any) -> Any:
+    """`mlgate build --model MODEL` with serving.strategy (and serving.tracing) set in a
+    params copy."""
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["serving"]["strategy"] = {"challenger": "challenger", **strategy}
+    params["serving"]["tracing"] = tracing
     params_file = home / f"params-{strategy['mode']}-{strategy.get('challenger', '')}.yaml"
     params_file.write_text(yaml.safe_dump(params), encoding="utf-8")
     cmd = ["mlgate", "build", "--model", model, "--params", str(params_file)]
@@ -95,8 +97,11 @@ def shadow_server(
 def canary_server(
     two_models: Path, home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Server, Path]]:
-    """The canary bento (share 0.3, keyed by the X-Customer header), with the fault switch."""
-    tag = built_tag(build(two_models, home, mode="canary", share=SHARE, key="header:X-Customer"))
+    """The canary bento (share 0.3, keyed by the X-Customer header), with the fault switch,
+    and with serving.tracing: true (the shadow bento keeps the default, false)."""
+    tag = built_tag(
+        build(two_models, home, tracing=True, mode="canary", share=SHARE, key="header:X-Customer")
+    )
     fault = tmp_path_factory.mktemp("fault") / "challenger-fault"
     with serving(
         tag, home, two_models, tmp_path_factory, MLGATE_TEST_CHALLENGER_FAULT_FILE=str(fault)
@@ -366,6 +371,26 @@ def test_canary_answers_from_the_assigned_model_and_says_which(
     assert not math.isclose(seen["champion"], seen["challenger"], abs_tol=1e-9)
     _, text = srv.call("/metrics")
     assert metric(text, "mlgate_predictions_total", variant="challenger", model_version="2") > 0
+
+
+def test_tracing_is_off_by_default_and_on_when_asked(
+    shadow_server: tuple[Server, Path], canary_server: tuple[Server, Path]
+) -> None:
+    """serving.tracing: false (the default) excludes every URL from BentoML's OpenTelemetry
+    middleware: no span, so no X-BentoML-Request-ID (the span id) on an answer; true keeps a
+    span per request, and each answer names its own."""
+    _, headers, _ = post(shadow_server[0], "/predict", {"applicant": GOOD})
+    assert "x-bentoml-request-id" not in headers, headers
+    ids = set()
+    for n in range(3):
+        status, headers, _ = post(
+            canary_server[0], "/predict", {"applicant": GOOD}, {"X-Customer": f"t{n}"}
+        )
+        assert status == 200
+        ids.add(headers.get("x-bentoml-request-id"))
+    assert None not in ids and len(ids) == 3, ids
+    # mlgate's own request id is there either way
+    assert headers["x-request-id"]
 
 
 def test_canary_assignment_is_sticky_and_shares_hold(canary_server: tuple[Server, Path]) -> None:

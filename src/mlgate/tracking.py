@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ def connect(params: Params) -> MlflowClient:
     from mlflow.exceptions import MlflowException
 
     uri = params.tracking_uri
+    seed_sqlite_store(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -46,6 +48,67 @@ def connect(params: Params) -> MlflowClient:
         raise MlgateError(f"cannot reach the MLflow tracking server at {uri}: {err}") from None
     mlflow.set_experiment(name)
     return client
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The file of a `sqlite:///` store URI; None for any other store (or in-memory)."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri[len(prefix) :] in ("", ":memory:"):
+        return None
+    return Path(uri[len(prefix) :].split("?", 1)[0])
+
+
+def template_store() -> Path:
+    """Where an empty, fully migrated MLflow SQLite store is kept for this MLflow version."""
+    import mlflow
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "mlgate" / f"mlflow-{mlflow.__version__}-empty.db"
+
+
+def seed_sqlite_store(uri: str) -> bool:
+    """Give a new SQLite store MLflow's schema by copying an empty migrated one.
+
+    MLflow makes a new SQLite store by running its 68 schema migrations one by one (~5 s
+    here, on every fresh clone's first `train`, in every CI job). The result, before any
+    experiment exists, is the same file for one MLflow version: it is made once per machine
+    (under ~/.cache/mlgate, keyed by the version) and copied. MLflow then opens the copy as
+    any existing store and adds its Default experiment with this project's paths. Any
+    failure leaves the store to MLflow, as before; an existing store is never touched."""
+    target = sqlite_path(uri)
+    if target is None or target.exists():
+        return False
+    try:
+        template = template_store()
+        if not template.exists():
+            _make_template(template)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        shutil.copyfile(template, staged)
+        try:
+            os.link(staged, target)  # never replaces a store that appeared meanwhile
+        except FileExistsError:
+            return False
+        finally:
+            staged.unlink()
+    except Exception:  # a private MLflow API or the cache failed: MLflow makes the store
+        return False
+    return True
+
+
+def _make_template(template: Path) -> None:
+    import sqlalchemy
+    from mlflow.store.db.utils import _initialize_tables
+
+    template.parent.mkdir(parents=True, exist_ok=True)
+    staged = template.with_name(f".{template.name}.{os.getpid()}.tmp")
+    staged.unlink(missing_ok=True)
+    engine = sqlalchemy.create_engine(f"sqlite:///{staged}")
+    try:
+        _initialize_tables(engine)
+    finally:
+        engine.dispose()
+    os.replace(staged, template)  # atomic: a concurrent maker's copy is the same file
 
 
 def current_uri() -> str:

@@ -372,6 +372,8 @@ class TreeScorer:
                 self.value,
                 self.roots,
             ) = (stored[name] for name in TREE_ARRAYS)
+        # node n's left child at 2n, its right child at 2n + 1: one gather a step
+        self.children = np.stack([self.left, self.right], axis=1).ravel()
         self.depth = int(spec["depth"])
         self.float32 = bool(spec["float32"])
         self.divisor = float(spec["divisor"])
@@ -388,10 +390,10 @@ class TreeScorer:
         node = np.repeat(self.roots[:, None], len(rows), axis=1)  # (trees, rows)
         for _ in range(self.depth):
             here = flat[row_start + self.feature[node]]
-            go_left = here <= self.threshold[node]
+            right = here > self.threshold[node]  # scikit-learn: x <= threshold goes left
             if nulls:
-                go_left = np.where(np.isnan(here), self.missing_left[node], go_left)
-            node = np.where(go_left, self.left[node], self.right[node])
+                right = np.where(np.isnan(here), ~self.missing_left[node], right)
+            node = self.children[2 * node + right]
         # Tree after tree, in scikit-learn's order: np.sum's pairwise order can differ in
         # the last bit, a cumulative sum is sequential.
         raw = np.cumsum(self.value[node], axis=0)[-1] / self.divisor

@@ -225,16 +225,34 @@ def test_a_tree_model_is_served_by_the_tree_walk(trained_repo: Path) -> None:
         fast_scorer(model, 1, rows, expected, "onnx")
 
 
+@pytest.mark.parametrize(
+    ("options", "target", "positive", "reason"),
+    [
+        (
+            {"loss": "poisson"},
+            "credit_amount",
+            None,
+            "HistGradientBoostingRegressor with loss 'poisson' (only 'squared_error')",
+        ),
+        (
+            {"categorical_features": [10, 11, 12]},  # one-hot columns, as categories
+            "risk",
+            1,
+            "HistGradientBoostingClassifier with categorical features",
+        ),
+    ],
+    ids=["poisson", "categorical"],
+)
 def test_a_tree_model_the_walk_does_not_reproduce_falls_through_with_the_reason(
-    trained_repo: Path,
+    trained_repo: Path, options: dict[str, Any], target: str, positive: Any, reason: str
 ) -> None:
-    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    poisson = HistGradientBoostingRegressor(loss="poisson", max_iter=20)
-    model, rows, expected = fitted_on_example(trained_repo, poisson, "credit_amount", None)
-    scorer, why = fast_scorer(model, None, rows, expected, "auto")
+    kind = HistGradientBoostingRegressor if positive is None else HistGradientBoostingClassifier
+    estimator = kind(max_iter=20, **options)
+    model, rows, expected = fitted_on_example(trained_repo, estimator, target, positive)
+    scorer, why = fast_scorer(model, positive, rows, expected, "auto")
     assert scorer is None
     assert why.startswith(
-        "WARNING: no fast path: the NumPy tree walk does not reproduce "
-        "HistGradientBoostingRegressor with loss 'poisson' (only 'squared_error'); skl2onnx"
+        f"WARNING: no fast path: the NumPy tree walk does not reproduce {reason}; skl2onnx"
     ), why

@@ -7,7 +7,8 @@ gives the Pipeline's result (measured per estimator in docs/SERVING.md):
 - `LeanScorer`: a binary logistic regression after scaling + one-hot, in NumPy (~10 µs a row);
 - `TreeScorer`: a forest, a decision tree or a HistGradientBoosting after scaling + one-hot,
   its trees flattened into arrays and walked in NumPy with scikit-learn's comparisons (a
-  forest's in float32): bit for bit the Pipeline's scores, without scikit-learn or pickle;
+  forest's in float32): bit for bit the Pipeline's scores, without scikit-learn or pickle
+  (~0.3 ms a row for 100 trees, ~30 µs a row in batches);
 - `OnnxScorer`: the whole Pipeline converted by skl2onnx, run by ONNX Runtime in float64
   (~40-80 µs a row): linear models (Ridge, LogisticRegression with several classes...);
 - `PipelineScorer`: the Pipeline itself, for what none reproduces within the tolerance.
@@ -15,6 +16,7 @@ gives the Pipeline's result (measured per estimator in docs/SERVING.md):
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -357,8 +359,6 @@ class TreeScorer:
     kind = "numpy-trees"
 
     def __init__(self, spec: dict[str, Any], arrays: bytes) -> None:
-        import io
-
         self.spec = spec
         self.arrays = arrays
         self.matrix = FeatureMatrix(spec)
@@ -412,10 +412,8 @@ class TreeScorer:
     @classmethod
     def from_pipeline(cls, model: Any, positive_label: Any) -> TreeScorer:
         """The Pipeline's trees as arrays; TreesUnavailable (with the reason) when a part of
-        them is not reproduced (categorical splits, a loss other than log_loss or
-        squared_error, several classes or outputs of a boosting)."""
-        import io
-
+        them is not reproduced: a boosting's categorical splits, loss other than log_loss or
+        squared_error, or several classes; a forest's several outputs."""
         if not cls.supports(model):
             raise TreesUnavailable("not a tree model after plain scaling + one-hot")
         estimator = model.steps[-1][1]

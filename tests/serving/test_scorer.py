@@ -223,6 +223,15 @@ def test_a_tree_model_is_served_by_the_tree_walk(trained_repo: Path) -> None:
     # serving.scorer: onnx asks for ONNX Runtime, which refuses a forest's float32 graph
     with pytest.raises(MlgateError, match=r"serving\.scorer is onnx, but ONNX Runtime"):
         fast_scorer(model, 1, rows, expected, "onnx")
+    # the parity check holds the walk too: one test row 2e-5 away
+    shifted = expected.copy()
+    shifted[17] += 2 * PARITY_TOLERANCE
+    scorer, why = fast_scorer(model, 1, rows, shifted, "auto")
+    assert scorer is None
+    assert why.startswith(
+        "WARNING: no fast path: the NumPy tree walk's scores differ from the Pipeline's by up "
+        "to 2e-05; ONNX Runtime's scores differ"
+    ), why
 
 
 @pytest.mark.parametrize(

@@ -322,7 +322,7 @@ def train_and_build(clone: Path, name: str, home: Path, env: dict[str, str]) -> 
         clone,
         {**env, "BENTOML_HOME": str(home)},
     )
-    scorer = re.search(r"build: scorer (\w+)", out)
+    scorer = re.search(r"build: scorer ([\w-]+)", out)
     tags = re.findall(r"-> model \S+, bento (\S+)", out)
     if not tags:
         raise SystemExit(f"mlgate build printed no bento tag:\n{out[-3000:]}")
@@ -372,6 +372,8 @@ def scorer_figures(clone: Path, name: str) -> dict[str, str]:
         OnnxScorer,
         OnnxUnavailable,
         PipelineScorer,
+        TreeScorer,
+        TreesUnavailable,
         parity,
     )
 
@@ -385,6 +387,11 @@ def scorer_figures(clone: Path, name: str) -> dict[str, str]:
     if classifier and LeanScorer.supports(model):
         lean = LeanScorer.from_pipeline(model, positive)
         paths["NumPy" if lean.linear else "NumPy features + estimator"] = lean
+    if TreeScorer.supports(model):
+        try:
+            paths["NumPy tree walk"] = TreeScorer.from_pipeline(model, positive)
+        except TreesUnavailable as err:
+            paths["NumPy tree walk"] = str(err)
     try:
         paths["ONNX Runtime"] = OnnxScorer.convert(model, positive)
     except OnnxUnavailable as err:

@@ -18,6 +18,7 @@ from mlgate.serving.scorer import (
     LeanScorer,
     OnnxScorer,
     PipelineScorer,
+    TreeScorer,
     fast_scorer,
     make_scorer,
     parity,
@@ -90,26 +91,34 @@ def test_onnx_scores_equal_the_pipeline_on_the_test_set(trained_repo: Path) -> N
     assert parity(OnnxScorer.convert(model, 0), rows, 1 - expected) <= PARITY_TOLERANCE
 
 
-def ridge_on(trained_repo: Path) -> tuple[Any, list[dict[str, Any]], np.ndarray]:
-    """A regressor on the example's features (credit amount from the rest), fitted here."""
+def fitted_on_example(
+    trained_repo: Path, estimator: Any, target: str = "risk", positive: Any = 1
+) -> tuple[Any, list[dict[str, Any]], np.ndarray]:
+    """`estimator` after the project's preprocessing, fitted here on the example's train split
+    to predict `target` from the other features (a regressor: positive None): the Pipeline,
+    the test split's rows, and the Pipeline's scores of them."""
     from sklearn.base import clone
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import Ridge
     from sklearn.pipeline import Pipeline
 
     model = joblib.load(trained_repo / "artifacts/model/model.joblib")
     train = pd.read_parquet(trained_repo / "artifacts/data/train.parquet")
     test = pd.read_parquet(trained_repo / "artifacts/data/test.parquet")
-    numeric = ["duration", "age", "job"]
-    categorical = ["housing", "saving_accounts", "checking_account", "purpose"]
-    scaler, onehot = (clone(t) for _, t, _ in model.steps[0][1].transformers[:2])
-    preprocess = ColumnTransformer(
-        [("numeric", scaler, numeric), ("categorical", onehot, categorical)]
-    )
-    ridge = Pipeline([("preprocess", preprocess), ("estimator", Ridge())])
-    ridge.fit(train[numeric + categorical], train["credit_amount"])
-    rows = test[numeric + categorical].to_dict("records")
-    return ridge, rows, ridge.predict(test[numeric + categorical])
+    preprocess = clone(model.steps[0][1])
+    preprocess.transformers = [
+        (name, transformer, [c for c in columns if c != target])
+        for name, transformer, columns in preprocess.transformers
+    ]
+    columns = [c for c in model.feature_names_in_ if c != target]
+    pipeline = Pipeline([("preprocess", preprocess), ("estimator", estimator)])
+    pipeline.fit(train[columns], train[target])
+    rows = test[columns].to_dict("records")
+    return pipeline, rows, PipelineScorer(pipeline, positive, columns).scores(rows)
+
+
+def ridge_on(trained_repo: Path) -> tuple[Any, list[dict[str, Any]], np.ndarray]:
+    from sklearn.linear_model import Ridge
+
+    return fitted_on_example(trained_repo, Ridge(), "credit_amount", None)
 
 
 def test_a_regressor_is_served_by_onnx_runtime(trained_repo: Path) -> None:
@@ -147,3 +156,112 @@ def test_a_pipeline_with_an_imputer_is_not_converted(trained_repo: Path) -> None
     ridge.fit(frame, expected)
     scorer, why = fast_scorer(ridge, None, rows, ridge.predict(frame), "auto")
     assert scorer is None and "imputers are not converted" in why
+
+
+def tree_models() -> list[Any]:
+    """(estimator, target, positive label): the tree models the NumPy walk reproduces."""
+    from sklearn.ensemble import (
+        ExtraTreesClassifier,
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+    from sklearn.tree import DecisionTreeClassifier
+
+    return [
+        pytest.param(RandomForestClassifier(100, random_state=0), "risk", 1, id="forest"),
+        pytest.param(RandomForestClassifier(30, random_state=0), "risk", 0, id="forest-class-0"),
+        pytest.param(RandomForestClassifier(30, random_state=0), "purpose", "car", id="multiclass"),
+        pytest.param(ExtraTreesClassifier(100, random_state=0), "risk", 1, id="extra-trees"),
+        pytest.param(DecisionTreeClassifier(random_state=0), "risk", 1, id="one-tree"),
+        pytest.param(
+            RandomForestRegressor(100, random_state=0), "credit_amount", None, id="forest-regressor"
+        ),
+        pytest.param(HistGradientBoostingClassifier(random_state=0), "risk", 1, id="boosting"),
+        pytest.param(
+            HistGradientBoostingClassifier(max_iter=30, random_state=0),
+            "risk",
+            0,
+            id="boosting-class-0",
+        ),
+        pytest.param(
+            HistGradientBoostingRegressor(random_state=0),
+            "credit_amount",
+            None,
+            id="boosting-regressor",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("estimator", "target", "positive"), tree_models())
+def test_tree_walk_equals_the_pipeline(
+    trained_repo: Path, estimator: Any, target: str, positive: Any
+) -> None:
+    """On every row of the test split, a row at a time, with an unseen category and with
+    nulls: from what the bento stores (the spec through JSON, the arrays through .npz)."""
+    model, rows, expected = fitted_on_example(trained_repo, estimator, target, positive)
+    built = TreeScorer.from_pipeline(model, positive)
+    scorer = TreeScorer(json.loads(json.dumps(built.spec)), built.arrays)
+    # 0.0 measured: the same float32 rounding, the same order of additions
+    assert parity(scorer, rows, expected) <= 1e-12
+    assert np.array_equal([scorer.scores([row])[0] for row in rows[:20]], expected[:20])
+    pipeline = PipelineScorer(model, positive, list(rows[0]))
+    unseen = [{**row, "housing": "never-seen"} for row in rows[:10]]
+    nulls = [{**row, "duration": None, "age": None} for row in rows[:10]]  # no imputer
+    for odd in (unseen, nulls):
+        assert parity(scorer, odd, pipeline.scores(odd)) <= 1e-12
+
+
+def test_a_tree_model_is_served_by_the_tree_walk(trained_repo: Path) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    model, rows, expected = fitted_on_example(trained_repo, RandomForestClassifier(30))
+    scorer, why = fast_scorer(model, 1, rows, expected, "auto")
+    assert isinstance(scorer, TreeScorer) and scorer.kind == "numpy-trees", why
+    assert why.startswith("NumPy tree walk (RandomForestClassifier; max |Δ| 0.0e+00 on 200 rows)")
+    # serving.scorer: onnx asks for ONNX Runtime, which refuses a forest's float32 graph
+    with pytest.raises(MlgateError, match=r"serving\.scorer is onnx, but ONNX Runtime"):
+        fast_scorer(model, 1, rows, expected, "onnx")
+    # the parity check holds the walk too: one test row 2e-5 away
+    shifted = expected.copy()
+    shifted[17] += 2 * PARITY_TOLERANCE
+    scorer, why = fast_scorer(model, 1, rows, shifted, "auto")
+    assert scorer is None
+    assert why.startswith(
+        "WARNING: no fast path: the NumPy tree walk's scores differ from the Pipeline's by up "
+        "to 2e-05; ONNX Runtime's scores differ"
+    ), why
+
+
+@pytest.mark.parametrize(
+    ("options", "target", "positive", "reason"),
+    [
+        (
+            {"loss": "poisson"},
+            "credit_amount",
+            None,
+            "HistGradientBoostingRegressor with loss 'poisson' (only 'squared_error')",
+        ),
+        (
+            {"categorical_features": [10, 11, 12]},  # one-hot columns, as categories
+            "risk",
+            1,
+            "HistGradientBoostingClassifier with categorical features",
+        ),
+    ],
+    ids=["poisson", "categorical"],
+)
+def test_a_tree_model_the_walk_does_not_reproduce_falls_through_with_the_reason(
+    trained_repo: Path, options: dict[str, Any], target: str, positive: Any, reason: str
+) -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    kind = HistGradientBoostingRegressor if positive is None else HistGradientBoostingClassifier
+    estimator = kind(max_iter=20, **options)
+    model, rows, expected = fitted_on_example(trained_repo, estimator, target, positive)
+    scorer, why = fast_scorer(model, positive, rows, expected, "auto")
+    assert scorer is None
+    assert why.startswith(
+        f"WARNING: no fast path: the NumPy tree walk does not reproduce {reason}; skl2onnx"
+    ), why

@@ -52,14 +52,22 @@ def test_the_bento_scores_with_onnx_runtime(server: Server) -> None:
     assert status == 200 and info["scorer"] == "onnx"
 
 
-def test_predictions_equal_the_in_process_model(server: Server, trained_repo: Path) -> None:
-    model = joblib.load(trained_repo / "artifacts/model/model.joblib")
-    test = pd.read_parquet(trained_repo / "artifacts/data/test.parquet")
+def served_test_split(
+    server: Server, repo: Path
+) -> tuple[list[dict[str, Any]], np.ndarray, dict[str, Any]]:
+    """The repo's test split through /predict_batch: its rows, the probabilities the
+    repo's model gives them in this process, and the answer's body."""
+    model = joblib.load(repo / "artifacts/model/model.joblib")
+    test = pd.read_parquet(repo / "artifacts/data/test.parquet")
     rows = test.drop(columns=["risk"]).to_dict("records")
     expected = model.predict_proba(test[model.feature_names_in_])[:, 1]
-
     status, body = server.call("/predict_batch", {"applicants": rows})
     assert status == 200, body
+    return rows, expected, body
+
+
+def test_predictions_equal_the_in_process_model(server: Server, trained_repo: Path) -> None:
+    rows, expected, body = served_test_split(server, trained_repo)
     served = np.array([p["probability"] for p in body["predictions"]])
     assert np.allclose(served, expected, rtol=1e-9, atol=1e-12)
     assert [p["decision"] for p in body["predictions"]] == [int(p >= 0.5) for p in expected]

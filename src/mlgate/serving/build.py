@@ -30,6 +30,8 @@ REFERENCE_FILE = "reference.json"
 SCORER_FILE = "scorer.json"
 ONNX_FILE = "model.onnx"
 ONNX_SPEC_FILE = "onnx.json"
+TREES_FILE = "trees.npz"
+TREES_SPEC_FILE = "trees.json"
 REFERENCE_ROWS = 200
 LINEAGE_TAGS = ("git_commit", "git_dirty", "data_hash", "params_hash", "dvc_lock_hash")
 
@@ -114,7 +116,7 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
     """Save registered version `mv` (gated_version) from MLflow into BentoML's model store.
 
     Next to the pickled Pipeline go: the request contract derived from the pandera schema,
-    the fast scorer serving.scorer chose (NumPy numbers or an ONNX graph, checked here
+    the fast scorer serving.scorer chose (NumPy numbers, tree arrays or an ONNX graph, checked here
     against the Pipeline on the test split), and reference rows with the Pipeline's scores,
     which the service re-scores at start-up before it is ready."""
     import json
@@ -131,6 +133,7 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
         LeanScorer,
         OnnxScorer,
         PipelineScorer,
+        TreeScorer,
         fast_scorer,
     )
 
@@ -149,7 +152,8 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
     pipeline = PipelineScorer(model, positive, params.features.all)
     expected = pipeline.scores(rows).tolist()
     # The fast path must give the Pipeline's scores on the whole test split, from what the
-    # service will load (the exported numbers, the serialized graph), or it is not used.
+    # service will load (the exported numbers, the tree arrays, the serialized graph), or it
+    # is not used.
     test_rows = split_rows(params, params.split.test)
     scorer, why = fast_scorer(
         model, positive, test_rows, pipeline.scores(test_rows), params.serving.scorer
@@ -157,13 +161,15 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
     export = scorer.export() if isinstance(scorer, LeanScorer) else None
     if export is not None:
         scorer = LeanScorer(json.loads(json.dumps(export)))
+    elif isinstance(scorer, TreeScorer):
+        scorer = TreeScorer(json.loads(json.dumps(scorer.spec)), scorer.arrays)
     elif isinstance(scorer, OnnxScorer):
         scorer = OnnxScorer(scorer.graph, json.loads(json.dumps(scorer.spec)))
     if scorer is not None and not np.allclose(
         scorer.scores(test_rows), pipeline.scores(test_rows), rtol=0, atol=PARITY_TOLERANCE
     ):
         raise MlgateError("the stored scorer disagrees with the Pipeline; not building")
-    kind = "numpy" if export is not None else "onnx" if scorer is not None else "pipeline"
+    kind = "pipeline" if scorer is None else scorer.kind
     metadata["scorer"] = kind
     print(
         f"build: {'' if name == BENTO_MODEL_NAME else 'challenger '}scorer {kind}: {why}",
@@ -176,6 +182,10 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
         if export is not None:
             with open(stored.path_of(SCORER_FILE), "w", encoding="utf-8") as fh:
                 json.dump(export, fh)
+        if isinstance(scorer, TreeScorer):
+            Path(stored.path_of(TREES_FILE)).write_bytes(scorer.arrays)
+            with open(stored.path_of(TREES_SPEC_FILE), "w", encoding="utf-8") as fh:
+                json.dump(scorer.spec, fh)
         if isinstance(scorer, OnnxScorer):
             Path(stored.path_of(ONNX_FILE)).write_bytes(scorer.graph)
             with open(stored.path_of(ONNX_SPEC_FILE), "w", encoding="utf-8") as fh:

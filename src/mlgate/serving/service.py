@@ -36,6 +36,8 @@ from mlgate.serving.build import (
     ONNX_SPEC_FILE,
     REFERENCE_FILE,
     SCORER_FILE,
+    TREES_FILE,
+    TREES_SPEC_FILE,
 )
 from mlgate.serving.contract import Contract, request_models, row_model_name
 from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink
@@ -403,16 +405,22 @@ class Variant:
         """Load the scorer and self-check it; the reason it cannot serve, or None."""
         import numpy as np
 
-        from mlgate.serving.scorer import PARITY_TOLERANCE, LeanScorer, OnnxScorer
+        from mlgate.serving.scorer import PARITY_TOLERANCE, LeanScorer, OnnxScorer, TreeScorer
 
         lean_file = self.model.path_of(SCORER_FILE)
+        trees_file = self.model.path_of(TREES_FILE)
         onnx_file = self.model.path_of(ONNX_FILE)
-        # The path `mlgate build` chose and checked (serving.scorer): the fitted numbers or the
-        # ONNX graph need no scikit-learn import and no unpickling.
+        # The path `mlgate build` chose and checked (serving.scorer): the fitted numbers, the
+        # tree arrays or the ONNX graph need no scikit-learn import and no unpickling.
         if os.path.exists(lean_file):
             with open(lean_file, encoding="utf-8") as fh:
                 self.scorer = LeanScorer(json.load(fh))
             classes = self.scorer.spec.get("classes")
+        elif os.path.exists(trees_file):
+            with open(self.model.path_of(TREES_SPEC_FILE), encoding="utf-8") as fh:
+                spec = json.load(fh)
+            self.scorer = TreeScorer(spec, Path(trees_file).read_bytes())
+            classes = spec.get("classes")
         elif os.path.exists(onnx_file):
             with open(self.model.path_of(ONNX_SPEC_FILE), encoding="utf-8") as fh:
                 spec = json.load(fh)

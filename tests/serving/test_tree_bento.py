@@ -1,0 +1,79 @@
+"""A RandomForest bento under a real `bentoml serve`: scored by the NumPy tree walk, with the
+Pipeline's answers, by workers that never load scikit-learn or pandas."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import yaml
+
+from tests.conftest import run
+from tests.serving.conftest import Server, bentoml_env, serving
+from tests.serving.test_service import served_test_split
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def forest(
+    trained_repo: Path, home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, str, Server]]:
+    """A copy of the trained repo whose version 2 is a RandomForest (100 trees; gates
+    relaxed: a test model, not a candidate), built with serving.scorer auto and served:
+    (the repo, what the build printed, the server)."""
+    repo = tmp_path_factory.mktemp("forest") / "repo"
+    shutil.copytree(trained_repo, repo, symlinks=True)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"].update(
+        estimator="sklearn.ensemble.RandomForestClassifier",
+        hyperparameters={"n_estimators": 100, "random_state": 0},
+    )
+    params["gate"].update(min_metrics={}, max_fairness_gap={}, champion=None)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["dvc", "repro"], repo)
+    assert "credit-risk version 2" in run(["mlgate", "register"], repo).stdout
+    built = run(["mlgate", "build", "--model", "2"], repo, **bentoml_env(home))
+    tag = built.stdout.strip().rsplit("bento ", 1)[-1]
+    with serving(tag, home, repo, tmp_path_factory) as srv:
+        yield repo, built.stdout, srv
+
+
+def test_the_build_picks_the_tree_walk(forest: tuple[Path, str, Server]) -> None:
+    _, printed, srv = forest
+    assert (
+        "build: scorer numpy-trees: NumPy tree walk (RandomForestClassifier; max |Δ| 0.0e+00 "
+        "on 200 rows)" in printed
+    ), printed
+    status, info = srv.call("/model_info")
+    assert status == 200 and info["scorer"] == "numpy-trees" and info["model_version"] == "2"
+
+
+def test_served_forest_scores_equal_the_pipeline(forest: tuple[Path, str, Server]) -> None:
+    repo, _, srv = forest
+    rows, expected, body = served_test_split(srv, repo)
+    served = np.array([p["probability"] for p in body["predictions"]])
+    assert np.max(np.abs(served - expected)) <= 1e-12
+    for i in (0, 7, 42):
+        status, one = srv.call("/predict", {"applicant": rows[i]})
+        assert status == 200 and abs(one["probability"] - expected[i]) <= 1e-12, one
+
+
+def test_the_service_never_loads_scikit_learn(forest: tuple[Path, str, Server]) -> None:
+    """The point of the path for cold start and memory: no compiled module of scikit-learn
+    (or pandas) is mapped into the server or its workers."""
+    _, _, srv = forest
+    server = psutil.Process(srv.proc.pid)
+    processes = [server, *server.children(recursive=True)]
+    assert len(processes) >= 2  # the server and its worker
+    loaded = {
+        m.path
+        for p in processes
+        for m in p.memory_maps()
+        if "/sklearn/" in m.path or "/pandas/" in m.path
+    }
+    assert not loaded, sorted(loaded)[:5]

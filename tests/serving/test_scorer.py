@@ -199,7 +199,8 @@ def test_tree_walk_equals_the_pipeline(
     trained_repo: Path, estimator: Any, target: str, positive: Any
 ) -> None:
     """On every row of the test split, a row at a time, with an unseen category and with
-    nulls: from what the bento stores (the spec through JSON, the arrays through .npz)."""
+    nulls (in a batch and a row at a time: two paths): from what the bento stores (the spec
+    through JSON, the arrays through .npz)."""
     model, rows, expected = fitted_on_example(trained_repo, estimator, target, positive)
     built = TreeScorer.from_pipeline(model, positive)
     scorer = TreeScorer(json.loads(json.dumps(built.spec)), built.arrays)
@@ -210,7 +211,11 @@ def test_tree_walk_equals_the_pipeline(
     unseen = [{**row, "housing": "never-seen"} for row in rows[:10]]
     nulls = [{**row, "duration": None, "age": None} for row in rows[:10]]  # no imputer
     for odd in (unseen, nulls):
-        assert parity(scorer, odd, pipeline.scores(odd)) <= 1e-12
+        want = pipeline.scores(odd)
+        assert parity(scorer, odd, want) <= 1e-12
+        # one row at a time takes its own path (every node decided once, then followed)
+        one = np.array([scorer.scores([row])[0] for row in odd])
+        assert np.max(np.abs(one - want)) <= 1e-12
 
 
 def test_a_tree_model_is_served_by_the_tree_walk(trained_repo: Path) -> None:

@@ -374,6 +374,7 @@ class TreeScorer:
             ) = (stored[name] for name in TREE_ARRAYS)
         # node n's left child at 2n, its right child at 2n + 1: one gather a step
         self.children = np.stack([self.left, self.right], axis=1).ravel()
+        self.span = self.right - self.left
         self.depth = int(spec["depth"])
         self.float32 = bool(spec["float32"])
         self.divisor = float(spec["divisor"])
@@ -385,6 +386,16 @@ class TreeScorer:
         if self.float32:  # rounded as scikit-learn rounds it, compared in float64 (faster)
             x = x.astype(np.float32).astype(np.float64)
         nulls = bool(np.isnan(x).any())
+        if len(rows) == 1:  # /predict: decide every node once, then only follow pointers
+            here = x[0][self.feature]
+            right = here > self.threshold
+            if nulls:
+                right = np.where(np.isnan(here), ~self.missing_left, right)
+            step = self.left + right * self.span  # each node's next node (np.where: 2.5x slower)
+            leaf = self.roots
+            for _ in range(self.depth):
+                leaf = step[leaf]
+            return self._score(leaf[:, None])
         flat = x.ravel()
         row_start = np.arange(len(rows)) * x.shape[1]
         node = np.repeat(self.roots[:, None], len(rows), axis=1)  # (trees, rows)
@@ -394,6 +405,10 @@ class TreeScorer:
             if nulls:
                 right = np.where(np.isnan(here), ~self.missing_left[node], right)
             node = self.children[2 * node + right]
+        return self._score(node)
+
+    def _score(self, node: np.ndarray) -> np.ndarray:
+        """The score of each row from the leaf each tree reached, (trees, rows)."""
         # Tree after tree, in scikit-learn's order: np.sum's pairwise order can differ in
         # the last bit, a cumulative sum is sequential.
         raw = np.cumsum(self.value[node], axis=0)[-1] / self.divisor

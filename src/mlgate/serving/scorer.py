@@ -8,7 +8,7 @@ gives the Pipeline's result (measured per estimator in docs/SERVING.md):
 - `TreeScorer`: a forest, a decision tree or a HistGradientBoosting after scaling + one-hot,
   its trees flattened into arrays and walked in NumPy with scikit-learn's comparisons (a
   forest's in float32): bit for bit the Pipeline's scores, without scikit-learn or pickle
-  (~0.3 ms a row for 100 trees, ~30 µs a row in batches);
+  (~0.06-0.2 ms for one row, ~20-35 µs a row in batches; measured in docs/SERVING.md);
 - `OnnxScorer`: the whole Pipeline converted by skl2onnx, run by ONNX Runtime in float64
   (~40-80 µs a row): linear models (Ridge, LogisticRegression with several classes...);
 - `PipelineScorer`: the Pipeline itself, for what none reproduces within the tolerance.

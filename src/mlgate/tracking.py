@@ -69,7 +69,7 @@ def template_store() -> Path:
 def seed_sqlite_store(uri: str) -> bool:
     """Give a new SQLite store MLflow's schema by copying an empty migrated one.
 
-    MLflow makes a new SQLite store by running its 68 schema migrations one by one (~5 s
+    MLflow makes a new SQLite store by running its 68 schema migrations one by one (~3 s
     here, on every fresh clone's first `train`, in every CI job). The result, before any
     experiment exists, is the same file for one MLflow version: it is made once per machine
     (under ~/.cache/mlgate, keyed by the version) and copied. MLflow then opens the copy as

@@ -27,11 +27,6 @@ MODEL_ENV = {
 }
 MODEL_FILE = "model.joblib"
 REFERENCE_FILE = "reference.json"
-SCORER_FILE = "scorer.json"
-ONNX_FILE = "model.onnx"
-ONNX_SPEC_FILE = "onnx.json"
-TREES_FILE = "trees.npz"
-TREES_SPEC_FILE = "trees.json"
 REFERENCE_ROWS = 200
 LINEAGE_TAGS = ("git_commit", "git_dirty", "data_hash", "params_hash", "dvc_lock_hash")
 
@@ -128,14 +123,7 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
 
     from mlgate import data
     from mlgate.serving.contract import contract_spec
-    from mlgate.serving.scorer import (
-        PARITY_TOLERANCE,
-        LeanScorer,
-        OnnxScorer,
-        PipelineScorer,
-        TreeScorer,
-        fast_scorer,
-    )
+    from mlgate.serving.scorer import PARITY_TOLERANCE, PipelineScorer, fast_scorer, load_stored
 
     model = mlflow.sklearn.load_model(f"models:/{mv.name}/{mv.version}")
     lineage = lineage_of(mv)
@@ -155,20 +143,14 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
     # service will load (the exported numbers, the tree arrays, the serialized graph), or it
     # is not used.
     test_rows = split_rows(params, params.split.test)
-    scorer, why = fast_scorer(
-        model, positive, test_rows, pipeline.scores(test_rows), params.serving.scorer
-    )
-    export = scorer.export() if isinstance(scorer, LeanScorer) else None
-    if export is not None:
-        scorer = LeanScorer(json.loads(json.dumps(export)))
-    elif isinstance(scorer, TreeScorer):
-        scorer = TreeScorer(json.loads(json.dumps(scorer.spec)), scorer.arrays)
-    elif isinstance(scorer, OnnxScorer):
-        scorer = OnnxScorer(scorer.graph, json.loads(json.dumps(scorer.spec)))
-    if scorer is not None and not np.allclose(
-        scorer.scores(test_rows), pipeline.scores(test_rows), rtol=0, atol=PARITY_TOLERANCE
-    ):
-        raise MlgateError("the stored scorer disagrees with the Pipeline; not building")
+    test_scores = pipeline.scores(test_rows)
+    scorer, why = fast_scorer(model, positive, test_rows, test_scores, params.serving.scorer)
+    files: dict[str, bytes] = {}
+    if scorer is not None:
+        files = scorer.files()
+        scorer = load_stored(files.get)
+        if not np.allclose(scorer.scores(test_rows), test_scores, rtol=0, atol=PARITY_TOLERANCE):
+            raise MlgateError("the stored scorer disagrees with the Pipeline; not building")
     kind = "pipeline" if scorer is None else scorer.kind
     metadata["scorer"] = kind
     print(
@@ -179,17 +161,8 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
         joblib.dump(model, stored.path_of(MODEL_FILE))
         with open(stored.path_of(REFERENCE_FILE), "w", encoding="utf-8") as fh:
             json.dump({"rows": rows, "scores": expected}, fh)
-        if export is not None:
-            with open(stored.path_of(SCORER_FILE), "w", encoding="utf-8") as fh:
-                json.dump(export, fh)
-        if isinstance(scorer, TreeScorer):
-            Path(stored.path_of(TREES_FILE)).write_bytes(scorer.arrays)
-            with open(stored.path_of(TREES_SPEC_FILE), "w", encoding="utf-8") as fh:
-                json.dump(scorer.spec, fh)
-        if isinstance(scorer, OnnxScorer):
-            Path(stored.path_of(ONNX_FILE)).write_bytes(scorer.graph)
-            with open(stored.path_of(ONNX_SPEC_FILE), "w", encoding="utf-8") as fh:
-                json.dump(scorer.spec, fh)
+        for file, data in files.items():
+            Path(stored.path_of(file)).write_bytes(data)
     return str(stored.tag), lineage
 
 

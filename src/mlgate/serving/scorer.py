@@ -17,12 +17,20 @@ gives the Pipeline's result (measured per estimator in docs/SERVING.md):
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 Row = Mapping[str, Any]
+# What each fast scorer stores beside the pickled Pipeline in the BentoML model (`files()`),
+# read back by `load_stored` in `mlgate build` (the check) and in the service.
+NUMPY_FILE = "scorer.json"
+TREES_FILE = "trees.npz"
+TREES_SPEC_FILE = "trees.json"
+ONNX_FILE = "model.onnx"
+ONNX_SPEC_FILE = "onnx.json"
 # `mlgate build` refuses a fast path whose scores differ from the Pipeline's by more (absolute,
 # on every row of the test split); the service re-checks its reference rows with it.
 PARITY_TOLERANCE = 1e-5
@@ -107,6 +115,9 @@ class OnnxScorer:
         ]
         self.output = [spec["output"]]
         self.positive_index = spec.get("positive_index")
+
+    def files(self) -> dict[str, bytes]:
+        return {ONNX_FILE: self.graph, ONNX_SPEC_FILE: json.dumps(self.spec).encode()}
 
     def scores(self, rows: Sequence[Row]) -> np.ndarray:
         feeds = {
@@ -261,7 +272,7 @@ class LeanScorer:
     """Numeric columns scaled, categorical columns one-hot, estimator applied: all in NumPy.
 
     Built from the fitted Pipeline (`from_pipeline`), or from its exported numbers
-    (`export()` -> JSON -> `LeanScorer(spec)`), which needs neither scikit-learn nor pandas: the
+    (`files()` -> JSON -> `LeanScorer(spec)`), which needs neither scikit-learn nor pandas: the
     service starts faster, and `mlgate build` checks the export against the Pipeline."""
 
     lean = True
@@ -301,9 +312,11 @@ class LeanScorer:
             return cls(spec)
         return cls(spec, estimator)
 
-    def export(self) -> dict[str, Any] | None:
-        """The scorer as JSON-able numbers; None when it needs the estimator object."""
-        return self.spec if self.linear else None
+    def files(self) -> dict[str, bytes]:
+        """The scorer as JSON numbers (a binary logistic regression: the only one stored)."""
+        if not self.linear:
+            raise ValueError("a LeanScorer holding an estimator object is not stored")
+        return {NUMPY_FILE: json.dumps(self.spec).encode()}
 
     @staticmethod
     def supports(model: Any) -> bool:
@@ -416,6 +429,9 @@ class TreeScorer:
             return raw
         p = 1.0 / (1.0 + np.exp(-raw))  # scipy's expit, which scikit-learn uses
         return 1.0 - p if self.complement else p
+
+    def files(self) -> dict[str, bytes]:
+        return {TREES_FILE: self.arrays, TREES_SPEC_FILE: json.dumps(self.spec).encode()}
 
     @staticmethod
     def supports(model: Any) -> bool:
@@ -554,6 +570,29 @@ def _depth(arrays: dict[str, np.ndarray]) -> int:
         if not len(inner):
             return depth
         node, depth = np.concatenate([arrays["left"][inner], arrays["right"][inner]]), depth + 1
+
+
+def load_stored(read: Callable[[str], bytes | None]) -> Any:
+    """The fast scorer from the files its `files()` gave (`read(name)`: the bytes, or None
+    when there is no such file); None when none was stored (the Pipeline serves). Needs
+    neither scikit-learn nor pickle."""
+    spec = read(NUMPY_FILE)
+    if spec is not None:
+        return LeanScorer(json.loads(spec))
+    arrays = read(TREES_FILE)
+    if arrays is not None:
+        return TreeScorer(json.loads(_required(read, TREES_SPEC_FILE)), arrays)
+    graph = read(ONNX_FILE)
+    if graph is not None:
+        return OnnxScorer(graph, json.loads(_required(read, ONNX_SPEC_FILE)))
+    return None
+
+
+def _required(read: Callable[[str], bytes | None], name: str) -> bytes:
+    data = read(name)
+    if data is None:
+        raise FileNotFoundError(f"{name} is missing beside the scorer it describes")
+    return data
 
 
 def make_scorer(model: Any, positive_label: Any, columns: Sequence[str]) -> Any:

@@ -32,12 +32,7 @@ from mlgate.serving.build import (
     CHALLENGER_MODEL_NAME,
     MODEL_ENV,
     MODEL_FILE,
-    ONNX_FILE,
-    ONNX_SPEC_FILE,
     REFERENCE_FILE,
-    SCORER_FILE,
-    TREES_FILE,
-    TREES_SPEC_FILE,
 )
 from mlgate.serving.contract import Contract, request_models, row_model_name
 from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink
@@ -405,28 +400,17 @@ class Variant:
         """Load the scorer and self-check it; the reason it cannot serve, or None."""
         import numpy as np
 
-        from mlgate.serving.scorer import PARITY_TOLERANCE, LeanScorer, OnnxScorer, TreeScorer
+        from mlgate.serving.scorer import PARITY_TOLERANCE, load_stored
 
-        lean_file = self.model.path_of(SCORER_FILE)
-        trees_file = self.model.path_of(TREES_FILE)
-        onnx_file = self.model.path_of(ONNX_FILE)
+        def read(name: str) -> bytes | None:
+            path = self.model.path_of(name)
+            return Path(path).read_bytes() if os.path.exists(path) else None
+
         # The path `mlgate build` chose and checked (serving.scorer): the fitted numbers, the
         # tree arrays or the ONNX graph need no scikit-learn import and no unpickling.
-        if os.path.exists(lean_file):
-            with open(lean_file, encoding="utf-8") as fh:
-                self.scorer = LeanScorer(json.load(fh))
+        self.scorer = load_stored(read)
+        if self.scorer is not None:
             classes = self.scorer.spec.get("classes")
-        elif os.path.exists(trees_file):
-            with open(self.model.path_of(TREES_SPEC_FILE), encoding="utf-8") as fh:
-                spec = json.load(fh)
-            self.scorer = TreeScorer(spec, Path(trees_file).read_bytes())
-            classes = spec.get("classes")
-        elif os.path.exists(onnx_file):
-            with open(self.model.path_of(ONNX_SPEC_FILE), encoding="utf-8") as fh:
-                spec = json.load(fh)
-            with open(onnx_file, "rb") as graph:
-                self.scorer = OnnxScorer(graph.read(), spec)
-            classes = spec.get("classes")
         else:
             import joblib
 

@@ -10,7 +10,8 @@ Run from the repository root (`make bench-serve`; needs wrk):
    `mlgate register`, gates relaxed (benchmark models, not candidates), and `mlgate build`
    packages each (serving.scorer: auto, so the build picks and prints the scoring path).
 2. Single rows at --connections (default 16) for --duration seconds, against the floor (a
-   FastAPI app that parses the JSON and returns a constant, one uvicorn worker), mlgate's
+   FastAPI app that parses the JSON and returns a constant, one uvicorn worker on uvloop +
+   httptools as the bento; also on asyncio + h11, the earlier runs' floor), mlgate's
    bento (`bentoml serve`) and `mlflow models serve --workers 2`: rps, p50, p99, errors,
    rps as a share of the floor's, cold start (process start -> first 200), memory.
    For LogisticRegression, also the champion/challenger bentos (--strategies, default
@@ -475,14 +476,25 @@ def main(argv: list[str] | None = None) -> int:
     floor_dir = tmp / "floor"
     floor_dir.mkdir()
     (floor_dir / "floor.py").write_text(FLOOR_APP)
+    floor_cmd = [str(BIN / "python"), "-m", "uvicorn", "floor:app", "--app-dir", str(floor_dir),
+                 "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning",
+                 "--no-access-log"]  # fmt: skip
+    # The floor runs on what mlgate's bento runs on: uvicorn with uvloop and httptools (the
+    # serve group installs them, and uvicorn takes them when present). The second floor is
+    # uvicorn's pure-Python stack (asyncio, h11), the floor of the runs before 2026-12-02.
     floor = Server(
-        "no-op FastAPI (floor), 1 worker",
-        [str(BIN / "python"), "-m", "uvicorn", "floor:app", "--app-dir", str(floor_dir),
-         "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning", "--no-access-log"],
+        "no-op FastAPI (floor), 1 worker, uvloop + httptools",
+        [*floor_cmd, "--loop", "uvloop", "--http", "httptools"],
         "/predict",
         {"applicant": ROW},
-    )  # fmt: skip
-    servers: list[tuple[str, Server]] = [("", floor)]
+    )
+    floor_h11 = Server(
+        "no-op FastAPI, 1 worker, asyncio + h11",
+        [*floor_cmd, "--loop", "asyncio", "--http", "h11"],
+        "/predict",
+        {"applicant": ROW},
+    )
+    servers: list[tuple[str, Server]] = [("", floor), ("", floor_h11)]
     side_by_side: list[Server] = []  # LogisticRegression's single, shadow and canary bentos
     scorers: dict[str, str] = {}
     for name in names:
@@ -560,15 +572,20 @@ def main(argv: list[str] | None = None) -> int:
             soaks[name] = soak(server, rows, args.soak, args.soak_connections, tmp)
 
     floor_rps = {c: floor.results[f"c{c}"]["rps"] for c in connections}
+    h11_rps = {c: floor_h11.results[f"c{c}"]["rps"] for c in connections}
     print()
-    head = " | ".join(f"c={c} rps / p50 / p99 / errors / share of floor" for c in connections)
+    head = " | ".join(
+        f"c={c} rps / p50 / p99 / errors / share of floor (of the asyncio + h11 floor)"
+        for c in connections
+    )
     print(f"| server | {head} | cold start | memory |")
     print("|---|" + "---|" * len(connections) + "---|---|")
     for _, s in servers:
         cells = " | ".join(
             f"{s.results[f'c{c}']['rps']:.0f} / {s.results[f'c{c}']['p50_ms']:.1f} ms / "
             f"{s.results[f'c{c}']['p99_ms']:.1f} ms / {s.results[f'c{c}']['errors']} / "
-            f"{s.results[f'c{c}']['rps'] / floor_rps[c]:.0%}"
+            f"{s.results[f'c{c}']['rps'] / floor_rps[c]:.0%} "
+            f"({s.results[f'c{c}']['rps'] / h11_rps[c]:.0%})"
             for c in connections
         )
         print(

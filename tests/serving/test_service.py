@@ -234,10 +234,25 @@ def test_bento_carries_lineage_and_only_serving_packages(bento: tuple[str, Path]
     assert info["labels"]["model_version"] == "1" and info["labels"]["gate_passed"] == "true"
     assert re.fullmatch(r"[0-9a-f]{40}", info["labels"]["git_commit"])
     packages = (home / "bentos" / name / version / "env/python/requirements.txt").read_text()
-    for needed in ("bentoml==", "scikit-learn==", "pandera==", "numpy=="):
+    needed_packages = ("bentoml", "scikit-learn", "pandera", "numpy", "uvloop", "httptools")
+    for needed in (f"{package}==" for package in needed_packages):
         assert needed in packages
     for unwanted in ("dvc", "mlflow", "pytest", "ruff"):
         assert unwanted not in packages.lower()
+
+
+def test_the_worker_runs_on_uvloop_and_httptools(server: Server) -> None:
+    """uvicorn under `bentoml serve` takes the C event loop and HTTP parser when they are
+    installed (docs/SERVING.md#speed): their compiled modules are mapped in the worker that
+    answers, which h11 and asyncio alone would not be."""
+    import psutil
+
+    assert server.call("/predict", {"applicant": GOOD})[0] == 200
+    workers = psutil.Process(server.proc.pid).children(recursive=True)
+    assert workers, "bentoml serve started no worker"
+    mapped = {m.path for p in workers for m in p.memory_maps()}
+    for package in ("/uvloop/", "/httptools/"):
+        assert any(package in path for path in mapped), f"no {package} module in the worker"
 
 
 def test_model_info_carries_the_lineage(server: Server) -> None:

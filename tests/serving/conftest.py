@@ -58,6 +58,16 @@ class Server:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return 0
 
+    def mapped_files(self, workers_only: bool = False) -> tuple[int, set[str]]:
+        """(how many processes, the files mapped into them): `bentoml serve` and its workers,
+        or its workers alone."""
+        import psutil
+
+        server = psutil.Process(self.proc.pid)
+        workers = server.children(recursive=True)
+        processes = workers if workers_only else [server, *workers]
+        return len(processes), {m.path for p in processes for m in p.memory_maps()}
+
 
 @pytest.fixture(scope="session")
 def bento(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:

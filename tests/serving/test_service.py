@@ -245,12 +245,9 @@ def test_the_worker_runs_on_uvloop_and_httptools(server: Server) -> None:
     """uvicorn under `bentoml serve` takes the C event loop and HTTP parser when they are
     installed (docs/SERVING.md#speed): their compiled modules are mapped in the worker that
     answers, which h11 and asyncio alone would not be."""
-    import psutil
-
     assert server.call("/predict", {"applicant": GOOD})[0] == 200
-    workers = psutil.Process(server.proc.pid).children(recursive=True)
+    workers, mapped = server.mapped_files(workers_only=True)
     assert workers, "bentoml serve started no worker"
-    mapped = {m.path for p in workers for m in p.memory_maps()}
     for package in ("/uvloop/", "/httptools/"):
         assert any(package in path for path in mapped), f"no {package} module in the worker"
 

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 import yaml
 
@@ -67,13 +66,7 @@ def test_the_service_never_loads_scikit_learn(forest: tuple[Path, str, Server]) 
     """The point of the path for cold start and memory: no compiled module of scikit-learn
     (or pandas) is mapped into the server or its workers."""
     _, _, srv = forest
-    server = psutil.Process(srv.proc.pid)
-    processes = [server, *server.children(recursive=True)]
-    assert len(processes) >= 2  # the server and its worker
-    loaded = {
-        m.path
-        for p in processes
-        for m in p.memory_maps()
-        if "/sklearn/" in m.path or "/pandas/" in m.path
-    }
+    processes, mapped = srv.mapped_files()
+    assert processes >= 2  # the server and its worker
+    loaded = {path for path in mapped if "/sklearn/" in path or "/pandas/" in path}
     assert not loaded, sorted(loaded)[:5]

@@ -499,12 +499,12 @@ class RowWalk:
         self.missing_left = missing_left[order]
         self.roots = new[roots]
         self.depth = depth
-        self.starts = np.concatenate([[0], np.cumsum(np.bincount(run, minlength=width + 1))])
+        # where each feature's run begins (and the leaves' run), as Python ints
+        self.starts = [0, *np.cumsum(np.bincount(run, minlength=width + 1)).tolist()]
         ordered = threshold[order]
         self.thresholds = [
             ordered[self.starts[f] : self.starts[f + 1]].tolist() for f in range(width)
         ]
-        self.starts = self.starts.tolist()
 
     def leaves(self, values: list[float]) -> np.ndarray:
         """The (original) leaf each tree sends the row to, from the row's feature values."""

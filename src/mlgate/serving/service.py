@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -130,6 +130,8 @@ LOG = logging.getLogger("mlgate.service")
 JSON = ContentType("application/json")
 
 _sink: FeedbackSink | None = None  # set per worker process in ModelService.__init__
+# The worker's service instance, for the lean route in RejectionObserver (set in __init__)
+_service: "ModelService | None" = None
 VARIANT_STATE = "mlgate_variant"  # the request.state key of the variant that answered
 VARIANT_HEADER = "x-mlgate-variant"
 # request ids this worker answered -> their row counts, for POST /outcome (bounded: older
@@ -168,6 +170,22 @@ def _problem(kind: str, msg: str) -> bytes:
     return json.dumps({"error": msg, "detail": [{"type": kind, "loc": [], "msg": msg}]}).encode()
 
 
+# what BentoML's router puts on every answer, the lean route too
+LEAN_HEADERS = [(b"content-type", b"application/json"), (b"server", b"BentoML Service/mlgate")]
+
+
+def _span_header() -> list[tuple[bytes, bytes]]:
+    """serving.tracing: true: the request's span id, as BentoML's router names it."""
+    if not SERVING.tracing:
+        return []
+    from opentelemetry import trace
+
+    span = trace.get_current_span().get_span_context()
+    return (
+        [(b"x-bentoml-request-id", format(span.span_id, "016x").encode())] if span.is_valid else []
+    )
+
+
 def _request_id(headers: dict[bytes, bytes]) -> str:
     """The client's X-Request-Id when it is a sane token, else a new one."""
     given = headers.get(b"x-request-id", b"")
@@ -187,6 +205,11 @@ class RejectionObserver:
       the limit;
     - gives every request an id (the client's X-Request-Id or a new one), echoed in the
       response header and carried by every feedback record;
+    - answers /predict and /predict_batch itself, once the worker's service exists (the
+      lean route: ModelService.respond parses the body against the contract in one pydantic
+      call, scores, records and answers). BentoML's middleware in front of this one still
+      runs (request metrics, timeout, tracing when on); its router, context and IO
+      descriptors, ~40 % of a request's CPU, do not (docs/SERVING.md#speed);
     - counts every answer that is not a 2xx in /metrics, records it (no field values) and
       logs it once at WARNING with the field paths only (BentoML's own ERROR log with the
       traceback, which quotes the values, is filtered out: see QuietRejections)."""
@@ -265,6 +288,25 @@ class RejectionObserver:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+        if _service is not None and scope["path"] in PREDICT_PATHS:
+            # The lean route (docs/SERVING.md#speed): parse, score, record and answer here.
+            endpoint = scope["path"][1:]
+            status, payload, said = _service.respond(
+                endpoint, b"".join(chunks), request_id, headers, state, started
+            )
+            answer_headers = [
+                *LEAN_HEADERS,
+                (b"content-length", str(len(payload)).encode()),
+                id_header,
+                *_span_header(),
+            ]
+            if said:
+                answer_headers.append((VARIANT_HEADER.encode(), said.encode()))
+            await send({"type": "http.response.start", "status": status, "headers": answer_headers})
+            await send({"type": "http.response.body", "body": payload})
+            if status >= 400:
+                self.rejected(scope, status, payload, started, request_id, state.get(VARIANT_STATE))
+            return
         replay: list[Any] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
         async def replayed() -> Any:
@@ -584,7 +626,7 @@ class ModelService:
         challenger_model = bentoml.models.BentoModel(CHALLENGER_TAG)
 
     def __init__(self) -> None:
-        global _sink
+        global _sink, _service
         feedback = SERVING.feedback
         folder = os.environ.get("MLGATE_FEEDBACK_DIR") or str(feedback.path)
         _sink = FeedbackSink(
@@ -616,11 +658,13 @@ class ModelService:
         self.shadow: Shadow | None = None
         # request id -> rows, the ids this worker answered lately (POST /outcome checks them)
         self.recent: OrderedDict[str, int] = OrderedDict()
+        self._counters: dict[tuple[str, str], Any] = {}
         self._ready = threading.Event()
         self.load_error: str | None = None
         # Load off the start-up path: /livez answers at once, /readyz only once the models
         # are loaded and have passed their self-checks.
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+        _service = self
 
     def _load(self) -> None:
         # Readiness tests: not ready while this file exists, so the 503 is seen on any load.
@@ -646,16 +690,15 @@ class ModelService:
     def __is_ready__(self) -> bool:
         return self._ready.is_set()
 
-    def _assign(self, records: list[dict[str, Any]], ctx: bentoml.Context) -> list[Variant]:
+    def _assign(self, records: list[dict[str, Any]], header: str | None) -> list[Variant]:
         """canary/ab: which model answers each row. Sticky by serving.strategy.key: a field
-        (per row) or a header (per request); without a key, or without its value in the
-        request, each request is drawn on its own."""
+        (per row) or a header (its value: `header`, per request); without a key, or without
+        its value in the request, each request is drawn on its own."""
         assert self.challenger is not None
         share = STRATEGY.share
         if STRATEGY.field is not None:
             values = [r.get(STRATEGY.field) for r in records]
         else:
-            header = ctx.request.headers.get(STRATEGY.header) if STRATEGY.header else None
             values = [header] * len(records)
         drawn = random.random()
         return [
@@ -665,22 +708,30 @@ class ModelService:
             for value in values
         ]
 
-    def _predictions(
-        self, rows: list[Any], endpoint: str, ctx: bentoml.Context, started: float
-    ) -> tuple[str, list[dict[str, Any]], list[Variant]]:
+    def answer(
+        self,
+        endpoint: str,
+        rows: list[Any],
+        request_id: str,
+        header: str | None,
+        state: dict[str, Any],
+        started: float,
+    ) -> tuple[dict[str, Any], str | None]:
+        """The answer to /predict (one row) or /predict_batch, recorded and counted, and the
+        variant to name in the x-mlgate-variant header (with a challenger). `header` is the
+        value of serving.strategy.key's header; `state` is the request's state dict (the
+        variant is noted there before scoring, so a failure is recorded with it)."""
         if not self._ready.is_set():
             raise bentoml.exceptions.ServiceUnavailable("the model is not loaded yet")
-        # RejectionObserver set it (the client's X-Request-Id or a new one) and echoes it
-        request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
         records = [row.model_dump() for row in rows]
         if CONTRACT.needs_pandera:
             self._pandera_check(records)
         if self.challenger is not None and STRATEGY.mode in ("canary", "ab"):
-            assigned = self._assign(records, ctx)
+            assigned = self._assign(records, header)
         else:
             assigned = [self.champion] * len(records)
         names = {v.name for v in assigned}
-        setattr(ctx.request.state, VARIANT_STATE, names.pop() if len(names) == 1 else None)
+        state[VARIANT_STATE] = names.pop() if len(names) == 1 else None
         if all(v is assigned[0] for v in assigned):
             out = assigned[0].answers(records)
         else:  # a field key splits a batch: each model scores its own rows, in one call
@@ -693,12 +744,9 @@ class ModelService:
                         out[i] = answer
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         ts = _now()
+        counted: Counter[tuple[str, Variant]] = Counter()
         for i, (features, result, variant) in enumerate(zip(records, out, assigned, strict=True)):
-            PREDICTIONS.labels(
-                decision=str(result.get("decision", "none")),
-                model_version=variant.version,
-                variant=variant.name,
-            ).inc()
+            counted[str(result.get("decision", "none")), variant] += 1
             self.sink.record(
                 {
                     "schema": SCHEMA_VERSION,
@@ -715,26 +763,45 @@ class ModelService:
                     "latency_ms": latency_ms,
                 }
             )
+        for (decision, variant), n in counted.items():
+            self._predicted(decision, variant).inc(n)
         self._remember(request_id, len(records))
         if self.shadow is not None:
             self.shadow.submit(request_id, endpoint, records)
-        return request_id, out, assigned
+        # With a challenger, the answer says which model gave it (body field and header).
+        said: str | None = None
+        if STRATEGY.mode != "none":
+            names = {v.name for v in assigned}
+            said = names.pop() if len(names) == 1 else "mixed"
+        if endpoint == "predict":
+            body = {**out[0], "model_version": assigned[0].version, "request_id": request_id}
+        else:
+            if said == "mixed":  # each row says which model answered it
+                out = [
+                    {**o, "variant": v.name, "model_version": v.version}
+                    for o, v in zip(out, assigned, strict=True)
+                ]
+            version = assigned[0].version if said != "mixed" else "mixed"
+            body = {"predictions": out, "model_version": version, "request_id": request_id}
+        return ({**body, "variant": said} if said else body), said
+
+    def _predicted(self, decision: str, variant: Variant) -> Any:
+        """The mlgate_predictions counter of (decision, variant), looked up once (labels()
+        cost ~6 % of a worker's time per request, py-spy)."""
+        key = (decision, variant.name)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = PREDICTIONS.labels(
+                decision=decision, model_version=variant.version, variant=variant.name
+            )
+            self._counters[key] = counter
+        return counter
 
     def _remember(self, request_id: str, rows: int) -> None:
         self.recent[request_id] = rows
         self.recent.move_to_end(request_id)
         if len(self.recent) > RECENT_REQUEST_IDS:
             self.recent.popitem(last=False)
-
-    @staticmethod
-    def _variant_said(ctx: bentoml.Context, assigned: list[Variant]) -> dict[str, Any]:
-        """With a challenger, the answer says which model gave it (body field and header)."""
-        if STRATEGY.mode == "none":
-            return {}
-        names = {v.name for v in assigned}
-        variant = names.pop() if len(names) == 1 else "mixed"
-        ctx.response.headers[VARIANT_HEADER] = variant
-        return {"variant": variant}
 
     @staticmethod
     def _pandera_check(records: list[dict[str, Any]]) -> None:
@@ -749,6 +816,56 @@ class ModelService:
         except DataValidationError as err:
             raise bentoml.exceptions.InvalidArgument(str(err)) from None
 
+    def respond(
+        self,
+        endpoint: str,
+        body: bytes,
+        request_id: str,
+        headers: dict[bytes, bytes],
+        state: dict[str, Any],
+        started: float,
+    ) -> tuple[int, bytes, str | None]:
+        """The lean route's answer to a POST /predict or /predict_batch (RejectionObserver has
+        checked its media type and size): status, JSON body, the variant to name in the
+        header. The raw JSON is validated against the contract in one pydantic call, and the
+        errors are shaped as BentoML's (`error`, and `detail` with each field path)."""
+        model = PredictRequest if endpoint == "predict" else PredictBatchRequest
+        header = None
+        if STRATEGY.header:
+            value = headers.get(STRATEGY.header.lower().encode("latin-1"))
+            header = value.decode("latin-1") if value is not None else None
+        try:
+            parsed = model.model_validate_json(body)
+            rows = [parsed.row] if endpoint == "predict" else parsed.rows
+            answer, said = self.answer(endpoint, rows, request_id, header, state, started)
+        except PydanticValidationError as exc:
+            problem = {
+                "error": f"{exc.error_count()} validation error for {exc.title}",
+                "detail": exc.errors(include_context=False, include_input=False),
+            }
+            return 400, json.dumps(problem).encode(), None
+        except bentoml.exceptions.BentoMLException as exc:  # the contract's pandera checks, 503
+            kind = exc.error_code.name.lower()
+            return exc.error_code.value, _problem(kind, str(exc)), None
+        except Exception:
+            LOG.exception("%s request_id=%s failed", endpoint, request_id)
+            return 500, _problem("internal", "the service failed; see its log"), None
+        return 200, json.dumps(answer).encode(), said
+
+    def _bentoml_answer(self, endpoint: str, rows: list[Any], ctx: bentoml.Context) -> Any:
+        """The answer when BentoML's router calls the API. Over HTTP the lean route in
+        RejectionObserver answers first; the API methods stay BentoML's declaration of the
+        endpoints (OpenAPI, clients) and answer the same through this."""
+        started = time.perf_counter()
+        # RejectionObserver set it (the client's X-Request-Id or a new one) and echoes it
+        request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
+        header = ctx.request.headers.get(STRATEGY.header) if STRATEGY.header else None
+        state = ctx.request.scope.setdefault("state", {})
+        body, said = self.answer(endpoint, rows, request_id, header, state, started)
+        if said:
+            ctx.response.headers[VARIANT_HEADER] = said
+        return body
+
     @bentoml.api(route="/predict", input_spec=PredictRequest)
     async def predict(
         self,
@@ -757,14 +874,7 @@ class ModelService:
     ) -> Annotated[dict[str, Any], JSON]:
         """One row: probability and decision at the threshold (a regressor: prediction),
         model version, request id (and, with a challenger, the variant that answered)."""
-        started = time.perf_counter()
-        request_id, out, assigned = self._predictions([row], "predict", ctx, started)
-        return {
-            **out[0],
-            "model_version": assigned[0].version,
-            "request_id": request_id,
-            **self._variant_said(ctx, assigned),
-        }
+        return self._bentoml_answer("predict", [row], ctx)  # type: ignore[no-any-return]
 
     @bentoml.api(route="/predict_batch", input_spec=PredictBatchRequest)
     async def predict_batch(
@@ -773,16 +883,7 @@ class ModelService:
         ctx: bentoml.Context,
     ) -> Annotated[dict[str, Any], JSON]:
         """Score a batch of rows (1 to serving.max_batch_rows)."""
-        started = time.perf_counter()
-        request_id, out, assigned = self._predictions(rows, "predict_batch", ctx, started)
-        said = self._variant_said(ctx, assigned)
-        if said.get("variant") == "mixed":  # each row says which model answered it
-            out = [
-                {**o, "variant": v.name, "model_version": v.version}
-                for o, v in zip(out, assigned, strict=True)
-            ]
-        version = assigned[0].version if said.get("variant") != "mixed" else "mixed"
-        return {"predictions": out, "model_version": version, "request_id": request_id, **said}
+        return self._bentoml_answer("predict_batch", rows, ctx)  # type: ignore[no-any-return]
 
     @bentoml.api(route="/outcome", input_spec=OutcomeRequest)
     async def outcome(

@@ -209,7 +209,7 @@ class RejectionObserver:
       lean route: ModelService.respond parses the body against the contract in one pydantic
       call, scores, records and answers). BentoML's middleware in front of this one still
       runs (request metrics, timeout, tracing when on); its router, context and IO
-      descriptors, ~40 % of a request's CPU, do not (docs/SERVING.md#speed);
+      descriptors do not: about half a request's CPU (docs/SERVING.md#speed);
     - counts every answer that is not a 2xx in /metrics, records it (no field values) and
       logs it once at WARNING with the field paths only (BentoML's own ERROR log with the
       traceback, which quotes the values, is filtered out: see QuietRejections)."""
@@ -852,7 +852,9 @@ class ModelService:
             return 500, _problem("internal", "the service failed; see its log"), None
         return 200, json.dumps(answer).encode(), said
 
-    def _bentoml_answer(self, endpoint: str, rows: list[Any], ctx: bentoml.Context) -> Any:
+    def _bentoml_answer(
+        self, endpoint: str, rows: list[Any], ctx: bentoml.Context
+    ) -> dict[str, Any]:
         """The answer when BentoML's router calls the API. Over HTTP the lean route in
         RejectionObserver answers first; the API methods stay BentoML's declaration of the
         endpoints (OpenAPI, clients) and answer the same through this."""
@@ -874,7 +876,7 @@ class ModelService:
     ) -> Annotated[dict[str, Any], JSON]:
         """One row: probability and decision at the threshold (a regressor: prediction),
         model version, request id (and, with a challenger, the variant that answered)."""
-        return self._bentoml_answer("predict", [row], ctx)  # type: ignore[no-any-return]
+        return self._bentoml_answer("predict", [row], ctx)
 
     @bentoml.api(route="/predict_batch", input_spec=PredictBatchRequest)
     async def predict_batch(
@@ -883,7 +885,7 @@ class ModelService:
         ctx: bentoml.Context,
     ) -> Annotated[dict[str, Any], JSON]:
         """Score a batch of rows (1 to serving.max_batch_rows)."""
-        return self._bentoml_answer("predict_batch", rows, ctx)  # type: ignore[no-any-return]
+        return self._bentoml_answer("predict_batch", rows, ctx)
 
     @bentoml.api(route="/outcome", input_spec=OutcomeRequest)
     async def outcome(

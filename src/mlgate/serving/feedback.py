@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 SCHEMA_VERSION = 1
+# records serialised and written in one go by the writer thread
+WRITE_BATCH = 10_000
 
 
 class FeedbackSink:
@@ -122,7 +124,7 @@ class FeedbackSink:
                 continue
             batch = [first]
             # Drain what is there: one write call per burst, not per record.
-            while len(batch) < 10_000:
+            while len(batch) < WRITE_BATCH:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
@@ -141,8 +143,10 @@ class FeedbackSink:
                     self._file.close()
                 return
             self._maybe_prune()
-            # Bound the flush rate so bursts coalesce into one write.
-            time.sleep(min(self.flush_seconds, 0.2))
+            if len(batch) < WRITE_BATCH:
+                # Caught up: bound the flush rate so bursts coalesce into one write. (Behind,
+                # it writes on at once: a pause per batch would cap the records kept.)
+                time.sleep(min(self.flush_seconds, 0.2))
 
     def _maybe_prune(self, force: bool = False) -> None:
         # at each rotation, and at least once a minute for the age limit

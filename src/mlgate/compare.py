@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlgate import io
 from mlgate.errors import MlgateError
+from mlgate.serving.feedback import record_time
 
 if TYPE_CHECKING:
     import numpy as np
@@ -554,7 +555,7 @@ def _iso_utc(text: str) -> str:
             f"{text!r} is not an ISO 8601 time (e.g. 2026-12-01T09:00:00Z)"
         ) from None
     when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return record_time(when)
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlgate import io
 from mlgate.errors import MlgateError
+from mlgate.serving.feedback import record_time
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -132,7 +133,7 @@ def check_outcomes(
                 duplicates += 1
             continue
         chosen[key] = (line, value)
-    ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    ts = record_time()
     records = [
         {
             "schema": 1,

@@ -19,21 +19,17 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mlgate.errors import MlgateError
+from mlgate.serving.feedback import record_time
 
 
 class TrialAborted(MlgateError):
     """The trial ended in abort: the champion runs again (exit 4, as `mlgate compare`'s abort)."""
 
     exit_code = 4
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def fetch(url: str, folder: Path) -> str:
@@ -172,7 +168,7 @@ def run_trial(params: Any, args: argparse.Namespace) -> int:
     trial = Trial(params, args)
     trial.check()
     a = args
-    started = _now()
+    started = record_time()
 
     def restore(why: str, **extra: Any) -> str:
         """The champion alone again, recorded as the end of this trial."""
@@ -203,7 +199,12 @@ def run_trial(params: Any, args: argparse.Namespace) -> int:
         flush=True,
     )
     verdict, reasons = trial.collect(started)
-    outcome = {"verdict": verdict, "reasons": reasons, "started_at": started, "ended_at": _now()}
+    outcome = {
+        "verdict": verdict,
+        "reasons": reasons,
+        "started_at": started,
+        "ended_at": record_time(),
+    }
     report = trial.report / "compare.md"
     _summary(
         f"### Trial ({trial.rule.mode}): {verdict}\n\n"

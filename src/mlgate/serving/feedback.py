@@ -23,12 +23,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 SCHEMA_VERSION = 1
 # records serialised and written in one go by the writer thread
 WRITE_BATCH = 10_000
+
+
+def record_time(when: datetime | None = None) -> str:
+    """A feedback record's `ts` (now, or `when`): UTC to the millisecond, `Z`-suffixed. Every
+    time compared with one (`mlgate compare --since`, a trial's start) is written the same."""
+    when = datetime.now(UTC) if when is None else when
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class FeedbackSink:

@@ -15,7 +15,6 @@ import threading
 import time
 import uuid
 from collections import Counter, OrderedDict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,7 +34,7 @@ from mlgate.serving.build import (
     REFERENCE_FILE,
 )
 from mlgate.serving.contract import Contract, request_models, row_model_name
-from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink
+from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink, record_time
 
 
 def _model_tag(name: str = BENTO_MODEL_NAME) -> str:
@@ -144,10 +143,6 @@ SHADOW_QUEUE_REQUESTS = 1000
 # `raise` or `sleep:<seconds>`, the challenger's scorer fails or is slow (after its self-check),
 # to show that the champion's answers do not depend on it.
 FAULT_ENV = "MLGATE_TEST_CHALLENGER_FAULT_FILE"
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def tune_gc(freeze: bool, thresholds: tuple[int, int, int] | None) -> None:
@@ -352,7 +347,7 @@ class RejectionObserver:
                 {
                     "schema": SCHEMA_VERSION,
                     "kind": "error",
-                    "ts": _now(),
+                    "ts": record_time(),
                     "request_id": request_id,
                     "endpoint": endpoint,
                     "status": status,
@@ -529,7 +524,7 @@ class Shadow:
                 self._failed(request_id, endpoint, err, started, len(records))
                 continue
             latency_ms = round((time.perf_counter() - started) * 1000, 3)
-            ts = _now()
+            ts = record_time()
             for i, answer in enumerate(answers):
                 self.sink.record(
                     {
@@ -560,7 +555,7 @@ class Shadow:
             {
                 "schema": SCHEMA_VERSION,
                 "kind": "error",
-                "ts": _now(),
+                "ts": record_time(),
                 "request_id": request_id,
                 "endpoint": endpoint,
                 "variant": self.variant.name,
@@ -743,7 +738,7 @@ class ModelService:
                     for i, answer in zip(mine, answers, strict=True):
                         out[i] = answer
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        ts = _now()
+        ts = record_time()
         counted: Counter[tuple[str, Variant]] = Counter()
         for i, (features, result, variant) in enumerate(zip(records, out, assigned, strict=True)):
             counted[str(result.get("decision", "none")), variant] += 1
@@ -934,7 +929,7 @@ class ModelService:
                 f"request id {unknown[0]} is not among the last {RECENT_REQUEST_IDS} requests "
                 "this service answered since it started; older outcomes: mlgate outcomes import"
             )
-        ts = _now()
+        ts = record_time()
         for item in items:
             self.sink.record(
                 {

@@ -129,6 +129,12 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
     lineage = lineage_of(mv)
     labels = {k: v for k, v in lineage.items() if k in ("model_name", "version", "git_commit")}
     contract = contract_spec(data.input_schema(params))
+    if contract["residual_checks"] and name == BENTO_MODEL_NAME:
+        checks = ", ".join(contract["residual_checks"])
+        print(
+            f"build: contract: {len(contract['residual_checks'])} check(s) pydantic cannot "
+            f"express ({checks}): the service validates each request with pandera as well"
+        )
     # BentoML metadata takes no nulls: params and contract travel as JSON strings.
     metadata = {
         "params_json": json.dumps(params.model_dump(mode="json", by_alias=True)),

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlgate import io
 from mlgate.errors import MlgateError
-from mlgate.serving.feedback import record_time
+from mlgate.serving.feedback import SCHEMA_VERSION, record_time
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,7 +136,7 @@ def check_outcomes(
     ts = record_time()
     records = [
         {
-            "schema": 1,
+            "schema": SCHEMA_VERSION,
             "kind": "outcome",
             "ts": ts,
             "request_id": request_id,

@@ -133,6 +133,8 @@ _sink: FeedbackSink | None = None  # set per worker process in ModelService.__in
 _service: "ModelService | None" = None
 VARIANT_STATE = "mlgate_variant"  # the request.state key of the variant that answered
 VARIANT_HEADER = "x-mlgate-variant"
+# serving.strategy.key's header as ASGI names it (lower-case bytes), for the lean route
+STRATEGY_HEADER = STRATEGY.header.lower().encode("latin-1") if STRATEGY.header else None
 # request ids this worker answered -> their row counts, for POST /outcome (bounded: older
 # ids are unknown to the service; `mlgate outcomes import` joins them from the records)
 RECENT_REQUEST_IDS = 50_000
@@ -283,11 +285,12 @@ class RejectionObserver:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+        received = b"".join(chunks)
         if _service is not None and scope["path"] in PREDICT_PATHS:
             # The lean route (docs/SERVING.md#speed): parse, score, record and answer here.
             endpoint = scope["path"][1:]
             status, payload, said = _service.respond(
-                endpoint, b"".join(chunks), request_id, headers, state, started
+                endpoint, received, request_id, headers, state, started
             )
             answer_headers = [
                 *LEAN_HEADERS,
@@ -302,7 +305,7 @@ class RejectionObserver:
             if status >= 400:
                 self.rejected(scope, status, payload, started, request_id, state.get(VARIANT_STATE))
             return
-        replay: list[Any] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+        replay: list[Any] = [{"type": "http.request", "body": received, "more_body": False}]
 
         async def replayed() -> Any:
             return replay.pop() if replay else await receive()
@@ -726,8 +729,9 @@ class ModelService:
         else:
             assigned = [self.champion] * len(records)
         names = {v.name for v in assigned}
-        state[VARIANT_STATE] = names.pop() if len(names) == 1 else None
-        if all(v is assigned[0] for v in assigned):
+        only = names.pop() if len(names) == 1 else None  # the one variant answering, if one
+        state[VARIANT_STATE] = only
+        if only is not None:
             out = assigned[0].answers(records)
         else:  # a field key splits a batch: each model scores its own rows, in one call
             out = [{} for _ in records]
@@ -764,10 +768,7 @@ class ModelService:
         if self.shadow is not None:
             self.shadow.submit(request_id, endpoint, records)
         # With a challenger, the answer says which model gave it (body field and header).
-        said: str | None = None
-        if STRATEGY.mode != "none":
-            names = {v.name for v in assigned}
-            said = names.pop() if len(names) == 1 else "mixed"
+        said = (only or "mixed") if STRATEGY.mode != "none" else None
         if endpoint == "predict":
             body = {**out[0], "model_version": assigned[0].version, "request_id": request_id}
         else:
@@ -825,10 +826,8 @@ class ModelService:
         header. The raw JSON is validated against the contract in one pydantic call, and the
         errors are shaped as BentoML's (`error`, and `detail` with each field path)."""
         model = PredictRequest if endpoint == "predict" else PredictBatchRequest
-        header = None
-        if STRATEGY.header:
-            value = headers.get(STRATEGY.header.lower().encode("latin-1"))
-            header = value.decode("latin-1") if value is not None else None
+        value = headers.get(STRATEGY_HEADER) if STRATEGY_HEADER else None
+        header = value.decode("latin-1") if value is not None else None
         try:
             parsed = model.model_validate_json(body)
             rows = [parsed.row] if endpoint == "predict" else parsed.rows

@@ -634,6 +634,8 @@ def create(request: InitRequest) -> Path:
         dvc = [sys.executable, "-m", "dvc"]
         _run([*dvc, "add", "-q", "data"], work, "dvc add")
         _run([*dvc, "push", "-q"], work, "dvc push (to the repo-local remote)")
+        if request.mlgate_path:
+            seed_lock(Path(request.mlgate_path).resolve(), work)
         _run([uv, "lock", "--quiet"], work, "uv lock")
         _run(["git", "add", "-A"], work, "git add")
         message = f"Model repository from mlgate init (template {answers['mlgate_ref']})"
@@ -646,6 +648,16 @@ def create(request: InitRequest) -> Path:
         raise
     _summary(dest, answers)
     return dest
+
+
+def seed_lock(checkout: Path, project: Path) -> None:
+    """Start a development project's lock from the checkout's own uv.lock: `uv lock` keeps
+    every version there that still fits, so the project runs with the versions mlgate's
+    tests ran with (not whatever PyPI published since), and with UV_OFFLINE=1 it locks from
+    the uv cache the checkout's install filled."""
+    lock = checkout / "uv.lock"
+    if lock.is_file():
+        shutil.copyfile(lock, project / "uv.lock")
 
 
 def first_measurement(project: Path) -> dict[str, Any]:

@@ -65,10 +65,11 @@ def churn_csv(tmp_path: Path) -> Path:
 
 
 def mlgate_init(dest: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    """`mlgate init` in development mode (--mlgate-path: this checkout as it is): offline, and
+    """`mlgate init` in development mode (--mlgate-path: this checkout as it is): offline (its
+    lock starts from this checkout's, whose packages `make install` put in the uv cache), and
     the code under test. test_release.py covers the default path, a release."""
     cmd = [str(VENV_BIN / "mlgate"), "init", str(dest), "--no-input", "--mlgate-path", str(ROOT)]
-    return run([*cmd, *map(str, args)], ROOT)
+    return run([*cmd, *map(str, args)], ROOT, UV_OFFLINE="1")
 
 
 @pytest.fixture

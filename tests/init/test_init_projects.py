@@ -10,6 +10,7 @@ import re
 import subprocess
 import textwrap
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import free_port, run, stop_group, tool_env
+from tests.conftest import ROOT, free_port, run, stop_group, tool_env
 from tests.init.conftest import VENV_BIN, churn_frame, houses_frame, mlgate_init
 
 pytestmark = pytest.mark.slow
@@ -100,6 +101,12 @@ def assert_made_cleanly(generated: Generated) -> None:
         assert noise not in generated.init_output
 
 
+def locked(lock: Path) -> set[tuple[str, str]]:
+    """The registry packages a uv.lock pins: (name, version)."""
+    packages = tomllib.loads(lock.read_text())["package"]
+    return {(p["name"], p["version"]) for p in packages if "registry" in p["source"]}
+
+
 def registered(clone: Path, name: str) -> dict[str, object]:
     out = run([str(clone / ".venv" / "bin" / "mlgate"), "lineage", f"{name}/1", "--json"], clone)
     return json.loads(out.stdout)
@@ -119,6 +126,11 @@ def test_binary_classification_project(
     assert "WARNING" not in init
     assert_made_cleanly(churn_project)
     assert passed_count(churn_project) >= MIN_PROJECT_TESTS
+    # Locked offline (mlgate_init), from this checkout's lock: the versions mlgate's own tests
+    # run with, not what PyPI published since.
+    ours, theirs = locked(ROOT / "uv.lock"), locked(churn_project.origin / "uv.lock")
+    assert {"mlflow", "bentoml", "scikit-learn", "dvc"} <= {name for name, _ in theirs}
+    assert theirs - ours == set()
 
     info = registered(clone, "churn-model")
     assert info["gate_passed"] == "true"

@@ -197,6 +197,9 @@ class Serving(_Section):
     # how the service scores (docs/SERVING.md#scoring-paths): auto = the fastest path whose
     # scores equal the Pipeline's within 1e-5 on the test split; onnx = ONNX Runtime or no build
     scorer: Literal["auto", "onnx", "pipeline"] = "auto"
+    # /predict and /predict_batch answered by mlgate's lean route (docs/SERVING.md#speed);
+    # false => by BentoML's router: the same predictions, about half the requests a second
+    lean_route: bool = True
     gc_freeze: bool = True
     gc_thresholds: tuple[int, int, int] | None = (2000, 20, 1000)
     # this project's bentos and metrics dir; BENTOML_HOME wins

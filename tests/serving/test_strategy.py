@@ -56,12 +56,20 @@ def two_models(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return repo
 
 
-def build(repo: Path, home: Path, model: str = "1", tracing: bool = False, **strategy: Any) -> Any:
-    """`mlgate build --model MODEL` with serving.strategy (and serving.tracing) set in a
-    params copy."""
+def build(
+    repo: Path,
+    home: Path,
+    model: str = "1",
+    tracing: bool = False,
+    lean_route: bool = True,
+    **strategy: Any,
+) -> Any:
+    """`mlgate build --model MODEL` with serving.strategy (and serving.tracing,
+    serving.lean_route) set in a params copy."""
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["serving"]["strategy"] = {"challenger": "challenger", **strategy}
     params["serving"]["tracing"] = tracing
+    params["serving"]["lean_route"] = lean_route
     params_file = home / f"params-{strategy['mode']}-{strategy.get('challenger', '')}.yaml"
     params_file.write_text(yaml.safe_dump(params), encoding="utf-8")
     cmd = ["mlgate", "build", "--model", model, "--params", str(params_file)]
@@ -84,8 +92,10 @@ def shadow_server(
     two_models: Path, home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Server, Path]]:
     """The shadow bento, served with the test-only fault switch: while the returned file
-    exists, the challenger's scorer does what it says (`raise`)."""
-    tag = built_tag(build(two_models, home, mode="shadow"))
+    exists, the challenger's scorer does what it says (`raise`). Built with
+    serving.lean_route: false, so BentoML's router answers its predictions (the canary bento
+    and tests/serving/test_service.py's serve the lean route)."""
+    tag = built_tag(build(two_models, home, lean_route=False, mode="shadow"))
     fault = tmp_path_factory.mktemp("fault") / "challenger-fault"
     with serving(
         tag, home, two_models, tmp_path_factory, MLGATE_TEST_CHALLENGER_FAULT_FILE=str(fault)
@@ -247,6 +257,24 @@ def test_shadow_the_champion_answers_and_the_challenger_scores_every_row(
     assert any(
         abs(shadowed[k]["probability"] - answered[k]["probability"]) > 1e-6 for k in answered
     )
+
+
+def test_with_the_lean_route_off_bentoml_s_router_answers(
+    shadow_server: tuple[Server, Path],
+) -> None:
+    """serving.lean_route: false: /predict and /predict_batch go through BentoML's router and
+    IO descriptors (its wording of a 400 says so), with the contract's field path, and the
+    rejection is still counted in /metrics."""
+    srv, _ = shadow_server
+    _, before = srv.call("/metrics")
+    status, headers, answer = post(srv, "/predict", {"applicant": {**GOOD, "age": "old"}})
+    assert status == 400, answer
+    assert answer["error"] == "1 validation error for PredictRequestIODescriptor", answer
+    assert answer["detail"][0]["loc"] == ["applicant", "age"]
+    assert headers["x-request-id"]
+    _, after = srv.call("/metrics")
+    rejected = [metric(t, "mlgate_rejected_requests_total") for t in (before, after)]
+    assert rejected[1] == rejected[0] + 1
 
 
 def test_a_failing_challenger_never_changes_the_champions_answer(

@@ -94,6 +94,8 @@ PredictRequest, PredictBatchRequest = request_models(
 )
 
 PREDICT_PATHS = ("/predict", "/predict_batch")
+# answered by the lean route in RejectionObserver (serving.lean_route: false => BentoML's router)
+LEAN_PATHS = PREDICT_PATHS if SERVING.lean_route else ()
 # the paths RejectionObserver guards (JSON bodies within the size limit)
 GUARDED_PATHS = (*PREDICT_PATHS, "/outcome")
 MAX_BODY_BYTES = SERVING.max_body_kb * 1024
@@ -206,7 +208,9 @@ class RejectionObserver:
       lean route: ModelService.respond parses the body against the contract in one pydantic
       call, scores, records and answers). BentoML's middleware in front of this one still
       runs (request metrics, timeout, tracing when on); its router, context and IO
-      descriptors do not: about half a request's CPU (docs/SERVING.md#speed);
+      descriptors do not: about half a request's CPU (docs/SERVING.md#speed). With
+      serving.lean_route: false, BentoML's router answers them (the same predictions and
+      records; error bodies as BentoML words them);
     - counts every answer that is not a 2xx in /metrics, records it (no field values) and
       logs it once at WARNING with the field paths only (BentoML's own ERROR log with the
       traceback, which quotes the values, is filtered out: see QuietRejections)."""
@@ -286,7 +290,7 @@ class RejectionObserver:
             if not message.get("more_body", False):
                 break
         received = b"".join(chunks)
-        if _service is not None and scope["path"] in PREDICT_PATHS:
+        if _service is not None and scope["path"] in LEAN_PATHS:
             # The lean route (docs/SERVING.md#speed): parse, score, record and answer here.
             endpoint = scope["path"][1:]
             status, payload, said = _service.respond(
@@ -849,9 +853,9 @@ class ModelService:
     def _bentoml_answer(
         self, endpoint: str, rows: list[Any], ctx: bentoml.Context
     ) -> dict[str, Any]:
-        """The answer when BentoML's router calls the API. Over HTTP the lean route in
-        RejectionObserver answers first; the API methods stay BentoML's declaration of the
-        endpoints (OpenAPI, clients) and answer the same through this."""
+        """The answer when BentoML's router calls the API (serving.lean_route: false; else the
+        lean route in RejectionObserver answers first, and the API methods stay BentoML's
+        declaration of the endpoints: OpenAPI, clients)."""
         started = time.perf_counter()
         # RejectionObserver set it (the client's X-Request-Id or a new one) and echoes it
         request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex

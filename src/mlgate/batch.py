@@ -227,23 +227,74 @@ class TableWriter:
             self._parquet.close()
 
 
+MARKER = ".mlgate-predict"  # in every output folder predict makes: what --overwrite may replace
+_OUTPUT_NAMES = frozenset(
+    {MARKER, SUMMARY}
+    | {f"{kind}.{fmt}" for kind in (SCORED, QUARANTINE) for fmt in ("csv", "parquet")}
+)
+
+
+def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> None:
+    """Refuse an --output that the run could not create, or that --overwrite must not replace.
+
+    --overwrite replaces only a folder an earlier `mlgate predict` made (its marker inside and
+    nothing but its outputs): never the project, a git work tree, a folder holding the input
+    or the working directory, and never a folder a user filled.
+    """
+    for parent in path.absolute().parents:
+        if parent.exists() and not parent.is_dir():
+            raise MlgateError(f"--output {path}: {parent} is a file, not a folder")
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not overwrite:
+        raise MlgateError(f"--output {path} exists: choose another path or --overwrite")
+    here = Path.cwd().resolve()
+    target = path.resolve()
+    why = None
+    if path.is_symlink() or not path.is_dir():
+        why = "it is not a folder (--overwrite replaces only a folder mlgate predict made)"
+    elif target == here or target in here.parents:
+        why = "it is the working directory or holds it"
+    elif (target / ".git").exists():
+        why = "it is a git work tree"
+    elif any(target in f.resolve().parents for f in inputs):
+        why = "it holds the input being scored"
+    elif not (target / MARKER).is_file():
+        why = f"mlgate predict did not make it (no {MARKER} inside)"
+    else:
+        other = sorted(p.name for p in target.iterdir() if p.name not in _OUTPUT_NAMES)
+        if other:
+            shown = ", ".join(other[:5]) + (", ..." if len(other) > 5 else "")
+            why = f"it holds files mlgate predict did not write ({shown})"
+    if why:
+        raise MlgateError(
+            f"--output {path}: refusing to replace it with --overwrite: {why}; "
+            "choose a new output folder, or remove it yourself"
+        )
+
+
 @contextlib.contextmanager
-def atomic_folder(path: Path, overwrite: bool) -> Iterator[Path]:
-    """A temporary folder beside `path`, renamed to `path` only if the block succeeds."""
-    if path.exists() and not overwrite:
-        raise MlgateError(f"--output {path} exists: choose another path or pass --overwrite")
+def atomic_folder(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> Iterator[Path]:
+    """A temporary folder beside `path`, renamed to `path` only if the block succeeds.
+
+    The folder carries predict's marker, so a later --overwrite knows mlgate made it; what
+    `path` holds is checked again just before it is replaced.
+    """
+    check_output(path, overwrite, inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         yield tmp
+        (tmp / MARKER).write_text("made by mlgate predict: --overwrite may replace this folder\n")
         old = None
         if path.exists():
+            check_output(path, overwrite, inputs)
             old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(path, old)
         os.replace(tmp, path)
         if old is not None:
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
+            shutil.rmtree(old)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -416,15 +467,14 @@ def predict(params: Params, request: Request, stream: Any = None) -> dict[str, A
     started_at = datetime.now(UTC)
     batch_id = f"{started_at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     files = input_files(request.input)
-    if request.output.exists() and not request.overwrite:
-        raise MlgateError(f"--output {request.output} exists: choose another path or --overwrite")
+    check_output(request.output, request.overwrite, files)
     model = LoadedModel(params, request.model)
     out = print if stream is None else (lambda *a: print(*a, file=stream))
     out(
         f"predict: {model.name} version {model.number} ({request.model}) on {len(files)} "
         f"file(s), engine {request.engine}"
     )
-    with atomic_folder(request.output, request.overwrite) as tmp:
+    with atomic_folder(request.output, request.overwrite, files) as tmp:
         streaming = time.perf_counter()  # rows/s counts the rows' work, not imports and loading
         if request.engine == "spark":
             from mlgate.batch_spark import score_spark
@@ -683,7 +733,12 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         default=None,
         help="rows per chunk (default: batch.chunk_rows)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an output folder an earlier `mlgate predict` made (never any other "
+        "folder: the project, a git work tree, the input's folder, a folder you filled)",
+    )
     p.add_argument(
         "--max-quarantined-share",
         type=_share,

@@ -226,6 +226,65 @@ def test_a_failure_mid_run_leaves_no_output(here, capsys):
     assert "exists: choose another path or --overwrite" in capsys.readouterr().err
 
 
+def snapshot(folder: Path) -> dict[str, int]:
+    """Every file under `folder` (.git included) with its size: what a refusal must keep."""
+    return {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+
+
+def test_overwrite_replaces_only_an_output_predict_made(here, capsys):
+    """--overwrite once replaced whatever the path held: the project root (`.git`, params.yaml,
+    data, mlflow.db) or the input's own folder became three output files, exit 0."""
+    frame = split_frame(here)
+    Path("inputs").mkdir()
+    frame.to_csv("inputs/batch.csv", index=False)
+    Path("notes").mkdir()
+    Path("notes/mine.txt").write_text("a user's file\n")
+    (here / ".git").mkdir(exist_ok=True)  # the copy is a git work tree as a clone is
+    before = snapshot(here)
+    refusals = {
+        ".": "it is the working directory or holds it",
+        str(here): "it is the working directory or holds it",
+        "inputs": "it holds the input being scored",
+        "notes": "mlgate predict did not make it (no .mlgate-predict inside)",
+        "params.yaml": "it is not a folder",
+        "artifacts": "mlgate predict did not make it",
+    }
+    for output, why in refusals.items():
+        args = ("--model", "candidate", "--input", "inputs", "--output", output, "--overwrite")
+        assert predict(*args) == 2, output
+        err = capsys.readouterr().err
+        assert f"refusing to replace it with --overwrite: {why}" in err, err
+    Path("sub").mkdir()
+    (here / "sub/.git").mkdir()
+    Path("sub/.mlgate-predict").write_text("forged\n")
+    assert (
+        predict("--model", "candidate", "--input", "inputs", "--output", "sub", "--overwrite") == 2
+    )
+    assert "it is a git work tree" in capsys.readouterr().err
+    assert predict("--input", "inputs", "--output", "params.yaml/out") == 2
+    assert "params.yaml is a file, not a folder" in capsys.readouterr().err
+    after = snapshot(here)
+    del after["sub/.mlgate-predict"]
+    assert after == before  # nothing deleted, nothing half-written
+
+    # an output predict made is replaced, and only while it holds nothing else
+    args = ("--model", "candidate", "--input", "inputs", "--output", "out")
+    assert predict(*args) == 0
+    assert sorted(p.name for p in Path("out").iterdir()) == [
+        ".mlgate-predict",
+        "quarantine.parquet",
+        "scored.parquet",
+        "summary.json",
+    ]
+    first = read_json(Path("out/summary.json"))["batch_id"]
+    assert predict(*args, "--overwrite") == 0
+    assert read_json(Path("out/summary.json"))["batch_id"] != first
+    Path("out/report.xlsx").write_text("a user's work\n")
+    assert predict(*args, "--overwrite") == 2
+    assert "it holds files mlgate predict did not write (report.xlsx)" in capsys.readouterr().err
+    assert Path("out/report.xlsx").read_text() == "a user's work\n"
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

@@ -32,9 +32,24 @@ class TrialAborted(MlgateError):
     exit_code = 4
 
 
+FETCHED = ".mlgate-trial"  # marks a folder fetch made, the only kind it replaces
+
+
+def check_fetch_folder(folder: Path) -> None:
+    """Only a folder an earlier fetch made may be replaced: never the project, a user's folder."""
+    if (folder.exists() or folder.is_symlink()) and (
+        folder.is_symlink() or not (folder / FETCHED).is_file()
+    ):
+        raise MlgateError(
+            f"--feedback-dir {folder} exists and the trial did not make it: choose a new "
+            "folder (the trial replaces it with each fetch)"
+        )
+
+
 def fetch(url: str, folder: Path) -> str:
     """Copy the feedback sink at url into a fresh folder (`dvc get-url`: s3://, gs://, a path…);
     returns "" or why nothing could be read yet."""
+    check_fetch_folder(folder)
     shutil.rmtree(folder, ignore_errors=True)
     proc = subprocess.run(
         [sys.executable, "-m", "dvc", "get-url", "--force", url, str(folder)],
@@ -45,6 +60,8 @@ def fetch(url: str, folder: Path) -> str:
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout).strip().splitlines()
         return lines[-1] if lines else f"dvc get-url exited {proc.returncode}"
+    if folder.is_dir():
+        (folder / FETCHED).write_text("fetched by mlgate release trial: replaced by the next\n")
     return ""
 
 
@@ -80,6 +97,7 @@ class Trial:
             )
         if not self.ref:
             raise MlgateError("GITHUB_SHA is not set: the commit being delivered is unknown")
+        check_fetch_folder(self.folder)
         for name in ("image", "trial_image", "champion_image"):
             if "@sha256:" not in getattr(self.args, name):
                 raise MlgateError(f"--{name.replace('_', '-')}: an image by digest is needed")

@@ -63,23 +63,37 @@ class DriftReport:
 # ---------------------------------------------------------------- statistics
 
 
+MISSING = "(missing)"  # the category a missing value counts as
+
+
 def psi_numeric(reference: np.ndarray, current: np.ndarray, bins: int) -> float:
-    """Population stability index over the reference's quantile bins (open-ended outer bins)."""
+    """Population stability index over the reference's quantile bins (open-ended outer bins),
+    with missing values (NaN) as a bin of their own: a shift of the values or of how often
+    they are missing both count."""
     import numpy as np
 
-    inner = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
-    edges = np.concatenate(([-np.inf], inner, [np.inf]))
-    ref = np.histogram(reference, edges)[0] / len(reference)
-    cur = np.histogram(current, edges)[0] / len(current)
-    return _psi(ref, cur)
+    ref_seen, cur_seen = reference[~np.isnan(reference)], current[~np.isnan(current)]
+    edges = [-np.inf, np.inf]
+    if len(ref_seen):
+        inner = np.unique(np.quantile(ref_seen, np.linspace(0, 1, bins + 1)[1:-1]))
+        edges = np.concatenate(([-np.inf], inner, [np.inf]))
+    ref = np.append(np.histogram(ref_seen, edges)[0], len(reference) - len(ref_seen))
+    cur = np.append(np.histogram(cur_seen, edges)[0], len(current) - len(cur_seen))
+    return _psi(ref / len(reference), cur / len(current))
+
+
+def categories(values: pd.Series) -> pd.Series:
+    """Values as text, a missing one as MISSING (pandas 3's astype(str) keeps NaN as NaN)."""
+    return values.astype("string").fillna(MISSING).astype(str)
 
 
 def psi_categorical(reference: pd.Series, current: pd.Series) -> tuple[float, dict, dict]:
     import numpy as np
 
-    cats = sorted(set(reference.astype(str)) | set(current.astype(str)))
-    ref = reference.astype(str).value_counts(normalize=True).reindex(cats, fill_value=0.0)
-    cur = current.astype(str).value_counts(normalize=True).reindex(cats, fill_value=0.0)
+    reference, current = categories(reference), categories(current)
+    cats = sorted(set(reference) | set(current))
+    ref = reference.value_counts(normalize=True).reindex(cats, fill_value=0.0)
+    cur = current.value_counts(normalize=True).reindex(cats, fill_value=0.0)
     return _psi(np.asarray(ref), np.asarray(cur)), ref.round(4).to_dict(), cur.round(4).to_dict()
 
 
@@ -89,6 +103,26 @@ def _psi(ref: np.ndarray, cur: np.ndarray) -> float:
     ref = np.clip(ref, EPS, None)
     cur = np.clip(cur, EPS, None)
     return float(np.sum((cur - ref) * np.log(cur / ref)))
+
+
+def _numeric_test(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
+    """KS on the values present; where either side misses values, also a chi-squared test of
+    how often (Bonferroni over the two). A test with NaN in its input answers NaN, which
+    never counted as drift: age shifted by 40 years went unreported."""
+    import numpy as np
+    from scipy import stats
+
+    ref_seen, cur_seen = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
+    stat, p = 0.0, 1.0
+    if len(ref_seen) and len(cur_seen):
+        result = stats.ks_2samp(ref_seen, cur_seen)
+        stat, p = float(result.statistic), float(result.pvalue)
+    missing = np.array([[len(ref) - len(ref_seen), len(cur) - len(cur_seen)]])
+    if missing.any():
+        table = np.vstack([missing, [[len(ref_seen), len(cur_seen)]]])
+        if (table.sum(axis=1) > 0).all():
+            p = min(1.0, 2 * min(p, float(stats.chi2_contingency(table).pvalue)))
+    return stat, p
 
 
 def feature_drift(
@@ -101,18 +135,17 @@ def feature_drift(
 
     alpha = params.monitor.alpha
     if pd.api.types.is_numeric_dtype(reference) and name not in params.features.categorical:
-        ref = reference.to_numpy(dtype=float)
-        cur = current.to_numpy(dtype=float)
+        ref = reference.to_numpy(dtype=float, na_value=np.nan)
+        cur = current.to_numpy(dtype=float, na_value=np.nan)
         psi = psi_numeric(ref, cur, params.monitor.bins)
-        result = stats.ks_2samp(ref, cur)
-        stat, p = float(result.statistic), float(result.pvalue)
+        stat, p = _numeric_test(ref, cur)
         return FeatureDrift(name, "numeric", psi, "ks_2samp", stat, p, psi > max_psi and p < alpha)
     psi, ref_share, cur_share = psi_categorical(reference, current)
     cats = list(ref_share)
     table = np.array(
         [
-            reference.astype(str).value_counts().reindex(cats, fill_value=0).to_numpy(),
-            current.astype(str).value_counts().reindex(cats, fill_value=0).to_numpy(),
+            categories(reference).value_counts().reindex(cats, fill_value=0).to_numpy(),
+            categories(current).value_counts().reindex(cats, fill_value=0).to_numpy(),
         ]
     )
     table = table[:, table.sum(axis=0) > 0]

@@ -129,6 +129,31 @@ def test_a_regressor_is_served_by_onnx_runtime(trained_repo: Path) -> None:
     assert parity(scorer, rows, expected) <= PARITY_TOLERANCE  # amounts in the thousands
 
 
+def test_columns_that_are_no_identifiers_are_served_by_onnx_runtime(trained_repo: Path) -> None:
+    """skl2onnx renames such inputs ("blood pressure" -> "blood_pressure"): the lookup of the
+    renamed input raised KeyError, and `mlgate build` of a model on such columns (init accepts
+    them) ended in a traceback after `make run` and `make test` had passed."""
+    from sklearn.linear_model import Ridge
+
+    ridge, rows, _ = ridge_on(trained_repo)
+    names = {"duration": "duration (months)", "saving_accounts": "saving/accounts"}
+    preprocess = ridge.steps[0][1]
+    preprocess.transformers = [
+        (name, transformer, [names.get(c, c) for c in columns])
+        for name, transformer, columns in preprocess.transformers
+    ]
+    train = pd.read_parquet(trained_repo / "artifacts/data/train.parquet").rename(columns=names)
+    columns = [names.get(c, c) for c in ridge.feature_names_in_]
+    ridge.set_params(estimator=Ridge()).fit(train[columns], train["credit_amount"])
+    rows = [{names.get(k, k): v for k, v in row.items()} for row in rows]
+    expected = PipelineScorer(ridge, None, columns).scores(rows)
+    scorer, why = fast_scorer(ridge, None, rows, expected, "onnx")
+    assert isinstance(scorer, OnnxScorer), why
+    stored = OnnxScorer(scorer.graph, json.loads(json.dumps(scorer.spec)))
+    assert parity(stored, rows, expected) <= PARITY_TOLERANCE
+    assert set(stored.spec["inputs"].values()) == set(columns)
+
+
 def test_scores_off_by_more_than_the_tolerance_fall_back_loudly_or_fail(
     trained_repo: Path,
 ) -> None:

@@ -173,10 +173,13 @@ class OnnxScorer:
                 f"skl2onnx cannot convert {type(estimator).__name__}: "
                 f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
             ) from None
-        outputs = [o.name for o in _graph_outputs(graph)]
+        inputs, outputs = _graph_names(graph)
+        # skl2onnx renames an input whose column is no identifier ("blood pressure" ->
+        # "blood_pressure"); the graph keeps initial_types' order, so position maps it back
+        columns = dict(zip(inputs, kinds, strict=True))
         spec: dict[str, Any] = {
-            "inputs": {c: c for c in kinds},
-            "kinds": kinds,
+            "inputs": columns,
+            "kinds": {name: kinds[column] for name, column in columns.items()},
             "output": outputs[1] if classifier else outputs[0],
             "positive_index": (
                 list(estimator.classes_).index(positive_label) if classifier else None
@@ -190,10 +193,12 @@ class OnnxScorer:
             raise OnnxUnavailable(f"ONNX Runtime cannot run the converted graph: {err}") from None
 
 
-def _graph_outputs(graph: bytes) -> Any:
+def _graph_names(graph: bytes) -> tuple[list[str], list[str]]:
+    """The graph's input and output names, in order."""
     import onnx
 
-    return onnx.load_from_string(graph).graph.output
+    parsed = onnx.load_from_string(graph).graph
+    return [i.name for i in parsed.input], [o.name for o in parsed.output]
 
 
 def parity(scorer: Any, rows: Sequence[Row], expected: np.ndarray) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,10 +40,10 @@ def pin_of(raw: Path) -> tuple[Path, str] | None:
 
 
 def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(["dvc", *args], capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        raise MlgateError("`dvc` is not on PATH: run inside the project environment") from None
+    """DVC of mlgate's own environment (`.venv/bin/mlgate` works without activating it)."""
+    return subprocess.run(
+        [sys.executable, "-m", "dvc", *args], capture_output=True, text=True, check=False
+    )
 
 
 def workspace_state(dvcfile: Path) -> set[str]:

@@ -11,7 +11,11 @@ written for the pull request.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -244,12 +248,28 @@ def summary_markdown(r: Refresh, params: Params, trigger: str, version: str) -> 
 
 
 def _dvc(*args: str) -> None:
-    try:
-        done = subprocess.run(["dvc", *args], capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        raise MlgateError("`dvc` is not on PATH: run inside the project environment") from None
+    from mlgate.dataversion import _dvc as run
+
+    done = run(*args)
     if done.returncode != 0:
         raise MlgateError(f"`dvc {' '.join(args)}` failed:\n{(done.stderr or done.stdout).strip()}")
+
+
+@contextlib.contextmanager
+def _restored_on_failure(raw: Path, dvcfile: Path) -> Iterator[None]:
+    """The data file and its pin as they were when the block fails (a failed `dvc add` had
+    left data/ rewritten and unpinned, and the rerun then saw "no new rows")."""
+    kept = raw.with_name(f".{raw.name}.before-refresh")
+    shutil.copy2(raw, kept)
+    pin = dvcfile.read_bytes()
+    try:
+        yield
+    except BaseException:
+        os.replace(kept, raw)
+        dvcfile.write_bytes(pin)
+        raise
+    finally:
+        kept.unlink(missing_ok=True)
 
 
 def proposed_version(ref: str, dvcfile: Path) -> str | None:
@@ -326,9 +346,10 @@ def refresh(params: Params, trigger: str, proposed: str = "", push: bool = True)
         nxt, data.contract_schema(params), "the refreshed data", data.dataset_rules(params)
     )
     r.psi, r.drifted = drift(current, nxt, params)
-    io.write_with(params.data.raw, lambda p: nxt.to_csv(p, index=False))
-    _dvc("add", "--quiet", out)
-    version = record_meta(dvcfile, trigger, r, _where(params))
+    with _restored_on_failure(params.data.raw, dvcfile):
+        io.write_with(params.data.raw, lambda p: nxt.to_csv(p, index=False))
+        _dvc("add", "--quiet", out)
+        version = record_meta(dvcfile, trigger, r, _where(params))
     if proposed and proposed_version(proposed, dvcfile) == version:
         print(f"data refresh: {proposed} already proposes data version {version}; nothing to do")
         write_outputs(changed="false", data_version=version)

@@ -114,6 +114,32 @@ def test_guardrails_stop_with_a_clear_message_and_leave_the_data_as_it_was(
     assert pinned(clone) == before and (clone / RAW).read_bytes() == data
 
 
+def test_a_failing_dvc_add_leaves_data_and_pin_as_they_were(clone: Path) -> None:
+    """`dvc add` failing after data/ was rewritten left the new rows unpinned, and the rerun
+    then saw "no new rows". Run as `.venv/bin/mlgate` with no dvc on PATH (the README says the
+    prefix works; it failed with "`dvc` is not on PATH" after rewriting data/)."""
+    import shutil
+    import sys
+
+    incoming = with_source(clone)
+    new_rows(clone, 30).to_csv(incoming, index=False)
+    cache = clone / ".dvc/cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.write_text("not a cache\n")  # dvc add must fail
+    before, data = pinned(clone), (clone / RAW).read_bytes()
+    mlgate = str(Path(sys.executable).with_name("mlgate"))
+    plain = {"PATH": "/usr/bin:/bin"}
+
+    out = run([mlgate, "data", "refresh", "--no-push"], clone, check=False, **plain)
+    assert out.returncode != 0 and "`dvc add --quiet data` failed" in out.stderr, out.stderr
+    assert pinned(clone) == before and (clone / RAW).read_bytes() == data
+    assert not list(clone.glob("data/.*before-refresh"))
+
+    cache.unlink()
+    run([mlgate, "data", "refresh", "--no-push"], clone, **plain)
+    assert pinned(clone)["meta"]["refresh"]["added"] == 30
+
+
 def test_a_source_command_writes_the_file_and_its_failure_changes_nothing(clone: Path) -> None:
     new_rows(clone, 30).to_csv(clone / "export.csv", index=False)
     with_source(clone, command="cp export.csv incoming.csv")

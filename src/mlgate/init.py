@@ -357,8 +357,10 @@ def answers_for(
             )
         if len(classes) > 2:
             raise MlgateError(
-                f"target column {target!r} has {len(classes)} classes: binary classification "
-                "only (or pass --task regression for a continuous target)"
+                f"target column {target!r} has {len(classes)} classes: mlgate classifies two "
+                "outcomes only for now. Make the target one class against the rest in the CSV "
+                f"(e.g. a yes/no column for {classes[0]!r}); --task regression would treat the "
+                "class labels as amounts and predict values between them"
             )
         # the template renders it by the target's dtype (see params.yaml.jinja)
         answers["positive_label"] = str(choose_positive_label(classes, request.positive_label))
@@ -367,6 +369,14 @@ def answers_for(
 
         if not pd.api.types.is_numeric_dtype(frame[target]):
             raise MlgateError(f"regression needs a numeric target; {target!r} is not")
+        levels = frame[target].unique()
+        if len(levels) <= MAX_CATEGORIES and bool((levels == levels.round()).all()):
+            print(
+                f"init: WARNING: the regression target {target!r} has only {len(levels)} "
+                "distinct whole values: if they are class labels, the model will predict "
+                "amounts between them (1.4), not a class",
+                file=sys.stderr,
+            )
     unknown = [s for s in request.sensitive if s not in frame.columns]
     if unknown:
         raise MlgateError(f"sensitive attributes {unknown} are not columns of {request.data}")

@@ -111,7 +111,22 @@ def test_multiclass_target_is_refused_with_the_way_out(
     frame["churned"] = pd.Series(["a", "b", "c"] * 20)
     frame.to_csv(work / "three.csv", index=False)
     err = init(capsys, work / "proj", "--data", work / "three.csv", "--target", "churned")
-    assert "has 3 classes: binary classification only" in err
+    assert "has 3 classes: mlgate classifies two outcomes only for now" in err
+    assert "Make the target one class against the rest" in err
+    assert "pass --task regression" not in err  # the old hint led to a regression on labels
+
+
+def test_regression_on_a_few_whole_values_is_warned_about(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Class codes 0/1/2 under --task regression trained, gated and served "cultivar -0.2"
+    without a word; init now says so (here before it refuses an unknown sensitive column)."""
+    frame = churn_frame(n=60)
+    frame["churned"] = [0, 1, 2] * 20
+    frame.to_csv(work / "codes.csv", index=False)
+    args = ("--data", work / "codes.csv", "--target", "churned", "--task", "regression")
+    err = init(capsys, work / "proj", *args, "--sensitive", "nosuch")
+    assert "WARNING: the regression target 'churned' has only 3 distinct whole values" in err
 
 
 def test_a_name_that_would_shadow_a_module_is_refused(

@@ -42,7 +42,7 @@ class DataSource(_Section):
     feedback: str = ""
     outcomes: str = ""
     mode: Literal["append", "replace"] = "append"
-    dedupe: bool = True  # drop rows repeating an earlier row (all columns)
+    dedupe: bool = True  # drop new rows repeating a row already there or an earlier new row
     window_column: str = ""  # with window_days: keep rows whose date is within the window
     window_days: float | None = Field(default=None, gt=0)
     max_shrink: float = Field(default=0.1, ge=0, le=1)  # share of rows a refresh may remove

@@ -15,6 +15,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -147,13 +148,17 @@ def combine(
     import pandas as pd
 
     src = params.data.source
+    duplicates = 0
+    if src.dedupe:  # new rows repeating a row already there (or an earlier new row)
+        kept = current if src.mode == "append" else current.iloc[0:0]
+        both = pd.concat([kept, new], ignore_index=True).astype(str).duplicated()
+        fresh = ~both.iloc[len(kept) :].to_numpy()
+        duplicates = int((~fresh).sum())
+        new = new[fresh]
+    # append keeps the rows already there as they are: repeats in them were accepted by the
+    # contract (data.contract.max_duplicate_share), and a refresh does not rewrite history
     frame = pd.concat([current, new], ignore_index=True) if src.mode == "append" else new
     frame = frame.reset_index(drop=True)
-    duplicates = 0
-    if src.dedupe:
-        keep = ~frame.astype(str).duplicated()
-        duplicates = int((~keep).sum())
-        frame = frame[keep].reset_index(drop=True)
     outside = 0
     if src.window_column and src.window_days:
         if src.window_column not in frame.columns:
@@ -319,13 +324,14 @@ def refresh(params: Params, trigger: str, proposed: str = "", push: bool = True)
         )
     new, rejected, detail = accepted_rows(new[list(current.columns)], params)
     nxt, duplicates, outside = combine(current, new, params)
-    kept = current.astype(str).apply(tuple, axis=1)
-    now = nxt.astype(str).apply(tuple, axis=1)
+    # rows counted as a multiset: a repeat of an existing row that was appended is added
+    kept = Counter(current.astype(str).itertuples(index=False, name=None))
+    now = Counter(nxt.astype(str).itertuples(index=False, name=None))
     r = Refresh(
         before=len(current),
         after=len(nxt),
-        added=int((~now.isin(set(kept))).sum()),
-        removed=int((~kept.isin(set(now))).sum()),
+        added=(now - kept).total(),
+        removed=(kept - now).total(),
         duplicates=duplicates,
         rejected=rejected,
         out_of_window=outside,

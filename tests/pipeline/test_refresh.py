@@ -77,6 +77,34 @@ def test_new_rows_become_a_pushed_data_version_and_the_same_rows_again_change_no
     assert pinned(clone) == after and not (clone / "artifacts/data/refresh.md").exists()
 
 
+def test_dedupe_leaves_the_rows_already_there_and_repeats_are_counted(clone: Path) -> None:
+    """dedupe once de-duplicated the whole data set, history included: a data set whose
+    contract accepts repeated rows shrank on every refresh and the guardrail blamed the
+    source. And `added` counted only rows of new content: appended repeats were not added."""
+    data = pd.read_csv(clone / RAW)
+    history = pd.concat([data, data.head(6)], ignore_index=True)  # 6 repeats, accepted
+    history.to_csv(clone / RAW, index=False)
+    run(["dvc", "add", "--quiet", "data"], clone)
+    incoming = with_source(clone)
+    pd.concat([new_rows(clone, 30), data.iloc[100:104]]).to_csv(incoming, index=False)
+
+    run(["mlgate", "data", "refresh", "--no-push"], clone)
+    after = pd.read_csv(clone / RAW)
+    assert len(after) == 1006 + 30  # the 6 old repeats kept, the 4 repeated new rows not added
+    assert pinned(clone)["meta"]["refresh"]["added"] == 30
+    summary = (clone / "artifacts/data/refresh.md").read_text()
+    assert "1006 → 1036 (+30 added, −0 removed; 4 duplicates" in summary
+
+    params = clone / "params.yaml"
+    params.write_text(
+        params.read_text().replace('"incoming.csv"', '"incoming.csv"\n    dedupe: false')
+    )
+    data.iloc[200:204].to_csv(incoming, index=False)  # 4 rows repeating rows already there
+    run(["mlgate", "data", "refresh", "--no-push"], clone)
+    assert len(pd.read_csv(clone / RAW)) == 1040
+    assert pinned(clone)["meta"]["refresh"]["added"] == 4
+
+
 @pytest.mark.parametrize(
     ("source", "make", "says"),
     [

@@ -208,6 +208,10 @@ def infer_columns(
                 )
         if name in sensitive:
             col["kind"] = "sensitive"
+        elif col["kind"] == "ignored":
+            # not read by the model: the next export's new IDs are no contract failure, and a
+            # request need not carry it (served, batch and monitor alike)
+            col.update(ge=None, le=None, isin=None, nullable=True, optional=True)
         if name == target:
             col["kind"] = "target"
             if task == "classification" and col["dtype"] != "bool":  # bool: the type suffices

@@ -61,6 +61,10 @@ def test_roles_types_and_contract_are_inferred() -> None:
     cols = {c["name"]: c for c in infer_columns(frame(), "label", "classification", ("group",))}
     assert cols["id"]["kind"] == "ignored"  # every value distinct: an identifier
     assert cols["note"]["kind"] == "ignored"  # free text
+    # no feature: unbounded and optional (new IDs are no contract failure, nor required)
+    assert (cols["id"]["ge"], cols["id"]["le"]) == (None, None)
+    assert cols["id"]["optional"] and cols["note"]["optional"] and cols["id"]["nullable"]
+    assert not cols["score"].get("optional") and not cols["group"].get("optional")
     assert cols["score"]["kind"] == "numeric" and cols["score"]["dtype"] == "float"
     assert (cols["score"]["ge"], cols["score"]["le"]) == (0.0, 1.1)
     assert cols["colour"]["isin"] == ["blue", "red"] and cols["colour"]["kind"] == "categorical"

@@ -244,6 +244,33 @@ def test_monitor_watches_features_not_ids_and_counts_missing_values(
     assert not any(f["drifted"] for f in report["features"])
 
 
+def test_a_column_that_is_no_feature_is_neither_bounded_nor_required(
+    churn_project: Generated,
+) -> None:
+    """IDs were bounded by the range seen and required: the next export's new customers failed
+    validation, and serving answered 400 to a request without the ID or with a new one."""
+    clone = churn_project.clone
+    schema = (clone / "src/churn_model/schema.py").read_text()
+    assert "customer_id: Series[str] | None = pa.Field(nullable=True)" in schema
+    script = textwrap.dedent(
+        """
+        import pandas as pd
+        from churn_model.schema import Record
+        from mlgate.serving.contract import Contract
+
+        row = {"monthly income": 52000.0, "tenure": 12, "plan": "pro", "gender": "female",
+               "age": 41}
+        model = Contract.from_schema(Record.to_schema(), "Record").row_model
+        print(model.model_validate(row).model_dump(by_alias=True)["customer_id"])
+        print(model.model_validate({**row, "customer_id": "Z99999"}).customer_id)
+        print(len(Record.validate(pd.DataFrame([{**row, "customer_id": "Z99999"}]))))
+        print(len(Record.validate(pd.DataFrame([row]))))
+        """
+    )
+    out = run([str(clone / ".venv/bin/python"), "-c", script], clone).stdout.split()
+    assert out == ["None", "Z99999", "1", "1"]
+
+
 def test_regression_project(house_project: Generated, tmp_path: Path) -> None:
     init, clone = house_project.init_output, house_project.clone
     assert "regression of 'price', primary metric rmse" in init

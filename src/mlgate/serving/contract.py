@@ -50,7 +50,8 @@ def contract_spec(schema: pa.DataFrameSchema) -> dict[str, Any]:
                 "kind": _kind(str(column.dtype), name),
                 "constraints": constraints,
                 "allowed": allowed,
-                "nullable": bool(column.nullable),
+                # a column the schema does not require may be left out of a request
+                "nullable": bool(column.nullable) or not column.required,
                 "description": column.description,
             }
         )

@@ -12,6 +12,9 @@ gives the Pipeline's result (measured per estimator in docs/SERVING.md):
 - `OnnxScorer`: the whole Pipeline converted by skl2onnx, run by ONNX Runtime in float64
   (~40-80 µs a row): linear models (Ridge, LogisticRegression with several classes...);
 - `PipelineScorer`: the Pipeline itself, for what none reproduces within the tolerance.
+
+A Pipeline that imputes (features.impute) gets the same paths: `Imputed` fills a missing
+value with the fitted imputer's value, then the path scores the Pipeline without imputers.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ TREES_FILE = "trees.npz"
 TREES_SPEC_FILE = "trees.json"
 ONNX_FILE = "model.onnx"
 ONNX_SPEC_FILE = "onnx.json"
+IMPUTE_FILE = "impute.json"  # the fill values, when the Pipeline imputes before the path
 # `mlgate build` refuses a fast path whose scores differ from the Pipeline's by more (absolute,
 # on every row of the test split); the service re-checks its reference rows with it.
 PARITY_TOLERANCE = 1e-5
@@ -636,10 +640,79 @@ def _depth(arrays: dict[str, np.ndarray]) -> int:
         node, depth = np.concatenate([arrays["left"][inner], arrays["right"][inner]]), depth + 1
 
 
+class Imputed:
+    """A fast path behind the fitted imputers' fill values: a missing value (None, NaN) of a
+    column is replaced by its median / most frequent value as SimpleImputer would, then the
+    path scores the Pipeline without its imputers (a row costs one dict copy more)."""
+
+    def __init__(self, inner: Any, fills: dict[str, Any]) -> None:
+        self.inner = inner
+        self.fills = fills
+        self.kind, self.lean, self.spec = inner.kind, inner.lean, inner.spec
+
+    def files(self) -> dict[str, bytes]:
+        return {**self.inner.files(), IMPUTE_FILE: json.dumps(self.fills).encode()}
+
+    def scores(self, rows: Sequence[Row]) -> np.ndarray:
+        return self.inner.scores(filled(rows, self.fills))
+
+
+def filled(rows: Sequence[Row], fills: dict[str, Any]) -> list[Row]:
+    """The rows with each missing value of a column in `fills` replaced by its fill value."""
+    out: list[Row] = []
+    for row in rows:
+        gaps = {c: v for c, v in fills.items() if _missing(row[c])}
+        out.append({**row, **gaps} if gaps else row)
+    return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value != value  # None, or NaN (not equal to itself)
+
+
+def without_imputers(model: Any) -> tuple[Any, dict[str, Any]] | None:
+    """(the Pipeline with each fitted `Pipeline(SimpleImputer, T)` of its ColumnTransformer
+    replaced by T, the fill value of each column) when it imputes that way; else None."""
+    import copy
+
+    steps = getattr(model, "steps", None)
+    if not steps or len(steps) != 2 or type(steps[0][1]).__name__ != "ColumnTransformer":
+        return None
+    preprocess, fills, inner = steps[0][1], {}, []
+    for name, transformer, columns in preprocess.transformers_:
+        parts = getattr(transformer, "steps", None)
+        if parts is not None:
+            imputer = parts[0][1]
+            if (
+                len(parts) != 2
+                or type(imputer).__name__ != "SimpleImputer"
+                or imputer.add_indicator
+                or not _missing(imputer.missing_values)
+            ):
+                return None
+            fills.update(
+                {c: _plain([v])[0] for c, v in zip(columns, imputer.statistics_, strict=True)}
+            )
+            transformer = parts[1][1]
+        inner.append((name, transformer, columns))
+    if not fills:
+        return None
+    plain = copy.copy(preprocess)
+    plain.transformers_ = inner
+    plain.transformers = [(n, t, c) for n, t, c in inner if n != "remainder"]
+    return type(model)([(steps[0][0], plain), steps[1]]), fills
+
+
 def load_stored(read: Callable[[str], bytes | None]) -> Any:
     """The fast scorer from the files its `files()` gave (`read(name)`: the bytes, or None
     when there is no such file); None when none was stored (the Pipeline serves). Needs
     neither scikit-learn nor pickle."""
+    fills = read(IMPUTE_FILE)
+    scorer = _load_path(read)
+    return Imputed(scorer, json.loads(fills)) if fills is not None and scorer else scorer
+
+
+def _load_path(read: Callable[[str], bytes | None]) -> Any:
     spec = read(NUMPY_FILE)
     if spec is not None:
         return LeanScorer(json.loads(spec))
@@ -683,6 +756,13 @@ def fast_scorer(
 
     if choice == "pipeline":
         return None, "scikit-learn Pipeline (serving.scorer: pipeline)"
+    unwrapped = without_imputers(model)
+    if unwrapped is not None:
+        plain, fills = unwrapped
+        scorer, why = fast_scorer(plain, positive_label, filled(rows, fills), expected, choice)
+        if scorer is None:
+            return None, why
+        return Imputed(scorer, fills), f"{why}, missing values filled as the imputers fill them"
     n = len(rows)
     refused = []
     if choice == "auto" and positive_label is not None and LeanScorer.supports(model):

@@ -41,6 +41,14 @@ def readme_commands(project: Path) -> list[list[str]]:
     return commands
 
 
+def readme_request(project: Path) -> Any:
+    """The body of the generated README's `curl … /predict` example."""
+    text = (project / "README.md").read_text()
+    body = re.search(r"localhost:3000/predict .*? -d '(.*?)'", text, re.DOTALL)
+    assert body, "the README shows no /predict example"
+    return json.loads(body.group(1))
+
+
 @dataclass(frozen=True)
 class Generated:
     """A project made by `mlgate init`, and a clone of it where its README commands ran."""
@@ -307,6 +315,8 @@ def test_regression_project(house_project: Generated, tmp_path: Path) -> None:
     with served(clone, home, tmp_path) as call:
         status, one = call("/predict", {"record": rows[0]})
         assert status == 200, one
+        example = readme_request(clone)  # the README's curl example, as a user copies it
+        assert call("/predict", example)[0] == 200, example
         assert one["prediction"] == pytest.approx(expected[0], abs=1e-5)
         assert "probability" not in one and "decision" not in one
         status, batch = call("/predict_batch", {"records": rows})
@@ -319,12 +329,13 @@ def test_regression_project(house_project: Generated, tmp_path: Path) -> None:
         recorded = tmp_path / "feedback"
         deadline = time.monotonic() + 60  # the writer flushes within serving.feedback.flush_seconds
         while (
-            sum(len(f.read_text().splitlines()) for f in recorded.glob("*.jsonl")) < len(test) + 4
+            sum(len(f.read_text().splitlines()) for f in recorded.glob("*.jsonl")) < len(test) + 5
         ):
             assert time.monotonic() < deadline, "the service did not record every prediction"
             time.sleep(0.2)
 
-    # The recorded traffic (the test split, predicted values) is monitored like a classifier's
+    # The recorded traffic (the test split, 3 + 1 rows and the README's example, predicted
+    # values) is monitored like a classifier's
     monitored = run(
         [mlgate, "monitor", "--feedback", str(recorded), "--out", str(tmp_path / "m")],
         clone,
@@ -332,7 +343,7 @@ def test_regression_project(house_project: Generated, tmp_path: Path) -> None:
     )
     assert monitored.returncode == 0, monitored.stdout + monitored.stderr
     drift = json.loads((tmp_path / "m" / "drift.json").read_text())
-    assert drift["rows"] == len(test) + 4 and drift["enough_data"], drift
+    assert drift["rows"] == len(test) + 5 and drift["enough_data"], drift
     assert drift["prediction"] is not None and not drift["prediction_drifted"], drift
 
 

@@ -58,7 +58,7 @@ ui: install ## the MLflow UI on the local store: make ui [UI_PORT=5000], then op
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(UI_PORT)
 
 test: data ## run every test (unit, data, model, pipeline, serving, workflows), in parallel
-	pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 test-workflows: install ## the workflow files end to end with act on this host, offline, and the cross-file caller check (docs/WORKFLOWS.md)
 	pytest -n $(PYTEST_WORKERS) --dist loadgroup tests/workflows/act tests/workflows/test_callers.py $(PYTEST_ARGS)

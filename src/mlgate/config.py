@@ -11,7 +11,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mlgate.errors import MlgateError
+from mlgate.errors import MlgateError, shown
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -412,8 +412,8 @@ def _format_errors(err: ValidationError) -> str:
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         given = e.get("input")
-        shown = "" if e["type"] == "missing" or isinstance(given, dict) else f" (got {given!r})"
-        lines.append(f"  - {key}: {msg}{shown}")
+        got = "" if e["type"] == "missing" or isinstance(given, dict) else f" (got {shown(given)})"
+        lines.append(f"  - {key}: {shown(msg, 300)[1:-1]}{got}")
     return "\n".join(lines)
 
 
@@ -428,15 +428,62 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
         raise MlgateError(f"{source} is invalid:\n{_format_errors(err)}") from None
 
 
+# More nodes than this once YAML's aliases are expanded is refused: a params file is a few
+# hundred; a nested alias "bomb" of a few lines is billions, and would hang whatever walks it.
+MAX_YAML_NODES = 100_000
+
+
 def load_params(path: Path | str = DEFAULT_PARAMS) -> Params:
     path = Path(path)
+    what = f"--params {shown(str(path), 200)}"
     try:
         with path.open(encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh)
+            raw = load_yaml(fh, what)
     except FileNotFoundError:
         raise MlgateError(
             f"{path} not found: run mlgate from the repository root or pass --params"
         ) from None
-    except yaml.YAMLError as err:
-        raise MlgateError(f"{path} is not valid YAML: {err}") from None
+    except IsADirectoryError:
+        raise MlgateError(f"{what} is a folder: pass the params.yaml file") from None
+    except OSError as err:
+        raise MlgateError(f"{what} cannot be read: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise MlgateError(f"{what} is not UTF-8 text: pass a YAML file") from None
     return parse_params(raw, str(path))
+
+
+def load_yaml(stream: Any, what: str) -> Any:
+    """yaml.safe_load with a bound: refuses a document that expands past MAX_YAML_NODES nodes
+    (aliases counted each time they are used) or is nested past Python's recursion limit."""
+    loader = yaml.SafeLoader(stream)
+    try:
+        node = loader.get_single_node()
+        if node is not None and _expanded_nodes(node, {}) > MAX_YAML_NODES:
+            raise MlgateError(
+                f"{what}: the YAML expands to more than {MAX_YAML_NODES:,} values "
+                "(aliases repeated inside aliases?): refused"
+            )
+        return None if node is None else loader.construct_document(node)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise MlgateError(f"{what} is not valid YAML{where}: {shown(problem, 200)}") from None
+    except RecursionError:
+        raise MlgateError(f"{what}: the YAML is nested too deeply: refused") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_nodes(node: yaml.Node, seen: dict[int, int]) -> int:
+    """How many nodes the document has once aliases are expanded (each node walked once)."""
+    if id(node) in seen:
+        return seen[id(node)]
+    seen[id(node)] = 1  # a node that contains itself (a recursive alias) counts once
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_nodes(child, seen) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_nodes(k, seen) + _expanded_nodes(v, seen) for k, v in node.value)
+    seen[id(node)] = total
+    return total

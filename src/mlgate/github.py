@@ -7,12 +7,14 @@ import contextlib
 import json
 import operator
 import os
+import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlgate.errors import MlgateError
+from mlgate.errors import MlgateError, shown
+from mlgate.io import read_bounded
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -21,6 +23,12 @@ API_VERSION = "2022-11-28"
 COMMENT_MARKER = "<!-- mlgate-report -->"
 DEFAULT_CHECK = "ml / gate"  # "<caller job id> / <reusable job name>" as GitHub names it
 ENVIRONMENTS = ("staging", "production")
+# Every call ends: a socket that stays silent this long, a whole request (body included) this
+# long, a body this large, a listing this many pages of 100 (GitHub's own lists stop far sooner)
+SOCKET_TIMEOUT = 30.0
+REQUEST_DEADLINE = 60.0
+MAX_BODY = 20 * 1024 * 1024
+MAX_PAGES = 50
 PLAN_FALLBACK = (
     "GitHub offers required reviewers on environments only for public repositories, and for "
     "private ones on GitHub Enterprise. Fallback (docs/WORKFLOWS.md#plan-fallback): rerun with "
@@ -68,7 +76,8 @@ class GitHub:
         return cls(token=token, api_url=os.environ.get("GITHUB_API_URL", cls.api_url))
 
     def request(self, method: str, path: str, payload: Any = None) -> Any:
-        import urllib.error  # lazy: `mlgate --help` should not pay for http.client
+        import http.client  # lazy: `mlgate --help` should not pay for http.client
+        import urllib.error
         import urllib.request
 
         url = self.api_url.rstrip("/") + path
@@ -80,16 +89,30 @@ class GitHub:
         req.add_header("User-Agent", "mlgate")
         if data is not None:
             req.add_header("Content-Type", "application/json")
+        endpoint = f"GitHub API {method} {shown(path, 120)[1:-1]}"
+        deadline = time.monotonic() + REQUEST_DEADLINE
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                body = resp.read()
+            with urllib.request.urlopen(req, timeout=SOCKET_TIMEOUT) as resp:
+                status = resp.status
+                body = read_bounded(resp, deadline, endpoint, MAX_BODY)
         except urllib.error.HTTPError as err:
-            raise GitHubError(err.code, method, path, _api_message(err.read())) from None
+            text = read_bounded(err, deadline, endpoint, MAX_BODY) if err.fp else b""
+            raise GitHubError(err.code, method, path, _api_message(text)) from None
         except urllib.error.URLError as err:
             raise MlgateError(
-                f"cannot reach the GitHub API at {self.api_url}: {err.reason}"
+                f"cannot reach the GitHub API at {self.api_url}: {shown(str(err.reason), 200)}"
             ) from None
-        return json.loads(body) if body else None
+        except (OSError, http.client.HTTPException) as err:  # reset, timed out, not HTTP
+            raise MlgateError(f"{endpoint} failed: {type(err).__name__} {err}"[:300]) from None
+        if not body:
+            return None
+        try:
+            return json.loads(body)
+        except ValueError:  # an HTML error page, a proxy's answer, a truncated body
+            raise MlgateError(
+                f"{endpoint} answered {status} with a body that is not JSON: "
+                f"{shown(body[:200].decode(errors='replace'))}"
+            ) from None
 
     def get_or_none(self, path: str) -> Any:
         try:
@@ -101,26 +124,36 @@ class GitHub:
 
     def paginate(self, path: str, key: str | None = None) -> list[Any]:
         items: list[Any] = []
-        page = 1
         sep = "&" if "?" in path else "?"
-        while True:
+        for page in range(1, MAX_PAGES + 1):
             got = self.request("GET", f"{path}{sep}per_page=100&page={page}")
-            batch = got[key] if key else got
+            batch = got.get(key) if key and isinstance(got, dict) else got
+            if not isinstance(batch, list):
+                where = f"a list under {key!r}" if key else "a list"
+                raise MlgateError(
+                    f"GitHub API GET {shown(path, 120)[1:-1]} answered "
+                    f"{type(got).__name__} where {where} was expected"
+                )
             items.extend(batch)
             if len(batch) < 100:
                 return items
-            page += 1
+        raise MlgateError(
+            f"GitHub API GET {shown(path, 120)[1:-1]} has more than {MAX_PAGES} pages "
+            f"({len(items):,} items): refused rather than read without end"
+        )
 
 
 def _api_message(body: bytes) -> str:
     try:
         data = json.loads(body)
     except ValueError:
-        return body.decode(errors="replace")[:300]
-    msg = str(data.get("message", ""))
+        return shown(body[:300].decode(errors="replace"), 200)
+    if not isinstance(data, dict):
+        return shown(data, 200)
+    msg = shown(str(data.get("message", "")), 300)[1:-1]
     errors = data.get("errors")
     if errors:
-        msg += " " + json.dumps(errors)
+        msg += " " + shown(json.dumps(errors), 300)[1:-1]
     return msg
 
 

@@ -320,13 +320,14 @@ def build_report(
 def _report(args: argparse.Namespace) -> int:
     from mlgate.config import load_params
     from mlgate.github import write_outputs
+    from mlgate.io import check_output, write_text
 
     params = load_params(args.params)
+    check_output(args.output, "--output")
     text, ok = build_report(
         params, args.params, args.base, args.plots_url, args.pipeline == "success"
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text, encoding="utf-8")
+    write_text(args.output, text)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a", encoding="utf-8") as fh:

@@ -16,7 +16,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from mlgate import __version__
+from mlgate import __version__, values
 from mlgate.errors import EXIT_INTERNAL, EXIT_USAGE, MlgateError, shown
 
 STAGES = ("validate", "split", "train", "evaluate", "gate")
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         "staging. `challenger` is the model a shadow, canary or ab bento tries beside the "
         "champion (serving.strategy, docs/SERVING.md#champion-and-challenger).",
     )
-    p.add_argument("version", metavar="VERSION", help="the model version number")
+    p.add_argument("version", type=values.version, metavar="VERSION", help="the model version")
     p.add_argument(
         "--to", required=True, choices=["staging", "production", "challenger"], help="the alias"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -131,6 +132,13 @@ class Champion(_Section):
     alias: str = "production"
 
 
+# metrics evaluate reports whose value lies in [0, 1] (classification) or is never negative
+BOUNDED_METRICS = frozenset(
+    {"roc_auc", "average_precision", "accuracy", "precision", "recall", "f1", "brier"}
+)
+NON_NEGATIVE_METRICS = frozenset({"log_loss", "mae", "rmse"})
+
+
 class Gate(_Section):
     report: Path
     min_metrics: dict[str, float] = Field(default_factory=dict)
@@ -140,6 +148,31 @@ class Gate(_Section):
         dict[str, float],
     ] = Field(default_factory=dict)
     champion: Champion | None = None
+
+    @field_validator("min_metrics", "max_metrics")
+    @classmethod
+    def _within_range(cls, thresholds: dict[str, float]) -> dict[str, float]:
+        # a threshold outside its metric's range passes (or fails) every model: a typo
+        for name, value in thresholds.items():
+            if not math.isfinite(value):
+                raise ValueError(f"{name}: a threshold must be a finite number")
+            if name in BOUNDED_METRICS and not 0 <= value <= 1:
+                raise ValueError(f"{name} is between 0 and 1, so its threshold must be too")
+            if name in NON_NEGATIVE_METRICS and value < 0:
+                raise ValueError(f"{name} is never negative, so its threshold cannot be")
+        return thresholds
+
+    @field_validator("max_fairness_gap")
+    @classmethod
+    def _gaps_within_range(cls, gaps: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for gap, by_group in gaps.items():
+            for column, value in by_group.items():
+                bounded = gap != "mae_difference"  # differences of rates: 0 to 1
+                if not math.isfinite(value) or value < 0 or (bounded and value > 1):
+                    raise ValueError(
+                        f"{gap}.{column} must be {'between 0 and 1' if bounded else '0 or more'}"
+                    )
+        return gaps
 
 
 class Tracking(_Section):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlgate import values
 from mlgate.errors import MlgateError, shown
 from mlgate.io import read_bounded
 
@@ -743,16 +744,26 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "(production: required reviewers, prevent self-review; both: deployments from BRANCH "
         "only) and protect BRANCH so the gate check is required. Prints what changed.",
     )
-    p.add_argument(
+    reviewers = p.add_mutually_exclusive_group()  # both would leave production unreviewed
+    reviewers.add_argument(
         "--reviewer",
         action="append",
         default=[],
         metavar="user:LOGIN|team:ORG/SLUG",
         help="a required reviewer of production (repeatable, at most 6)",
     )
-    p.add_argument("--no-reviewers", action="store_true", help="the plan fallback (see docs)")
-    p.add_argument("--branch", default="main", help="the deployment branch (default: %(default)s)")
-    p.add_argument("--check", default=DEFAULT_CHECK, help="required check (default: %(default)s)")
+    reviewers.add_argument(
+        "--no-reviewers", action="store_true", help="the plan fallback (see docs)"
+    )
+    p.add_argument(
+        "--branch", type=values.name, default="main", help="the deployment branch (default: main)"
+    )
+    p.add_argument(
+        "--check",
+        type=values.name,
+        default=DEFAULT_CHECK,
+        help="required check (default: %(default)s)",
+    )
     p.add_argument(
         "--approvals",
         type=int,
@@ -812,8 +823,15 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="record a successful deployment (image digest, model version, commit)",
     )
     p.add_argument("--env", required=True, choices=ENVIRONMENTS)
-    p.add_argument("--image", required=True, help="image reference with digest")
-    p.add_argument("--model-version", default="", help="the registered model version")
+    p.add_argument(
+        "--image", required=True, type=values.image_by_digest, help="REGISTRY/REPO@sha256:…"
+    )
+    p.add_argument(
+        "--model-version",
+        type=values.optional_version,
+        default="",
+        help="the registered model version",
+    )
     p.add_argument("--ref", default="", help="the commit (default: $GITHUB_SHA)")
     p.add_argument("--url", default="", help="the environment's URL")
     p.set_defaults(handler=_record)
@@ -835,9 +853,16 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "this run (needs contents, deployments and actions read).",
     )
     p.add_argument("--env", required=True, choices=ENVIRONMENTS)
-    p.add_argument("--image", required=True, help="the image by digest about to be deployed")
+    p.add_argument(
+        "--image",
+        required=True,
+        type=values.image_by_digest,
+        help="the image by digest about to be deployed",
+    )
     p.add_argument("--sha", default="", help="the commit delivered (default: $GITHUB_SHA)")
-    p.add_argument("--branch", default="main", help="the deployment branch (default: main)")
+    p.add_argument(
+        "--branch", type=values.name, default="main", help="the deployment branch (default: main)"
+    )
     p.add_argument(
         "--allow-unreviewed",
         choices=("true", "false"),

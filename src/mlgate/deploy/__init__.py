@@ -9,6 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
+from mlgate import values
 from mlgate.errors import MlgateError
 
 NO_SERVER = (
@@ -309,10 +310,15 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = rsub.add_parser(
         "promote", parents=[common], help="move an alias (skipped without a tracking server)"
     )
-    p.add_argument("--version", default="", help="model version")
+    p.add_argument("--version", type=values.optional_version, default="", help="model version")
     p.add_argument("--to", required=True, choices=["staging", "production"])
     p.add_argument("--note", default="", help="why")
-    p.add_argument("--image", default="", help="image digest, kept as tag mlgate.image")
+    p.add_argument(
+        "--image",
+        type=values.optional_image_by_digest,
+        default="",
+        help="image by digest (REGISTRY/REPO@sha256:…), kept as tag mlgate.image",
+    )
     p.set_defaults(handler=_release_promote)
     p = rsub.add_parser(
         "rollback", parents=[common], help="move production back (skipped without a server)"

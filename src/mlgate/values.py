@@ -17,11 +17,17 @@ IMAGE_BY_DIGEST = re.compile(
 NAME = re.compile(r"[^\x00-\x1f\x7f]+")
 
 
+def _refuse_unless(ok: bool, value: str, expected: str) -> None:
+    if not ok:
+        raise argparse.ArgumentTypeError(f"{shown(value)} is not {expected}")
+
+
 def image_by_digest(value: str) -> str:
-    if not IMAGE_BY_DIGEST.fullmatch(value):
-        raise argparse.ArgumentTypeError(
-            f"{shown(value)} is not an image by digest: REGISTRY/REPO@sha256:<64 hex digits>"
-        )
+    _refuse_unless(
+        bool(IMAGE_BY_DIGEST.fullmatch(value)),
+        value,
+        "an image by digest: REGISTRY/REPO@sha256:<64 hex digits>",
+    )
     return value
 
 
@@ -32,10 +38,8 @@ def optional_image_by_digest(value: str) -> str:
 
 def version(value: str) -> str:
     """A registered model version: ASCII digits only (`str.isdigit` takes ' 1', '١', '²')."""
-    if not (value.isascii() and value.isdigit()) or int(value) < 1:
-        raise argparse.ArgumentTypeError(
-            f"{shown(value)} is not a model version: a number such as 3 (ASCII digits)"
-        )
+    ok = value.isascii() and value.isdigit() and int(value) >= 1
+    _refuse_unless(ok, value, "a model version: a number such as 3 (ASCII digits)")
     return value
 
 
@@ -45,15 +49,13 @@ def optional_version(value: str) -> str:
 
 
 def port(value: str) -> int:
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65535:
-        raise argparse.ArgumentTypeError(f"{shown(value)} is not a TCP port: 1 to 65535")
+    ok = value.isascii() and value.isdigit() and 1 <= int(value) <= 65535
+    _refuse_unless(ok, value, "a TCP port: 1 to 65535")
     return int(value)
 
 
 def name(value: str) -> str:
     """A branch or check name: not empty or blank, no control characters, no `..`."""
-    if not value.strip() or not NAME.fullmatch(value) or ".." in value:
-        raise argparse.ArgumentTypeError(
-            f"{shown(value)} is not a usable name: not empty, no control characters or '..'"
-        )
+    ok = bool(value.strip()) and bool(NAME.fullmatch(value)) and ".." not in value
+    _refuse_unless(ok, value, "a usable name: not empty, no control characters or '..'")
     return value

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from mlgate import __version__, values
 from mlgate.errors import EXIT_INTERNAL, EXIT_USAGE, MlgateError, shown
@@ -68,8 +68,17 @@ def _lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error bounded: it echoes the bad value (`invalid choice: …`)."""
+
+    def error(self, message: str) -> NoReturn:
+        if len(message) > 500:
+            message = f"{message[:300]}… ({len(message):,} chars)"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mlgate",
         description="CI/CD for a model repository: the DVC pipeline stages, the MLflow "
         "registry, gates and releases. Run from the repository root.",
@@ -77,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Configuration: params.yaml (see README.md#configuration).",
     )
     parser.add_argument("--version", action="version", version=f"mlgate {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--params",
         type=Path,
@@ -204,7 +213,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except (SystemExit, BrokenPipeError):
         raise
     except BaseException as err:  # the boundary: reported with its exit code, never carried on
-        return _report(args.command, err)
+        # the command as typed (`github setup`): subcommand groups keep theirs in *_command
+        words = [v for k, v in vars(args).items() if k.endswith("command") and isinstance(v, str)]
+        return _report(" ".join(words), err)
     _timing(args, started)
     return code
 

@@ -464,6 +464,8 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
 # More nodes than this once YAML's aliases are expanded is refused: a params file is a few
 # hundred; a nested alias "bomb" of a few lines is billions, and would hang whatever walks it.
 MAX_YAML_NODES = 100_000
+MAX_YAML_BYTES = 10_000_000
+MAX_YAML_DEPTH = 100
 
 
 def load_params(path: Path | str = DEFAULT_PARAMS) -> Params:
@@ -488,7 +490,17 @@ def load_params(path: Path | str = DEFAULT_PARAMS) -> Params:
 def load_yaml(stream: Any, what: str) -> Any:
     """yaml.safe_load with a bound: refuses a document that expands past MAX_YAML_NODES nodes
     (aliases counted each time they are used) or is nested past Python's recursion limit."""
-    loader = yaml.SafeLoader(stream)
+    text = stream.read(MAX_YAML_BYTES + 1)
+    if len(text) > MAX_YAML_BYTES:
+        raise MlgateError(f"{what} is over {MAX_YAML_BYTES:,} characters: not a params file")
+    # PyYAML takes seconds per thousand levels of [ or { (minutes for a hostile file): refuse
+    # deep flow nesting before parsing (a bracket inside a quoted string only counts high)
+    depth = 0
+    for char in text:
+        depth += (char in "[{") - (char in "]}")
+        if depth > MAX_YAML_DEPTH:
+            raise MlgateError(f"{what}: the YAML is nested over {MAX_YAML_DEPTH} levels: refused")
+    loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         if node is not None and _expanded_nodes(node, {}) > MAX_YAML_NODES:

@@ -76,7 +76,10 @@ class GitHub:
             raise MlgateError("set GITHUB_TOKEN (or GH_TOKEN) to a GitHub token")
         return cls(token=token, api_url=os.environ.get("GITHUB_API_URL", cls.api_url))
 
-    def request(self, method: str, path: str, payload: Any = None) -> Any:
+    def request(
+        self, method: str, path: str, payload: Any = None, expect: type | None = None
+    ) -> Any:
+        """The answer's JSON; with `expect` (dict or list of dicts) anything else is refused."""
         import http.client  # lazy: `mlgate --help` should not pay for http.client
         import urllib.error
         import urllib.request
@@ -100,20 +103,30 @@ class GitHub:
             text = read_bounded(err, deadline, endpoint, MAX_BODY) if err.fp else b""
             raise GitHubError(err.code, method, path, _api_message(text)) from None
         except urllib.error.URLError as err:
-            raise MlgateError(
-                f"cannot reach the GitHub API at {self.api_url}: {shown(str(err.reason), 200)}"
-            ) from None
+            reason = shown(str(err.reason), 200)[1:-1]
+            raise MlgateError(f"cannot reach the GitHub API at {self.api_url}: {reason}") from None
         except (OSError, http.client.HTTPException) as err:  # reset, timed out, not HTTP
-            raise MlgateError(f"{endpoint} failed: {type(err).__name__} {err}"[:300]) from None
-        if not body:
-            return None
+            raise MlgateError(
+                f"{endpoint} failed: {type(err).__name__} {shown(str(err), 200)[1:-1]}"
+            ) from None
         try:
-            return json.loads(body)
+            answer = json.loads(body) if body else None
         except ValueError:  # an HTML error page, a proxy's answer, a truncated body
             raise MlgateError(
                 f"{endpoint} answered {status} with a body that is not JSON: "
                 f"{shown(body[:200].decode(errors='replace'))}"
             ) from None
+        if expect is not None:
+            ok = isinstance(answer, expect)
+            if ok and expect is list:  # GitHub's lists are lists of objects
+                ok = all(isinstance(item, dict) for item in answer)
+            if not ok:
+                wanted = "an object" if expect is dict else "a list of objects"
+                raise MlgateError(
+                    f"{endpoint} answered {status} with {shown(answer, 60)} where {wanted} "
+                    "was expected: not what GitHub sends (a proxy? GITHUB_API_URL?)"
+                )
+        return answer
 
     def get_or_none(self, path: str) -> Any:
         try:
@@ -129,8 +142,8 @@ class GitHub:
         for page in range(1, MAX_PAGES + 1):
             got = self.request("GET", f"{path}{sep}per_page=100&page={page}")
             batch = got.get(key) if key and isinstance(got, dict) else got
-            if not isinstance(batch, list):
-                where = f"a list under {key!r}" if key else "a list"
+            if not isinstance(batch, list) or not all(isinstance(i, dict) for i in batch):
+                where = f"a list of objects under {key!r}" if key else "a list of objects"
                 raise MlgateError(
                     f"GitHub API GET {shown(path, 120)[1:-1]} answered "
                     f"{type(got).__name__} where {where} was expected"
@@ -142,6 +155,22 @@ class GitHub:
             f"GitHub API GET {shown(path, 120)[1:-1]} has more than {MAX_PAGES} pages "
             f"({len(items):,} items): refused rather than read without end"
         )
+
+
+def need(answer: Any, *keys: str, what: str, kind: type = object) -> Any:
+    """answer[k1][k2]…, or a one-line error naming the request (`what`) and the missing field:
+    a proxy's or a broken server's `{}` is not a KeyError deep in mlgate."""
+    value = answer
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            raise MlgateError(f"GitHub API {what} answered without {'.'.join(keys)!r}")
+        value = value[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise MlgateError(
+            f"GitHub API {what} answered {'.'.join(keys)} = {shown(value, 60)}, "
+            f"not a {kind.__name__}"
+        )
+    return value
 
 
 def _api_message(body: bytes) -> str:
@@ -405,10 +434,12 @@ def upsert_comment(gh: GitHub, repo: str, number: int, body: str) -> tuple[str, 
     comments = gh.paginate(f"/repos/{repo}/issues/{number}/comments")
     for c in comments:
         if COMMENT_MARKER in (c.get("body") or ""):
-            gh.request("PATCH", f"/repos/{repo}/issues/comments/{c['id']}", {"body": body})
-            return "updated", int(c["id"])
-    created = gh.request("POST", f"/repos/{repo}/issues/{number}/comments", {"body": body})
-    return "created", int(created["id"])
+            cid = need(c, "id", what=f"GET /repos/{repo}/issues/{number}/comments", kind=int)
+            gh.request("PATCH", f"/repos/{repo}/issues/comments/{cid}", {"body": body})
+            return "updated", cid
+    path = f"/repos/{repo}/issues/{number}/comments"
+    created = gh.request("POST", path, {"body": body}, expect=dict)
+    return "created", need(created, "id", what=f"POST {path}", kind=int)
 
 
 # ---------------------------------------------------------------- drift issue, retraining PR
@@ -419,18 +450,22 @@ DRIFT_LABEL = {"name": "drift", "color": "D93F0B", "description": "mlgate monito
 def drift_issue(gh: GitHub, repo: str, title: str, body: str) -> tuple[str, int]:
     """ONE open issue labelled `drift`: created the first day, commented on while drift lasts."""
     label = DRIFT_LABEL["name"]
-    issues = gh.request("GET", f"/repos/{repo}/issues?labels={label}&state=open&per_page=100")
+    path = f"/repos/{repo}/issues?labels={label}&state=open&per_page=100"
+    issues = gh.request("GET", path, expect=list)
     open_issues = [i for i in issues if "pull_request" not in i]  # the list holds PRs too
     if open_issues:
-        number = int(min(i["number"] for i in open_issues))
+        number = min(need(i, "number", what=f"GET {path}", kind=int) for i in open_issues)
         gh.request("POST", f"/repos/{repo}/issues/{number}/comments", {"body": body})
         return "commented on", number
     if gh.get_or_none(f"/repos/{repo}/labels/{label}") is None:
         gh.request("POST", f"/repos/{repo}/labels", DRIFT_LABEL)
     created = gh.request(
-        "POST", f"/repos/{repo}/issues", {"title": title, "body": body, "labels": [label]}
+        "POST",
+        f"/repos/{repo}/issues",
+        {"title": title, "body": body, "labels": [label]},
+        expect=dict,
     )
-    return "opened", int(created["number"])
+    return "opened", need(created, "number", what=f"POST /repos/{repo}/issues", kind=int)
 
 
 def upsert_pull_request(
@@ -438,19 +473,19 @@ def upsert_pull_request(
 ) -> tuple[str, int]:
     """ONE open pull request from branch `head`: opened once, its title and body updated after."""
     owner = repo.split("/")[0]
-    found = gh.request(
-        "GET", f"/repos/{repo}/pulls?head={_quote(f'{owner}:{head}')}&state=open&per_page=1"
-    )
+    path = f"/repos/{repo}/pulls?head={_quote(f'{owner}:{head}')}&state=open&per_page=1"
+    found = gh.request("GET", path, expect=list)
     if found:
-        number = int(found[0]["number"])
+        number = need(found[0], "number", what=f"GET {path}", kind=int)
         gh.request("PATCH", f"/repos/{repo}/pulls/{number}", {"title": title, "body": body})
         return "updated", number
     created = gh.request(
         "POST",
         f"/repos/{repo}/pulls",
         {"title": title, "head": head, "base": base, "body": body, "maintainer_can_modify": True},
+        expect=dict,
     )
-    return "opened", int(created["number"])
+    return "opened", need(created, "number", what=f"POST /repos/{repo}/pulls", kind=int)
 
 
 # ---------------------------------------------------------------- deployments
@@ -487,20 +522,23 @@ def record_deployment(
             "description": (description or f"model {model_version}, {image}")[:140],
             "production_environment": environment == "production",
         },
+        expect=dict,
     )
+    dep_id = need(dep, "id", what=f"POST /repos/{repo}/deployments", kind=int)
     status: dict[str, Any] = {"state": "success", "auto_inactive": True}
     if url:
         status["environment_url"] = url
-    gh.request("POST", f"/repos/{repo}/deployments/{dep['id']}/statuses", status)
-    return int(dep["id"])
+    gh.request("POST", f"/repos/{repo}/deployments/{dep_id}/statuses", status, expect=dict)
+    return dep_id
 
 
 def approvers(gh: GitHub, repo: str, run_id: str, environment: str) -> list[str]:
     """Who approved this run's deployment to `environment` (needs `actions: read`)."""
-    reviews = gh.request("GET", f"/repos/{repo}/actions/runs/{run_id}/approvals")
+    path = f"/repos/{repo}/actions/runs/{run_id}/approvals"
+    reviews = gh.request("GET", path, expect=list)
     return sorted(
         {
-            r["user"]["login"]
+            need(r, "user", "login", what=f"GET {path}", kind=str)
             for r in reviews
             if r.get("state") == "approved"
             and any(e.get("name") == environment for e in r.get("environments", []))
@@ -511,26 +549,28 @@ def approvers(gh: GitHub, repo: str, run_id: str, environment: str) -> list[str]
 def recorded_deployments(gh: GitHub, repo: str, environment: str) -> Iterator[dict[str, Any]]:
     """mlgate's successful deployment records of `environment`, newest first, page by page
     (GitHub's own per-job deployments, which carry no image, are skipped)."""
-    page = 1
-    while True:
-        deps = gh.request(
-            "GET",
-            f"/repos/{repo}/deployments?environment={_quote(environment)}&per_page=100&page={page}",
-        )
+    for page in range(1, MAX_PAGES + 1):
+        path = f"/repos/{repo}/deployments?environment={_quote(environment)}&per_page=100"
+        deps = gh.request("GET", f"{path}&page={page}", expect=list)
         for dep in deps:  # newest first
             payload = dep.get("payload") or {}
-            if isinstance(payload, str):
-                payload = json.loads(payload or "{}")
-            if not payload.get("image"):
-                continue
-            statuses = gh.request(
-                "GET", f"/repos/{repo}/deployments/{dep['id']}/statuses?per_page=1"
-            )
-            if statuses and statuses[0]["state"] in ("success", "inactive"):
-                yield {"id": dep["id"], "ref": dep["ref"], **payload}
+            if isinstance(payload, str):  # GitHub keeps a payload sent as a string as one
+                with contextlib.suppress(ValueError):
+                    payload = json.loads(payload or "{}")
+            if not isinstance(payload, dict) or not payload.get("image"):
+                continue  # not one of mlgate's records
+            dep_id = need(dep, "id", what=f"GET {path}", kind=int)
+            status_path = f"/repos/{repo}/deployments/{dep_id}/statuses?per_page=1"
+            statuses = gh.request("GET", status_path, expect=list)
+            if statuses and statuses[0].get("state") in ("success", "inactive"):
+                ref = need(dep, "ref", what=f"GET {path}", kind=str)
+                yield {"id": dep_id, "ref": ref, **payload}
         if len(deps) < 100:
             return
-        page += 1
+    raise MlgateError(
+        f"{repo} has more than {MAX_PAGES} pages of {environment} deployments: "
+        "refused rather than read without end"
+    )
 
 
 def previous_deployment(gh: GitHub, repo: str, environment: str) -> dict[str, Any]:
@@ -565,7 +605,8 @@ def check_release(
     - production only: the newest staging record is this image (what is promoted is what
       staging runs and was tested), and a reviewer approved this run's production job.
     """
-    head = gh.request("GET", f"/repos/{repo}/branches/{_quote(branch)}")["commit"]["sha"]
+    path = f"/repos/{repo}/branches/{_quote(branch)}"
+    head = need(gh.request("GET", path), "commit", "sha", what=f"GET {path}", kind=str)
     if head != sha:
         raise MlgateError(
             f"refusing to deploy to {environment}: this run delivers {sha[:12]}, but {branch} "

@@ -141,12 +141,13 @@ def _release_register(args: argparse.Namespace) -> int:
 
 
 def _release_promote(args: argparse.Namespace) -> int:
+    params = _params(args)  # a broken configuration fails here too, not only where it is used
     if not _has_server():
         print(f"release promote: {NO_SERVER.format(what=f'moving alias {args.to!r}')}")
         return 0
     if not args.version:
         raise MlgateError("--version is empty: the register step did not report a version")
-    promote_with_image(_params(args), args.version, args.to, args.note, args.image)
+    promote_with_image(params, args.version, args.to, args.note, args.image)
     return 0
 
 
@@ -164,10 +165,11 @@ def promote_with_image(params: Any, version: str, to: str, note: str, image: str
 def _release_rollback(args: argparse.Namespace) -> int:
     from mlgate import registry
 
+    params = _params(args)
     if not _has_server():
         print(f"release rollback: {NO_SERVER.format(what='moving alias production back')}")
         return 0
-    registry.rollback(_params(args), alias="production", note=args.note)
+    registry.rollback(params, alias="production", note=args.note)
     return 0
 
 

@@ -39,7 +39,9 @@ def _call(url: str, body: Any = None, timeout: float = 30) -> tuple[int, bytes]:
     except urllib.error.URLError as err:
         raise MlgateError(f"{endpoint}: {shown(str(err.reason), 200)[1:-1]}") from None
     except (OSError, http.client.HTTPException) as err:  # reset, timed out, not HTTP
-        raise MlgateError(f"{endpoint}: {type(err).__name__} {shown(str(err), 200)}") from None
+        raise MlgateError(
+            f"{endpoint}: {type(err).__name__} {shown(str(err), 200)[1:-1]}"
+        ) from None
 
 
 def wait_ready(base: str, cfg: Deploy) -> None:

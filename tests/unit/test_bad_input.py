@@ -346,3 +346,56 @@ def test_a_closed_stdout_is_not_a_traceback(tmp_path: Path) -> None:
     )  # fmt: skip
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode not in (0, EXIT_INTERNAL), proc.stderr
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_smoke_test_of_a_service_answering_garbage_fails_in_one_message(
+    mode: str, garbage_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlgate.config import Deploy
+    from mlgate.deploy import smoke
+    from mlgate.errors import MlgateError
+
+    monkeypatch.setattr(Garbage, "mode", mode)
+    monkeypatch.setattr(smoke, "CALL_DEADLINE", 0.5)
+    cfg = Deploy(startup_seconds=1)
+    with pytest.raises(MlgateError) as failed:
+        smoke.smoke_test(garbage_server, [{"amount": 1}], cfg, field="row")
+    assert garbage_server in str(failed.value)
+    assert len(str(failed.value)) < 2_000
+
+
+# ---------------------------------------------------------------- the boundary itself
+
+
+def test_a_bug_is_one_line_exit_70_and_its_trace_on_request(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import mlgate.config
+
+    def broken(*args: object) -> None:
+        raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+
+    monkeypatch.setattr(mlgate.config, "load_params", broken)
+    assert main(["validate"]) == EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "internal error: TypeError" in err and "MLGATE_DEBUG=1" in err
+    monkeypatch.setenv("MLGATE_DEBUG", "1")
+    assert main(["validate"]) == EXIT_INTERNAL  # the same code, with the whole trace
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "in broken" in err
+
+
+def test_an_os_error_on_a_users_path_names_it(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import mlgate.config
+
+    def unreadable(path: object = None) -> None:
+        raise PermissionError(13, "Permission denied", "data/raw.csv")
+
+    monkeypatch.setattr(mlgate.config, "load_params", unreadable)
+    assert main(["validate"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "mlgate validate: error: Permission denied: 'data/raw.csv'"

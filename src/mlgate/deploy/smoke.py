@@ -16,9 +16,10 @@ if TYPE_CHECKING:
 
 
 MAX_BODY = 10 * 1024 * 1024  # a smoke answer is a few hundred bytes
+CALL_DEADLINE = 30.0  # one request, its body included
 
 
-def _call(url: str, body: Any = None, timeout: float = 30) -> tuple[int, bytes]:
+def _call(url: str, body: Any = None, timeout: float | None = None) -> tuple[int, bytes]:
     """One request with a total deadline of `timeout` s (a body that drips ends too); a service
     that cannot be reached or answers no HTTP is an MlgateError naming the endpoint."""
     import http.client
@@ -29,6 +30,7 @@ def _call(url: str, body: Any = None, timeout: float = 30) -> tuple[int, bytes]:
     if data is not None:
         req.add_header("Content-Type", "application/json")
     endpoint = f"{method} {shown(url, 200)[1:-1]}"
+    timeout = CALL_DEADLINE if timeout is None else timeout
     deadline = time.monotonic() + timeout
     try:
         try:
@@ -50,7 +52,7 @@ def wait_ready(base: str, cfg: Deploy) -> None:
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            status, _ = _call(base + cfg.health.ready, timeout=5)
+            status, _ = _call(base + cfg.health.ready, timeout=min(5.0, CALL_DEADLINE))
             if status == 200:
                 return
             last = f"HTTP {status}"

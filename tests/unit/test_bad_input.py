@@ -399,3 +399,22 @@ def test_an_os_error_on_a_users_path_names_it(
     assert main(["validate"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "mlgate validate: error: Permission denied: 'data/raw.csv'"
+
+
+FEEDBACK = {
+    "binary": b"\xff\xfe\x00binary\n",
+    "not-objects": b"[1, 2, 3]\n",
+    "strings": b'"a"\n"b"\n',
+}
+
+
+@pytest.mark.parametrize("case", sorted(FEEDBACK))
+@pytest.mark.parametrize("command", ["monitor", "compare"])
+def test_feedback_that_is_not_the_services(
+    command: str, case: str, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (workdir / "traffic").mkdir()
+    (workdir / "traffic" / "a.jsonl").write_bytes(FEEDBACK[case])
+    err = refused([command, "--feedback", "traffic"], workdir, capsys)
+    assert "traffic/a.jsonl" in err

@@ -7,6 +7,7 @@ import contextlib
 import gc
 import os
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -251,6 +252,12 @@ def _classify(err: BaseException) -> tuple[int, str]:
         where = " and ".join(shown(f, 200) for f in (err.filename, err.filename2) if f)
         what = err.strerror or str(err) or type(err).__name__
         return EXIT_USAGE, f"error: {shown(what, 300)[1:-1]}{f': {where}' if where else ''}"
+    if isinstance(err, subprocess.TimeoutExpired):  # a git, dvc, docker … past its deadline
+        cmd = err.cmd if isinstance(err.cmd, str) else " ".join(map(str, err.cmd))
+        return (
+            EXIT_USAGE,
+            f"error: `{shown(cmd, 120)[1:-1]}` did not finish in {round(err.timeout, 1):g} s",
+        )
     if isinstance(err, UnicodeDecodeError):
         return EXIT_USAGE, (
             f"error: an input is not UTF-8 text (byte {err.object[err.start : err.start + 1]!r} "

@@ -38,6 +38,7 @@ class DataSource(_Section):
 
     path: str = ""  # a CSV file or URL (pandas reads http(s)://); what `command` writes
     command: str = ""  # a shell command that writes `path` first (e.g. a warehouse export)
+    command_timeout: float = Field(default=3600, gt=0)  # seconds; then it and its children end
     # or the service's own traffic: feedback records joined with late labels (outcomes: a CSV
     # of request_id, row and the target column); instead of `path`
     feedback: str = ""

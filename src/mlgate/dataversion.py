@@ -40,7 +40,9 @@ def pin_of(raw: Path) -> tuple[Path, str] | None:
 
 def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(["dvc", *args], capture_output=True, text=True, check=False)
+        return subprocess.run(
+            ["dvc", *args], capture_output=True, text=True, check=False, timeout=io.DVC_DEADLINE
+        )
     except FileNotFoundError:
         raise MlgateError("`dvc` is not on PATH: run inside the project environment") from None
 
@@ -106,7 +108,11 @@ def committed_version(path: Path) -> str | None:
     """The file as the last commit has it (None outside git, or when never committed)."""
     try:
         shown = subprocess.run(
-            ["git", "show", f"HEAD:./{path}"], capture_output=True, text=True, check=False
+            ["git", "show", f"HEAD:./{path}"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
         )
     except FileNotFoundError:
         return None

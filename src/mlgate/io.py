@@ -14,6 +14,10 @@ from typing import Any
 
 from mlgate.errors import MlgateError, shown
 
+# `dvc` and `git` run by mlgate end by then (subprocess.TimeoutExpired: the CLI names the
+# command): a DVC remote or a git server that stalls is not waited on for ever
+DVC_DEADLINE = 3600.0
+
 
 def check_output(path: Path | str, what: str = "output") -> Path:
     """Refuse, before any work is done, a file path mlgate could not write: `what` names the

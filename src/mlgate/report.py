@@ -78,6 +78,7 @@ def git_results(ref: str, params: Params, params_file: Path) -> Results:
         ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
         capture_output=True,
         text=True,
+        timeout=60,
     )
     if probe.returncode != 0:
         res.note = f"`{ref}` is not a commit here (fetch it: checkout with fetch-depth: 0)"
@@ -85,7 +86,7 @@ def git_results(ref: str, params: Params, params_file: Path) -> Results:
 
     def read(path: Path) -> str | None:
         proc = subprocess.run(
-            ["git", "show", f"{ref}:{path.as_posix()}"], capture_output=True, text=True
+            ["git", "show", f"{ref}:{path.as_posix()}"], capture_output=True, text=True, timeout=60
         )
         return proc.stdout if proc.returncode == 0 else None
 

@@ -418,3 +418,36 @@ def test_feedback_that_is_not_the_services(
     (workdir / "traffic" / "a.jsonl").write_bytes(FEEDBACK[case])
     err = refused([command, "--feedback", "traffic"], workdir, capsys)
     assert "traffic/a.jsonl" in err
+
+
+def test_a_source_command_that_never_ends_is_ended_with_its_children(tmp_path: Path) -> None:
+    """`data.source.command` past data.source.command_timeout: the shell and what it started
+    are ended (a child holding the output pipe would keep the wait going), nothing is read."""
+    from mlgate import refresh
+    from mlgate.errors import MlgateError
+
+    pidfile = tmp_path / "child.pid"
+    # a child of the shell that holds the output pipe, and tells its pid
+    command = f"sh -c 'echo $$ > {pidfile}; exec sleep 60' & sleep 60"
+    with pytest.raises(MlgateError, match=r"data\.source\.command_timeout"):
+        refresh.run_command(command, tmp_path, timeout=1)
+    stat = Path(f"/proc/{pidfile.read_text().strip()}/stat")
+    # gone, or a zombie waiting for a reaper (a container's init may not reap): not running
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    assert refresh.run_command("echo fine", tmp_path, timeout=30) == (0, "fine\n")
+
+
+def test_a_subprocess_past_its_deadline_is_one_line(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import mlgate.config
+
+    def stalls(*args: object) -> None:
+        subprocess.run(["sleep", "30"], timeout=0.2)
+
+    monkeypatch.setattr(mlgate.config, "load_params", stalls)
+    assert main(["validate"]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "mlgate validate: error: `sleep 30` did not finish in 0.2 s"
+    )

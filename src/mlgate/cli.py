@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--to", required=True, choices=["staging", "production", "challenger"], help="the alias"
     )
-    p.add_argument("--note", default="", help="why (kept in the alias history)")
+    p.add_argument("--note", type=values.note, default="", help="why (kept in the alias history)")
     p.set_defaults(handler=_promote)
 
     p = sub.add_parser(
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["staging", "production"],
         help="the alias to roll back (default: %(default)s)",
     )
-    p.add_argument("--note", default="", help="why (kept in the alias history)")
+    p.add_argument("--note", type=values.note, default="", help="why (kept in the alias history)")
     p.set_defaults(handler=_rollback)
 
     p = sub.add_parser(

@@ -48,6 +48,16 @@ def optional_version(value: str) -> str:
     return value if value == "" else version(value)
 
 
+# the alias history keeps 30 entries in one MLflow tag (at most 100,000 characters): 30 notes
+# of this length fit with room to spare; a longer note failed after the alias had moved
+MAX_NOTE = 2_000
+
+
+def note(value: str) -> str:
+    _refuse_unless(len(value) <= MAX_NOTE, value, f"a note of at most {MAX_NOTE:,} characters")
+    return value
+
+
 def port(value: str) -> int:
     ok = value.isascii() and value.isdigit() and 1 <= int(value) <= 65535
     _refuse_unless(ok, value, "a TCP port: 1 to 65535")

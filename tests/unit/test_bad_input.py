@@ -222,6 +222,18 @@ BAD_VALUES = {
         *("github", "check-release", "--env", "staging", "--image", IMAGE, "--branch", "")
     ],
     "a long unknown command": ["x" * 100_000],
+    "promote note of 100,000 characters": [
+        "promote",
+        "1",
+        "--to",
+        "staging",
+        "--note",
+        "n" * 100_000,
+    ],
+    "rollback note of 3,000 characters": ["rollback", "--note", "n" * 3_000],
+    "release promote long note": [
+        *("release", "promote", "--to", "staging", "--version", "3", "--note", "n" * 2_001)
+    ],
     "comment body is a folder": ["github", "comment", "--pr", "1", "--body-file", "."],
     "comment body is missing": ["github", "comment", "--pr", "1", "--body-file", "nope.md"],
     "drift body is binary": ["github", "drift-issue", "--title", "t", "--body-file", "bin.md"],

@@ -314,7 +314,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--version", type=values.optional_version, default="", help="model version")
     p.add_argument("--to", required=True, choices=["staging", "production"])
-    p.add_argument("--note", default="", help="why")
+    p.add_argument("--note", type=values.note, default="", help="why")
     p.add_argument(
         "--image",
         type=values.optional_image_by_digest,
@@ -325,7 +325,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = rsub.add_parser(
         "rollback", parents=[common], help="move production back (skipped without a server)"
     )
-    p.add_argument("--note", default="", help="why")
+    p.add_argument("--note", type=values.note, default="", help="why")
     p.set_defaults(handler=_release_rollback)
     p = rsub.add_parser(
         "image",

@@ -210,18 +210,11 @@ def load_batch(folder: Path, columns: list[str]) -> tuple[pd.DataFrame, pd.Serie
 
 def reference(params: Params) -> tuple[pd.DataFrame, np.ndarray]:
     """The training split and the model's scores on it: what production is compared with."""
-    import joblib
-
     from mlgate import data
-    from mlgate.model import model_scores
+    from mlgate.model import load_model, model_scores
 
     train = data.load(params.split.train, params)
-    try:
-        model = joblib.load(params.train.model)
-    except FileNotFoundError:
-        raise MlgateError(
-            f"{params.train.model} not found: run `dvc repro` (or `dvc pull`)"
-        ) from None
+    model = load_model(params.train.model)
     features = data.input_schema(params).columns
     frame = train[list(features)]
     return frame, model_scores(model, train[params.features.all], params)

@@ -37,8 +37,14 @@ class Results:
 # ---------------------------------------------------------------- collecting
 
 
-def _load(text: str | None) -> Any:
-    return json.loads(text) if text else {}
+def _load(text: str | None, path: Path) -> dict[str, Any]:
+    try:
+        loaded = json.loads(text) if text else {}
+    except ValueError as err:
+        raise MlgateError(f"{path} is not valid JSON ({err}): rerun `dvc repro`") from None
+    if not isinstance(loaded, dict):
+        raise MlgateError(f"{path} holds {type(loaded).__name__}, not the pipeline's JSON object")
+    return loaded
 
 
 def _paths(params: Params) -> dict[str, Path]:
@@ -55,11 +61,11 @@ def _fill(res: Results, read: Any, params: Params, params_text: str | None) -> R
     import yaml
 
     p = _paths(params)
-    res.metrics = _load(read(p["metrics"]))
-    res.fairness = _load(read(p["fairness"]))
-    res.summary = _load(read(p["summary"]))
-    res.roc = _load(read(p["roc"])).get("roc", [])
-    res.pr = _load(read(p["pr"])).get("precision_recall", [])
+    res.metrics = _load(read(p["metrics"]), p["metrics"])
+    res.fairness = _load(read(p["fairness"]), p["fairness"])
+    res.summary = _load(read(p["summary"]), p["summary"])
+    res.roc = _load(read(p["roc"]), p["roc"]).get("roc", [])
+    res.pr = _load(read(p["pr"]), p["pr"]).get("precision_recall", [])
     res.params = yaml.safe_load(params_text) if params_text else {}
     return res
 

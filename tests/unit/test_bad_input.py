@@ -463,3 +463,24 @@ def test_a_subprocess_past_its_deadline_is_one_line(
         capsys.readouterr().err.strip()
         == "mlgate validate: error: `sleep 30` did not finish in 0.2 s"
     )
+
+
+DAMAGED = {  # a pipeline output damaged or replaced, and the command that reads it
+    "model is not a pickle": ("evaluate", "artifacts/model/model.joblib", b"\x00\xff\xfe\x01"),
+    "model is a folder": ("evaluate", "artifacts/model/model.joblib", None),
+    "metrics are HTML": ("report", "artifacts/metrics.json", b"<html>502</html>\n"),
+    "metrics are a list": ("report", "artifacts/metrics.json", b"[1, 2]\n"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED))
+def test_a_damaged_pipeline_output_is_named(
+    case: str, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command, output, content = DAMAGED[case]
+    (workdir / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    path = workdir / output
+    path.parent.mkdir(parents=True)
+    path.mkdir() if content is None else path.write_bytes(content)
+    argv = [command, *(["--output", "report.md"] if command == "report" else [])]
+    assert output in refused(argv, workdir, capsys)

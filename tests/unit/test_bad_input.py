@@ -439,13 +439,27 @@ def test_a_source_command_that_never_ends_is_ended_with_its_children(tmp_path: P
     from mlgate.errors import MlgateError
 
     pidfile = tmp_path / "child.pid"
-    # a child of the shell that holds the output pipe, and tells its pid
-    command = f"sh -c 'echo $$ > {pidfile}; exec sleep 60' & sleep 60"
+    # two children of the shell: one holds the output pipe (killing the shell alone, the wait
+    # for the output would last its 60 s), one does not and tells its pid (killing the shell
+    # alone, it would run on)
+    command = (
+        f"sh -c 'echo $$ > {pidfile}; exec sleep 60' </dev/null >/dev/null 2>&1 & "
+        "sleep 60 & sleep 60"
+    )
     with pytest.raises(MlgateError, match=r"data\.source\.command_timeout"):
         refresh.run_command(command, tmp_path, timeout=1)
     stat = Path(f"/proc/{pidfile.read_text().strip()}/stat")
-    # gone, or a zombie waiting for a reaper (a container's init may not reap): not running
-    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+    def ended() -> bool:  # gone, or a zombie waiting for a reaper (a container's init may not)
+        with contextlib.suppress(FileNotFoundError):
+            return stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        return True
+
+    for _ in range(100):  # SIGKILL is delivered asynchronously: let the kernel finish the exit
+        if ended():
+            break
+        time.sleep(0.05)
+    assert ended()
     assert refresh.run_command("echo fine", tmp_path, timeout=30) == (0, "fine\n")
 
 

@@ -498,3 +498,20 @@ def test_a_damaged_pipeline_output_is_named(
     path.mkdir() if content is None else path.write_bytes(content)
     argv = [command, *(["--output", "report.md"] if command == "report" else [])]
     assert output in refused(argv, workdir, capsys)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_oidc_token_endpoint_answering_garbage_is_one_error(
+    mode: str, garbage_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Kubernetes target's token exchange (deploy.kubernetes.oidc_audience)."""
+    from mlgate.deploy import targets
+    from mlgate.errors import MlgateError
+
+    monkeypatch.setattr(Garbage, "mode", mode)
+    monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_URL", f"{garbage_server}/token?v=1")
+    monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-token")
+    monkeypatch.setattr(targets, "OIDC_TIMEOUT", 0.5)
+    monkeypatch.setattr(targets, "OIDC_DEADLINE", 0.5)
+    with pytest.raises(MlgateError, match="OIDC token request"):
+        targets.oidc_token("sts.amazonaws.com")

@@ -162,12 +162,22 @@ def load_traffic(folder: Path | str) -> tuple[pd.DataFrame, pd.Series, int, list
         for r in records
         if r.get("kind") == "error" and not r.get("shadow") and r.get("endpoint") != "outcome"
     )
-    inputs = pd.DataFrame.from_records([r["inputs"] for r in predictions])
     # a classifier's records carry the probability, a regressor's the predicted value
-    scores = pd.Series(
-        [r["probability"] if "probability" in r else r["prediction"] for r in predictions],
-        dtype=float,
+    scored = [r.get("probability", r.get("prediction")) for r in predictions]
+    broken = sum(
+        1
+        for r, score in zip(predictions, scored, strict=True)
+        if not isinstance(r.get("inputs"), dict)
+        or isinstance(score, bool)
+        or not isinstance(score, int | float)
     )
+    if broken:
+        raise MlgateError(
+            f"{folder}: {broken} of {len(predictions)} prediction records lack their inputs "
+            "(an object) or a numeric probability/prediction: is this the service's feedback?"
+        )
+    inputs = pd.DataFrame.from_records([r["inputs"] for r in predictions])
+    scores = pd.Series(scored, dtype=float)
     versions = sorted({str(r.get("model_version")) for r in predictions})
     return inputs, scores, errors, versions
 

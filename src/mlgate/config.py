@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -11,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mlgate.errors import MlgateError
+from mlgate.errors import MlgateError, shown
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -37,6 +38,7 @@ class DataSource(_Section):
 
     path: str = ""  # a CSV file or URL (pandas reads http(s)://); what `command` writes
     command: str = ""  # a shell command that writes `path` first (e.g. a warehouse export)
+    command_timeout: float = Field(default=3600, gt=0)  # seconds; then it and its children end
     # or the service's own traffic: feedback records joined with late labels (outcomes: a CSV
     # of request_id, row and the target column); instead of `path`
     feedback: str = ""
@@ -131,6 +133,13 @@ class Champion(_Section):
     alias: str = "production"
 
 
+# metrics evaluate reports whose value lies in [0, 1] (classification) or is never negative
+BOUNDED_METRICS = frozenset(
+    {"roc_auc", "average_precision", "accuracy", "precision", "recall", "f1", "brier"}
+)
+NON_NEGATIVE_METRICS = frozenset({"log_loss", "mae", "rmse"})
+
+
 class Gate(_Section):
     report: Path
     min_metrics: dict[str, float] = Field(default_factory=dict)
@@ -140,6 +149,31 @@ class Gate(_Section):
         dict[str, float],
     ] = Field(default_factory=dict)
     champion: Champion | None = None
+
+    @field_validator("min_metrics", "max_metrics")
+    @classmethod
+    def _within_range(cls, thresholds: dict[str, float]) -> dict[str, float]:
+        # a threshold outside its metric's range passes (or fails) every model: a typo
+        for name, value in thresholds.items():
+            if not math.isfinite(value):
+                raise ValueError(f"{name}: a threshold must be a finite number")
+            if name in BOUNDED_METRICS and not 0 <= value <= 1:
+                raise ValueError(f"{name} is between 0 and 1, so its threshold must be too")
+            if name in NON_NEGATIVE_METRICS and value < 0:
+                raise ValueError(f"{name} is never negative, so its threshold cannot be")
+        return thresholds
+
+    @field_validator("max_fairness_gap")
+    @classmethod
+    def _gaps_within_range(cls, gaps: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for gap, by_group in gaps.items():
+            for column, value in by_group.items():
+                bounded = gap != "mae_difference"  # differences of rates: 0 to 1
+                if not math.isfinite(value) or value < 0 or (bounded and value > 1):
+                    raise ValueError(
+                        f"{gap}.{column} must be {'between 0 and 1' if bounded else '0 or more'}"
+                    )
+        return gaps
 
 
 class Tracking(_Section):
@@ -412,8 +446,8 @@ def _format_errors(err: ValidationError) -> str:
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         given = e.get("input")
-        shown = "" if e["type"] == "missing" or isinstance(given, dict) else f" (got {given!r})"
-        lines.append(f"  - {key}: {msg}{shown}")
+        got = "" if e["type"] == "missing" or isinstance(given, dict) else f" (got {shown(given)})"
+        lines.append(f"  - {key}: {shown(msg, 300)[1:-1]}{got}")
     return "\n".join(lines)
 
 
@@ -428,15 +462,74 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
         raise MlgateError(f"{source} is invalid:\n{_format_errors(err)}") from None
 
 
+# More nodes than this once YAML's aliases are expanded is refused: a params file is a few
+# hundred; a nested alias "bomb" of a few lines is billions, and would hang whatever walks it.
+MAX_YAML_NODES = 100_000
+MAX_YAML_BYTES = 10_000_000
+MAX_YAML_DEPTH = 100
+
+
 def load_params(path: Path | str = DEFAULT_PARAMS) -> Params:
     path = Path(path)
+    what = f"--params {shown(str(path), 200)}"
     try:
         with path.open(encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh)
+            raw = load_yaml(fh, what)
     except FileNotFoundError:
         raise MlgateError(
             f"{path} not found: run mlgate from the repository root or pass --params"
         ) from None
-    except yaml.YAMLError as err:
-        raise MlgateError(f"{path} is not valid YAML: {err}") from None
+    except IsADirectoryError:
+        raise MlgateError(f"{what} is a folder: pass the params.yaml file") from None
+    except OSError as err:
+        raise MlgateError(f"{what} cannot be read: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise MlgateError(f"{what} is not UTF-8 text: pass a YAML file") from None
     return parse_params(raw, str(path))
+
+
+def load_yaml(stream: Any, what: str) -> Any:
+    """yaml.safe_load with a bound: refuses a document that expands past MAX_YAML_NODES nodes
+    (aliases counted each time they are used) or is nested past Python's recursion limit."""
+    text = stream.read(MAX_YAML_BYTES + 1)
+    if len(text) > MAX_YAML_BYTES:
+        raise MlgateError(f"{what} is over {MAX_YAML_BYTES:,} characters: not a params file")
+    # PyYAML takes seconds per thousand levels of [ or { (minutes for a hostile file): refuse
+    # deep flow nesting before parsing (a bracket inside a quoted string only counts high)
+    depth = 0
+    for char in text:
+        depth += (char in "[{") - (char in "]}")
+        if depth > MAX_YAML_DEPTH:
+            raise MlgateError(f"{what}: the YAML is nested over {MAX_YAML_DEPTH} levels: refused")
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and _expanded_nodes(node, {}) > MAX_YAML_NODES:
+            raise MlgateError(
+                f"{what}: the YAML expands to more than {MAX_YAML_NODES:,} values "
+                "(aliases repeated inside aliases?): refused"
+            )
+        return None if node is None else loader.construct_document(node)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise MlgateError(f"{what} is not valid YAML{where}: {shown(problem, 200)}") from None
+    except RecursionError:
+        raise MlgateError(f"{what}: the YAML is nested too deeply: refused") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_nodes(node: yaml.Node, seen: dict[int, int]) -> int:
+    """How many nodes the document has once aliases are expanded (each node walked once)."""
+    if id(node) in seen:
+        return seen[id(node)]
+    seen[id(node)] = 1  # a node that contains itself (a recursive alias) counts once
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_nodes(child, seen) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_nodes(k, seen) + _expanded_nodes(v, seen) for k, v in node.value)
+    seen[id(node)] = total
+    return total

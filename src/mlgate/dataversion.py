@@ -42,7 +42,11 @@ def pin_of(raw: Path) -> tuple[Path, str] | None:
 def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
     """DVC of mlgate's own environment (`.venv/bin/mlgate` works without activating it)."""
     return subprocess.run(
-        [sys.executable, "-m", "dvc", *args], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "dvc", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=io.DVC_DEADLINE,
     )
 
 
@@ -107,7 +111,11 @@ def committed_version(path: Path) -> str | None:
     """The file as the last commit has it (None outside git, or when never committed)."""
     try:
         shown = subprocess.run(
-            ["git", "show", f"HEAD:./{path}"], capture_output=True, text=True, check=False
+            ["git", "show", f"HEAD:./{path}"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
         )
     except FileNotFoundError:
         return None

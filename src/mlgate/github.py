@@ -7,12 +7,15 @@ import contextlib
 import json
 import operator
 import os
+import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlgate.errors import MlgateError
+from mlgate import values
+from mlgate.errors import MlgateError, shown
+from mlgate.io import read_bounded
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -21,6 +24,12 @@ API_VERSION = "2022-11-28"
 COMMENT_MARKER = "<!-- mlgate-report -->"
 DEFAULT_CHECK = "ml / gate"  # "<caller job id> / <reusable job name>" as GitHub names it
 ENVIRONMENTS = ("staging", "production")
+# Every call ends: a socket that stays silent this long, a whole request (body included) this
+# long, a body this large, a listing this many pages of 100 (GitHub's own lists stop far sooner)
+SOCKET_TIMEOUT = 30.0
+REQUEST_DEADLINE = 60.0
+MAX_BODY = 20 * 1024 * 1024
+MAX_PAGES = 50
 PLAN_FALLBACK = (
     "GitHub offers required reviewers on environments only for public repositories, and for "
     "private ones on GitHub Enterprise. Fallback (docs/WORKFLOWS.md#plan-fallback): rerun with "
@@ -67,8 +76,12 @@ class GitHub:
             raise MlgateError("set GITHUB_TOKEN (or GH_TOKEN) to a GitHub token")
         return cls(token=token, api_url=os.environ.get("GITHUB_API_URL", cls.api_url))
 
-    def request(self, method: str, path: str, payload: Any = None) -> Any:
-        import urllib.error  # lazy: `mlgate --help` should not pay for http.client
+    def request(
+        self, method: str, path: str, payload: Any = None, expect: type | None = None
+    ) -> Any:
+        """The answer's JSON; with `expect` (dict or list of dicts) anything else is refused."""
+        import http.client  # lazy: `mlgate --help` should not pay for http.client
+        import urllib.error
         import urllib.request
 
         url = self.api_url.rstrip("/") + path
@@ -80,16 +93,40 @@ class GitHub:
         req.add_header("User-Agent", "mlgate")
         if data is not None:
             req.add_header("Content-Type", "application/json")
+        endpoint = f"GitHub API {method} {shown(path, 120)[1:-1]}"
+        deadline = time.monotonic() + REQUEST_DEADLINE
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                body = resp.read()
+            with urllib.request.urlopen(req, timeout=SOCKET_TIMEOUT) as resp:
+                status = resp.status
+                body = read_bounded(resp, deadline, endpoint, MAX_BODY)
         except urllib.error.HTTPError as err:
-            raise GitHubError(err.code, method, path, _api_message(err.read())) from None
+            text = read_bounded(err, deadline, endpoint, MAX_BODY) if err.fp else b""
+            raise GitHubError(err.code, method, path, _api_message(text)) from None
         except urllib.error.URLError as err:
+            reason = shown(str(err.reason), 200)[1:-1]
+            raise MlgateError(f"cannot reach the GitHub API at {self.api_url}: {reason}") from None
+        except (OSError, http.client.HTTPException) as err:  # reset, timed out, not HTTP
             raise MlgateError(
-                f"cannot reach the GitHub API at {self.api_url}: {err.reason}"
+                f"{endpoint} failed: {type(err).__name__} {shown(str(err), 200)[1:-1]}"
             ) from None
-        return json.loads(body) if body else None
+        try:
+            answer = json.loads(body) if body else None
+        except ValueError:  # an HTML error page, a proxy's answer, a truncated body
+            raise MlgateError(
+                f"{endpoint} answered {status} with a body that is not JSON: "
+                f"{shown(body[:200].decode(errors='replace'))}"
+            ) from None
+        if expect is not None:
+            ok = isinstance(answer, expect)
+            if ok and expect is list:  # GitHub's lists are lists of objects
+                ok = all(isinstance(item, dict) for item in answer)
+            if not ok:
+                wanted = "an object" if expect is dict else "a list of objects"
+                raise MlgateError(
+                    f"{endpoint} answered {status} with {shown(answer, 60)} where {wanted} "
+                    "was expected: not what GitHub sends (a proxy? GITHUB_API_URL?)"
+                )
+        return answer
 
     def get_or_none(self, path: str) -> Any:
         try:
@@ -101,26 +138,52 @@ class GitHub:
 
     def paginate(self, path: str, key: str | None = None) -> list[Any]:
         items: list[Any] = []
-        page = 1
         sep = "&" if "?" in path else "?"
-        while True:
+        for page in range(1, MAX_PAGES + 1):
             got = self.request("GET", f"{path}{sep}per_page=100&page={page}")
-            batch = got[key] if key else got
+            batch = got.get(key) if key and isinstance(got, dict) else got
+            if not isinstance(batch, list) or not all(isinstance(i, dict) for i in batch):
+                where = f"a list of objects under {key!r}" if key else "a list of objects"
+                raise MlgateError(
+                    f"GitHub API GET {shown(path, 120)[1:-1]} answered "
+                    f"{type(got).__name__} where {where} was expected"
+                )
             items.extend(batch)
             if len(batch) < 100:
                 return items
-            page += 1
+        raise MlgateError(
+            f"GitHub API GET {shown(path, 120)[1:-1]} has more than {MAX_PAGES} pages "
+            f"({len(items):,} items): refused rather than read without end"
+        )
+
+
+def need(answer: Any, *keys: str, what: str, kind: type = object) -> Any:
+    """answer[k1][k2]…, or a one-line error naming the request (`what`) and the missing field:
+    a proxy's or a broken server's `{}` is not a KeyError deep in mlgate."""
+    value = answer
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            raise MlgateError(f"GitHub API {what} answered without {'.'.join(keys)!r}")
+        value = value[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise MlgateError(
+            f"GitHub API {what} answered {'.'.join(keys)} = {shown(value, 60)}, "
+            f"not a {kind.__name__}"
+        )
+    return value
 
 
 def _api_message(body: bytes) -> str:
     try:
         data = json.loads(body)
     except ValueError:
-        return body.decode(errors="replace")[:300]
-    msg = str(data.get("message", ""))
+        return shown(body[:300].decode(errors="replace"), 200)
+    if not isinstance(data, dict):
+        return shown(data, 200)
+    msg = shown(str(data.get("message", "")), 300)[1:-1]
     errors = data.get("errors")
     if errors:
-        msg += " " + json.dumps(errors)
+        msg += " " + shown(json.dumps(errors), 300)[1:-1]
     return msg
 
 
@@ -371,10 +434,12 @@ def upsert_comment(gh: GitHub, repo: str, number: int, body: str) -> tuple[str, 
     comments = gh.paginate(f"/repos/{repo}/issues/{number}/comments")
     for c in comments:
         if COMMENT_MARKER in (c.get("body") or ""):
-            gh.request("PATCH", f"/repos/{repo}/issues/comments/{c['id']}", {"body": body})
-            return "updated", int(c["id"])
-    created = gh.request("POST", f"/repos/{repo}/issues/{number}/comments", {"body": body})
-    return "created", int(created["id"])
+            cid = need(c, "id", what=f"GET /repos/{repo}/issues/{number}/comments", kind=int)
+            gh.request("PATCH", f"/repos/{repo}/issues/comments/{cid}", {"body": body})
+            return "updated", cid
+    path = f"/repos/{repo}/issues/{number}/comments"
+    created = gh.request("POST", path, {"body": body}, expect=dict)
+    return "created", need(created, "id", what=f"POST {path}", kind=int)
 
 
 # ---------------------------------------------------------------- drift issue, retraining PR
@@ -385,18 +450,22 @@ DRIFT_LABEL = {"name": "drift", "color": "D93F0B", "description": "mlgate monito
 def drift_issue(gh: GitHub, repo: str, title: str, body: str) -> tuple[str, int]:
     """ONE open issue labelled `drift`: created the first day, commented on while drift lasts."""
     label = DRIFT_LABEL["name"]
-    issues = gh.request("GET", f"/repos/{repo}/issues?labels={label}&state=open&per_page=100")
+    path = f"/repos/{repo}/issues?labels={label}&state=open&per_page=100"
+    issues = gh.request("GET", path, expect=list)
     open_issues = [i for i in issues if "pull_request" not in i]  # the list holds PRs too
     if open_issues:
-        number = int(min(i["number"] for i in open_issues))
+        number = min(need(i, "number", what=f"GET {path}", kind=int) for i in open_issues)
         gh.request("POST", f"/repos/{repo}/issues/{number}/comments", {"body": body})
         return "commented on", number
     if gh.get_or_none(f"/repos/{repo}/labels/{label}") is None:
         gh.request("POST", f"/repos/{repo}/labels", DRIFT_LABEL)
     created = gh.request(
-        "POST", f"/repos/{repo}/issues", {"title": title, "body": body, "labels": [label]}
+        "POST",
+        f"/repos/{repo}/issues",
+        {"title": title, "body": body, "labels": [label]},
+        expect=dict,
     )
-    return "opened", int(created["number"])
+    return "opened", need(created, "number", what=f"POST /repos/{repo}/issues", kind=int)
 
 
 def upsert_pull_request(
@@ -404,19 +473,19 @@ def upsert_pull_request(
 ) -> tuple[str, int]:
     """ONE open pull request from branch `head`: opened once, its title and body updated after."""
     owner = repo.split("/")[0]
-    found = gh.request(
-        "GET", f"/repos/{repo}/pulls?head={_quote(f'{owner}:{head}')}&state=open&per_page=1"
-    )
+    path = f"/repos/{repo}/pulls?head={_quote(f'{owner}:{head}')}&state=open&per_page=1"
+    found = gh.request("GET", path, expect=list)
     if found:
-        number = int(found[0]["number"])
+        number = need(found[0], "number", what=f"GET {path}", kind=int)
         gh.request("PATCH", f"/repos/{repo}/pulls/{number}", {"title": title, "body": body})
         return "updated", number
     created = gh.request(
         "POST",
         f"/repos/{repo}/pulls",
         {"title": title, "head": head, "base": base, "body": body, "maintainer_can_modify": True},
+        expect=dict,
     )
-    return "opened", int(created["number"])
+    return "opened", need(created, "number", what=f"POST /repos/{repo}/pulls", kind=int)
 
 
 # ---------------------------------------------------------------- deployments
@@ -453,20 +522,23 @@ def record_deployment(
             "description": (description or f"model {model_version}, {image}")[:140],
             "production_environment": environment == "production",
         },
+        expect=dict,
     )
+    dep_id = need(dep, "id", what=f"POST /repos/{repo}/deployments", kind=int)
     status: dict[str, Any] = {"state": "success", "auto_inactive": True}
     if url:
         status["environment_url"] = url
-    gh.request("POST", f"/repos/{repo}/deployments/{dep['id']}/statuses", status)
-    return int(dep["id"])
+    gh.request("POST", f"/repos/{repo}/deployments/{dep_id}/statuses", status, expect=dict)
+    return dep_id
 
 
 def approvers(gh: GitHub, repo: str, run_id: str, environment: str) -> list[str]:
     """Who approved this run's deployment to `environment` (needs `actions: read`)."""
-    reviews = gh.request("GET", f"/repos/{repo}/actions/runs/{run_id}/approvals")
+    path = f"/repos/{repo}/actions/runs/{run_id}/approvals"
+    reviews = gh.request("GET", path, expect=list)
     return sorted(
         {
-            r["user"]["login"]
+            need(r, "user", "login", what=f"GET {path}", kind=str)
             for r in reviews
             if r.get("state") == "approved"
             and any(e.get("name") == environment for e in r.get("environments", []))
@@ -477,26 +549,28 @@ def approvers(gh: GitHub, repo: str, run_id: str, environment: str) -> list[str]
 def recorded_deployments(gh: GitHub, repo: str, environment: str) -> Iterator[dict[str, Any]]:
     """mlgate's successful deployment records of `environment`, newest first, page by page
     (GitHub's own per-job deployments, which carry no image, are skipped)."""
-    page = 1
-    while True:
-        deps = gh.request(
-            "GET",
-            f"/repos/{repo}/deployments?environment={_quote(environment)}&per_page=100&page={page}",
-        )
+    for page in range(1, MAX_PAGES + 1):
+        path = f"/repos/{repo}/deployments?environment={_quote(environment)}&per_page=100"
+        deps = gh.request("GET", f"{path}&page={page}", expect=list)
         for dep in deps:  # newest first
             payload = dep.get("payload") or {}
-            if isinstance(payload, str):
-                payload = json.loads(payload or "{}")
-            if not payload.get("image"):
-                continue
-            statuses = gh.request(
-                "GET", f"/repos/{repo}/deployments/{dep['id']}/statuses?per_page=1"
-            )
-            if statuses and statuses[0]["state"] in ("success", "inactive"):
-                yield {"id": dep["id"], "ref": dep["ref"], **payload}
+            if isinstance(payload, str):  # GitHub keeps a payload sent as a string as one
+                with contextlib.suppress(ValueError):
+                    payload = json.loads(payload or "{}")
+            if not isinstance(payload, dict) or not payload.get("image"):
+                continue  # not one of mlgate's records
+            dep_id = need(dep, "id", what=f"GET {path}", kind=int)
+            status_path = f"/repos/{repo}/deployments/{dep_id}/statuses?per_page=1"
+            statuses = gh.request("GET", status_path, expect=list)
+            if statuses and statuses[0].get("state") in ("success", "inactive"):
+                ref = need(dep, "ref", what=f"GET {path}", kind=str)
+                yield {"id": dep_id, "ref": ref, **payload}
         if len(deps) < 100:
             return
-        page += 1
+    raise MlgateError(
+        f"{repo} has more than {MAX_PAGES} pages of {environment} deployments: "
+        "refused rather than read without end"
+    )
 
 
 def previous_deployment(gh: GitHub, repo: str, environment: str) -> dict[str, Any]:
@@ -531,7 +605,8 @@ def check_release(
     - production only: the newest staging record is this image (what is promoted is what
       staging runs and was tested), and a reviewer approved this run's production job.
     """
-    head = gh.request("GET", f"/repos/{repo}/branches/{_quote(branch)}")["commit"]["sha"]
+    path = f"/repos/{repo}/branches/{_quote(branch)}"
+    head = need(gh.request("GET", path), "commit", "sha", what=f"GET {path}", kind=str)
     if head != sha:
         raise MlgateError(
             f"refusing to deploy to {environment}: this run delivers {sha[:12]}, but {branch} "
@@ -710,16 +785,26 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "(production: required reviewers, prevent self-review; both: deployments from BRANCH "
         "only) and protect BRANCH so the gate check is required. Prints what changed.",
     )
-    p.add_argument(
+    reviewers = p.add_mutually_exclusive_group()  # both would leave production unreviewed
+    reviewers.add_argument(
         "--reviewer",
         action="append",
         default=[],
         metavar="user:LOGIN|team:ORG/SLUG",
         help="a required reviewer of production (repeatable, at most 6)",
     )
-    p.add_argument("--no-reviewers", action="store_true", help="the plan fallback (see docs)")
-    p.add_argument("--branch", default="main", help="the deployment branch (default: %(default)s)")
-    p.add_argument("--check", default=DEFAULT_CHECK, help="required check (default: %(default)s)")
+    reviewers.add_argument(
+        "--no-reviewers", action="store_true", help="the plan fallback (see docs)"
+    )
+    p.add_argument(
+        "--branch", type=values.name, default="main", help="the deployment branch (default: main)"
+    )
+    p.add_argument(
+        "--check",
+        type=values.name,
+        default=DEFAULT_CHECK,
+        help="required check (default: %(default)s)",
+    )
     p.add_argument(
         "--approvals",
         type=int,
@@ -779,8 +864,15 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="record a successful deployment (image digest, model version, commit)",
     )
     p.add_argument("--env", required=True, choices=ENVIRONMENTS)
-    p.add_argument("--image", required=True, help="image reference with digest")
-    p.add_argument("--model-version", default="", help="the registered model version")
+    p.add_argument(
+        "--image", required=True, type=values.image_by_digest, help="REGISTRY/REPO@sha256:…"
+    )
+    p.add_argument(
+        "--model-version",
+        type=values.optional_version,
+        default="",
+        help="the registered model version",
+    )
     p.add_argument("--ref", default="", help="the commit (default: $GITHUB_SHA)")
     p.add_argument("--url", default="", help="the environment's URL")
     p.set_defaults(handler=_record)
@@ -802,9 +894,16 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "this run (needs contents, deployments and actions read).",
     )
     p.add_argument("--env", required=True, choices=ENVIRONMENTS)
-    p.add_argument("--image", required=True, help="the image by digest about to be deployed")
+    p.add_argument(
+        "--image",
+        required=True,
+        type=values.image_by_digest,
+        help="the image by digest about to be deployed",
+    )
     p.add_argument("--sha", default="", help="the commit delivered (default: $GITHUB_SHA)")
-    p.add_argument("--branch", default="main", help="the deployment branch (default: main)")
+    p.add_argument(
+        "--branch", type=values.name, default="main", help="the deployment branch (default: main)"
+    )
     p.add_argument(
         "--allow-unreviewed",
         choices=("true", "false"),

@@ -7,23 +7,66 @@ import importlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mlgate.errors import MlgateError
+from mlgate.errors import MlgateError, shown
+
+# `dvc` and `git` run by mlgate end by then (subprocess.TimeoutExpired: the CLI names the
+# command): a DVC remote or a git server that stalls is not waited on for ever
+DVC_DEADLINE = 3600.0
+
+
+def check_output(path: Path | str, what: str = "output") -> Path:
+    """Refuse, before any work is done, a file path mlgate could not write: `what` names the
+    argument (`--output`, `$GITHUB_OUTPUT`), the message says what is wrong and what to do.
+    Probes for real (a temporary file made and removed in the nearest existing folder): a
+    permission check alone passes for root in /proc or on a read-only mount."""
+    path = Path(path)
+    named = f"{what} {shown(str(path), 200)}"
+    if path.is_dir():
+        raise MlgateError(f"{named} is a folder: pass a file path")
+    folder = path.parent
+    while not folder.is_dir():
+        if folder.exists() or folder.is_symlink():
+            raise MlgateError(f"{named}: {shown(str(folder), 200)} is not a folder")
+        if folder == folder.parent:
+            break
+        folder = folder.parent
+    try:
+        if path.is_file():  # appending nothing: opens it as the writers will, changes nothing
+            path.open("a", encoding="utf-8").close()
+        else:
+            fd, probe = tempfile.mkstemp(prefix=".mlgate-probe.", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        raise MlgateError(
+            f"{named} cannot be written ({err.strerror or err}): pass a path in a writable folder"
+        ) from None
+    return path
 
 
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError:
+        check_output(path)  # says what is wrong with the path
+        raise
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            check_output(path)
+            raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -44,6 +87,12 @@ def read_json(path: Path | str, what: str = "file") -> Any:
             return json.load(fh)
     except FileNotFoundError:
         raise MlgateError(f"{what} {path} not found: run `dvc repro` first") from None
+    except IsADirectoryError:
+        raise MlgateError(f"{what} {path} is a folder, not a JSON file") from None
+    except UnicodeDecodeError:
+        raise MlgateError(f"{what} {path} is not UTF-8 text: is it the JSON file?") from None
+    except ValueError as err:  # json.JSONDecodeError, or a number too long to convert
+        raise MlgateError(f"{what} {path} is not valid JSON: {shown(str(err), 200)}") from None
 
 
 def write_with(path: Path | str, writer: Callable[[Path], None]) -> None:
@@ -71,3 +120,21 @@ def import_ref(ref: str) -> Any:
         return getattr(module, attr)
     except AttributeError:
         raise MlgateError(f"{module_name!r} has no attribute {attr!r} (from {ref!r})") from None
+
+
+def read_bounded(resp: Any, deadline: float, endpoint: str, limit: int) -> bytes:
+    """An HTTP response body, read as it arrives, refused past `limit` bytes or the `deadline`
+    (a time.monotonic() value): a socket timeout alone never ends a body that drips."""
+    read = getattr(resp, "read1", None) or resp.read
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := read(65_536):
+        size += len(chunk)
+        if size > limit:
+            raise MlgateError(f"{endpoint}: the answer is over {limit:,} bytes: refused")
+        if time.monotonic() > deadline:
+            raise MlgateError(
+                f"{endpoint}: no complete answer in time ({size:,} bytes so far): try again later"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)

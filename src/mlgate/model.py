@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from mlgate.errors import MlgateError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from sklearn.pipeline import Pipeline
 
     from mlgate.config import Params
@@ -105,3 +107,21 @@ def model_scores(model: Any, frame: Any, params: Params) -> Any:
     if params.data.task == "regression":
         return model.predict(frame)
     return positive_scores(model, frame, params.data.positive_label)
+
+
+def load_model(path: Path) -> Any:
+    """The trained model file, or a one-line error naming it: missing, or not a model (a
+    damaged or foreign file: unpickling it fails in whatever way its bytes lead to)."""
+    import joblib
+
+    try:
+        return joblib.load(path)
+    except FileNotFoundError:
+        raise MlgateError(f"{path} not found: run `dvc repro` (or `dvc pull`)") from None
+    except IsADirectoryError:
+        raise MlgateError(f"{path} is a folder, not the trained model file") from None
+    except Exception as err:  # any unpickling failure means a bad file: reported, not carried on
+        raise MlgateError(
+            f"{path} is not a model file this pipeline wrote ({type(err).__name__}): "
+            f"`dvc checkout --force {path}` or `dvc repro train` remakes it"
+        ) from err

@@ -195,12 +195,22 @@ def load_traffic(folder: Path | str) -> tuple[pd.DataFrame, pd.Series, int, list
         for r in records
         if r.get("kind") == "error" and not r.get("shadow") and r.get("endpoint") != "outcome"
     )
-    inputs = pd.DataFrame.from_records([r["inputs"] for r in predictions])
     # a classifier's records carry the probability, a regressor's the predicted value
-    scores = pd.Series(
-        [r["probability"] if "probability" in r else r["prediction"] for r in predictions],
-        dtype=float,
+    scored = [r.get("probability", r.get("prediction")) for r in predictions]
+    broken = sum(
+        1
+        for r, score in zip(predictions, scored, strict=True)
+        if not isinstance(r.get("inputs"), dict)
+        or isinstance(score, bool)
+        or not isinstance(score, int | float)
     )
+    if broken:
+        raise MlgateError(
+            f"{folder}: {broken} of {len(predictions)} prediction records lack their inputs "
+            "(an object) or a numeric probability/prediction: is this the service's feedback?"
+        )
+    inputs = pd.DataFrame.from_records([r["inputs"] for r in predictions])
+    scores = pd.Series(scored, dtype=float)
     versions = sorted({str(r.get("model_version")) for r in predictions})
     return inputs, scores, errors, versions
 
@@ -243,18 +253,11 @@ def load_batch(folder: Path, columns: list[str]) -> tuple[pd.DataFrame, pd.Serie
 
 def reference(params: Params) -> tuple[pd.DataFrame, np.ndarray]:
     """The training split and the model's scores on it: what production is compared with."""
-    import joblib
-
     from mlgate import data
-    from mlgate.model import model_scores
+    from mlgate.model import load_model, model_scores
 
     train = data.load(params.split.train, params)
-    try:
-        model = joblib.load(params.train.model)
-    except FileNotFoundError:
-        raise MlgateError(
-            f"{params.train.model} not found: run `dvc repro` (or `dvc pull`)"
-        ) from None
+    model = load_model(params.train.model)
     # what the model reads and the groups fairness is judged on; not the columns the contract
     # carries beside them (IDs, dates, free text): new IDs and today's dates are not drift
     watched = {*params.features.all, *params.evaluate.sensitive}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
@@ -101,13 +102,37 @@ def fetch(params: Params, cwd: Path = Path(".")) -> pd.DataFrame:
             "and data.source.command if a command must write it first (or feedback + outcomes)"
         )
     if src.command:
-        done = subprocess.run(src.command, shell=True, cwd=cwd, capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip()[-2000:]
-            raise MlgateError(
-                f"data.source.command exited {done.returncode}; nothing changed:\n{tail}"
-            )
+        code, output = run_command(src.command, cwd, src.command_timeout)
+        if code != 0:
+            tail = output.strip()[-2000:]
+            raise MlgateError(f"data.source.command exited {code}; nothing changed:\n{tail}")
     return data.read_csv(src.path)
+
+
+def run_command(command: str, cwd: Path, timeout: float) -> tuple[int, str]:
+    """A shell command's exit code and output (stderr, else stdout), ended with every process
+    it started when it runs past `timeout` s: a session of its own, killed as a group (killing
+    the shell alone leaves a child holding the pipes, and the wait never ends)."""
+    proc = subprocess.Popen(
+        command,
+        shell=True,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise MlgateError(
+            f"data.source.command ran past {timeout:g} s (data.source.command_timeout) and was "
+            "ended; nothing changed"
+        ) from None
+    return proc.returncode, err or out
 
 
 def accepted_rows(new: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, int, str]:
@@ -279,7 +304,9 @@ def _restored_on_failure(raw: Path, dvcfile: Path) -> Iterator[None]:
 
 def proposed_version(ref: str, dvcfile: Path) -> str | None:
     """The md5 the .dvc file pins at git REF (None when REF or the file is not there)."""
-    shown = subprocess.run(["git", "show", f"{ref}:./{dvcfile}"], capture_output=True, text=True)
+    shown = subprocess.run(
+        ["git", "show", f"{ref}:./{dvcfile}"], capture_output=True, text=True, timeout=60
+    )
     if shown.returncode != 0:
         return None
     outs = (yaml.safe_load(shown.stdout) or {}).get("outs") or [{}]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mlgate import io, lineage, tracking
-from mlgate.errors import MlgateError
+from mlgate.errors import MlgateError, shown
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -232,7 +232,7 @@ def parse_ref(ref: str, default_name: str) -> tuple[str, str | None, str | None]
         name, _, version = ref.rpartition("/")
         if version.isdigit():
             return name or default_name, None, version
-    raise MlgateError(f"{ref!r}: expected NAME@ALIAS or NAME/VERSION")
+    raise MlgateError(f"{shown(ref)}: expected NAME@ALIAS or NAME/VERSION")
 
 
 def resolve(client: MlflowClient, ref: tuple[str, str | None, str | None]) -> ModelVersion:

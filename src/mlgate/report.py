@@ -37,8 +37,14 @@ class Results:
 # ---------------------------------------------------------------- collecting
 
 
-def _load(text: str | None) -> Any:
-    return json.loads(text) if text else {}
+def _load(text: str | None, path: Path) -> dict[str, Any]:
+    try:
+        loaded = json.loads(text) if text else {}
+    except ValueError as err:
+        raise MlgateError(f"{path} is not valid JSON ({err}): rerun `dvc repro`") from None
+    if not isinstance(loaded, dict):
+        raise MlgateError(f"{path} holds {type(loaded).__name__}, not the pipeline's JSON object")
+    return loaded
 
 
 def _paths(params: Params) -> dict[str, Path]:
@@ -55,11 +61,11 @@ def _fill(res: Results, read: Any, params: Params, params_text: str | None) -> R
     import yaml
 
     p = _paths(params)
-    res.metrics = _load(read(p["metrics"]))
-    res.fairness = _load(read(p["fairness"]))
-    res.summary = _load(read(p["summary"]))
-    res.roc = _load(read(p["roc"])).get("roc", [])
-    res.pr = _load(read(p["pr"])).get("precision_recall", [])
+    res.metrics = _load(read(p["metrics"]), p["metrics"])
+    res.fairness = _load(read(p["fairness"]), p["fairness"])
+    res.summary = _load(read(p["summary"]), p["summary"])
+    res.roc = _load(read(p["roc"]), p["roc"]).get("roc", [])
+    res.pr = _load(read(p["pr"]), p["pr"]).get("precision_recall", [])
     res.params = yaml.safe_load(params_text) if params_text else {}
     return res
 
@@ -78,6 +84,7 @@ def git_results(ref: str, params: Params, params_file: Path) -> Results:
         ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
         capture_output=True,
         text=True,
+        timeout=60,
     )
     if probe.returncode != 0:
         res.note = f"`{ref}` is not a commit here (fetch it: checkout with fetch-depth: 0)"
@@ -85,7 +92,7 @@ def git_results(ref: str, params: Params, params_file: Path) -> Results:
 
     def read(path: Path) -> str | None:
         proc = subprocess.run(
-            ["git", "show", f"{ref}:{path.as_posix()}"], capture_output=True, text=True
+            ["git", "show", f"{ref}:{path.as_posix()}"], capture_output=True, text=True, timeout=60
         )
         return proc.stdout if proc.returncode == 0 else None
 
@@ -320,13 +327,14 @@ def build_report(
 def _report(args: argparse.Namespace) -> int:
     from mlgate.config import load_params
     from mlgate.github import write_outputs
+    from mlgate.io import check_output, write_text
 
     params = load_params(args.params)
+    check_output(args.output, "--output")
     text, ok = build_report(
         params, args.params, args.base, args.plots_url, args.pipeline == "success"
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text, encoding="utf-8")
+    write_text(args.output, text)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a", encoding="utf-8") as fh:

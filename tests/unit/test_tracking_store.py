@@ -29,6 +29,14 @@ def rows(db: Path, query: str) -> list[tuple[object, ...]]:
         return con.execute(query).fetchall()
 
 
+def store_uri(db: Path) -> str:
+    """An absolute store URI. MLflow keeps one SQLAlchemy engine per URI string for the life of
+    the process, with its connections open: a relative `sqlite:///mlflow.db` that another test
+    of this worker opened in its own directory still answers from that test's file, and ours is
+    never made (the full parallel suite failed that way, by order)."""
+    return f"sqlite:///{db}"
+
+
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -44,9 +52,9 @@ def test_a_seeded_store_is_the_store_mlflow_makes(cache: Path, tmp_path: Path) -
     assert template.parent == cache / "mlgate" and template.exists()
     made_at = template.stat().st_mtime_ns
     # MLflow's own way, beside it
-    MlflowClient("sqlite:///own.db").search_experiments()
+    MlflowClient(store_uri(tmp_path / "own.db")).search_experiments()
     seeded = tmp_path / "project/mlflow.db"
-    MlflowClient(f"sqlite:///{seeded}").search_experiments()  # MLflow opens it as any store
+    MlflowClient(store_uri(seeded)).search_experiments()  # MLflow opens it as any store
     assert schema(seeded) == schema(tmp_path / "own.db")
     version = "select version_num from alembic_version"
     assert rows(seeded, version) == rows(tmp_path / "own.db", version)
@@ -75,7 +83,8 @@ def test_a_broken_cache_leaves_the_store_to_mlflow(cache: Path, tmp_path: Path) 
 
     cache.parent.mkdir(exist_ok=True)
     cache.write_text("a file where the cache directory should be")
-    assert not tracking.seed_sqlite_store("sqlite:///mlflow.db")
-    assert not (tmp_path / "mlflow.db").exists()
-    MlflowClient("sqlite:///mlflow.db").search_experiments()  # MLflow migrates it itself
+    store = tmp_path / "mlflow.db"
+    assert not tracking.seed_sqlite_store(store_uri(store))
+    assert not store.exists()
+    MlflowClient(store_uri(store)).search_experiments()  # MLflow migrates it itself
     assert rows(tmp_path / "mlflow.db", "select name from experiments") == [("Default",)]

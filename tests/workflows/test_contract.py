@@ -228,7 +228,9 @@ def test_every_input_secret_and_output_is_documented() -> None:
 
 # What a runner may put in these variables (for options with choices); anything else: "1".
 SAMPLE = {"PIPELINE": "failure", "PARAMS": "params.yaml", "ALLOW_UNREVIEWED": "false",
-          "TRIGGER": "drift", "ENGINE": "local"}  # fmt: skip
+          "TRIGGER": "drift", "ENGINE": "local",
+          # values the CLI checks where they enter (mlgate.values): an image by digest
+          "IMAGE": "ghcr.io/acme/credit-model@sha256:" + "a" * 64}  # fmt: skip
 
 
 def _commands(script: str) -> list[list[str]]:

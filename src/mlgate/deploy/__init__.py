@@ -9,6 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
+from mlgate import values
 from mlgate.errors import MlgateError
 
 NO_SERVER = (
@@ -140,12 +141,13 @@ def _release_register(args: argparse.Namespace) -> int:
 
 
 def _release_promote(args: argparse.Namespace) -> int:
+    params = _params(args)  # a broken configuration fails here too, not only where it is used
     if not _has_server():
         print(f"release promote: {NO_SERVER.format(what=f'moving alias {args.to!r}')}")
         return 0
     if not args.version:
         raise MlgateError("--version is empty: the register step did not report a version")
-    promote_with_image(_params(args), args.version, args.to, args.note, args.image)
+    promote_with_image(params, args.version, args.to, args.note, args.image)
     return 0
 
 
@@ -163,10 +165,11 @@ def promote_with_image(params: Any, version: str, to: str, note: str, image: str
 def _release_rollback(args: argparse.Namespace) -> int:
     from mlgate import registry
 
+    params = _params(args)
     if not _has_server():
         print(f"release rollback: {NO_SERVER.format(what='moving alias production back')}")
         return 0
-    registry.rollback(_params(args), alias="production", note=args.note)
+    registry.rollback(params, alias="production", note=args.note)
     return 0
 
 
@@ -309,15 +312,20 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = rsub.add_parser(
         "promote", parents=[common], help="move an alias (skipped without a tracking server)"
     )
-    p.add_argument("--version", default="", help="model version")
+    p.add_argument("--version", type=values.optional_version, default="", help="model version")
     p.add_argument("--to", required=True, choices=["staging", "production"])
-    p.add_argument("--note", default="", help="why")
-    p.add_argument("--image", default="", help="image digest, kept as tag mlgate.image")
+    p.add_argument("--note", type=values.note, default="", help="why")
+    p.add_argument(
+        "--image",
+        type=values.optional_image_by_digest,
+        default="",
+        help="image by digest (REGISTRY/REPO@sha256:…), kept as tag mlgate.image",
+    )
     p.set_defaults(handler=_release_promote)
     p = rsub.add_parser(
         "rollback", parents=[common], help="move production back (skipped without a server)"
     )
-    p.add_argument("--note", default="", help="why")
+    p.add_argument("--note", type=values.note, default="", help="why")
     p.set_defaults(handler=_release_rollback)
     p = rsub.add_parser(
         "image",

@@ -8,22 +8,42 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
-from mlgate.errors import MlgateError
+from mlgate.errors import MlgateError, shown
+from mlgate.io import read_bounded
 
 if TYPE_CHECKING:
     from mlgate.deploy.config import Deploy
 
 
-def _call(url: str, body: Any = None, timeout: float = 30) -> tuple[int, bytes]:
+MAX_BODY = 10 * 1024 * 1024  # a smoke answer is a few hundred bytes
+CALL_DEADLINE = 30.0  # one request, its body included
+
+
+def _call(url: str, body: Any = None, timeout: float | None = None) -> tuple[int, bytes]:
+    """One request with a total deadline of `timeout` s (a body that drips ends too); a service
+    that cannot be reached or answers no HTTP is an MlgateError naming the endpoint."""
+    import http.client
+
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
+    method = "GET" if body is None else "POST"
+    req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
+    endpoint = f"{method} {shown(url, 200)[1:-1]}"
+    timeout = CALL_DEADLINE if timeout is None else timeout
+    deadline = time.monotonic() + timeout
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, read_bounded(resp, deadline, endpoint, MAX_BODY)
+        except urllib.error.HTTPError as err:
+            return err.code, read_bounded(err, deadline, endpoint, MAX_BODY) if err.fp else b""
+    except urllib.error.URLError as err:
+        raise MlgateError(f"{endpoint}: {shown(str(err.reason), 200)[1:-1]}") from None
+    except (OSError, http.client.HTTPException) as err:  # reset, timed out, not HTTP
+        raise MlgateError(
+            f"{endpoint}: {type(err).__name__} {shown(str(err), 200)[1:-1]}"
+        ) from None
 
 
 def wait_ready(base: str, cfg: Deploy) -> None:
@@ -32,12 +52,12 @@ def wait_ready(base: str, cfg: Deploy) -> None:
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            status, _ = _call(base + cfg.health.ready, timeout=5)
+            status, _ = _call(base + cfg.health.ready, timeout=min(5.0, CALL_DEADLINE))
             if status == 200:
                 return
             last = f"HTTP {status}"
-        except (urllib.error.URLError, OSError) as err:
-            last = str(getattr(err, "reason", err))
+        except MlgateError as err:  # not up yet: refused, reset, timed out
+            last = str(err)
         time.sleep(1)
     raise MlgateError(
         f"{base}{cfg.health.ready} was not ready within {cfg.startup_seconds}s (last: {last})"

@@ -10,6 +10,7 @@ import socket
 import string
 import subprocess
 import tempfile
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -190,6 +191,10 @@ def kube_auth(cfg: Deploy, env: str) -> Iterator[None]:
             _TOKENS = ()
 
 
+OIDC_TIMEOUT = 30.0  # a silent socket
+OIDC_DEADLINE = 60.0  # the whole token request, its body included
+
+
 def oidc_token(audience: str) -> str:
     """The job's GitHub OIDC token (needs `permissions: id-token: write`)."""
     url = os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL")
@@ -199,10 +204,28 @@ def oidc_token(audience: str) -> str:
             "deploy.kubernetes.oidc_audience is set but no OIDC token is available: "
             "the job needs `permissions: id-token: write`"
         )
+    import http.client
+    import time
+
+    from mlgate.io import read_bounded
+
     req = urllib.request.Request(f"{url}&audience={audience}")
     req.add_header("Authorization", f"Bearer {bearer}")
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return str(json.load(resp)["value"])
+    what = "the OIDC token request (ACTIONS_ID_TOKEN_REQUEST_URL)"
+    try:
+        with urllib.request.urlopen(req, timeout=OIDC_TIMEOUT) as resp:
+            body = read_bounded(resp, time.monotonic() + OIDC_DEADLINE, what, 1_000_000)
+    except urllib.error.HTTPError as err:
+        raise MlgateError(f"{what} answered {err.code}") from None
+    except (OSError, http.client.HTTPException) as err:  # URLError, reset, timed out, not HTTP
+        raise MlgateError(f"{what} failed: {type(err).__name__}") from None
+    try:
+        token = json.loads(body)["value"]
+    except (ValueError, KeyError, TypeError):
+        token = None
+    if not isinstance(token, str) or not token:
+        raise MlgateError(f"{what} answered without a token (JSON with a `value` string)")
+    return token
 
 
 def deploy_kubernetes(env: str, image: str, cfg: Deploy, project: str) -> str:

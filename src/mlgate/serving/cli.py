@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from mlgate import values
+
 
 def _build(args: argparse.Namespace) -> int:
     from mlgate.config import load_params
@@ -84,5 +86,5 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--bento", default=None, metavar="TAG", help="default: NAME:latest")
     p.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
-    p.add_argument("--port", type=int, default=3000, help="default: %(default)s")
+    p.add_argument("--port", type=values.port, default=3000, help="1-65535 (default: %(default)s)")
     p.set_defaults(handler=_serve)

@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from mlgate.errors import MlgateError
+
 SCHEMA_VERSION = 1
 # records serialised and written in one go by the writer thread
 WRITE_BATCH = 10_000
@@ -189,10 +191,19 @@ def read_records(folder: Path | str) -> list[dict[str, Any]]:
     """Every record under `folder` (all workers, all rotations); torn last lines are skipped."""
     records = []
     for path in sorted(Path(folder).glob("**/*.jsonl")):
-        with path.open(encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a line being written while we read
+        try:
+            with path.open(encoding="utf-8") as fh:
+                for number, line in enumerate(fh, 1):
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a line being written while we read
+                    if not isinstance(record, dict):  # never written by the service
+                        raise MlgateError(
+                            f"{path} line {number} is not a feedback record (a JSON object): "
+                            "is this folder the service's feedback?"
+                        )
+                    records.append(record)
+        except UnicodeDecodeError:
+            raise MlgateError(f"{path} is not UTF-8 text: not the service's feedback") from None
     return records

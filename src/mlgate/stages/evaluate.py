@@ -145,9 +145,9 @@ def evaluate_regression(model: Any, test: pd.DataFrame, params: Params) -> dict[
 
 
 def run(params: Params) -> dict[str, Any]:
-    import joblib
+    from mlgate.model import load_model
 
-    model = joblib.load(params.train.model)
+    model = load_model(params.train.model)
     test = data.load(params.split.test, params)
     result = evaluate(model, test, params)
     plots = params.evaluate.plots

@@ -205,8 +205,9 @@ def pinned_packages(names: list[str]) -> list[str]:
 
 
 def build_context(dest: Path) -> Path:
-    """src/ plus the installed mlgate package: in a repository made by `mlgate init`, mlgate
-    is a dependency, not a folder of src/, and the bento must carry it all the same."""
+    """src/ plus the installed mlgate package (in a repository made by `mlgate init`, mlgate
+    is a dependency, not a folder of src/, and the bento must carry it all the same) and the
+    version of mlgate it was built with."""
     import shutil
 
     import mlgate
@@ -218,6 +219,12 @@ def build_context(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     if not (dest / "mlgate").exists():
         shutil.copytree(Path(mlgate.__file__).parent, dest / "mlgate", ignore=skip)
+    # the bento carries mlgate's source, not its package metadata: mlgate/__init__.py reads
+    # the version from here when importlib.metadata has none (in the image)
+    (dest / "mlgate" / "_version.py").write_text(
+        f'"""Written by `mlgate build`."""\n\nVERSION = "{mlgate.__version__}"\n',
+        encoding="utf-8",
+    )
     return dest
 
 

@@ -113,6 +113,9 @@ def test_the_image_runs_as_the_pod_spec_and_serves_the_model(
         **bentoml_env(home, DOCKER_BUILDKIT="0"),
         **docker,
     )
+    # serving.build_tools: false (the default): no compiler layer, every package is a wheel
+    layers = docker_out(["history", "--no-trunc", "--format", "{{.CreatedBy}}", image], docker)
+    assert "build-essential" not in layers, layers
     docker_out(["push", "--quiet", image], docker)
     digest = docker_out(["inspect", "--format", "{{index .RepoDigests 0}}", image], docker)
     assert digest.startswith(f"{image.rsplit(':', 1)[0]}@sha256:"), digest

@@ -241,6 +241,8 @@ def up(state: Path) -> dict[str, str]:
         env["PATH"] = tool_path(root)
         if own:
             containerd_sock = state / "containerd.sock"
+            for stale in state.glob("*.sock"):  # a kept state whose daemons were killed
+                stale.unlink()
             (state / "containerd.toml").write_text(
                 "version = 2\n"
                 f'root = "{state}/containerd/root"\n'

@@ -185,7 +185,9 @@ def test_the_image_runs_as_the_pod_spec_and_serves_the_model(
         )
         print(f"\nimage {size / 1e6:.0f} MB, run to ready {ready:.1f} s, memory {memory}")
     finally:
-        subprocess.run(["docker", "stop", container], env={**os.environ, **docker}, check=False)
+        subprocess.run(
+            ["docker", "stop", container], env={**os.environ, **docker}, capture_output=True
+        )
     state = json.loads(docker_out(["inspect", "--format", "{{json .State}}", container], docker))
     docker_out(["rm", container], docker)
     assert (state["ExitCode"], state["OOMKilled"]) == (0, False), state

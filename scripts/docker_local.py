@@ -131,19 +131,30 @@ def wait_until(ready: object, proc: subprocess.Popen[bytes], name: str, logfile:
         time.sleep(0.2)
 
 
+def alive(pid: int) -> bool:
+    """Running: not gone, and not a zombie its new parent has yet to reap (`up` ran in
+    another process, which has exited)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError):
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return not Path("/proc").is_dir()  # /proc gone between the two looks: exited
+
+
 def stop_pid(pid: int, seconds: float = 30) -> None:
     """SIGTERM, then SIGKILL after `seconds`; the process and the group it leads."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        with contextlib.suppress(ChildProcessError):
+        with contextlib.suppress(ChildProcessError):  # reaped here when it is our child
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
                 return
+        if not alive(pid):
+            return
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)

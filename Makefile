@@ -22,7 +22,7 @@ PYTEST_WORKERS ?= auto
 
 .PHONY: help install data run ui repro register test test-fast lint format bench clean \
 	lint-workflows report build serve monitor compare bench-serve test-workflows bench-scale \
-	predict bench-batch
+	predict bench-batch image image-test
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -126,6 +126,21 @@ bench-serve: install ## serving benchmark: floor vs mlgate vs mlflow, 4 estimato
 	  (apt-get install -y -qq wrk || sudo apt-get install -y -qq wrk) >/dev/null 2>&1 || true; }
 	@command -v wrk >/dev/null || { echo "error: wrk is required (apt-get install wrk / brew install wrk)"; exit 1; }
 	python benchmarks/serve.py --soak $(BENCH_SOAK)
+
+# ---------------------------------------------------------------- the serving image (docs/SERVING.md#the-image)
+# The Docker that answers, else Debian's dockerd + containerd + registry from their packages,
+# started for the command and stopped after it (scripts/docker_local.py; as root).
+DOCKER_LOCAL := python3 $(CURDIR)/scripts/docker_local.py
+IMAGE ?= mlgate-model:local
+
+image: install ## a registered model's bento and serving image: make image [MODEL=candidate] [IMAGE=mlgate-model:local]
+	@export BENTOML_HOME=$${BENTOML_HOME:-$(CURDIR)/.bentoml}; \
+	tag=$$(mlgate build $(if $(MODEL),--model $(MODEL)) | tail -n 1 | awk '{print $$NF}'); \
+	$(DOCKER_LOCAL) run --keep -- sh -c "DOCKER_BUILDKIT=0 bentoml containerize $$tag --image-tag $(IMAGE) \
+	  \$${MLGATE_DOCKER_NETWORK:+--opt network=\$$MLGATE_DOCKER_NETWORK} && docker image ls $(IMAGE)"
+
+image-test: data ## the image test alone: containerize, push, pull by digest, run as the pod spec, score over HTTP
+	pytest -n 0 tests/serving/test_image.py $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------- batch scoring (docs/BATCH.md)
 .PHONY: predict

@@ -238,6 +238,9 @@ class Serving(_Section):
     gc_thresholds: tuple[int, int, int] | None = (2000, 20, 1000)
     # this project's bentos and metrics dir; BENTOML_HOME wins
     bentoml_home: Path = Path(".bentoml")
+    # the image keeps BentoML's compiler layer (build-essential, git): only for a package that
+    # has no wheel and compiles at image build (docs/SERVING.md#the-image)
+    build_tools: bool = False
     # the JSON fields carrying the rows: {"<request_field>": {...}} on /predict and
     # {"<batch_field>": [...]} on /predict_batch (default: request_field + "s")
     request_field: str = Field(default="record", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -26,13 +26,10 @@ def bentoml_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 @dataclass
-class Server:
+class Endpoint:
+    """A served API at `url` (a `bentoml serve` here, or the image in a container)."""
+
     url: str
-    feedback: Path
-    proc: subprocess.Popen[bytes]
-    log: Path
-    # what /livez and /readyz answered while the service was starting: (livez, readyz)
-    startup: list[tuple[int, int]] = field(default_factory=list)
 
     def call(self, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
@@ -57,6 +54,15 @@ class Server:
             return self.call(path)[0]
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return 0
+
+
+@dataclass
+class Server(Endpoint):
+    feedback: Path
+    proc: subprocess.Popen[bytes]
+    log: Path
+    # what /livez and /readyz answered while the service was starting: (livez, readyz)
+    startup: list[tuple[int, int]] = field(default_factory=list)
 
     def mapped_files(self, workers_only: bool = False) -> tuple[int, set[str]]:
         """(how many processes, the files mapped into them): `bentoml serve` and its workers,

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from mlgate.serving.feedback import read_records
-from tests.serving.conftest import Server
+from tests.serving.conftest import Endpoint, Server
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +53,7 @@ def test_the_bento_scores_with_onnx_runtime(server: Server) -> None:
 
 
 def served_test_split(
-    server: Server, repo: Path
+    server: Endpoint, repo: Path
 ) -> tuple[list[dict[str, Any]], np.ndarray, dict[str, Any]]:
     """The repo's test split through /predict_batch: its rows, the probabilities the
     repo's model gives them in this process, and the answer's body."""

@@ -205,8 +205,9 @@ def pinned_packages(names: list[str]) -> list[str]:
 
 
 def build_context(dest: Path) -> Path:
-    """src/ plus the installed mlgate package: in a repository made by `mlgate init`, mlgate
-    is a dependency, not a folder of src/, and the bento must carry it all the same."""
+    """src/ plus the installed mlgate package (in a repository made by `mlgate init`, mlgate
+    is a dependency, not a folder of src/, and the bento must carry it all the same) and the
+    version of mlgate it was built with."""
     import shutil
 
     import mlgate
@@ -218,7 +219,36 @@ def build_context(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     if not (dest / "mlgate").exists():
         shutil.copytree(Path(mlgate.__file__).parent, dest / "mlgate", ignore=skip)
+    # the bento carries mlgate's source, not its package metadata: mlgate/__init__.py reads
+    # the version from here when importlib.metadata has none (in the image)
+    (dest / "mlgate" / "_version.py").write_text(
+        f'"""Written by `mlgate build`."""\n\nVERSION = "{mlgate.__version__}"\n',
+        encoding="utf-8",
+    )
     return dest
+
+
+def without_build_tools(bento_yaml: Path) -> None:
+    """Drop the `apt-get install … build-essential git` that BentoML puts first in every
+    Debian image (539 MB of the example's 1.36 GB), whatever the bentofile says: the serving
+    packages install from wheels. `bentoml containerize` writes the Dockerfile from this
+    bento.yaml's `image` section."""
+    from bentoml._internal.container.frontend.dockerfile import CONTAINER_METADATA
+
+    info = yaml.safe_load(bento_yaml.read_text(encoding="utf-8"))
+    image = info.get("image") or {}
+    defaults = {d["default_install_command"] for d in CONTAINER_METADATA.values()}
+    commands = image.get("commands", [])
+    kept = [c for c in commands if c not in defaults]
+    if len(kept) == len(commands):
+        print(
+            "build: warning: BentoML's compiler layer was not found in the bento's image "
+            "(a BentoML change?): the image is built as BentoML wrote it"
+        )
+        return
+    image["commands"] = kept
+    with bento_yaml.open("w", encoding="utf-8") as fh:
+        yaml.safe_dump(info, fh, sort_keys=False)  # as BentoML writes it
 
 
 def build(params: Params, ref: str | None = None, bentofile: Path | str = "bentofile.yaml") -> str:
@@ -274,6 +304,8 @@ def build(params: Params, ref: str | None = None, bentofile: Path | str = "bento
             str(pinned_file), build_ctx=str(build_context(Path(tmp) / "context"))
         )
     tag = str(bento.tag)
+    if not params.serving.build_tools:
+        without_build_tools(Path(bento.path_of("bento.yaml")))
     if challenger is not None:
         print(
             f"build: {strategy.mode}: challenger {lineage['model_name']} version "

@@ -174,8 +174,21 @@ def docker(args: list[str]) -> None:
         fail(f"docker stand-in: `docker {command}` is not played here (add it to {__file__})")
 
 
+# The namespaces a team creates once (mlgate never creates one): params' defaults, or the
+# harness's MLGATE_ACT_K8S_NAMESPACES (space-separated)
+NAMESPACES = os.environ.get("MLGATE_ACT_K8S_NAMESPACES", "ml-staging ml-production").split()
+
+
 def kubectl(args: list[str]) -> None:
-    if args[:2] == ["apply", "-f"]:
+    if args[:2] == ["get", "namespace"] and len(args) >= 3:
+        # as kubectl: the namespace by name, or NotFound (exit 1)
+        if args[2] not in NAMESPACES:
+            print(
+                f'Error from server (NotFound): namespaces "{args[2]}" not found', file=sys.stderr
+            )
+            sys.exit(1)
+        print(f"namespace/{args[2]}" if args[3:5] == ["-o", "name"] else args[2])
+    elif args[:2] == ["apply", "-f"]:
         manifests = sys.stdin.read()
         (HOME / "kubectl-applied.yaml").open("a").write(manifests + "\n---\n")
         print("deployment.apps/model configured")

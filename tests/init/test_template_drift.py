@@ -110,8 +110,10 @@ def make_rules(path: Path) -> dict[str, list[str]]:
 
 def test_makefile_targets_and_recipes_match(rendered: Path) -> None:
     ours, theirs = make_rules(ROOT / "Makefile"), make_rules(rendered / "Makefile")
-    # mlgate's own developer targets: benchmarks, linting and driving mlgate's workflows
+    # mlgate's own developer targets: benchmarks, linting, driving mlgate's workflows, and the
+    # example's image on a Docker that scripts/docker_local.py sets up (not in a project)
     own = {"bench", "bench-serve", "bench-batch", "bench-scale", "lint-workflows", "test-workflows"}
+    own |= {"image", "image-test"}
     assert set(ours) - own == set(theirs)
     for target in set(theirs) - {"lint", "format", "test", "test-fast"}:  # paths, help text
         assert theirs[target] == ours[target], target

@@ -57,6 +57,7 @@ def test_drift_opens_one_retraining_pull_request_and_no_new_data_does_nothing(
     road: Road, github: FakeGitHub, credit_repo: Repo, tmp_path: Path
 ) -> None:
     repo = credit_repo
+    github.tokens[TOKEN] = {"contents": "write", "pull-requests": "write"}  # the App's grant
     traffic = write_traffic(repo, tmp_path / "traffic", drift=True)  # pulls data into the clone
     remote = with_source_and_remote(repo, tmp_path)
     main_dvc = yaml.safe_load((repo.path / "data.dvc").read_text())
@@ -76,6 +77,7 @@ def test_drift_opens_one_retraining_pull_request_and_no_new_data_does_nothing(
     assert "1000 → 1060 (+60 added" in pull["body"]
     opened = [r for r in github.requests if r.method == "POST" and r.path.endswith("/pulls")]
     assert [r.auth for r in opened] == [f"Bearer {TOKEN}"], "CI starts only for such a token"
+    assert pull["starts_workflows"], "opened with GITHUB_TOKEN: GitHub would start no CI run"
 
     pushed = yaml.safe_load(git(repo.remote, "show", f"{BRANCH}:data.dvc"))
     version = pushed["outs"][0]["md5"]

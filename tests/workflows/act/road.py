@@ -221,6 +221,13 @@ class ActRun:
     stderr: str
     jobs: dict[str, str] = field(default_factory=dict)  # job id -> success/failure/skipped
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)  # job id -> name -> value
+    artifacts: Path | None = None  # the uploaded artifacts, one folder each (upload stand-in)
+
+    def uploaded(self, name: str) -> list[str]:
+        """The files artifact `name` holds (paths inside it), as the upload stand-in kept them."""
+        assert self.artifacts is not None
+        root = self.artifacts / name
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
     def __post_init__(self) -> None:
         for r in self.records:
@@ -341,7 +348,7 @@ class Road:
             except json.JSONDecodeError:
                 records.append({"msg": line})
         (run_dir / "act.jsonl").write_text(proc.stdout)
-        return ActRun(proc.returncode, records, proc.stderr)
+        return ActRun(proc.returncode, records, proc.stderr, artifacts=run_dir / "artifacts")
 
     def docker_calls(self) -> list[list[str]]:
         calls = self.docker_home / "calls.jsonl"

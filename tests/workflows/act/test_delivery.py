@@ -53,6 +53,12 @@ def test_push_to_main_builds_once_and_promotes_the_same_digest_with_an_approval(
     image, version = run.outputs["build"]["image"], run.outputs["build"]["version"]
     assert "@sha256:" in image, run.explain()
 
+    # M1: the pipeline artifact (downloadable by anyone signed in, in a public repository)
+    # holds the model and the reports, and not one row of data
+    uploaded = run.uploaded("ml-cd-pipeline")
+    assert "artifacts/model/model.joblib" in uploaded and "dvc.lock" in uploaded, uploaded
+    rows = [f for f in uploaded if f.startswith("artifacts/data/") or f.endswith(".parquet")]
+    assert rows == [], f"data in the delivery artifact: {rows}"
     builds = [c for c in road.docker_calls()[calls_before:] if "build" in c[1:3]]
     assert len(builds) == 1, f"the image is built once: {builds}"
     assert pulled(road, calls_before) == [image, image], "staging and production run one digest"

@@ -109,3 +109,16 @@ def test_drift_opens_one_retraining_pull_request_and_no_new_data_does_nothing(
     assert "already proposes data version" in second.log("retrain")
     assert github.mutations == [] and len(github.pulls) == 1
     assert git(repo.remote, "rev-parse", BRANCH) == branch_sha, "the branch is left alone"
+
+
+def test_an_empty_retrain_token_fails_before_anything_is_pushed(
+    road: Road, github: FakeGitHub, credit_repo: Repo
+) -> None:
+    """B1: no silent fall-back to GITHUB_TOKEN, whose pull request would start no CI (an unset
+    MLGATE_RETRAIN_TOKEN, or an App token handed over as a job output, which arrives empty)."""
+    run = road.act(credit_repo, "workflow_dispatch", ".github/workflows/retrain.yml",
+                   dispatch(credit_repo, {}))  # fmt: skip
+    assert run.jobs.get("retrain") == "failure", run.explain()
+    assert "RETRAIN_TOKEN is empty" in run.log("retrain"), run.explain()
+    assert github.requests == [] and github.pulls == []
+    assert BRANCH not in git(credit_repo.remote, "branch", "--list")

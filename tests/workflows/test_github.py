@@ -525,3 +525,53 @@ def test_a_job_token_may_do_only_what_its_job_permissions_grant(staged: FakeGitH
     ]
     unknown = _as_job(staged, url, None, *argv)  # GitHub's 401 for a token it never issued
     assert unknown.startswith("exit 2") and "answered 401" in unknown, unknown
+
+
+def test_a_rollback_never_targets_the_image_production_runs_now(fake: FakeGitHub) -> None:
+    """M6: after a re-run deployment (v2 recorded twice) or an aborted trial (the champion v2
+    recorded again), the target is v1, not the v2 production already runs (a green no-op)."""
+    from mlgate.github import GitHub, previous_deployment, record_deployment
+
+    gh = GitHub.from_env()
+    record_deployment(gh, REPO, "production", "sha1", IMG + "1" * 64, "1")
+    record_deployment(gh, REPO, "production", "sha2", IMG + "2" * 64, "2")
+    record_deployment(gh, REPO, "production", "sha2", IMG + "2" * 64, "2")  # a re-run
+    assert previous_deployment(gh, REPO, "production")["model_version"] == "1"
+    trial = {"stage": "trial", "champion_version": "2"}
+    record_deployment(gh, REPO, "production", "sha3", IMG + "3" * 64, "3", extra=trial)
+    aborted = {"stage": "aborted", "trial": {"verdict": "abort"}}
+    record_deployment(gh, REPO, "production", "sha2", IMG + "2" * 64, "2", extra=aborted)
+    target = previous_deployment(gh, REPO, "production")
+    assert (target["image"], target["model_version"]) == (IMG + "1" * 64, "1")
+
+
+def test_a_forged_record_is_never_a_rollback_target(
+    fake: FakeGitHub,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """M5: deployment records are writable by anyone with write access; a payload that is not
+    an image by digest (a newline would inject step outputs) is refused, nothing written."""
+    out = tmp_path / "out"
+    out.write_text("")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(out))
+    _record(fake, "production", IMG + "1" * 64 + "\nimage=evil/x:latest", "1", "sha1")
+    _record(fake, "production", IMG + "2" * 64, "2", "sha2")
+    out.write_text("")
+    assert main(["github", "previous-deployment", "--env", "production"]) == 2
+    assert "refusing the rollback target" in capsys.readouterr().err
+    assert out.read_text() == ""
+
+
+def test_a_rollback_refuses_when_production_moved_while_it_waited(
+    fake: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """M7: the target job read v1; a delivery of v3 ran before the rollback job's turn."""
+    for n in ("1", "2"):
+        _record(fake, "production", IMG + n * 64, n, f"sha{n}")
+    argv = ["github", "previous-deployment", "--expect-image", IMG + "1" * 64]
+    assert main(argv) == 0
+    _record(fake, "production", IMG + "3" * 64, "3", "sha3")
+    assert main(argv) == 2
+    assert "production moved while it waited" in capsys.readouterr().err

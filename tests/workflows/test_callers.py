@@ -232,3 +232,20 @@ def test_one_workflow_alone_publishes_the_required_check(rendered: Path) -> None
 
     for callers, names in ((WF, OWN), (rendered, TEMPLATE)):
         assert check_names(callers, names).count(DEFAULT_CHECK) == 1, callers
+
+
+def test_the_act_harness_grants_each_job_its_effective_permissions(rendered: Path) -> None:
+    """The token the fake GitHub checks carries caller ∩ callee, for a remote `uses:` too."""
+    from tests.workflows.act.road import job_permissions
+
+    table = job_permissions(rendered / "cd.yml", rendered.parent.parent, ROOT)
+    assert table[("ml-cd", "production")] == {
+        "contents": "read",
+        "packages": "write",
+        "deployments": "write",
+        "actions": "read",
+        "id-token": "write",
+    }
+    assert table[("ml-cd", "build")] == {"contents": "read", "packages": "write"}
+    ci = job_permissions(WF / "ci.yml", ROOT, ROOT)
+    assert ci[("ml-ci", "gate")] == {} and ci[("ml-ci", "report")]["pull-requests"] == "write"

@@ -386,7 +386,7 @@ DRIFT_LABEL = {"name": "drift", "color": "D93F0B", "description": "mlgate monito
 def drift_issue(gh: GitHub, repo: str, title: str, body: str) -> tuple[str, int]:
     """ONE open issue labelled `drift`: created the first day, commented on while drift lasts."""
     label = DRIFT_LABEL["name"]
-    issues = gh.request("GET", f"/repos/{repo}/issues?labels={label}&state=open&per_page=100")
+    issues = gh.paginate(f"/repos/{repo}/issues?labels={label}&state=open")
     open_issues = [i for i in issues if "pull_request" not in i]  # the list holds PRs too
     if open_issues:
         number = int(min(i["number"] for i in open_issues))

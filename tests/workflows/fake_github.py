@@ -47,6 +47,7 @@ class Request:
     query: str
     body: Any
     auth: str
+    job: str = ""  # "workflow/job" of the act job that made it (the job token only)
 
 
 @dataclass
@@ -536,7 +537,9 @@ def serve(fake: FakeGitHub) -> tuple[ThreadingHTTPServer, str]:
             if fake.job_token and fake.job_token in auth:
                 job = calling_job(self.client_address[1], self.server.server_address[1])
             with lock:
-                fake.requests.append(Request(self.command, parts.path, parts.query, body, auth))
+                fake.requests.append(
+                    Request(self.command, parts.path, parts.query, body, auth, job)
+                )
                 fake._query = dict(q.split("=", 1) for q in parts.query.split("&") if "=" in q)
                 fake._link = ""
                 status, payload = fake.handle(self.command, parts.path, body, auth, job)

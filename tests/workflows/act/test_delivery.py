@@ -101,7 +101,7 @@ def test_without_an_approval_the_production_job_refuses(
     refusal = "no approval of the production environment is on record for run 4102"
     assert refusal in run.log("production"), run.explain()
     approvals = f"/repos/{github.repo}/actions/runs/4102/approvals"
-    assert [r.path for r in github.requests if r.path == approvals] == [approvals]
+    assert "ml-cd/production" in [r.job for r in github.requests if r.path == approvals]
     assert github.refused == []
     assert not [c for c in road.docker_calls()[calls_before:] if c[:2] == ["docker", "run"]
                 and "mlgate-production" in c]  # fmt: skip

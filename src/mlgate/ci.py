@@ -1,4 +1,5 @@
-"""`mlgate repro`: dvc repro on a runner; retrains when the committed run is not in the store."""
+"""`mlgate repro`: dvc repro on a runner; retrains when the committed run is not in the store,
+and always judges here: evaluate and gate rerun against the registry's production of now."""
 
 from __future__ import annotations
 
@@ -29,12 +30,18 @@ def run_in_store(params: Params) -> tuple[str | None, bool]:
     return run_id, True
 
 
+JUDGE = ["evaluate", "gate"]  # the stages whose verdict must be made here, never committed
+
+
 def repro(params: Params) -> int:
     """Evaluate, gate and register resume the training run: it must be in this store.
 
     A committed `run.json` usually names a run on the author's laptop. On a fresh runner (or a
     tracking server that never saw it) the whole pipeline is rerun, so the model that is gated
-    and registered was trained here, from this commit.
+    and registered was trained here, from this commit. When the store knows the run (a shared
+    server), `dvc repro` would skip every unchanged stage and keep the committed `gate.json`:
+    a champion comparison made on the laptop, against the production of then, or a verdict
+    edited by hand. So evaluate and gate always run again here.
     """
     run_id, known = run_in_store(params)
     cmd = ["dvc", "repro"]
@@ -45,7 +52,16 @@ def repro(params: Params) -> int:
         )
         cmd.append("--force")
     try:
-        return subprocess.run(cmd, check=False).returncode
+        code = subprocess.run(cmd, check=False).returncode
+        if code != 0 or not known:
+            return code
+        print(
+            f"repro: judging here: `dvc repro --force --single-item {' '.join(JUDGE)}` (a "
+            "verdict computed elsewhere, against another production, never counts)"
+        )
+        return subprocess.run(
+            ["dvc", "repro", "--force", "--single-item", *JUDGE], check=False
+        ).returncode
     except FileNotFoundError:
         raise MlgateError("`dvc` is not on PATH: run inside the project environment") from None
 

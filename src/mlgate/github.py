@@ -7,6 +7,7 @@ import contextlib
 import json
 import operator
 import os
+import re
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -450,8 +451,8 @@ DRIFT_LABEL = {"name": "drift", "color": "D93F0B", "description": "mlgate monito
 def drift_issue(gh: GitHub, repo: str, title: str, body: str) -> tuple[str, int]:
     """ONE open issue labelled `drift`: created the first day, commented on while drift lasts."""
     label = DRIFT_LABEL["name"]
-    path = f"/repos/{repo}/issues?labels={label}&state=open&per_page=100"
-    issues = gh.request("GET", path, expect=list)
+    path = f"/repos/{repo}/issues?labels={label}&state=open"
+    issues = gh.paginate(path)  # every page: the oldest drift issue may be behind 100 others
     open_issues = [i for i in issues if "pull_request" not in i]  # the list holds PRs too
     if open_issues:
         number = min(need(i, "number", what=f"GET {path}", kind=int) for i in open_issues)
@@ -573,19 +574,42 @@ def recorded_deployments(gh: GitHub, repo: str, environment: str) -> Iterator[di
     )
 
 
+# What a rollback may deploy and write to $GITHUB_OUTPUT: an image pinned by digest, a
+# version number, a commit; a record with anything else (a newline would add outputs) is refused.
+RECORD_FIELDS = {
+    "image": values.IMAGE_BY_DIGEST,
+    "model_version": re.compile(r"[1-9][0-9]*"),
+    "ref": re.compile(r"[0-9A-Za-z._/-]+"),
+}
+
+
 def previous_deployment(gh: GitHub, repo: str, environment: str) -> dict[str, Any]:
     """The successful deployment before the current one: what a rollback restores (image AND
-    model version, from the same record). A trial's two-model deployment (payload stage
-    `trial`) is never a target: before a trial, production ran the champion alone, and a
-    trial cut short (its job died) is rolled back to that champion."""
+    model version, from the same record). A record of the image production runs now is never
+    a target (a re-run deployment, or the champion a trial was aborted back to: a rollback
+    to it would change nothing), nor a trial's two-model deployment (payload stage `trial`):
+    before a trial, production ran the champion alone, and a trial cut short (its job died)
+    is rolled back to that champion."""
     records = recorded_deployments(gh, repo, environment)
     current = next(records, None)
-    found = next((r for r in records if r.get("stage") != "trial"), None)
+    found = None
+    if current is not None:
+        found = next(
+            (r for r in records if r.get("stage") != "trial" and r["image"] != current["image"]),
+            None,
+        )
     if current is None or found is None:
         raise MlgateError(
-            f"{repo} has fewer than two successful {environment} deployments: "
-            "nothing to roll back to"
+            f"{repo} has no successful {environment} deployment of another image than the "
+            "current one: nothing to roll back to"
         )
+    for name, pattern in RECORD_FIELDS.items():
+        if not pattern.fullmatch(str(found.get(name, ""))):
+            raise MlgateError(
+                f"refusing the rollback target: deployment {found['id']} of {environment} has "
+                f"{name} {str(found.get(name, ''))[:80]!r}, not a {name} mlgate records "
+                "(deployment records can be written by anyone with write access)"
+            )
     return found
 
 
@@ -733,6 +757,12 @@ def _record(args: argparse.Namespace) -> int:
 def _previous(args: argparse.Namespace) -> int:
     gh = GitHub.from_env()
     prev = previous_deployment(gh, repo_from_env(args.repo), args.env)
+    if args.expect_image and prev["image"] != args.expect_image:
+        raise MlgateError(
+            f"refusing the rollback: {args.env} moved while it waited. The target is now "
+            f"{prev['image']}, not {args.expect_image} (a deployment ran in between); start "
+            "the rollback again if it is still wanted"
+        )
     line = (
         f"{args.env} before the current one was {prev['image']} "
         f"(model {prev.get('model_version', '?')}, commit {prev['ref']})"
@@ -883,6 +913,11 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="the image and model of the deployment before the current one",
     )
     p.add_argument("--env", default="production", choices=ENVIRONMENTS)
+    p.add_argument(
+        "--expect-image",
+        default="",
+        help="fail unless the target is still this image (production did not move meanwhile)",
+    )
     p.set_defaults(handler=_previous)
 
     p = ghsub.add_parser(

@@ -177,3 +177,12 @@ def test_a_candidate_worse_than_production_beyond_tolerance_fails_the_champion_r
     assert champion["version"] == "1"
     baseline = read_json(repo / "artifacts/metrics.json")
     assert champion["roc_auc"] > baseline["roc_auc"]
+
+
+def test_mlgate_repro_judges_again_even_when_nothing_changed(repo):
+    """M4: with a store that knows the committed training run (a shared server), plain
+    `dvc repro` skips every stage and keeps the committed gate.json; `mlgate repro` (what CI
+    and CD run) evaluates and gates here, against the registry's production of now."""
+    assert ran_stages(run(["dvc", "repro"], repo).stdout) == []
+    out = run(["mlgate", "repro"], repo)
+    assert ran_stages(out.stdout) == ["evaluate", "gate"], out.stdout

@@ -2,11 +2,16 @@
 
 Paths and payload shapes follow GitHub's documentation (REST API 2022-11-28): environments,
 deployment branch policies, branch protection, issue comments, deployments, users and teams.
+
+As strict as GitHub where mlgate could be wrong: every request is authorised (an unknown token
+is 401; a workflow's GITHUB_TOKEN holds only its job's effective `permissions:` and anything
+else is GitHub's 403), and lists are paged (`per_page`, default 30, at most 100, `Link`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from collections.abc import Mapping
@@ -14,6 +19,20 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+# What GitHub answers a GITHUB_TOKEN (an installation token) that lacks the permission.
+NOT_ACCESSIBLE = {
+    "message": "Resource not accessible by integration",
+    "documentation_url": "https://docs.github.com/rest",
+    "status": "403",
+}
+LEVEL = {"read": 1, "write": 2}
+# A route's need: alternatives, any one suffices ((scope, level), ...); () is `metadata: read`,
+# which every token holds; USER_ONLY is an endpoint an installation token is never let into.
+Need = tuple[tuple[str, str], ...]
+USER_ONLY: Need = (("<a user's token>", "read"),)
+ISSUES_OR_PRS_READ: Need = (("issues", "read"), ("pull-requests", "read"))
+ISSUES_OR_PRS_WRITE: Need = (("issues", "write"), ("pull-requests", "write"))
 
 PLAN_MESSAGE = (
     "Failed to create the environment protection rule. Please ensure the billing plan "
@@ -28,6 +47,7 @@ class Request:
     query: str
     body: Any
     auth: str
+    job: str = ""  # "workflow/job" of the act job that made it (the job token only)
 
 
 @dataclass
@@ -50,6 +70,14 @@ class FakeGitHub:
     heads: Mapping[str, str] = field(default_factory=lambda: {"main": "b2"})  # branch -> sha
     fail: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
+    # Tokens: users' and Apps' tokens with their permissions (None: a repository admin's
+    # classic token, allowed everything); `job_token` is the GITHUB_TOKEN act hands every job,
+    # and `job_permissions` what it may do in each job: (workflow name, job id) -> scope ->
+    # read/write, the job's effective permissions (road.job_permissions).
+    tokens: dict[str, dict[str, str] | None] = field(default_factory=lambda: {"test-token": None})
+    job_token: str = ""
+    job_permissions: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    refused: list[tuple[str, str, str]] = field(default_factory=list)  # (job, method, path)
     _next_id: int = 1000
 
     def new_id(self) -> int:
@@ -62,67 +90,182 @@ class FakeGitHub:
 
     # ------------------------------------------------------------ routing
 
-    def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+    def handle(
+        self, method: str, path: str, body: Any, auth: str = "Bearer test-token", job: str = ""
+    ) -> tuple[int, Any]:
+        """Answer one request made with Authorization `auth`; `job` is "workflow/job" of the
+        act job that made it (when made with the job token)."""
         if (method, path) in self.fail:
             status, message = self.fail[(method, path)]
             return status, {"message": message, "documentation_url": "https://docs.github.com"}
         repo = re.escape(self.repo)
-        routes = [
-            ("GET", rf"/repos/{repo}", self._repo),
-            ("GET", r"/users/(?P<login>[^/]+)", self._user),
-            ("GET", r"/user", self._viewer),
-            ("GET", rf"/repos/{repo}/branches/(?P<b>[^/]+)", self._branch),
-            ("GET", r"/orgs/(?P<org>[^/]+)/teams/(?P<slug>[^/]+)", self._team),
-            ("GET", rf"/repos/{repo}/environments/(?P<env>[^/]+)", self._get_env),
-            ("PUT", rf"/repos/{repo}/environments/(?P<env>[^/]+)", self._put_env),
+        routes: list[tuple[str, str, Any, Need]] = [
+            ("GET", rf"/repos/{repo}", self._repo, ()),
+            ("GET", r"/users/(?P<login>[^/]+)", self._user, ()),
+            ("GET", r"/user", self._viewer, USER_ONLY),
+            ("GET", rf"/repos/{repo}/branches/(?P<b>[^/]+)", self._branch, (("contents", "read"),)),
+            ("GET", r"/orgs/(?P<org>[^/]+)/teams/(?P<slug>[^/]+)", self._team, USER_ONLY),
+            (
+                "GET",
+                rf"/repos/{repo}/environments/(?P<env>[^/]+)",
+                self._get_env,
+                (("actions", "read"),),
+            ),
+            (
+                "PUT",
+                rf"/repos/{repo}/environments/(?P<env>[^/]+)",
+                self._put_env,
+                (("administration", "write"),),
+            ),
             (
                 "GET",
                 rf"/repos/{repo}/environments/(?P<env>[^/]+)/deployment-branch-policies",
                 self._list_policies,
+                (("administration", "read"),),
             ),
             (
                 "POST",
                 rf"/repos/{repo}/environments/(?P<env>[^/]+)/deployment-branch-policies",
                 self._add_policy,
+                (("administration", "write"),),
             ),
             (
                 "DELETE",
                 rf"/repos/{repo}/environments/(?P<env>[^/]+)/deployment-branch-policies/(?P<id>\d+)",
                 self._delete_policy,
+                (("administration", "write"),),
             ),
-            ("GET", rf"/repos/{repo}/branches/(?P<b>[^/]+)/protection", self._get_protection),
-            ("PUT", rf"/repos/{repo}/branches/(?P<b>[^/]+)/protection", self._put_protection),
+            (
+                "GET",
+                rf"/repos/{repo}/branches/(?P<b>[^/]+)/protection",
+                self._get_protection,
+                (("administration", "read"),),
+            ),
+            (
+                "PUT",
+                rf"/repos/{repo}/branches/(?P<b>[^/]+)/protection",
+                self._put_protection,
+                (("administration", "write"),),
+            ),
             (
                 "PATCH",
                 rf"/repos/{repo}/branches/(?P<b>[^/]+)/protection/required_status_checks",
                 self._patch_checks,
+                (("administration", "write"),),
             ),
             (
                 "POST",
                 rf"/repos/{repo}/branches/(?P<b>[^/]+)/protection/required_status_checks/contexts",
                 self._add_contexts,
+                (("administration", "write"),),
             ),
-            ("GET", rf"/repos/{repo}/issues/(?P<n>\d+)/comments", self._list_comments),
-            ("POST", rf"/repos/{repo}/issues/(?P<n>\d+)/comments", self._add_comment),
-            ("PATCH", rf"/repos/{repo}/issues/comments/(?P<id>\d+)", self._edit_comment),
-            ("GET", rf"/repos/{repo}/deployments", self._list_deployments),
-            ("POST", rf"/repos/{repo}/deployments", self._add_deployment),
-            ("GET", rf"/repos/{repo}/deployments/(?P<id>\d+)/statuses", self._list_statuses),
-            ("POST", rf"/repos/{repo}/deployments/(?P<id>\d+)/statuses", self._add_status),
-            ("GET", rf"/repos/{repo}/actions/runs/(?P<run>\d+)/approvals", self._approvals),
-            ("GET", rf"/repos/{repo}/issues", self._list_issues),
-            ("POST", rf"/repos/{repo}/issues", self._add_issue),
-            ("GET", rf"/repos/{repo}/labels/(?P<name>[^/]+)", self._get_label),
-            ("POST", rf"/repos/{repo}/labels", self._add_label),
-            ("GET", rf"/repos/{repo}/pulls", self._list_pulls),
-            ("POST", rf"/repos/{repo}/pulls", self._add_pull),
-            ("PATCH", rf"/repos/{repo}/pulls/(?P<n>\d+)", self._edit_pull),
+            (
+                "GET",
+                rf"/repos/{repo}/issues/(?P<n>\d+)/comments",
+                self._list_comments,
+                ISSUES_OR_PRS_READ,
+            ),
+            (
+                "POST",
+                rf"/repos/{repo}/issues/(?P<n>\d+)/comments",
+                self._add_comment,
+                ISSUES_OR_PRS_WRITE,
+            ),
+            (
+                "PATCH",
+                rf"/repos/{repo}/issues/comments/(?P<id>\d+)",
+                self._edit_comment,
+                ISSUES_OR_PRS_WRITE,
+            ),
+            (
+                "GET",
+                rf"/repos/{repo}/deployments",
+                self._list_deployments,
+                (("deployments", "read"),),
+            ),
+            (
+                "POST",
+                rf"/repos/{repo}/deployments",
+                self._add_deployment,
+                (("deployments", "write"),),
+            ),
+            (
+                "GET",
+                rf"/repos/{repo}/deployments/(?P<id>\d+)/statuses",
+                self._list_statuses,
+                (("deployments", "read"),),
+            ),
+            (
+                "POST",
+                rf"/repos/{repo}/deployments/(?P<id>\d+)/statuses",
+                self._add_status,
+                (("deployments", "write"),),
+            ),
+            (
+                "GET",
+                rf"/repos/{repo}/actions/runs/(?P<run>\d+)/approvals",
+                self._approvals,
+                (("actions", "read"),),
+            ),
+            ("GET", rf"/repos/{repo}/issues", self._list_issues, ISSUES_OR_PRS_READ),
+            ("POST", rf"/repos/{repo}/issues", self._add_issue, (("issues", "write"),)),
+            ("GET", rf"/repos/{repo}/labels/(?P<name>[^/]+)", self._get_label, ISSUES_OR_PRS_READ),
+            ("POST", rf"/repos/{repo}/labels", self._add_label, ISSUES_OR_PRS_WRITE),
+            ("GET", rf"/repos/{repo}/pulls", self._list_pulls, (("pull-requests", "read"),)),
+            ("POST", rf"/repos/{repo}/pulls", self._add_pull, (("pull-requests", "write"),)),
+            (
+                "PATCH",
+                rf"/repos/{repo}/pulls/(?P<n>\d+)",
+                self._edit_pull,
+                (("pull-requests", "write"),),
+            ),
         ]
-        for verb, pattern, fn in routes:
+        for verb, pattern, fn, need in routes:
             m = re.fullmatch(pattern, path)
             if verb == method and m:
+                self._by_job_token = bool(self.job_token) and self.job_token in auth
+                refused = self._authorize(auth, job, need)
+                if refused:
+                    self.refused.append((job, method, path))
+                    return refused
                 return fn(body, **{k: unquote(v) for k, v in m.groupdict().items()})
         return 404, {"message": "Not Found"}
+
+    def _authorize(self, auth: str, job: str, need: Need) -> tuple[int, Any] | None:
+        """None when the token may; else GitHub's answer (401 unknown token, 403 lacking)."""
+        token = auth.removeprefix("Bearer ").removeprefix("token ")
+        if self.job_token and token == self.job_token:
+            workflow, _, job_id = job.partition("/")
+            if (workflow, job_id) not in self.job_permissions:
+                return 500, {"message": f"fake GitHub: no permissions known for job {job!r}"}
+            granted: dict[str, str] | None = self.job_permissions[(workflow, job_id)]
+            if need == USER_ONLY:
+                return 403, NOT_ACCESSIBLE
+        elif token in self.tokens:
+            granted = self.tokens[token]
+        else:
+            return 401, {
+                "message": "Bad credentials",
+                "documentation_url": "https://docs.github.com/rest",
+            }
+        if granted is None or not need:
+            return None
+        if any(LEVEL.get(granted.get(scope, ""), 0) >= LEVEL[level] for scope, level in need):
+            return None
+        return 403, NOT_ACCESSIBLE
+
+    def page(self, items: list[Any]) -> list[Any]:
+        """One page of a list, as GitHub pages it (per_page: default 30, at most 100); the
+        `Link` header of the response names the next and last pages."""
+        per_page = min(int(self._query.get("per_page", 30)), 100)
+        number = int(self._query.get("page", 1))
+        last = max(1, -(-len(items) // per_page))
+        links = []
+        if number < last:
+            links.append(f'<{{url}}page={number + 1}>; rel="next"')
+            links.append(f'<{{url}}page={last}>; rel="last"')
+        self._link = ", ".join(links)
+        return items[(number - 1) * per_page : number * per_page]
 
     def _repo(self, body: Any) -> tuple[int, Any]:
         return 200, {"full_name": self.repo, "private": self.private}
@@ -181,7 +324,7 @@ class FakeGitHub:
         if env not in self.environments:
             return 404, {"message": "Not Found"}
         policies = self.branch_policies.get(env, [])
-        return 200, {"total_count": len(policies), "branch_policies": policies}
+        return 200, {"total_count": len(policies), "branch_policies": self.page(policies)}
 
     def _add_policy(self, body: Any, env: str) -> tuple[int, Any]:
         policy = {"id": self.new_id(), "name": body["name"], "type": body.get("type", "branch")}
@@ -225,7 +368,7 @@ class FakeGitHub:
         return 200, checks["contexts"]
 
     def _list_comments(self, body: Any, n: str) -> tuple[int, Any]:
-        return 200, self.comments.get(int(n), [])
+        return 200, self.page(self.comments.get(int(n), []))
 
     def _add_comment(self, body: Any, n: str) -> tuple[int, Any]:
         comment = {"id": self.new_id(), "body": body["body"]}
@@ -243,7 +386,7 @@ class FakeGitHub:
     def _list_deployments(self, body: Any) -> tuple[int, Any]:
         env = self._query.get("environment")
         deps = [d for d in self.deployments if env is None or d["environment"] == env]
-        return 200, list(reversed(deps))  # newest first, as GitHub lists them
+        return 200, self.page(list(reversed(deps)))  # newest first, as GitHub lists them
 
     def _add_deployment(self, body: Any) -> tuple[int, Any]:
         dep = {"id": self.new_id(), **body}
@@ -251,7 +394,7 @@ class FakeGitHub:
         return 201, dep
 
     def _list_statuses(self, body: Any, id: str) -> tuple[int, Any]:
-        return 200, list(reversed(self.statuses.get(int(id), [])))
+        return 200, self.page(list(reversed(self.statuses.get(int(id), []))))
 
     def _add_status(self, body: Any, id: str) -> tuple[int, Any]:
         status = {"id": self.new_id(), **body}
@@ -272,7 +415,7 @@ class FakeGitHub:
             if (state == "all" or i["state"] == state)
             and all(x in [lb["name"] for lb in i["labels"]] for x in labels)
         ]
-        return 200, list(reversed(found))
+        return 200, self.page(list(reversed(found)))
 
     def _add_issue(self, body: Any) -> tuple[int, Any]:
         missing = [x for x in body.get("labels", []) if x not in self.labels]
@@ -310,7 +453,7 @@ class FakeGitHub:
             if (state == "all" or p["state"] == state)
             and (not head or f"{self.repo.split('/')[0]}:{p['head']['ref']}" == head)
         ]
-        return 200, list(reversed(found))
+        return 200, self.page(list(reversed(found)))
 
     def _add_pull(self, body: Any) -> tuple[int, Any]:
         if body["head"] not in self.heads:
@@ -324,6 +467,9 @@ class FakeGitHub:
             "head": {"ref": body["head"], "sha": self.heads[body["head"]]},
             "base": {"ref": body["base"]},
             "pull_request": {},
+            # GitHub: events made with a workflow's GITHUB_TOKEN start no workflow run (the
+            # pull_request run that would report `ml / gate` never comes); other tokens do
+            "starts_workflows": not self._by_job_token,
         }
         self.issues.append(pull)
         return 201, pull
@@ -336,10 +482,49 @@ class FakeGitHub:
         return 404, {"message": "Not Found"}
 
     _query: dict[str, str] = field(default_factory=dict)
+    _link: str = ""
+    _by_job_token: bool = False
+
+
+def _tcp_inode(client_port: int, server_port: int) -> str | None:
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as fh:
+            next(fh)
+            for line in fh:
+                f = line.split()
+                local, remote = int(f[1].rsplit(":", 1)[1], 16), int(f[2].rsplit(":", 1)[1], 16)
+                if (local, remote) == (client_port, server_port):
+                    return f[9]
+    return None
+
+
+def calling_job(client_port: int, server_port: int) -> str:
+    """ "workflow/job" (GITHUB_WORKFLOW/GITHUB_JOB) of the process on this host holding the
+    client end of the connection: act hands every job the same GITHUB_TOKEN string, where GitHub
+    mints one per job, so the fake tells the jobs apart by who called (Linux /proc; act runs its
+    jobs on this host). "" when no process is found."""
+    inode = _tcp_inode(client_port, server_port)
+    if inode is None:
+        return ""
+    target = f"socket:[{inode}]"
+    for pid in sorted((p for p in os.listdir("/proc") if p.isdigit()), key=int, reverse=True):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if not any(os.readlink(f"/proc/{pid}/fd/{fd}") == target for fd in fds):
+                continue
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                env = dict(kv.split(b"=", 1) for kv in fh.read().split(b"\0") if b"=" in kv)
+        except OSError:  # the process ended, or an fd closed while we looked
+            continue
+        return (
+            env.get(b"GITHUB_WORKFLOW", b"").decode() + "/" + env.get(b"GITHUB_JOB", b"").decode()
+        )
+    return ""
 
 
 def serve(fake: FakeGitHub) -> tuple[ThreadingHTTPServer, str]:
     """Start the fake on 127.0.0.1 (a free port) in a daemon thread; returns (server, base URL)."""
+    lock = threading.Lock()  # one request at a time through the fake's state
 
     class Handler(BaseHTTPRequestHandler):
         def _any(self) -> None:
@@ -347,21 +532,26 @@ def serve(fake: FakeGitHub) -> tuple[ThreadingHTTPServer, str]:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             body = json.loads(raw) if raw else None
-            fake.requests.append(
-                Request(
-                    self.command,
-                    parts.path,
-                    parts.query,
-                    body,
-                    self.headers.get("Authorization", ""),
+            auth = self.headers.get("Authorization", "")
+            job = ""
+            if fake.job_token and fake.job_token in auth:
+                job = calling_job(self.client_address[1], self.server.server_address[1])
+            with lock:
+                fake.requests.append(
+                    Request(self.command, parts.path, parts.query, body, auth, job)
                 )
-            )
-            fake._query = dict(q.split("=", 1) for q in parts.query.split("&") if "=" in q)
-            status, payload = fake.handle(self.command, parts.path, body)
+                fake._query = dict(q.split("=", 1) for q in parts.query.split("&") if "=" in q)
+                fake._link = ""
+                status, payload = fake.handle(self.command, parts.path, body, auth, job)
+                link = fake._link
             data = b"" if payload is None else json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if link:
+                query = "&".join(q for q in parts.query.split("&") if not q.startswith("page="))
+                url = f"{base}{parts.path}?{query + '&' if query else ''}"
+                self.send_header("Link", link.replace("{url}", url))
             self.end_headers()
             self.wfile.write(data)
 
@@ -371,5 +561,6 @@ def serve(fake: FakeGitHub) -> tuple[ThreadingHTTPServer, str]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
+    return server, base

@@ -210,3 +210,42 @@ def test_the_check_finds_each_kind_of_mismatch(tmp_path: Path) -> None:
     assert "passes secret 'NO_SUCH_SECRET'" in found
     assert "does not pass required input 'reason'" in found
     assert "reads output 'no-such-output'" in found
+
+
+def check_names(callers: Path, names: tuple[str, ...]) -> list[str]:
+    """Every check-run name the callers' jobs publish: "<caller job id> / <called job name>"."""
+    found = []
+    for name in names:
+        for job_id, job in load(callers / name)["jobs"].items():
+            if "uses" not in job:
+                found.append(job.get("name") or job_id)
+                continue
+            for callee_id, callee in load(called(job["uses"]))["jobs"].items():
+                found.append(f"{job_id} / {callee.get('name') or callee_id}")
+    return found
+
+
+def test_one_workflow_alone_publishes_the_required_check(rendered: Path) -> None:
+    """Branch protection matches a required check by name only, and a skipped job reports
+    success: a second `ml / gate` (cd's, skipped off main) could stand in for CI's (M2)."""
+    from mlgate.github import DEFAULT_CHECK
+
+    for callers, names in ((WF, OWN), (rendered, TEMPLATE)):
+        assert check_names(callers, names).count(DEFAULT_CHECK) == 1, callers
+
+
+def test_the_act_harness_grants_each_job_its_effective_permissions(rendered: Path) -> None:
+    """The token the fake GitHub checks carries caller ∩ callee, for a remote `uses:` too."""
+    from tests.workflows.act.road import job_permissions
+
+    table = job_permissions(rendered / "cd.yml", rendered.parent.parent, ROOT)
+    assert table[("ml-cd", "production")] == {
+        "contents": "read",
+        "packages": "write",
+        "deployments": "write",
+        "actions": "read",
+        "id-token": "write",
+    }
+    assert table[("ml-cd", "build")] == {"contents": "read", "packages": "write"}
+    ci = job_permissions(WF / "ci.yml", ROOT, ROOT)
+    assert ci[("ml-ci", "gate")] == {} and ci[("ml-ci", "report")]["pull-requests"] == "write"

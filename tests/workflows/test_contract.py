@@ -305,13 +305,14 @@ def test_docs_summary_fits_the_readme() -> None:
 
 
 def test_the_cd_artifact_carries_no_data() -> None:
+    """The files themselves are checked in the act delivery scenario (test_delivery.py)."""
     (upload,) = [
         s
         for s in load("ml-cd.yml")["jobs"]["gate"]["steps"]
         if str(s.get("uses", "")).startswith("actions/upload-artifact")
     ]
     paths = upload["with"]["path"].split()
-    assert "!artifacts/data/*.csv" in paths and upload["with"]["retention-days"] == 1
+    assert "!artifacts/data/**" in paths and upload["with"]["retention-days"] == 7
     # the build job rebuilds the split it needs from the DVC-pinned data instead
     runs = [s.get("run") or "" for s in load("ml-cd.yml")["jobs"]["build"]["steps"]]
     assert any("dvc repro split" in r for r in runs)
@@ -344,3 +345,15 @@ def test_generated_projects_run_their_model_tests_in_ci() -> None:
     ci = (template / ".github/workflows/ci.yml.jinja").read_text()
     assert re.search(r"test-command: make repro test\b", ci)
     assert 'os.environ.get("CI")' in (template / "tests/conftest.py.jinja").read_text()
+
+
+def test_ci_registers_nothing() -> None:
+    """A pull request's run never registers a model (what ml-ci runs is the PR author's code):
+    no ml-ci step calls `mlgate release`; the cd gate's refusal to register a failed gate is
+    registry.register's (tests/pipeline/test_repro.py)."""
+    runs = [
+        step.get("run") or ""
+        for job in load("ml-ci.yml")["jobs"].values()
+        for step in job.get("steps", [])
+    ]
+    assert runs and not [r for r in runs if "mlgate release" in r or "register" in r]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mlgate.cli import main
+from tests.conftest import VENV_BIN
 from tests.workflows.fake_github import FakeGitHub, serve
 
 REPO = "acme/credit-model"
@@ -452,3 +455,123 @@ def test_a_trial_refuses_before_deploying_anything_without_its_evidence(
     assert main([*argv[:-1], "ghcr.io/acme/credit-model:production"]) == 2
     assert "--champion-image: an image by digest is needed" in capsys.readouterr().err
     assert fake.deployments == [] and fake.mutations == []
+
+
+def test_only_an_approval_of_this_environment_in_state_approved_releases_production(
+    staged: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    staged.approvals["777"] = [
+        {"state": "rejected", "user": {"login": "bob"}, "environments": [{"name": "production"}]},
+        {"state": "approved", "user": {"login": "carol"}, "environments": [{"name": "staging"}]},
+    ]
+    assert check("--env", "production") == 2
+    assert "no approval of the production environment is on record" in capsys.readouterr().err
+
+
+def test_lists_are_followed_past_their_first_page(fake: FakeGitHub, tmp_path: Path) -> None:
+    """GitHub pages every list (at most 100 a page): the report comment on page 2 is edited,
+    not duplicated; a rollback target behind 100 of GitHub's own per-job deployments is found."""
+    fake.comments[7] = [{"id": n, "body": f"comment {n}"} for n in range(1, 121)]
+    fake.comments[7][110]["body"] = "<!-- mlgate-report -->\nold"
+    report = tmp_path / "report.md"
+    report.write_text("## mlgate report\nnew\n")
+    assert main(["github", "comment", "--pr", "7", "--body-file", str(report)]) == 0
+    assert [(m, p) for m, p, _ in fake.mutations] == [
+        ("PATCH", f"/repos/{REPO}/issues/comments/111")
+    ]
+
+    from mlgate.github import GitHub, previous_deployment, record_deployment
+
+    gh = GitHub.from_env()
+    record_deployment(gh, REPO, "production", "sha1", IMG + "1" * 64, "1")
+    record_deployment(gh, REPO, "production", "sha2", IMG + "2" * 64, "2")
+    for n in range(100):  # GitHub's own record of each job bound to the environment
+        fake.deployments.append({"id": 50_000 + n, "ref": "sha2", "environment": "production"})
+    target = previous_deployment(gh, REPO, "production")
+    assert (target["image"], target["model_version"]) == (IMG + "1" * 64, "1")
+    assert any("page=2" in r.query for r in fake.requests if r.path.endswith("/deployments"))
+
+
+def _as_job(fake: FakeGitHub, url: str, permissions: dict[str, str] | None, *argv: str) -> str:
+    """Run `mlgate github …` as a workflow job would: its own process, holding the job token
+    (permissions None: a token the fake never issued)."""
+    fake.job_token = "ghs_job" if permissions is not None else "ghs_another"
+    fake.job_permissions = {("ml-cd", "production"): permissions or {}}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "PYTEST"))}
+    env.update(GITHUB_API_URL=url, GITHUB_TOKEN="ghs_job", GITHUB_REPOSITORY=REPO,
+               GITHUB_WORKFLOW="ml-cd", GITHUB_JOB="production", GITHUB_RUN_ID="777")  # fmt: skip
+    proc = subprocess.run(
+        [str(VENV_BIN / "mlgate"), "github", *argv], env=env, capture_output=True, text=True
+    )
+    return f"exit {proc.returncode}\n{proc.stderr}"
+
+
+def test_a_job_token_may_do_only_what_its_job_permissions_grant(staged: FakeGitHub) -> None:
+    """A workflow's GITHUB_TOKEN holds the job's effective permissions: without `actions:
+    read` the approvals cannot be read (GitHub answers 403) and production cannot release."""
+    staged.approvals["777"] = [
+        {"state": "approved", "user": {"login": "bob"}, "environments": [{"name": "production"}]}
+    ]
+    url = os.environ["GITHUB_API_URL"]
+    argv = ("check-release", "--env", "production", "--image", IMG + "2" * 64, "--sha", "b2")
+    everything = {"contents": "read", "deployments": "write", "actions": "read"}
+    assert _as_job(staged, url, everything, *argv).startswith("exit 0")
+    lacking = {k: v for k, v in everything.items() if k != "actions"}
+    refused = _as_job(staged, url, lacking, *argv)
+    assert refused.startswith("exit 2") and "answered 403" in refused, refused
+    assert "Resource not accessible by integration" in refused
+    assert staged.refused == [
+        ("ml-cd/production", "GET", f"/repos/{REPO}/actions/runs/777/approvals")
+    ]
+    unknown = _as_job(staged, url, None, *argv)  # GitHub's 401 for a token it never issued
+    assert unknown.startswith("exit 2") and "answered 401" in unknown, unknown
+
+
+def test_a_rollback_never_targets_the_image_production_runs_now(fake: FakeGitHub) -> None:
+    """M6: after a re-run deployment (v2 recorded twice) or an aborted trial (the champion v2
+    recorded again), the target is v1, not the v2 production already runs (a green no-op)."""
+    from mlgate.github import GitHub, previous_deployment, record_deployment
+
+    gh = GitHub.from_env()
+    record_deployment(gh, REPO, "production", "sha1", IMG + "1" * 64, "1")
+    record_deployment(gh, REPO, "production", "sha2", IMG + "2" * 64, "2")
+    record_deployment(gh, REPO, "production", "sha2", IMG + "2" * 64, "2")  # a re-run
+    assert previous_deployment(gh, REPO, "production")["model_version"] == "1"
+    trial = {"stage": "trial", "champion_version": "2"}
+    record_deployment(gh, REPO, "production", "sha3", IMG + "3" * 64, "3", extra=trial)
+    aborted = {"stage": "aborted", "trial": {"verdict": "abort"}}
+    record_deployment(gh, REPO, "production", "sha2", IMG + "2" * 64, "2", extra=aborted)
+    target = previous_deployment(gh, REPO, "production")
+    assert (target["image"], target["model_version"]) == (IMG + "1" * 64, "1")
+
+
+def test_a_forged_record_is_never_a_rollback_target(
+    fake: FakeGitHub,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """M5: deployment records are writable by anyone with write access; a payload that is not
+    an image by digest (a newline would inject step outputs) is refused, nothing written."""
+    out = tmp_path / "out"
+    out.write_text("")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(out))
+    _record(fake, "production", IMG + "1" * 64 + "\nimage=evil/x:latest", "1", "sha1")
+    _record(fake, "production", IMG + "2" * 64, "2", "sha2")
+    out.write_text("")
+    assert main(["github", "previous-deployment", "--env", "production"]) == 2
+    assert "refusing the rollback target" in capsys.readouterr().err
+    assert out.read_text() == ""
+
+
+def test_a_rollback_refuses_when_production_moved_while_it_waited(
+    fake: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """M7: the target job read v1; a delivery of v3 ran before the rollback job's turn."""
+    for n in ("1", "2"):
+        _record(fake, "production", IMG + n * 64, n, f"sha{n}")
+    argv = ["github", "previous-deployment", "--expect-image", IMG + "1" * 64]
+    assert main(argv) == 0
+    _record(fake, "production", IMG + "3" * 64, "3", "sha3")
+    assert main(argv) == 2
+    assert "production moved while it waited" in capsys.readouterr().err

@@ -55,6 +55,7 @@ def github(road: Road, request: pytest.FixtureRequest) -> Iterator[FakeGitHub]:
     fake = FakeGitHub(repo=f"acme/{name}")
     server, url = serve(fake)
     road.github_url = url
+    road.github = fake
     yield fake
     server.shutdown()
     server.server_close()

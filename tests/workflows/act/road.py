@@ -18,9 +18,14 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from tests.conftest import ROOT, VENV_BIN
+
+if TYPE_CHECKING:
+    from tests.workflows.fake_github import FakeGitHub
 
 HERE = Path(__file__).resolve().parent
 STANDINS = HERE / "standins"
@@ -41,8 +46,58 @@ STANDIN_FOR = {
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w.-]+)(?:/[^@\s]*)?@([0-9a-f]{40})\b", re.M)
 
 
+JOB_TOKEN = "ghs_harness"  # the GITHUB_TOKEN act hands every job (the fake tells jobs apart)
+# GitHub's restricted default for a workflow that sets no `permissions:` (metadata is always read)
+DEFAULT_PERMISSIONS = {"contents": "read", "packages": "read"}
+SCOPES = ("actions", "attestations", "checks", "contents", "deployments", "discussions",
+          "id-token", "issues", "models", "packages", "pages", "pull-requests",
+          "repository-projects", "security-events", "statuses")  # fmt: skip
+
+
 class HarnessError(AssertionError):
     pass
+
+
+def _permissions(spec: Any, inherited: dict[str, str]) -> dict[str, str]:
+    if spec is None:
+        return dict(inherited)
+    if spec in ("read-all", "write-all"):
+        return dict.fromkeys(SCOPES, spec.removesuffix("-all"))
+    return {scope: level for scope, level in spec.items() if level != "none"}
+
+
+def _intersect(a: dict[str, str], b: dict[str, str]) -> dict[str, str]:
+    rank = {"read": 1, "write": 2}
+    return {s: min(a[s], b[s], key=rank.__getitem__) for s in a.keys() & b.keys()}
+
+
+def job_permissions(workflow: Path, repo: Path, actions: Path) -> dict[tuple[str, str], dict]:
+    """(workflow name, job id) -> the job's effective GITHUB_TOKEN permissions, as GitHub
+    derives them: a job's `permissions:` or its workflow's (or the restricted default); a job of
+    a called workflow gets its own (or its workflow's) cut down to the calling job's: the
+    caller's ∩ the callee's. `uses: ./…` is read from repo, `uses: owner/name/…@ref` from
+    actions (the tree act maps that reference to)."""
+    spec = yaml.safe_load(workflow.read_text())
+    top = _permissions(spec.get("permissions"), DEFAULT_PERMISSIONS)
+    table: dict[tuple[str, str], dict] = {}
+    for job_id, job in spec["jobs"].items():
+        granted = _permissions(job.get("permissions"), top)
+        uses = job.get("uses")
+        if not uses:
+            table[(spec.get("name") or workflow.name, job_id)] = granted
+            continue
+        local = uses.startswith("./")
+        path = (repo / uses[2:]) if local else actions / uses.split("@")[0].split("/", 2)[2]
+        callee = yaml.safe_load(path.read_text())
+        callee_top = _permissions(callee.get("permissions"), granted)
+        for callee_id, callee_job in callee["jobs"].items():
+            key = (callee.get("name") or path.name, callee_id)
+            own = _permissions(callee_job.get("permissions"), callee_top)
+            effective = _intersect(granted, own)
+            if table.get(key, effective) != effective:
+                raise HarnessError(f"{workflow}: two jobs call {path.name} with other permissions")
+            table[key] = effective
+    return table
 
 
 def pinned_actions(root: Path) -> set[str]:
@@ -166,6 +221,13 @@ class ActRun:
     stderr: str
     jobs: dict[str, str] = field(default_factory=dict)  # job id -> success/failure/skipped
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)  # job id -> name -> value
+    artifacts: Path | None = None  # the uploaded artifacts, one folder each (upload stand-in)
+
+    def uploaded(self, name: str) -> list[str]:
+        """The files artifact `name` holds (paths inside it), as the upload stand-in kept them."""
+        assert self.artifacts is not None
+        root = self.artifacts / name
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
     def __post_init__(self) -> None:
         for r in self.records:
@@ -194,6 +256,7 @@ class Road:
     home: Path
     mlflow_url: str
     github_url: str = ""
+    github: FakeGitHub | None = None  # the scenario's fake: told each job's token permissions
     run_count: int = 0
 
     @property
@@ -245,7 +308,12 @@ class Road:
             "DVC_NO_ANALYTICS": "1",
             "DO_NOT_TRACK": "1",
         }
-        secrets = {"GITHUB_TOKEN": "ghs_harness", "MLFLOW_TRACKING_URI": self.mlflow_url}
+        if self.github is not None:  # what GitHub would mint each job's GITHUB_TOKEN with
+            self.github.job_token = JOB_TOKEN
+            self.github.job_permissions = job_permissions(
+                repo.path / workflow, repo.path, actions_from or repo.path
+            )
+        secrets = {"GITHUB_TOKEN": JOB_TOKEN, "MLFLOW_TRACKING_URI": self.mlflow_url}
         cmd = [
             str(ACT), event, "-W", workflow, "-e", str(event_file), "--json",
             "-P", "ubuntu-latest=-self-hosted", "-P", "ubuntu-24.04=-self-hosted",
@@ -280,7 +348,7 @@ class Road:
             except json.JSONDecodeError:
                 records.append({"msg": line})
         (run_dir / "act.jsonl").write_text(proc.stdout)
-        return ActRun(proc.returncode, records, proc.stderr)
+        return ActRun(proc.returncode, records, proc.stderr, artifacts=run_dir / "artifacts")
 
     def docker_calls(self) -> list[list[str]]:
         calls = self.docker_home / "calls.jsonl"

@@ -49,9 +49,16 @@ def test_push_to_main_builds_once_and_promotes_the_same_digest_with_an_approval(
     run = road.act(credit_repo, "push", ".github/workflows/cd.yml", push_event(credit_repo),
                    run_id="4101")  # fmt: skip
     assert run.jobs == DELIVERED, run.explain()
+    assert github.refused == [], "every request within its job's permissions"
     image, version = run.outputs["build"]["image"], run.outputs["build"]["version"]
     assert "@sha256:" in image, run.explain()
 
+    # M1: the pipeline artifact (downloadable by anyone signed in, in a public repository)
+    # holds the model and the reports, and not one row of data
+    uploaded = run.uploaded("ml-cd-pipeline")
+    assert "artifacts/model/model.joblib" in uploaded and "dvc.lock" in uploaded, uploaded
+    rows = [f for f in uploaded if f.startswith("artifacts/data/") or f.endswith(".parquet")]
+    assert rows == [], f"data in the delivery artifact: {rows}"
     builds = [c for c in road.docker_calls()[calls_before:] if "build" in c[1:3]]
     assert len(builds) == 1, f"the image is built once: {builds}"
     assert pulled(road, calls_before) == [image, image], "staging and production run one digest"
@@ -89,7 +96,15 @@ def test_without_an_approval_the_production_job_refuses(
     if run.jobs.get("production") == "success":
         raise ProductionDeployedWithoutApproval(run.explain())
     assert run.jobs.get("production") == "failure", run.explain()
-    assert "approv" in run.log("production").lower(), run.explain()
+    # refused for the reason the test names: check-release found no approval of this run
+    # (not a step failing for another reason), and before anything was deployed
+    refusal = "no approval of the production environment is on record for run 4102"
+    assert refusal in run.log("production"), run.explain()
+    approvals = f"/repos/{github.repo}/actions/runs/4102/approvals"
+    assert "ml-cd/production" in [r.job for r in github.requests if r.path == approvals]
+    assert github.refused == []
+    assert not [c for c in road.docker_calls()[calls_before:] if c[:2] == ["docker", "run"]
+                and "mlgate-production" in c]  # fmt: skip
     assert alias(road, "production") == production_before
     assert [d for d in github.deployments if d["environment"] == "production"] == []
     tagged = [c for c in road.docker_calls()[calls_before:] if c[1] == "tag"]

@@ -80,7 +80,7 @@ def test_drift_opens_one_issue_and_the_next_day_comments_on_it(
     assert first.jobs.get("issue") == "success", first.explain()
     assert json.loads((report(road) / "drift.json").read_text())["drift"] is True
     assert [(r.method, r.path, r.query) for r in github.requests] == [
-        ("GET", f"/repos/{repo}/issues", "labels=drift&state=open&per_page=100"),
+        ("GET", f"/repos/{repo}/issues", "labels=drift&state=open&per_page=100&page=1"),
         ("GET", f"/repos/{repo}/labels/drift", ""),
         ("POST", f"/repos/{repo}/labels", ""),
         ("POST", f"/repos/{repo}/issues", ""),

@@ -57,6 +57,7 @@ def test_drift_opens_one_retraining_pull_request_and_no_new_data_does_nothing(
     road: Road, github: FakeGitHub, credit_repo: Repo, tmp_path: Path
 ) -> None:
     repo = credit_repo
+    github.tokens[TOKEN] = {"contents": "write", "pull-requests": "write"}  # the App's grant
     traffic = write_traffic(repo, tmp_path / "traffic", drift=True)  # pulls data into the clone
     remote = with_source_and_remote(repo, tmp_path)
     main_dvc = yaml.safe_load((repo.path / "data.dvc").read_text())
@@ -76,6 +77,7 @@ def test_drift_opens_one_retraining_pull_request_and_no_new_data_does_nothing(
     assert "1000 → 1060 (+60 added" in pull["body"]
     opened = [r for r in github.requests if r.method == "POST" and r.path.endswith("/pulls")]
     assert [r.auth for r in opened] == [f"Bearer {TOKEN}"], "CI starts only for such a token"
+    assert pull["starts_workflows"], "opened with GITHUB_TOKEN: GitHub would start no CI run"
 
     pushed = yaml.safe_load(git(repo.remote, "show", f"{BRANCH}:data.dvc"))
     version = pushed["outs"][0]["md5"]
@@ -107,3 +109,16 @@ def test_drift_opens_one_retraining_pull_request_and_no_new_data_does_nothing(
     assert "already proposes data version" in second.log("retrain")
     assert github.mutations == [] and len(github.pulls) == 1
     assert git(repo.remote, "rev-parse", BRANCH) == branch_sha, "the branch is left alone"
+
+
+def test_an_empty_retrain_token_fails_before_anything_is_pushed(
+    road: Road, github: FakeGitHub, credit_repo: Repo
+) -> None:
+    """B1: no silent fall-back to GITHUB_TOKEN, whose pull request would start no CI (an unset
+    MLGATE_RETRAIN_TOKEN, or an App token handed over as a job output, which arrives empty)."""
+    run = road.act(credit_repo, "workflow_dispatch", ".github/workflows/retrain.yml",
+                   dispatch(credit_repo, {}))  # fmt: skip
+    assert run.jobs.get("retrain") == "failure", run.explain()
+    assert "RETRAIN_TOKEN is empty" in run.log("retrain"), run.explain()
+    assert github.requests == [] and github.pulls == []
+    assert BRANCH not in git(credit_repo.remote, "branch", "--list")

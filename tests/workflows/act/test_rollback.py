@@ -16,8 +16,10 @@ from mlflow import MlflowClient
 
 from tests.conftest import VENV_BIN, run
 from tests.workflows.act.road import UV_DIR, Repo, Road
-from tests.workflows.act.test_delivery import MODEL, alias
+from tests.workflows.act.test_delivery import MODEL, alias, approval
 from tests.workflows.fake_github import FakeGitHub
+
+HISTORY_TOKEN = "ghs_history"
 
 
 def outputs(path: Path) -> dict[str, str]:
@@ -40,6 +42,8 @@ def production_history(
     road: Road, github: FakeGitHub, credit_repo: Repo, tmp_path: Path
 ) -> dict[str, str]:
     """Three versions promoted to production one after another; returns image -> version."""
+    # the cd jobs' grant, for the commands run here on the host in their place
+    github.tokens[HISTORY_TOKEN] = {"contents": "read", "deployments": "write", "actions": "read"}
     out = tmp_path / "github_output"
     out.touch()
     env = {
@@ -52,7 +56,7 @@ def production_history(
         "MLGATE_ACT_BENTOML": str(VENV_BIN / "bentoml"),
         "BENTOML_HOME": str(road.home / "bentoml"),
         "GITHUB_API_URL": road.github_url,
-        "GITHUB_TOKEN": "ghs_harness",
+        "GITHUB_TOKEN": HISTORY_TOKEN,
         "GITHUB_REPOSITORY": credit_repo.name,
         "GITHUB_SHA": credit_repo.sha,
         "GITHUB_OUTPUT": str(out),
@@ -93,16 +97,28 @@ class ImageAndAliasDiverge(AssertionError):
 def test_two_rollbacks_leave_the_running_image_and_the_alias_on_one_version(
     road: Road, github: FakeGitHub, credit_repo: Repo, production_history: dict[str, str]
 ) -> None:
-    for attempt in (1, 2):
+    """History A, B, C: the first rollback restores B; the second returns to C (the record
+    before the current one: a rollback of a rollback, like reverting a revert). Each is
+    approved, recorded with its approver, and leaves image and alias on one version."""
+    _a, b, c = list(production_history)  # images, in the order they were promoted
+    for attempt, expected in ((1, b), (2, c)):
         reason = f"rollback {attempt}"
         event = dispatch_event(credit_repo, reason)
+        run_id = f"810{attempt}"
+        github.approvals[run_id] = [approval("bob")]
         result = road.act(credit_repo, "workflow_dispatch", ".github/workflows/rollback.yml",
-                          event, inputs={"reason": reason})  # fmt: skip
+                          event, inputs={"reason": reason}, run_id=run_id)  # fmt: skip
         assert result.jobs.get("rollback") == "success", result.explain()
+        assert github.refused == [], "every request within its job's permissions"
         running = road.containers()["mlgate-production"]["image"]
-        assert running in production_history, running
+        assert running == expected, f"rollback {attempt} restored {running}, not {expected}"
         if alias(road, "production") != production_history[running]:
             raise ImageAndAliasDiverge(
                 f"after rollback {attempt}: production runs version {production_history[running]}"
                 f" ({running}) but alias production names {alias(road, 'production')}"
             )
+        record = github.deployments[-1]
+        assert record["environment"] == "production", record
+        assert record["payload"]["image"] == expected, record
+        assert record["payload"]["model_version"] == production_history[expected], record
+        assert record["payload"]["approved_by"] == ["bob"], record

@@ -556,7 +556,11 @@ def test_a_forged_record_is_never_a_rollback_target(
     out = tmp_path / "out"
     out.write_text("")
     monkeypatch.setenv("GITHUB_OUTPUT", str(out))
-    _record(fake, "production", IMG + "1" * 64 + "\nimage=evil/x:latest", "1", "sha1")
+    from mlgate.github import GitHub, record_deployment, repo_from_env
+
+    # written past mlgate (record-deployment refuses such an image): as a forger would, by API
+    forged = IMG + "1" * 64 + "\nimage=evil/x:latest"
+    record_deployment(GitHub.from_env(), repo_from_env(None), "production", "sha1", forged, "1")
     _record(fake, "production", IMG + "2" * 64, "2", "sha2")
     out.write_text("")
     assert main(["github", "previous-deployment", "--env", "production"]) == 2

@@ -289,7 +289,8 @@ def _dvc(*args: str) -> None:
 def _restored_on_failure(raw: Path, dvcfile: Path) -> Iterator[None]:
     """The data file and its pin as they were when the block fails (a failed `dvc add` had
     left data/ rewritten and unpinned, and the rerun then saw "no new rows")."""
-    kept = raw.with_name(f".{raw.name}.before-refresh")
+    # beside the .dvc file, not in the folder it tracks (`dvc add` would pin the copy too)
+    kept = dvcfile.with_name(f".{raw.name}.before-refresh")
     shutil.copy2(raw, kept)
     pin = dvcfile.read_bytes()
     try:

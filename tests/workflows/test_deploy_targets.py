@@ -75,7 +75,9 @@ def smoke_result(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The smoke test's verdict, set per test (None: pass)."""
     verdict: dict[str, Any] = {"fail": None, "urls": []}
 
-    def fake(url: str, rows: list[dict[str, Any]], cfg: Any, field: str = "") -> list[str]:
+    def fake(
+        url: str, rows: list[dict[str, Any]], cfg: Any, field: str = "", required: Any = None
+    ) -> list[str]:
         verdict["urls"].append(url)
         log = Path(os.environ["STANDIN_LOG"])
         if cfg.target == "kubernetes":  # as a real test would: wait until port-forward is up

@@ -92,7 +92,9 @@ def _deploy_and_test(
             if not test_url:
                 forward, test_url = targets.port_forward(env, cfg, params.project.name)
             rows = smoke.sample_rows(params, cfg.smoke.rows)
-            passed = smoke.smoke_test(test_url, rows, cfg, params.serving.request_field)
+            passed = smoke.smoke_test(
+                test_url, rows, cfg, params.serving.request_field, smoke.required_fields(params)
+            )
             for line in passed:
                 print(f"smoke: pass {line}")
     finally:
@@ -117,7 +119,8 @@ def _smoke(args: argparse.Namespace) -> int:
     params = _params(args)
     cfg = deploy_config(params.deploy)
     rows = smoke.sample_rows(params, cfg.smoke.rows)
-    for line in smoke.smoke_test(args.url, rows, cfg, params.serving.request_field):
+    required = smoke.required_fields(params)
+    for line in smoke.smoke_test(args.url, rows, cfg, params.serving.request_field, required):
         print(f"smoke: pass {line}")
     return 0
 

@@ -12,6 +12,8 @@ from mlgate.errors import MlgateError, shown
 from mlgate.io import read_bounded
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from mlgate.deploy.config import Deploy
 
 
@@ -64,8 +66,16 @@ def wait_ready(base: str, cfg: Deploy) -> None:
     )
 
 
-def smoke_test(base: str, rows: list[dict[str, Any]], cfg: Deploy, field: str = "") -> list[str]:
-    """Every check the live endpoint must pass; raises with all failures at once."""
+def smoke_test(
+    base: str,
+    rows: list[dict[str, Any]],
+    cfg: Deploy,
+    field: str = "",
+    required: Sequence[str] | None = None,
+) -> list[str]:
+    """Every check the live endpoint must pass; raises with all failures at once. `required`:
+    the fields the contract requires (required_fields), one of which a request leaves out to
+    be refused; None: the rows' first field."""
     base = base.rstrip("/")
     name = cfg.smoke.field or field  # field: serving.request_field, from the caller
     if not name:
@@ -88,10 +98,13 @@ def smoke_test(base: str, rows: list[dict[str, Any]], cfg: Deploy, field: str = 
         ok = status == 200 and _is_json(body)
         why = "" if ok else ": " + body[:200].decode(errors="replace")
         check(ok, f"POST {cfg.smoke.path} row {i} -> {status}{why}")
-    if rows:
+    missing = next(iter(rows[0]), None) if rows and required is None else None
+    if rows and required:
+        missing = required[0]
+    if missing is not None:
         # The contract: a request missing a field is the client's error (4xx), never a crash.
         broken = dict(rows[0])
-        broken.pop(next(iter(broken)))
+        broken.pop(missing)
         status, _ = _call(endpoint, {name: broken})
         check(
             400 <= status < 500,
@@ -112,6 +125,15 @@ def _is_json(body: bytes) -> bool:
     except ValueError:
         return False
     return True
+
+
+def required_fields(params: Any) -> list[str]:
+    """The request fields the contract requires: a column a request may leave out (an ID,
+    free text: not required, or nullable) is no test of the contract's refusal."""
+    from mlgate.data import input_schema
+
+    columns = input_schema(params).columns.items()
+    return [name for name, column in columns if column.required and not column.nullable]
 
 
 def sample_rows(params: Any, n: int) -> list[dict[str, Any]]:

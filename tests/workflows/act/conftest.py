@@ -51,7 +51,8 @@ def road(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Road]:
 
 @pytest.fixture
 def github(road: Road, request: pytest.FixtureRequest) -> Iterator[FakeGitHub]:
-    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
+    # a valid image name too: no separator at either end (ghcr.io/acme/<name>@sha256:…)
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
     fake = FakeGitHub(repo=f"acme/{name}")
     server, url = serve(fake)
     road.github_url = url

@@ -203,31 +203,14 @@ def test_monitor_watches_features_not_ids_and_counts_missing_values(
     """Traffic like the training data but for new customers: no drift. `make monitor` crashed
     on the missing plans (TypeError sorting NaN among text) and, once past that, reported the
     identifier customer_id as drifted (every ID is new), a false drift issue every day."""
-    from mlgate.serving.feedback import FeedbackSink
+    from tests.monitor.test_monitor import record_traffic
 
     clone = churn_project.clone
-    model = joblib.load(clone / "artifacts/model/model.joblib")
     train = pd.read_parquet(clone / "artifacts/data/train.parquet").drop(columns=["churned"])
     frame = train.sample(400, replace=True, random_state=5).reset_index(drop=True)
     frame["customer_id"] = [f"N{i:05d}" for i in range(len(frame))]  # customers never seen
     assert frame["plan"].isna().sum() > 0
-    scores = model.predict_proba(frame[model.feature_names_in_])[:, 1]
-    sink = FeedbackSink("files", tmp_path / "feedback", flush_seconds=0.05)
-    for i, (row, score) in enumerate(zip(frame.to_dict("records"), scores, strict=True)):
-        inputs = {
-            k: None if pd.isna(v) else getattr(v, "item", lambda v=v: v)() for k, v in row.items()
-        }
-        sink.record(
-            {
-                "kind": "prediction",
-                "request_id": f"r{i}",
-                "inputs": inputs,
-                "probability": float(score),
-                "decision": int(score >= 0.5),
-                "model_version": "1",
-            }
-        )
-    sink.close()
+    record_traffic(clone, tmp_path / "feedback", frame)
     mlgate = str(clone / ".venv" / "bin" / "mlgate")
     out = tmp_path / "monitoring"
     proc = run(

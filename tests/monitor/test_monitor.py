@@ -21,7 +21,10 @@ def record_traffic(repo: Path, folder: Path, frame: pd.DataFrame, errors: int = 
     scores = model.predict_proba(frame[model.feature_names_in_])[:, 1]
     sink = FeedbackSink("files", folder, flush_seconds=0.05)
     for i, (row, score) in enumerate(zip(frame.to_dict("records"), scores, strict=True)):
-        inputs = {k: v.item() if hasattr(v, "item") else v for k, v in row.items()}
+        # as the service records them: a missing value is null
+        inputs = {
+            k: None if pd.isna(v) else getattr(v, "item", lambda v=v: v)() for k, v in row.items()
+        }
         sink.record(
             {
                 "kind": "prediction",

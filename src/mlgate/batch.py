@@ -234,8 +234,9 @@ _OUTPUT_NAMES = frozenset(
 )
 
 
-def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> None:
-    """Refuse an --output that the run could not create, or that --overwrite must not replace.
+def check_output_folder(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> None:
+    """Refuse an --output folder the run could not create, or that --overwrite must not replace
+    (io.check_output is the same check for an output file).
 
     --overwrite replaces only a folder an earlier `mlgate predict` made (its marker inside and
     nothing but its outputs): never the project, a git work tree, a folder holding the input
@@ -280,7 +281,7 @@ def atomic_folder(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> I
     The folder carries predict's marker, so a later --overwrite knows mlgate made it; what
     `path` holds is checked again just before it is replaced.
     """
-    check_output(path, overwrite, inputs)
+    check_output_folder(path, overwrite, inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -289,7 +290,7 @@ def atomic_folder(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> I
         (tmp / MARKER).write_text("made by mlgate predict: --overwrite may replace this folder\n")
         old = None
         if path.exists():
-            check_output(path, overwrite, inputs)
+            check_output_folder(path, overwrite, inputs)
             old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(path, old)
         os.replace(tmp, path)
@@ -467,7 +468,7 @@ def predict(params: Params, request: Request, stream: Any = None) -> dict[str, A
     started_at = datetime.now(UTC)
     batch_id = f"{started_at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     files = input_files(request.input)
-    check_output(request.output, request.overwrite, files)
+    check_output_folder(request.output, request.overwrite, files)
     model = LoadedModel(params, request.model)
     out = print if stream is None else (lambda *a: print(*a, file=stream))
     out(

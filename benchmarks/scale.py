@@ -34,9 +34,9 @@ started = time.perf_counter()
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
-from mlgate import data
+from mlgate.pipeline import data
 from mlgate.config import load_params
-from mlgate.model import build_pipeline
+from mlgate.pipeline.model import build_pipeline
 p = load_params()
 imported = time.perf_counter()
 frame = data.validate(pd.read_csv(p.data.raw), data.contract_schema(p), "raw")

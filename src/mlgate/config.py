@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlgate.errors import MlgateError, shown
+from mlgate.names import CHALLENGER, PRODUCTION
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -130,7 +131,7 @@ class Champion(_Section):
     # true: tolerance is a share of the champion's metric (0.01 = 1%), for metrics in the
     # target's units (rmse, mae); false: in the metric's own units
     relative: bool = False
-    alias: str = "production"
+    alias: str = PRODUCTION
 
 
 # metrics evaluate reports whose value lies in [0, 1] (classification) or is never negative
@@ -196,7 +197,7 @@ class Strategy(_Section):
 
     mode: Literal["none", "shadow", "canary", "ab"] = "none"
     # the model packaged beside serving.model when mode != none: an alias or a version number
-    challenger: str = Field(default="challenger", min_length=1)
+    challenger: str = Field(default=CHALLENGER, min_length=1)
     # canary/ab: the share of entities (or requests, without a key) the challenger answers
     share: float = Field(default=0.1, gt=0, lt=1)
     # sticky assignment: a request field (checked against the contract at build) or
@@ -219,7 +220,7 @@ class Strategy(_Section):
 
 
 class Serving(_Section):
-    model: str = "production"
+    model: str = PRODUCTION
     workers: int = Field(default=1, ge=1)
     max_batch_rows: int = Field(default=1000, ge=1)
     max_body_kb: int = Field(default=1024, ge=1)
@@ -289,7 +290,7 @@ class Compare(_Section):
 class Batch(_Section):
     """`mlgate predict` (docs/BATCH.md)."""
 
-    model: str = Field(default="production", min_length=1)  # an alias or a version number
+    model: str = Field(default=PRODUCTION, min_length=1)  # an alias or a version number
     format: Literal["parquet", "csv"] = "parquet"
     keys: tuple[str, ...] = ()  # input columns copied to the output; () => every input column
     chunk_rows: int = Field(default=50_000, ge=1)

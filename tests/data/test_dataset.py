@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlgate import data
+from mlgate.pipeline import data
 
 
 def test_the_data_honours_the_schema_and_the_whole_dataset_rules(raw_frame, params):
@@ -19,7 +19,7 @@ def test_enough_rows_and_both_classes(raw_frame, params):
 
 
 def test_every_sensitive_group_is_large_enough_to_measure(raw_frame, params):
-    from mlgate.fairness import groups
+    from mlgate.pipeline.fairness import groups
 
     for name, spec in params.evaluate.sensitive.items():
         counts = groups(raw_frame, name, spec).value_counts()

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mlgate.errors import MlgateError
-from mlgate.init import (
+from mlgate.scaffold.init import (
     InitRequest,
     _summary,
     answers_for,

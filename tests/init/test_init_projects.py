@@ -387,9 +387,9 @@ def build_model(project: Path, tmp: Path, code: str) -> Path:
     path = tmp / "broken.joblib"
     prelude = """
         import joblib
-        from mlgate import data
+        from mlgate.pipeline import data
         from mlgate.config import load_params, parse_params
-        from mlgate.stages import train
+        from mlgate.pipeline.stages import train
 
         params = load_params("params.yaml")
         frame = data.load(params.split.train, params)

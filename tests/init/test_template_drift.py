@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from mlgate.config import load_params
-from mlgate.init import TEMPLATE_DIR, InitRequest, answers_for, render, this_release
+from mlgate.scaffold.init import TEMPLATE_DIR, InitRequest, answers_for, render, this_release
 from tests.conftest import ROOT
 
 

@@ -11,9 +11,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from mlgate import data
 from mlgate.config import Params, load_params
-from mlgate.stages import split, train
+from mlgate.pipeline import data
+from mlgate.pipeline.stages import split, train
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,7 +46,7 @@ def test_frame(splits) -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def score(model: Any, params: Params):
-    from mlgate.model import positive_scores
+    from mlgate.pipeline.model import positive_scores
 
     def _score(frame: pd.DataFrame):
         return positive_scores(model, frame[params.features.all], params.data.positive_label)

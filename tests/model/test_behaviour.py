@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mlgate.fairness import groups
-from mlgate.stages import evaluate, train
+from mlgate.pipeline.fairness import groups
+from mlgate.pipeline.stages import evaluate, train
 
 INVARIANCE_TOLERANCE = 0.02  # a score may move this much when only `sex` changes
 INVARIANCE_SHARE = 0.95  # ... for at least this share of applicants
@@ -43,7 +43,7 @@ def test_changing_sex_alone_barely_changes_the_score(score, test_frame):
 def test_the_invariance_check_catches_a_model_that_uses_sex(params, test_frame, splits):
     """The invariance test above can fail: a model trained with `sex` as a feature fails it."""
     from mlgate.config import parse_params
-    from mlgate.model import positive_scores
+    from mlgate.pipeline.model import positive_scores
 
     raw = params.model_dump(mode="json", by_alias=True)
     raw["features"]["categorical"] = ["sex", *raw["features"]["categorical"]]

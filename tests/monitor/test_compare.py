@@ -18,8 +18,8 @@ import yaml
 
 from mlgate.cli import main
 from mlgate.config import Params, load_params
-from mlgate.model import positive_scores
-from mlgate.stages import split, train
+from mlgate.pipeline.model import positive_scores
+from mlgate.pipeline.stages import split, train
 from tests.conftest import ROOT
 
 PARAMS = ROOT / "params.yaml"
@@ -32,7 +32,7 @@ def params() -> Params:
 
 @pytest.fixture(scope="module")
 def test_split(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from mlgate import data
+    from mlgate.pipeline import data
 
     return split.split_frame(data.load(ROOT / params.data.raw, params), params)
 
@@ -51,7 +51,7 @@ def models(params: Params, test_split: tuple[pd.DataFrame, pd.DataFrame]) -> dic
 def halves(params: Params, models: dict) -> tuple[dict[str, Any], pd.DataFrame]:
     """Models trained on half the data and the other half as traffic: a canary splits its
     rows, and the example's 200 test rows make halves too small to tell two models apart."""
-    from mlgate import data
+    from mlgate.pipeline import data
 
     half = params.model_copy(update={"split": params.split.model_copy(update={"test_size": 0.5})})
     training, rows = split.split_frame(data.load(ROOT / params.data.raw, half), half)
@@ -81,7 +81,7 @@ def request_of(i: int) -> tuple[str, int]:
 
 def contract_columns(params: Params) -> list[str]:
     """The request's fields: what the service records as `inputs`."""
-    from mlgate import data
+    from mlgate.pipeline import data
 
     return list(data.input_schema(params).columns)
 
@@ -407,7 +407,7 @@ def test_outcomes_from_parquet_and_the_latest_outcome_wins(
     assert len(records) == 11 and {r["source"] for r in records} == {"import"}
     assert records[0] == {**records[0], "kind": "outcome", "schema": 1, "row": 0}
     assert isinstance(records[0]["outcome"], int)  # the class as the model has it
-    from mlgate.compare import load_records
+    from mlgate.loop.compare import load_records
 
     outcomes = load_records(fb)["outcomes"].set_index(["request_id", "row"])["outcome"]
     assert len(outcomes) == 10
@@ -476,7 +476,7 @@ def test_a_bad_outcomes_file_is_refused_whole(
 
 
 def test_regression_outcomes_must_be_finite_numbers(tmp_path: Path) -> None:
-    from mlgate.outcomes import check_outcomes
+    from mlgate.loop.outcomes import check_outcomes
 
     frame = pd.DataFrame(
         {"request_id": ["a", "a", "b"], "row": ["0", "1", "0"], "outcome": ["12.5", "inf", "x"]}
@@ -505,7 +505,7 @@ def test_no_records_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_resampled_roc_auc_equals_scikit_learns() -> None:
     from sklearn.metrics import roc_auc_score
 
-    from mlgate.compare import metric_resampled
+    from mlgate.loop.compare import metric_resampled
 
     rng = np.random.default_rng(1)
     y = (rng.random(300) < 0.3).astype(float)
@@ -517,7 +517,7 @@ def test_resampled_roc_auc_equals_scikit_learns() -> None:
 
 def test_a_larger_rmse_counts_as_worse(params: Params) -> None:
     """For rmse the rule turns around: challenger - champion > 0 is a loss."""
-    from mlgate.compare import Difference, Variant, decide
+    from mlgate.loop.compare import Difference, Variant, decide
 
     def variant(name: str) -> Variant:
         return Variant(name, ["1"], 500, 0, 0.0, 1.0, {}, {}, 500)
@@ -534,7 +534,7 @@ def test_a_larger_rmse_counts_as_worse(params: Params) -> None:
 def test_a_relative_loss_is_a_share_of_the_champions_metric(params: Params) -> None:
     """compare.relative: for an rmse of 2,500 (price units), 1 % allows 25 worse; the
     absolute 0.01 would allow nothing a bootstrap interval could show."""
-    from mlgate.compare import Difference, Variant, decide
+    from mlgate.loop.compare import Difference, Variant, decide
 
     champion = Variant("champion", ["1"], 500, 0, 0.0, 1.0, {}, {}, 500, metric=2500.0)
     challenger = Variant("challenger", ["2"], 500, 0, 0.0, 1.0, {}, {}, 500, metric=2510.0)

@@ -159,8 +159,8 @@ def test_the_model_is_resolved_by_alias_or_version(here, capsys):
     assert predict("--model", "7", "--input", "batch.csv", "--output", "none") == 2
     assert "credit-risk has no version 7" in capsys.readouterr().err
 
-    from mlgate import registry
     from mlgate.config import load_params
+    from mlgate.registry import aliases as registry
 
     params = load_params()
     registry.promote(params, "1", to="staging")

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from mlgate.config import Params, load_params
-from mlgate.data import input_schema
+from mlgate.pipeline.data import input_schema
 from mlgate.serving.contract import Contract, contract_spec
 from tests.conftest import ROOT
 

@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from mlgate.config import load_params
-from mlgate.deploy.config import deploy_config
-from mlgate.deploy.targets import render_manifests
+from mlgate.release.config import deploy_config
+from mlgate.release.targets import render_manifests
 from mlgate.serving.feedback import read_records
 from tests.conftest import ROOT, VENV_BIN, free_port, run
 from tests.serving.conftest import Endpoint, bentoml_env

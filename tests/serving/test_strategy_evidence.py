@@ -92,8 +92,8 @@ def canary_server(
 
 def split_requests(repo: Path) -> tuple[list[dict[str, Any]], list[int]]:
     """The test split as the service receives it (contract columns) and its true labels."""
-    from mlgate import data
     from mlgate.config import load_params
+    from mlgate.pipeline import data
     from mlgate.serving.build import split_rows
 
     params = load_params(repo / "params.yaml")

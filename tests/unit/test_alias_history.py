@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlgate.registry import alias_stack
+from mlgate.registry.aliases import alias_stack
 
 
 def entry(version: str, action: str = "promote", alias: str = "production") -> dict[str, str]:
@@ -29,7 +29,7 @@ def test_model_references_are_parsed_before_any_network():
     import pytest
 
     from mlgate.errors import MlgateError
-    from mlgate.registry import parse_ref
+    from mlgate.registry.aliases import parse_ref
 
     assert parse_ref("credit-risk@production", "x") == ("credit-risk", "production", None)
     assert parse_ref("@staging", "credit-risk") == ("credit-risk", "staging", None)

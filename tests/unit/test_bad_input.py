@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from mlgate import github
 from mlgate.cli import build_parser, main
 from mlgate.errors import EXIT_INTERNAL
+from mlgate.release import github
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "ghcr.io/acme/credit-model@sha256:" + "a" * 64
@@ -365,8 +365,8 @@ def test_a_smoke_test_of_a_service_answering_garbage_fails_in_one_message(
     mode: str, garbage_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlgate.config import Deploy
-    from mlgate.deploy import smoke
     from mlgate.errors import MlgateError
+    from mlgate.release import smoke
 
     monkeypatch.setattr(Garbage, "mode", mode)
     monkeypatch.setattr(smoke, "CALL_DEADLINE", 0.5)
@@ -442,8 +442,8 @@ def test_feedback_that_is_not_the_services(
 def test_a_source_command_that_never_ends_is_ended_with_its_children(tmp_path: Path) -> None:
     """`data.source.command` past data.source.command_timeout: the shell and what it started
     are ended (a child holding the output pipe would keep the wait going), nothing is read."""
-    from mlgate import refresh
     from mlgate.errors import MlgateError
+    from mlgate.loop import refresh
 
     pidfile = tmp_path / "child.pid"
     # two children of the shell: one holds the output pipe (killing the shell alone, the wait
@@ -512,8 +512,8 @@ def test_an_oidc_token_endpoint_answering_garbage_is_one_error(
     mode: str, garbage_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Kubernetes target's token exchange (deploy.kubernetes.oidc_audience)."""
-    from mlgate.deploy import targets
     from mlgate.errors import MlgateError
+    from mlgate.release import targets
 
     monkeypatch.setattr(Garbage, "mode", mode)
     monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_URL", f"{garbage_server}/token?v=1")

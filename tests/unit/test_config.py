@@ -147,7 +147,7 @@ def test_a_strategy_key_is_a_field_or_a_header():
 
 
 def test_build_flags_override_the_strategy_and_are_validated_as_params_are():
-    from mlgate.serving.cli import with_strategy
+    from mlgate.serving.build import with_strategy
 
     params = parse_params(RAW)
     trial = with_strategy(params, "shadow", "7")

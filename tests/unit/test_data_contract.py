@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlgate import data
 from mlgate.config import load_params
 from mlgate.errors import DataValidationError, MlgateError
+from mlgate.pipeline import data
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = load_params(ROOT / "params.yaml")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from mlgate.config import load_params
-from mlgate.monitor import feature_drift
+from mlgate.loop.monitor import feature_drift
 
 PARAMS = load_params(Path(__file__).parents[2] / "params.yaml")
 MAX_PSI = PARAMS.monitor.max_psi

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mlgate.config import SensitiveAttribute, load_params
-from mlgate.fairness import (
+from mlgate.pipeline.fairness import (
     band_labels,
     classification_table,
     group_metrics,
@@ -106,8 +106,8 @@ def assert_equal_to_fairlearn(y_true, y_pred, values: pd.Series) -> None:
 @pytest.fixture(scope="module")
 def example() -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """The example's test split and the decisions of the example's model on it."""
-    from mlgate import data
-    from mlgate.stages import split, train
+    from mlgate.pipeline import data
+    from mlgate.pipeline.stages import split, train
 
     params = load_params(ROOT / "params.yaml")
     frame = data.load(ROOT / params.data.raw, params)

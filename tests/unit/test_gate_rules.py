@@ -10,7 +10,7 @@ import yaml
 
 from mlgate.config import parse_params
 from mlgate.errors import MlgateError
-from mlgate.stages.gate import champion_check, decide, format_report, threshold_checks
+from mlgate.pipeline.stages.gate import champion_check, decide, format_report, threshold_checks
 
 RAW = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
 PARAMS = parse_params(RAW)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlgate import lineage
+from mlgate.registry import lineage
 
 ROOT = Path(__file__).resolve().parents[2]
 

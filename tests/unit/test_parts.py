@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mlgate import data
 from mlgate.config import load_params
 from mlgate.errors import DataValidationError
+from mlgate.pipeline import data
 from tests.conftest import ROOT
 
 PARAMS = load_params(ROOT / "params.yaml")

@@ -10,10 +10,10 @@ import pytest
 
 from mlgate.config import parse_params
 from mlgate.errors import MlgateError
-from mlgate.fairness import regression_group_metrics
-from mlgate.model import build_pipeline, predict_fn
-from mlgate.stages.evaluate import evaluate, regression_metrics, regression_points
-from mlgate.stages.gate import champion_check, threshold_checks
+from mlgate.pipeline.fairness import regression_group_metrics
+from mlgate.pipeline.model import build_pipeline, predict_fn
+from mlgate.pipeline.stages.evaluate import evaluate, regression_metrics, regression_points
+from mlgate.pipeline.stages.gate import champion_check, threshold_checks
 
 
 def raw_params(**gate: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlgate import tracking
+from mlgate.registry import tracking
 
 pytestmark = pytest.mark.slow  # runs MLflow's real migrations once
 

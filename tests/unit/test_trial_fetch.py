@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mlgate.deploy.trial import FETCHED, fetch
 from mlgate.errors import MlgateError
+from mlgate.release.trial import FETCHED, fetch
 
 
 def test_fetch_replaces_its_own_folder_and_refuses_any_other(tmp_path: Path) -> None:

@@ -228,7 +228,7 @@ def check_names(callers: Path, names: tuple[str, ...]) -> list[str]:
 def test_one_workflow_alone_publishes_the_required_check(rendered: Path) -> None:
     """Branch protection matches a required check by name only, and a skipped job reports
     success: a second `ml / gate` (cd's, skipped off main) could stand in for CI's (M2)."""
-    from mlgate.github import DEFAULT_CHECK
+    from mlgate.release.github import DEFAULT_CHECK
 
     for callers, names in ((WF, OWN), (rendered, TEMPLATE)):
         assert check_names(callers, names).count(DEFAULT_CHECK) == 1, callers

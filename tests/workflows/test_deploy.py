@@ -14,11 +14,11 @@ import yaml
 
 from mlgate.cli import main
 from mlgate.config import load_params
-from mlgate.data import input_schema
-from mlgate.deploy.config import deploy_config
-from mlgate.deploy.smoke import sample_rows, smoke_test
-from mlgate.deploy.targets import image_repository, render_manifests
 from mlgate.errors import MlgateError
+from mlgate.pipeline.data import input_schema
+from mlgate.release.config import deploy_config
+from mlgate.release.smoke import sample_rows, smoke_test
+from mlgate.release.targets import image_repository, render_manifests
 from tests.conftest import ROOT
 
 DIGEST = "ghcr.io/acme/credit-model@sha256:" + "a" * 64
@@ -177,15 +177,16 @@ def test_alias_moves_are_skipped_aloud_without_a_tracking_server(
 
 
 @pytest.mark.slow
-def test_release_image_gets_the_bento_tag_from_mlgate_build(
+def test_release_image_builds_the_bento_mlgate_build_makes(
     trained_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlgate.deploy import _build_bento
+    from mlgate.config import load_params
+    from mlgate.release.deploy import build_bento
 
     monkeypatch.chdir(trained_repo)
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    tag = _build_bento(Path("params.yaml"), "candidate")
+    tag = build_bento(load_params(Path("params.yaml")), "candidate")
     assert tag.startswith("credit-risk:")
 
 

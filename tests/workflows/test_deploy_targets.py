@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from mlgate.cli import main
-from mlgate.deploy import smoke
 from mlgate.errors import MlgateError
+from mlgate.release import smoke
 from tests.conftest import ROOT
 
 DIGEST = "ghcr.io/acme/credit-model@sha256:" + "a" * 64
@@ -252,8 +252,8 @@ def test_manifests_run_as_bentomls_numeric_user_with_an_optional_pull_secret(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlgate.config import load_params
-    from mlgate.deploy.config import deploy_config
-    from mlgate.deploy.targets import render_manifests
+    from mlgate.release.config import deploy_config
+    from mlgate.release.targets import render_manifests
 
     monkeypatch.chdir(ROOT)
     cfg = deploy_config(load_params(ROOT / "params.yaml").deploy)

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from mlgate.config import load_params
-from mlgate.deploy.config import deploy_config
-from mlgate.deploy.targets import render_manifests
+from mlgate.release.config import deploy_config
+from mlgate.release.targets import render_manifests
 from tests.conftest import ROOT, VENV_BIN
 
 SUPPORTED = ("1.29.0", "1.37.0")  # oldest, newest: docs/WORKFLOWS.md#deployment-targets

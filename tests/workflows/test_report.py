@@ -230,8 +230,8 @@ def test_mlgate_repro_detects_a_run_record_from_another_machine(
     pr_run: PipelineRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What makes `mlgate repro` retrain on a runner whose store never saw the committed run."""
-    from mlgate.ci import run_in_store
     from mlgate.config import load_params
+    from mlgate.pipeline.repro import run_in_store
 
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     record = tmp_path / "artifacts/model/run.json"

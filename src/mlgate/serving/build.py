@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from mlgate import tracking
 from mlgate.errors import MlgateError
+from mlgate.names import CANDIDATE, CHALLENGER
+from mlgate.registry import tracking
 
 if TYPE_CHECKING:
     from mlgate.config import Params
@@ -47,7 +48,7 @@ def use_project_home(params: Params) -> Path:
 
 def resolve_version(params: Params, ref: str) -> Any:
     """An alias (`production`) or a version number (`3`) of the project's registered model."""
-    from mlgate import registry
+    from mlgate.registry import aliases as registry
 
     name = params.model_name
     spec = f"{name}/{ref}" if ref.isdigit() else f"{name}@{ref}"
@@ -56,10 +57,10 @@ def resolve_version(params: Params, ref: str) -> Any:
     try:
         return registry.resolve(client, parsed)
     except MlgateError as err:
-        if ref.isdigit() or ref == "candidate":
+        if ref.isdigit() or ref == CANDIDATE:
             raise
         try:  # a new project: `make run` registered a candidate, nothing is promoted yet
-            candidate = registry.resolve(client, (name, "candidate", None))
+            candidate = registry.resolve(client, (name, CANDIDATE, None))
         except MlgateError:
             raise err from None
         raise MlgateError(
@@ -80,7 +81,7 @@ def lineage_of(mv: Any) -> dict[str, str]:
 
 def split_rows(params: Params, path: Path, limit: int | None = None) -> list[dict[str, Any]]:
     """Rows of a split as the service receives them (plain Python values, contract columns)."""
-    from mlgate import data
+    from mlgate.pipeline import data
 
     schema = data.input_schema(params)
     frame = data.load(path, params)[list(schema.columns)]
@@ -121,7 +122,7 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
     import mlflow.sklearn
     import numpy as np
 
-    from mlgate import data
+    from mlgate.pipeline import data
     from mlgate.serving.contract import contract_spec
     from mlgate.serving.scorer import PARITY_TOLERANCE, PipelineScorer, fast_scorer, load_stored
 
@@ -174,7 +175,7 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
 
 def check_strategy_key(params: Params) -> None:
     """serving.strategy.key, when it names a field, must be one of the request contract's."""
-    from mlgate import data
+    from mlgate.pipeline import data
 
     field = params.serving.strategy.field
     columns = list(data.input_schema(params).columns)
@@ -297,6 +298,10 @@ def build(params: Params, ref: str | None = None, bentofile: Path | str = "bento
         os.environ.pop(env, None)
         if name in models:
             os.environ[env] = models[name]
+    # BentoML imports the service module without reloading it: a copy an earlier build in this
+    # process imported (`mlgate release image` builds the trial bento after the candidate's)
+    # would still name that build's models.
+    sys.modules.pop(str(config.get("service", "")).partition(":")[0], None)
     with tempfile.TemporaryDirectory() as tmp:
         pinned_file = Path(tmp) / "bentofile.yaml"
         pinned_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -315,11 +320,28 @@ def build(params: Params, ref: str | None = None, bentofile: Path | str = "bento
         f"build: {lineage['model_name']} version {lineage['version']} "
         f"-> model {model_tag}, bento {tag}"
     )
-    output = os.environ.get("GITHUB_OUTPUT")
-    if output:
-        with open(output, "a", encoding="utf-8") as fh:
-            fh.write(f"bento_tag={tag}\n")
     return tag
+
+
+def with_strategy(params: Any, mode: str | None, challenger: str | None) -> Any:
+    """params with serving.strategy's mode and/or challenger replaced (`mlgate build
+    --strategy/--challenger`, and the trial bento of ml-cd), validated as params.yaml is."""
+    from pydantic import ValidationError
+
+    from mlgate.config import Serving
+
+    raw = params.serving.model_dump()
+    raw["strategy"].update(
+        {k: v for k, v in (("mode", mode), (CHALLENGER, challenger)) if v is not None}
+    )
+    try:
+        serving = Serving.model_validate(raw)
+    except ValidationError as err:
+        lines = [
+            f"  - {'.'.join(['serving', *map(str, e['loc'])])}: {e['msg']}" for e in err.errors()
+        ]
+        raise MlgateError("--strategy/--challenger:\n" + "\n".join(lines)) from None
+    return params.model_copy(update={"serving": serving})
 
 
 def latest_bento(params: Params) -> str:

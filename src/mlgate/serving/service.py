@@ -808,8 +808,8 @@ class ModelService:
         """Checks the schema has that pydantic cannot express (custom or dataframe checks)."""
         import pandas as pd
 
-        from mlgate.data import input_schema, validate
         from mlgate.errors import DataValidationError
+        from mlgate.pipeline.data import input_schema, validate
 
         try:
             validate(pd.DataFrame.from_records(records), input_schema(PARAMS), "request")

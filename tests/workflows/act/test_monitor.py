@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from mlgate import data
 from mlgate.config import load_params
-from mlgate.model import positive_scores
-from mlgate.stages.split import split_frame
-from mlgate.stages.train import fit
+from mlgate.pipeline import data
+from mlgate.pipeline.model import positive_scores
+from mlgate.pipeline.stages.split import split_frame
+from mlgate.pipeline.stages.train import fit
 from tests.conftest import run
 from tests.workflows.act.road import ActRun, Repo, Road
 from tests.workflows.fake_github import FakeGitHub

@@ -24,8 +24,8 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from mlgate import data
 from mlgate.config import load_params
+from mlgate.pipeline import data
 from tests.conftest import run
 from tests.workflows.act.conftest import push_event
 from tests.workflows.act.road import ActRun, Repo, Road

@@ -1,0 +1,1 @@
+"""After release: monitor, compare, outcomes, data refresh, batch scoring."""

@@ -1,0 +1,430 @@
+"""`mlgate monitor`: recorded production traffic against the training reference (drift, errors)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io as _io
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlgate import io
+from mlgate.actions import utc_now
+from mlgate.errors import MlgateError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from mlgate.config import Params
+
+EPS = 1e-4  # floor for empty bins: PSI is a log ratio and an empty bin would make it infinite
+PREDICTION = "prediction (model output)"  # a classifier's probability, a regressor's value
+
+
+@dataclass
+class FeatureDrift:
+    name: str
+    kind: str  # numeric | categorical
+    psi: float
+    test: str
+    statistic: float
+    p_value: float
+    drifted: bool
+    reference_share: dict[str, float] = field(default_factory=dict)
+    current_share: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class DriftReport:
+    generated_at: str
+    model_versions: list[str]
+    rows: int
+    errors: int
+    error_rate: float
+    enough_data: bool
+    features: list[FeatureDrift]
+    prediction: FeatureDrift | None
+    thresholds: dict[str, float]
+    drifted_features: list[str]
+    prediction_drifted: bool
+    error_rate_exceeded: bool
+
+    @property
+    def drift(self) -> bool:
+        return self.enough_data and (
+            bool(self.drifted_features) or self.prediction_drifted or self.error_rate_exceeded
+        )
+
+
+# ---------------------------------------------------------------- statistics
+
+
+MISSING = "(missing)"  # the category a missing value counts as
+
+
+def psi_numeric(reference: np.ndarray, current: np.ndarray, bins: int) -> float:
+    """Population stability index over the reference's quantile bins (open-ended outer bins),
+    with missing values (NaN) as a bin of their own: a shift of the values or of how often
+    they are missing both count."""
+    import numpy as np
+
+    ref_seen, cur_seen = reference[~np.isnan(reference)], current[~np.isnan(current)]
+    edges = [-np.inf, np.inf]
+    if len(ref_seen):
+        inner = np.unique(np.quantile(ref_seen, np.linspace(0, 1, bins + 1)[1:-1]))
+        edges = np.concatenate(([-np.inf], inner, [np.inf]))
+    ref = np.append(np.histogram(ref_seen, edges)[0], len(reference) - len(ref_seen))
+    cur = np.append(np.histogram(cur_seen, edges)[0], len(current) - len(cur_seen))
+    return _psi(ref / len(reference), cur / len(current))
+
+
+def categories(values: pd.Series) -> pd.Series:
+    """Values as text, a missing one as MISSING (pandas 3's astype(str) keeps NaN as NaN)."""
+    return values.astype("string").fillna(MISSING).astype(str)
+
+
+def psi_categorical(reference: pd.Series, current: pd.Series) -> tuple[float, dict, dict]:
+    import numpy as np
+
+    reference, current = categories(reference), categories(current)
+    cats = sorted(set(reference) | set(current))
+    ref = reference.value_counts(normalize=True).reindex(cats, fill_value=0.0)
+    cur = current.value_counts(normalize=True).reindex(cats, fill_value=0.0)
+    return _psi(np.asarray(ref), np.asarray(cur)), ref.round(4).to_dict(), cur.round(4).to_dict()
+
+
+def _psi(ref: np.ndarray, cur: np.ndarray) -> float:
+    import numpy as np
+
+    ref = np.clip(ref, EPS, None)
+    cur = np.clip(cur, EPS, None)
+    return float(np.sum((cur - ref) * np.log(cur / ref)))
+
+
+def _numeric_test(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
+    """KS on the values present; where either side misses values, also a chi-squared test of
+    how often (Bonferroni over the two). A test with NaN in its input answers NaN, which
+    never counted as drift: age shifted by 40 years went unreported."""
+    import numpy as np
+    from scipy import stats
+
+    ref_seen, cur_seen = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
+    stat, p = 0.0, 1.0
+    if len(ref_seen) and len(cur_seen):
+        result = stats.ks_2samp(ref_seen, cur_seen)
+        stat, p = float(result.statistic), float(result.pvalue)
+    missing = np.array([[len(ref) - len(ref_seen), len(cur) - len(cur_seen)]])
+    if missing.any():
+        table = np.vstack([missing, [[len(ref_seen), len(cur_seen)]]])
+        if (table.sum(axis=1) > 0).all():
+            p = min(1.0, 2 * min(p, float(stats.chi2_contingency(table).pvalue)))
+    return stat, p
+
+
+def feature_drift(
+    name: str, reference: pd.Series, current: pd.Series, params: Params, max_psi: float
+) -> FeatureDrift:
+    """PSI for the size of the shift; a two-sample test for whether it is more than noise."""
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+
+    alpha = params.monitor.alpha
+    if pd.api.types.is_numeric_dtype(reference) and name not in params.features.categorical:
+        ref = reference.to_numpy(dtype=float, na_value=np.nan)
+        cur = current.to_numpy(dtype=float, na_value=np.nan)
+        psi = psi_numeric(ref, cur, params.monitor.bins)
+        stat, p = _numeric_test(ref, cur)
+        return FeatureDrift(name, "numeric", psi, "ks_2samp", stat, p, psi > max_psi and p < alpha)
+    psi, ref_share, cur_share = psi_categorical(reference, current)
+    cats = list(ref_share)
+    table = np.array(
+        [
+            categories(reference).value_counts().reindex(cats, fill_value=0).to_numpy(),
+            categories(current).value_counts().reindex(cats, fill_value=0).to_numpy(),
+        ]
+    )
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:
+        stat, p = 0.0, 1.0
+    else:
+        chi2 = stats.chi2_contingency(table)
+        stat, p = float(chi2.statistic), float(chi2.pvalue)
+    return FeatureDrift(
+        name,
+        "categorical",
+        psi,
+        "chi2_contingency",
+        stat,
+        p,
+        psi > max_psi and p < alpha,
+        ref_share,
+        cur_share,
+    )
+
+
+# ---------------------------------------------------------------- data
+
+
+def feedback_folder(params: Params, given: Path | None = None) -> Path:
+    """The folder of recorded traffic: --feedback, else MLGATE_FEEDBACK_DIR, else
+    serving.feedback.path (the order the service itself uses, after the command line)."""
+    env = os.environ.get("MLGATE_FEEDBACK_DIR")
+    folder = given or Path(env or params.serving.feedback.path)
+    if not folder.is_dir():
+        raise MlgateError(f"no recorded traffic: {folder} is not a folder (serving.feedback.path)")
+    return folder
+
+
+def load_traffic(folder: Path | str) -> tuple[pd.DataFrame, pd.Series, int, list[str]]:
+    """Recorded inputs, predicted probabilities, the number of rejected requests, versions."""
+    import pandas as pd
+
+    from mlgate.serving.feedback import read_records
+
+    records = read_records(folder)
+    predictions = [r for r in records if r.get("kind") == "prediction"]
+    # the service's own rejections; not a shadow challenger's failures (its own record, for
+    # `mlgate compare`) nor a bad POST /outcome (not a prediction request)
+    errors = sum(
+        1
+        for r in records
+        if r.get("kind") == "error" and not r.get("shadow") and r.get("endpoint") != "outcome"
+    )
+    # a classifier's records carry the probability, a regressor's the predicted value
+    scored = [r.get("probability", r.get("prediction")) for r in predictions]
+    broken = sum(
+        1
+        for r, score in zip(predictions, scored, strict=True)
+        if not isinstance(r.get("inputs"), dict)
+        or isinstance(score, bool)
+        or not isinstance(score, int | float)
+    )
+    if broken:
+        raise MlgateError(
+            f"{folder}: {broken} of {len(predictions)} prediction records lack their inputs "
+            "(an object) or a numeric probability/prediction: is this the service's feedback?"
+        )
+    inputs = pd.DataFrame.from_records([r["inputs"] for r in predictions])
+    scores = pd.Series(scored, dtype=float)
+    versions = sorted({str(r.get("model_version")) for r in predictions})
+    return inputs, scores, errors, versions
+
+
+def load_batch(folder: Path, columns: list[str]) -> tuple[pd.DataFrame, pd.Series, int, list[str]]:
+    """A `mlgate predict` output as traffic: the scored rows' inputs and scores; its
+    quarantined rows count as rejected requests (from summary.json, for both engines)."""
+    import json
+
+    import pandas as pd
+
+    from mlgate.loop.chunks import QUARANTINE, SCORED, SUMMARY
+
+    summary_path = folder / SUMMARY
+    if not summary_path.is_file():
+        raise MlgateError(f"--batch {folder}: not a `mlgate predict` output (no {SUMMARY})")
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    scored = folder / f"{SCORED}.{summary.get('format', 'parquet')}"
+    output = "prediction" if summary.get("task") == "regression" else "score"
+    wanted = [*columns, output]
+    if summary.get("format") == "csv":  # one file, or Spark's folder of parts
+        parts = sorted(scored.glob("*.csv")) if scored.is_dir() else [scored]
+        frame = pd.concat([pd.read_csv(p) for p in parts], ignore_index=True) if parts else None
+        missing = [] if frame is None else [c for c in wanted if c not in frame.columns]
+    else:
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(next(scored.glob("*.parquet")) if scored.is_dir() else scored).names
+        missing = [c for c in wanted if c not in names]
+        frame = None if missing else pd.read_parquet(scored, columns=wanted)
+    if missing or frame is None:
+        raise MlgateError(
+            f"--batch {folder}: {scored.name} lacks column(s) {missing or wanted}; monitoring "
+            "needs every contract column (run `mlgate predict` with all input columns as "
+            f"keys, the default) and the model's {output}; not {QUARANTINE} rows"
+        )
+    versions = [str(summary["model"]["version"])]
+    return frame[columns], frame[output].astype(float), int(summary["rows_quarantined"]), versions
+
+
+def reference(params: Params) -> tuple[pd.DataFrame, np.ndarray]:
+    """The training split and the model's scores on it: what production is compared with."""
+    from mlgate.pipeline import data
+    from mlgate.pipeline.model import load_model, model_scores
+
+    train = data.load(params.split.train, params)
+    model = load_model(params.train.model)
+    # what the model reads and the groups fairness is judged on; not the columns the contract
+    # carries beside them (IDs, dates, free text): new IDs and today's dates are not drift
+    watched = {*params.features.all, *params.evaluate.sensitive}
+    frame = train[[c for c in data.input_schema(params).columns if c in watched]]
+    return frame, model_scores(model, train[params.features.all], params)
+
+
+def compare(
+    params: Params,
+    ref_inputs: pd.DataFrame,
+    ref_scores: np.ndarray,
+    inputs: pd.DataFrame,
+    scores: pd.Series,
+    errors: int,
+    versions: list[str],
+) -> DriftReport:
+    import pandas as pd
+
+    m = params.monitor
+    rows = len(inputs)
+    total = rows + errors
+    error_rate = errors / total if total else 0.0
+    enough = rows >= m.min_rows
+    features: list[FeatureDrift] = []
+    prediction = None
+    if enough:
+        for name in ref_inputs.columns:
+            if name not in inputs.columns:
+                raise MlgateError(f"recorded inputs have no column {name!r}: an older contract?")
+            features.append(feature_drift(name, ref_inputs[name], inputs[name], params, m.max_psi))
+        prediction = feature_drift(
+            PREDICTION, pd.Series(ref_scores), scores, params, m.max_prediction_psi
+        )
+    return DriftReport(
+        generated_at=utc_now(),
+        model_versions=versions,
+        rows=rows,
+        errors=errors,
+        error_rate=error_rate,
+        enough_data=enough,
+        features=features,
+        prediction=prediction,
+        thresholds={
+            "max_psi": m.max_psi,
+            "alpha": m.alpha,
+            "max_prediction_psi": m.max_prediction_psi,
+            "max_error_rate": m.max_error_rate,
+            "min_rows": m.min_rows,
+        },
+        drifted_features=[f.name for f in features if f.drifted],
+        prediction_drifted=bool(prediction and prediction.drifted),
+        error_rate_exceeded=enough and error_rate > m.max_error_rate,
+    )
+
+
+# ---------------------------------------------------------------- reports
+
+
+def summary_markdown(report: DriftReport) -> str:
+    t = report.thresholds
+    if not report.enough_data:
+        verdict = (
+            f"**Not enough data**: {report.rows} predictions recorded, {t['min_rows']:.0f} needed."
+        )
+    elif report.drift:
+        what = [*report.drifted_features]
+        if report.prediction_drifted:
+            what.append("predictions")
+        if report.error_rate_exceeded:
+            what.append(f"error rate {report.error_rate:.1%}")
+        verdict = f"**Drift detected**: {', '.join(what)}."
+    else:
+        verdict = "**No drift** beyond the thresholds."
+    lines = [
+        "# Production monitoring",
+        "",
+        verdict,
+        "",
+        f"- generated: {report.generated_at}",
+        f"- model version(s) seen: {', '.join(report.model_versions) or '(none)'}",
+        f"- predictions: {report.rows}; rejected requests: {report.errors} "
+        f"(error rate {report.error_rate:.2%}, max {t['max_error_rate']:.0%})",
+        f"- rule: a feature drifts when PSI > {t['max_psi']} and p-value < {t['alpha']} "
+        f"(predictions: PSI > {t['max_prediction_psi']})",
+    ]
+    if report.enough_data:
+        lines += [
+            "",
+            "| feature | type | PSI | test | p-value | drift |",
+            "|---|---|---:|---|---:|---|",
+        ]
+        for f in [*report.features, *([report.prediction] if report.prediction else [])]:
+            lines.append(
+                f"| {f.name} | {f.kind} | {f.psi:.3f} | {f.test} | {f.p_value:.2g} | "
+                f"{'**yes**' if f.drifted else 'no'} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _plot(f: FeatureDrift, ref: Any, cur: Any) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    if f.kind == "numeric":
+        ref = np.asarray(ref, dtype=float)
+        cur = np.asarray(cur, dtype=float)
+        edges = np.histogram_bin_edges(np.concatenate([ref, cur]), bins=30)
+        ax.hist(ref, edges, density=True, alpha=0.5, label="training")
+        ax.hist(cur, edges, density=True, alpha=0.5, label="production")
+    else:
+        cats = list(f.reference_share)
+        x = np.arange(len(cats))
+        ax.bar(x - 0.2, [f.reference_share[c] for c in cats], 0.4, label="training")
+        ax.bar(x + 0.2, [f.current_share.get(c, 0) for c in cats], 0.4, label="production")
+        ax.set_xticks(x, cats, rotation=30, ha="right", fontsize=7)
+    ax.set_title(f"{f.name}  PSI {f.psi:.3f}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def write_reports(report: DriftReport, out: Path, plots: dict[str, str]) -> None:
+    summary = summary_markdown(report)
+    io.write_text(out / "summary.md", summary)
+    io.write_json(out / "drift.json", {**asdict(report), "drift": report.drift})
+    figures = "\n".join(
+        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{png}"></figure>'
+        for name, png in plots.items()
+    )
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>mlgate monitor</title>"
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "figure{display:inline-block;margin:4px}</style></head><body>"
+        f"<pre>{html.escape(summary)}</pre>{figures}</body></html>\n"
+    )
+    io.write_text(out / "report.html", page)
+
+
+def run(
+    params: Params,
+    feedback: Path | None = None,
+    out: Path | None = None,
+    batch: Path | None = None,
+) -> DriftReport:
+    out = out or params.monitor.report
+    if batch is not None:
+        if not batch.is_dir():
+            raise MlgateError(f"--batch {batch}: not a folder (a `mlgate predict` --output)")
+        ref_inputs, ref_scores = reference(params)
+        inputs, scores, errors, versions = load_batch(batch, list(ref_inputs.columns))
+    else:
+        inputs, scores, errors, versions = load_traffic(feedback_folder(params, feedback))
+        ref_inputs, ref_scores = reference(params)
+    report = compare(params, ref_inputs, ref_scores, inputs, scores, errors, versions)
+    plots: dict[str, str] = {}
+    if report.enough_data:
+        for f in report.features:
+            plots[f.name] = _plot(f, ref_inputs[f.name], inputs[f.name])
+        if report.prediction is not None:
+            plots[PREDICTION] = _plot(report.prediction, ref_scores, scores)
+    write_reports(report, Path(out), plots)
+    print(summary_markdown(report))
+    print(f"monitor: wrote {out}/summary.md, report.html, drift.json")
+    return report

@@ -1,0 +1,216 @@
+"""`mlgate outcomes import`: late ground truth in bulk, checked against the recorded predictions."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlgate import io
+from mlgate.errors import MlgateError
+from mlgate.serving.feedback import SCHEMA_VERSION, record_time
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlgate.config import Params
+
+REQUIRED = ("request_id", "outcome")
+EXAMPLES = 5  # problems shown per kind; the counts cover them all
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str  # unknown request id | row not recorded | wrong type | conflicting duplicate
+    line: int  # data row of the file, 1 = the first row after the header
+    column: str
+    value: Any
+
+
+def read_file(path: Path) -> pd.DataFrame:
+    """CSV or Parquet, every value as read (types are checked row by row, not coerced)."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise MlgateError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            # as text: "1" and "1.5" stay what the file says, the check decides what they are
+            return pd.read_csv(path, dtype=str, keep_default_na=False)
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise MlgateError(f"{path}: not a readable {suffix[1:]} file: {err}") from None
+    raise MlgateError(f"{path}: expected a .csv or .parquet file")
+
+
+def known_classes(params: Params, decisions: set[Any]) -> list[Any]:
+    """The labels an outcome may take: the decisions the service gave, the positive label
+    and the classes the data contract allows for the target (its `isin` check)."""
+    from mlgate.pipeline import data
+
+    classes = {*decisions, params.data.positive_label}
+    column = data.load_schema(params).columns.get(params.data.target)
+    for check in getattr(column, "checks", ()):
+        allowed = (check.statistics or {}).get("allowed_values")
+        if check.name == "isin" and allowed:
+            classes.update(allowed)
+    return sorted(classes, key=str)
+
+
+def _label(value: Any, classes: list[Any]) -> tuple[bool, Any]:
+    """The class `value` names (1, 1.0 and "1" all name class 1), or (False, None)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False, None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    for c in classes:
+        if str(c) == text:
+            return True, c
+    return False, None
+
+
+def _number(value: Any) -> tuple[bool, float | None]:
+    if isinstance(value, bool):
+        return False, None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False, None
+    return (True, number) if math.isfinite(number) else (False, None)
+
+
+def _row_index(value: Any) -> int | None:
+    ok, number = _number(value)
+    if not ok or number is None or not number.is_integer() or number < 0:
+        return None
+    return int(number)
+
+
+def check_outcomes(
+    frame: pd.DataFrame, recorded: dict[str, set[int]], task: str, classes: list[Any]
+) -> tuple[list[dict[str, Any]], list[Problem], int]:
+    """Validate every row; (outcome records, problems, identical duplicates dropped)."""
+    problems: list[Problem] = []
+    chosen: dict[tuple[str, int], tuple[int, Any]] = {}
+    duplicates = 0
+    has_row = "row" in frame.columns
+    for line, (request_id, outcome, row_value) in enumerate(
+        zip(
+            frame["request_id"],
+            frame["outcome"],
+            frame["row"] if has_row else [0] * len(frame),
+            strict=True,
+        ),
+        start=1,
+    ):
+        request_id = "" if request_id is None else str(request_id).strip()
+        if request_id not in recorded:
+            problems.append(Problem("unknown request id", line, "request_id", request_id))
+            continue
+        row = _row_index(row_value) if has_row and str(row_value).strip() != "" else 0
+        if row is None:
+            problems.append(Problem("wrong type", line, "row", row_value))
+            continue
+        if row not in recorded[request_id]:
+            problems.append(Problem("row not recorded", line, "row", row))
+            continue
+        ok, value = _label(outcome, classes) if task == "classification" else _number(outcome)
+        if not ok:
+            problems.append(Problem("wrong type", line, "outcome", outcome))
+            continue
+        key = (request_id, row)
+        if key in chosen:
+            if chosen[key][1] != value:
+                problems.append(Problem("conflicting duplicate", line, "outcome", outcome))
+            else:
+                duplicates += 1
+            continue
+        chosen[key] = (line, value)
+    ts = record_time()
+    records = [
+        {
+            "schema": SCHEMA_VERSION,
+            "kind": "outcome",
+            "ts": ts,
+            "request_id": request_id,
+            "row": row,
+            "outcome": value,
+            "source": "import",
+        }
+        for (request_id, row), (_, value) in chosen.items()
+    ]
+    return records, problems, duplicates
+
+
+def format_problems(
+    path: Path, problems: list[Problem], rows: int, task: str, classes: list[Any]
+) -> str:
+    kinds: dict[str, list[Problem]] = {}
+    for p in problems:
+        kinds.setdefault(p.kind, []).append(p)
+    lines = [f"{path}: {len(problems)} of {rows} rows refused, nothing imported"]
+    for kind, found in kinds.items():
+        lines.append(f"  {kind}: {len(found)} rows, e.g.")
+        for p in found[:EXAMPLES]:
+            lines.append(f"    row {p.line}, column {p.column}: {p.value!r}")
+    expected = f"one of the classes {classes}" if task == "classification" else "a finite number"
+    lines.append(
+        f"  (rows count from 1 after the header; an outcome must be {expected}; request_id "
+        "and row must name a recorded prediction)"
+    )
+    return "\n".join(lines)
+
+
+def recorded_predictions(folder: Path) -> tuple[dict[str, set[int]], set[Any]]:
+    """(request id -> recorded rows, the decisions given) of the folder's prediction records."""
+    from mlgate.serving.feedback import read_records
+
+    recorded: dict[str, set[int]] = {}
+    decisions: set[Any] = set()
+    for r in read_records(folder):
+        if r.get("kind") == "prediction" and r.get("request_id") is not None:
+            recorded.setdefault(str(r["request_id"]), set()).add(int(r.get("row", 0)))
+            if r.get("decision") is not None:
+                decisions.add(r["decision"])
+    return recorded, decisions
+
+
+def import_outcomes(params: Params, file: Path, feedback: Path | None = None) -> Path:
+    """Validate `file` against the recorded predictions; write its outcome records atomically
+    to <feedback>/outcomes-import-<UTC>.jsonl. Nothing is written when any row is refused."""
+    from mlgate.loop.monitor import feedback_folder
+
+    folder = feedback_folder(params, feedback)
+    frame = read_file(file)
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise MlgateError(
+            f"{file}: missing column(s) {missing} (it has {list(frame.columns)}; "
+            "expected request_id, outcome and optionally row)"
+        )
+    if frame.empty:
+        raise MlgateError(f"{file}: no rows")
+    recorded, decisions = recorded_predictions(folder)
+    if not recorded:
+        raise MlgateError(f"{folder}: no prediction records to attach outcomes to")
+    task = params.data.task
+    classes = known_classes(params, decisions) if task == "classification" else []
+    records, problems, duplicates = check_outcomes(frame, recorded, task, classes)
+    if problems:
+        raise MlgateError(format_problems(file, problems, len(frame), task, classes))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    out = folder / f"outcomes-import-{stamp}.jsonl"
+    io.write_text(out, "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+    predictions = sum(len(rows) for rows in recorded.values())
+    print(
+        f"outcomes import: {len(records)} outcomes written to {out} "
+        f"({len(frame)} rows read, {duplicates} identical duplicates skipped; "
+        f"{predictions} recorded predictions)"
+    )
+    return out

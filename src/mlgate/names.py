@@ -1,0 +1,15 @@
+"""The registry aliases and the GitHub environments, spelled once.
+
+An alias names a model version in the MLflow registry; an environment is where an image runs
+(and a GitHub environment with its own protection rules). `staging` and `production` are both.
+"""
+
+from __future__ import annotations
+
+CANDIDATE = "candidate"  # set by `mlgate register`: the gated model of the last pipeline run
+STAGING = "staging"
+PRODUCTION = "production"
+CHALLENGER = "challenger"  # the model a shadow, canary or ab bento tries beside the champion
+
+ENVIRONMENTS = (STAGING, PRODUCTION)
+PROMOTION_ALIASES = (STAGING, PRODUCTION, CHALLENGER)  # what `mlgate promote --to` moves

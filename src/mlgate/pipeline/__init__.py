@@ -1,0 +1,1 @@
+"""The pipeline: data contract and version, model, fairness, DVC stages, repro, PR report."""

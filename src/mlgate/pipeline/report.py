@@ -1,0 +1,324 @@
+"""The PR report: this PR's pipeline results against the base branch and production, in Markdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlgate.errors import MlgateError
+from mlgate.names import PRODUCTION
+
+if TYPE_CHECKING:
+    from mlgate.config import Params
+
+LOWER_IS_BETTER = {"brier", "log_loss"}
+GRID = [round(i / 10, 1) for i in range(11)]  # x positions of the inline charts
+GROUP_COLUMNS = ("count", "accuracy", "selection_rate", "true_positive_rate", "false_positive_rate")
+
+
+@dataclass
+class Results:
+    """One side of the comparison: what a pipeline run left in its output files."""
+
+    label: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    fairness: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    roc: list[dict[str, float]] = field(default_factory=list)
+    pr: list[dict[str, float]] = field(default_factory=list)
+    note: str = ""
+
+
+# ---------------------------------------------------------------- collecting
+
+
+def _load(text: str | None, path: Path) -> dict[str, Any]:
+    try:
+        loaded = json.loads(text) if text else {}
+    except ValueError as err:
+        raise MlgateError(f"{path} is not valid JSON ({err}): rerun `dvc repro`") from None
+    if not isinstance(loaded, dict):
+        raise MlgateError(f"{path} holds {type(loaded).__name__}, not the pipeline's JSON object")
+    return loaded
+
+
+def _paths(params: Params) -> dict[str, Path]:
+    return {
+        "metrics": params.evaluate.metrics,
+        "fairness": params.evaluate.fairness,
+        "summary": params.data.summary,
+        "roc": params.evaluate.plots / "roc.json",
+        "pr": params.evaluate.plots / "precision_recall.json",
+    }
+
+
+def _fill(res: Results, read: Any, params: Params, params_text: str | None) -> Results:
+    import yaml
+
+    p = _paths(params)
+    res.metrics = _load(read(p["metrics"]), p["metrics"])
+    res.fairness = _load(read(p["fairness"]), p["fairness"])
+    res.summary = _load(read(p["summary"]), p["summary"])
+    res.roc = _load(read(p["roc"]), p["roc"]).get("roc", [])
+    res.pr = _load(read(p["pr"]), p["pr"]).get("precision_recall", [])
+    res.params = yaml.safe_load(params_text) if params_text else {}
+    return res
+
+
+def workspace_results(params: Params, params_file: Path) -> Results:
+    def read(path: Path) -> str | None:
+        return path.read_text(encoding="utf-8") if path.exists() else None
+
+    return _fill(Results("this PR"), read, params, read(params_file))
+
+
+def git_results(ref: str, params: Params, params_file: Path) -> Results:
+    """The committed outputs of `ref` (metrics and plots are committed: `cache: false`)."""
+    res = Results(f"base ({ref})")
+    probe = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if probe.returncode != 0:
+        res.note = f"`{ref}` is not a commit here (fetch it: checkout with fetch-depth: 0)"
+        return res
+
+    def read(path: Path) -> str | None:
+        proc = subprocess.run(
+            ["git", "show", f"{ref}:{path.as_posix()}"], capture_output=True, text=True, timeout=60
+        )
+        return proc.stdout if proc.returncode == 0 else None
+
+    _fill(res, read, params, read(params_file))
+    if not res.metrics:
+        res.note = f"`{ref}` has no committed {params.evaluate.metrics}"
+    return res
+
+
+def production_results(params: Params) -> Results:
+    """Metrics of the model holding `production`, when a tracking server is configured."""
+    res = Results(PRODUCTION)
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        res.note = "skipped: no MLFLOW_TRACKING_URI, so no registry to ask for production"
+        return res
+    from mlflow.exceptions import MlflowException
+
+    from mlgate.registry import tracking
+
+    client = tracking.connect(params)
+    try:
+        mv = client.get_model_version_by_alias(params.model_name, PRODUCTION)
+    except MlflowException:
+        res.note = f"no version of {params.model_name} holds alias `production` yet"
+        return res
+    run = client.get_run(mv.run_id)
+    res.label = f"production (v{mv.version})"
+    res.metrics = {
+        k.removeprefix("test_"): v for k, v in run.data.metrics.items() if k.startswith("test_")
+    }
+    return res
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _num(v: Any) -> str:
+    return "–" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _value(v: Any) -> str:
+    """A parameter as written in params.yaml (not rounded like a metric)."""
+    return "–" if v is None else '""' if v == "" else str(v)
+
+
+def delta(metric: str, new: float | None, old: float | None) -> str:
+    if new is None or old is None:
+        return "–"
+    d = round(new - old, 4)
+    if d == 0:
+        return "±0"
+    better = (d < 0) if metric in LOWER_IS_BETTER else (d > 0)
+    return f"{d:+.4f} ({'better' if better else 'worse'})"
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def params_diff(base: dict[str, Any], pr: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    fb, fp = _flatten(base), _flatten(pr)
+    missing = object()
+    rows = []
+    for key in sorted(set(fb) | set(fp)):
+        old, new = fb.get(key, missing), fp.get(key, missing)
+        if old != new:
+            rows.append((key, None if old is missing else old, None if new is missing else new))
+    return rows
+
+
+def _interp(points: list[dict[str, float]], x: str, y: str) -> list[float]:
+    import numpy as np
+
+    xs = np.array([p[x] for p in points])
+    ys = np.array([p[y] for p in points])
+    order = np.argsort(xs, kind="stable")
+    return [round(float(v), 3) for v in np.interp(GRID, xs[order], ys[order])]
+
+
+def chart(title: str, x: str, y: str, series: list[tuple[str, list[dict[str, float]]]]) -> str:
+    """A Mermaid xychart (GitHub renders it inline: no image hosting)."""
+    drawn = [(name, pts) for name, pts in series if pts]
+    if not drawn:
+        return ""
+    legend = ", ".join(f"line {i + 1}: {name}" for i, (name, _) in enumerate(drawn))
+    lines = [
+        "```mermaid",
+        "xychart-beta",
+        f'    title "{title}"',
+        f'    x-axis "{x}" [{", ".join(str(g) for g in GRID)}]',
+        f'    y-axis "{y}" 0 --> 1',
+        *(f"    line [{', '.join(map(str, _interp(pts, x, y)))}]" for _, pts in drawn),
+        "```",
+        f"<sub>{legend}</sub>",
+    ]
+    return "\n".join(lines)
+
+
+def render(
+    gate: dict[str, Any] | None,
+    pr: Results,
+    base: Results,
+    prod: Results,
+    plots_url: str = "",
+    pipeline_ok: bool = True,
+) -> str:
+    out: list[str] = []
+    if gate is None or (not pipeline_ok and gate["passed"]):
+        # A stage failed before the gate ran: the gate.json here (if any) is the committed one
+        verdict = "❌ the pipeline failed before the gate (see the `pipeline` job log)"
+        if gate is not None:
+            verdict += "; the gate results below are the last committed ones, not this PR's"
+    elif gate["passed"]:
+        # the pipeline gates only: lint and tests are separate jobs of the `ml / gate` check
+        verdict = "✅ pipeline gates passed (lint and tests: the `ml / gate` check)"
+    else:
+        failed = ", ".join(c["name"] for c in gate["checks"] if not c["passed"])
+        verdict = f"❌ gate FAILED: {failed}"
+    out += ["## mlgate report", "", f"**{verdict}**", ""]
+
+    out += ["### Gates", ""]
+    if gate is None:
+        out += ["No gate report: the pipeline stopped earlier.", ""]
+    else:
+        out += ["| check | kind | value | bound | verdict |", "|---|---|---|---|---|"]
+        for c in gate["checks"]:
+            bound = "–" if c["threshold"] is None else f"{c['op']} {c['threshold']}"
+            mark = "✅ pass" if c["passed"] else "❌ fail"
+            detail = f" <sub>{c['detail']}</sub>" if c.get("detail") else ""
+            out.append(
+                f"| `{c['name']}` | {c['kind']} | {_num(c['value'])} | {bound} | {mark}{detail} |"
+            )
+        out.append("")
+
+    out += ["### Metrics", ""]
+    head = f"| metric | this PR | {base.label} | Δ vs base | {prod.label} | Δ vs production |"
+    out += [head, "|---|---|---|---|---|---|"]
+    for m in sorted(set(pr.metrics) | set(base.metrics)):
+        new, old, champ = pr.metrics.get(m), base.metrics.get(m), prod.metrics.get(m)
+        out.append(
+            f"| {m} | {_num(new)} | {_num(old)} | {delta(m, new, old)} | {_num(champ)} "
+            f"| {delta(m, new, champ)} |"
+        )
+    out += [f"> {r.label}: {r.note}" for r in (base, prod) if r.note]
+    out.append("")
+
+    out += ["### Parameters", ""]
+    diff = params_diff(base.params, pr.params) if base.params else []
+    if not base.params:
+        out.append("No base parameters to compare with.")
+    elif not diff:
+        out.append("No parameter changed.")
+    else:
+        out += ["| parameter | base | this PR |", "|---|---|---|"]
+        out += [f"| `{k}` | {_value(o)} | {_value(n)} |" for k, o, n in diff]
+    out.append("")
+
+    out += ["### Fairness by group", ""]
+    for attr, res in pr.fairness.items():
+        b = base.fairness.get(attr, {})
+        gaps = [
+            f"{g} {res[g]:.4f} (base {_num(b.get(g))})"
+            for g in ("demographic_parity_difference", "equalized_odds_difference")
+            if g in res
+        ]
+        out += [f"**{attr}** — {'; '.join(gaps)}", ""]
+        out += ["| group | " + " | ".join(GROUP_COLUMNS) + " |", "|---" * 6 + "|"]
+        for group, row in res.get("groups", {}).items():
+            cells = " | ".join(
+                str(int(row[col])) if col == "count" and col in row else _num(row.get(col))
+                for col in GROUP_COLUMNS
+            )
+            out.append(f"| {group} | {cells} |")
+        out.append("")
+
+    out += ["### Data", ""]
+    s, sb = pr.summary, base.summary
+    out.append(f"- rows: {s.get('rows', '–')} (base: {sb.get('rows', '–')})")
+    balance = ", ".join(f"{k}: {v}" for k, v in s.get("class_balance", {}).items())
+    base_balance = ", ".join(f"{k}: {v}" for k, v in sb.get("class_balance", {}).items())
+    out.append(f"- class balance: {balance or '–'} (base: {base_balance or '–'})")
+    out.append(f"- schema: {schema_changes(sb.get('columns', {}), s.get('columns', {}))}")
+    out.append("")
+
+    charts = [
+        chart("ROC curve", "fpr", "tpr", [(pr.label, pr.roc), (base.label, base.roc)]),
+        chart(
+            "Precision-recall", "recall", "precision", [(pr.label, pr.pr), (base.label, base.pr)]
+        ),
+    ]
+    if any(charts):
+        out += ["### Curves", "", *(c + "\n" for c in charts if c)]
+    if plots_url:
+        out.append(f"Full `dvc plots` HTML: the `ml-report` artifact of [this run]({plots_url}).")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def schema_changes(base: dict[str, str], pr: dict[str, str]) -> str:
+    if not base:
+        return "no base schema to compare with"
+    changes = [f"added `{c}` ({pr[c]})" for c in pr if c not in base]
+    changes += [f"removed `{c}`" for c in base if c not in pr]
+    changes += [f"`{c}` {base[c]} → {pr[c]}" for c in pr if c in base and base[c] != pr[c]]
+    return "; ".join(changes) if changes else "unchanged"
+
+
+# ---------------------------------------------------------------- command
+
+
+def build_report(
+    params: Params, params_file: Path, base_ref: str, plots_url: str = "", pipeline_ok: bool = True
+) -> tuple[str, bool]:
+    """The Markdown and whether this PR passed (pipeline finished and every gate passed)."""
+    pr = workspace_results(params, params_file)
+    if not pr.metrics:
+        raise MlgateError(f"{params.evaluate.metrics} not found: run `dvc repro` first")
+    base = (
+        git_results(base_ref, params, params_file)
+        if base_ref
+        else Results("base", note="no --base given")
+    )
+    gate = json.loads(params.gate.report.read_text()) if params.gate.report.exists() else None
+    text = render(gate, pr, base, production_results(params), plots_url, pipeline_ok)
+    return text, bool(pipeline_ok and gate and gate["passed"])

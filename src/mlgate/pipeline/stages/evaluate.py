@@ -1,0 +1,174 @@
+"""evaluate: metrics, fairness by group and plot data of the model on the test split."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mlgate import io
+from mlgate.pipeline import data, fairness
+from mlgate.pipeline.model import positive_scores
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from mlgate.config import Params
+
+CURVE_POINTS = 101  # enough for a smooth plot, small enough to diff in a PR
+SCATTER_POINTS = 500  # regression plots: a readable scatter, still small enough to diff
+
+
+def classification_metrics(y_true: Any, scores: Any, threshold: float) -> dict[str, float]:
+    from sklearn import metrics as m
+
+    y_pred = (scores >= threshold).astype(int)
+    return {
+        "roc_auc": round(float(m.roc_auc_score(y_true, scores)), 4),
+        "average_precision": round(float(m.average_precision_score(y_true, scores)), 4),
+        "accuracy": round(float(m.accuracy_score(y_true, y_pred)), 4),
+        "precision": round(float(m.precision_score(y_true, y_pred, zero_division=0)), 4),
+        "recall": round(float(m.recall_score(y_true, y_pred, zero_division=0)), 4),
+        "f1": round(float(m.f1_score(y_true, y_pred, zero_division=0)), 4),
+        "brier": round(float(m.brier_score_loss(y_true, scores)), 4),
+        "log_loss": round(float(m.log_loss(y_true, np.clip(scores, 1e-15, 1 - 1e-15))), 4),
+    }
+
+
+def curves(y_true: Any, scores: Any) -> dict[str, list[dict[str, float]]]:
+    """ROC and precision-recall curves, thinned to CURVE_POINTS for `dvc plots`."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    fpr, tpr, _ = roc_curve(y_true, scores)
+    precision, recall, _ = precision_recall_curve(y_true, scores)
+    return {
+        "roc": _thin(fpr=fpr, tpr=tpr),
+        "precision_recall": _thin(recall=recall[::-1], precision=precision[::-1]),
+    }
+
+
+def _thin(**columns: np.ndarray) -> list[dict[str, float]]:
+    """At most CURVE_POINTS evenly spaced points (first and last kept): a curve has up to one
+    point per distinct score, so only the chosen ones become Python objects."""
+    n = len(next(iter(columns.values())))
+    idx = np.arange(n)
+    if n > CURVE_POINTS:
+        idx = np.unique(np.linspace(0, n - 1, CURVE_POINTS).round().astype(int))
+    picked = {k: np.asarray(v, dtype=float)[idx] for k, v in columns.items()}
+    return [{k: round(float(v[i]), 4) for k, v in picked.items()} for i in range(len(idx))]
+
+
+def confusion_counts(y_true: Any, y_pred: Any) -> list[dict[str, int]]:
+    """The confusion matrix as rows (actual, predicted, count), zero cells included: four
+    rows whatever the size of the test set (`.dvc/plots/confusion_counts.json` sums them)."""
+    cells = np.bincount(
+        2 * np.asarray(y_true, dtype=int) + np.asarray(y_pred, dtype=int), minlength=4
+    )
+    return [
+        {"actual": a, "predicted": p, "count": int(cells[2 * a + p])}
+        for a in (0, 1)
+        for p in (0, 1)
+    ]
+
+
+def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
+    from sklearn import metrics as m
+
+    return {
+        "rmse": round(float(np.sqrt(m.mean_squared_error(y_true, y_pred))), 4),
+        "mae": round(float(m.mean_absolute_error(y_true, y_pred)), 4),
+        "r2": round(float(m.r2_score(y_true, y_pred)), 4),
+    }
+
+
+def regression_points(y_true: Any, y_pred: Any) -> list[dict[str, float]]:
+    """Actual, predicted and residual per test row (evenly thinned) for `dvc plots`."""
+    y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    idx = np.arange(len(y_true))
+    if len(idx) > SCATTER_POINTS:
+        idx = np.unique(np.linspace(0, len(idx) - 1, SCATTER_POINTS).round().astype(int))
+    return [
+        {
+            "actual": round(float(y_true[i]), 4),
+            "predicted": round(float(y_pred[i]), 4),
+            "residual": round(float(y_true[i] - y_pred[i]), 4),
+        }
+        for i in idx
+    ]
+
+
+def test_metrics(model: Any, test: pd.DataFrame, params: Params) -> dict[str, float]:
+    """The quality metrics of any model on a test frame: what the gate compares.
+
+    The model gets every input column and its own Pipeline selects what it was trained
+    on: the champion may use other features than the candidate."""
+    features = test.drop(columns=[params.data.target])
+    if params.data.task == "regression":
+        return regression_metrics(test[params.data.target].to_numpy(), model.predict(features))
+    y_true = (test[params.data.target] == params.data.positive_label).astype(int).to_numpy()
+    scores = positive_scores(model, features, params.data.positive_label)
+    return classification_metrics(y_true, scores, params.evaluate.threshold)
+
+
+def evaluate(model: Any, test: pd.DataFrame, params: Params) -> dict[str, Any]:
+    """Everything evaluate measures, as plain data; no decisions here."""
+    if params.data.task == "regression":
+        return evaluate_regression(model, test, params)
+    y_true = (test[params.data.target] == params.data.positive_label).astype(int).to_numpy()
+    scores = positive_scores(model, test[params.features.all], params.data.positive_label)
+    y_pred = (scores >= params.evaluate.threshold).astype(int)
+    sensitive = {
+        name: fairness.groups(test, name, spec) for name, spec in params.evaluate.sensitive.items()
+    }
+    return {
+        "metrics": classification_metrics(y_true, scores, params.evaluate.threshold),
+        "fairness": fairness.group_metrics(y_true, y_pred, sensitive),
+        "curves": curves(y_true, scores),
+        "confusion": confusion_counts(y_true, y_pred),
+    }
+
+
+def evaluate_regression(model: Any, test: pd.DataFrame, params: Params) -> dict[str, Any]:
+    """Regression: error metrics, error by group, predicted-vs-actual points."""
+    y_true = test[params.data.target].to_numpy(dtype=float)
+    y_pred = model.predict(test[params.features.all])
+    sensitive = {
+        name: fairness.groups(test, name, spec) for name, spec in params.evaluate.sensitive.items()
+    }
+    return {
+        "metrics": regression_metrics(y_true, y_pred),
+        "fairness": fairness.regression_group_metrics(y_true, y_pred, sensitive),
+        "points": regression_points(y_true, y_pred),
+    }
+
+
+def run(params: Params) -> dict[str, Any]:
+    from mlgate.pipeline.model import load_model
+
+    model = load_model(params.train.model)
+    test = data.load(params.split.test, params)
+    result = evaluate(model, test, params)
+    plots = params.evaluate.plots
+    if params.data.task == "regression":
+        io.write_json(plots / "predictions.json", {"predictions": result["points"]})
+    else:
+        _write_classification_plots(plots, result)
+    io.write_json(params.evaluate.fairness, result["fairness"])
+    io.write_json(params.evaluate.metrics, result["metrics"])
+    print("evaluate: " + json.dumps(result["metrics"]))
+    return result
+
+
+def _write_classification_plots(plots: Path, result: dict[str, Any]) -> None:
+    io.write_json(plots / "roc.json", {"roc": result["curves"]["roc"]})
+    io.write_json(
+        plots / "precision_recall.json", {"precision_recall": result["curves"]["precision_recall"]}
+    )
+    io.write_text(
+        plots / "confusion.csv",
+        "actual,predicted,count\n"
+        + "".join(f"{r['actual']},{r['predicted']},{r['count']}\n" for r in result["confusion"]),
+    )

@@ -1,0 +1,1 @@
+"""The registry: the MLflow tracking store, model aliases and their history, lineage."""

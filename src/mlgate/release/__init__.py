@@ -1,0 +1,1 @@
+"""Release: deploy targets, smoke test, trial, promotion with images, GitHub."""

@@ -1,0 +1,144 @@
+"""Deploy and release: image build, per-environment deploy + smoke test, registry aliases."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+from mlgate.errors import MlgateError
+from mlgate.names import PRODUCTION
+
+NO_SERVER = (
+    "no MLFLOW_TRACKING_URI secret: there is no shared registry, so {what} is skipped "
+    "(the image and the GitHub deployment record still say which commit and model it is)"
+)
+
+
+def _has_server() -> bool:
+    return bool(os.environ.get("MLFLOW_TRACKING_URI"))
+
+
+# ---------------------------------------------------------------- deploy + smoke
+
+
+def deploy_image(
+    params: Any, cfg: Any, env: str, image: str, smoke: bool = True, publish: bool = True
+) -> tuple[str, list[str]]:
+    """Deploy REPO@sha256:… to env with the configured target, smoke-test it and (local target)
+    publish the :ENV tag once the test passed; returns (public URL, checks passed)."""
+    from mlgate.release import targets
+
+    if "@sha256:" not in image:
+        raise MlgateError(f"--image {image!r}: deploy an image by digest (REPO@sha256:…)")
+    with contextlib.ExitStack() as stack:
+        if cfg.target == "kubernetes":
+            # one authentication for apply, rollout and the port-forward of the smoke test
+            stack.enter_context(targets.kube_auth(cfg, env))
+        url, passed = _deploy_and_test(env, image, params, cfg, smoke)
+    if cfg.target == "local" and publish:
+        # only now, with the smoke test passed: the tag operators run never names a broken image
+        tag = targets.publish_local(env, image)
+        print(f"deploy: published {tag} -> {image}")
+    return url, passed
+
+
+def _deploy_and_test(
+    env: str, image: str, params: Any, cfg: Any, smoke_test: bool
+) -> tuple[str, list[str]]:
+    """Deploy with the configured target and smoke-test it; returns (public URL, checks)."""
+    from mlgate.release import smoke, targets
+
+    forward = None
+    passed: list[str] = []
+    if cfg.target == "local":
+        # The container runs on this machine only to be tested: there is no public URL.
+        test_url = targets.deploy_local(env, image, cfg)
+        url = ""
+    else:
+        url = targets.deploy_kubernetes(env, image, cfg, params.project.name)
+        test_url = url
+    print(f"deploy: {image} is live in {env} ({cfg.target})")
+    try:
+        if smoke_test:
+            if not test_url:
+                forward, test_url = targets.port_forward(env, cfg, params.project.name)
+            rows = smoke.sample_rows(params, cfg.smoke.rows)
+            passed = smoke.smoke_test(
+                test_url, rows, cfg, params.serving.request_field, smoke.required_fields(params)
+            )
+            for line in passed:
+                print(f"smoke: pass {line}")
+    finally:
+        if forward is not None:
+            forward.terminate()
+            forward.wait(timeout=10)
+    return url, passed
+
+
+# ---------------------------------------------------------------- release
+
+
+def promote_with_image(params: Any, version: str, to: str, note: str, image: str = "") -> None:
+    """Move alias `to` and keep the image that runs the version as tag mlgate.image."""
+    from mlgate.registry import aliases as registry
+    from mlgate.registry import tracking
+
+    registry.promote(params, version, to=to, note=note)
+    if image:
+        # the registry answers "which image runs this version" without asking GitHub
+        client = tracking.connect(params)
+        client.set_model_version_tag(params.model_name, version, "mlgate.image", image)
+
+
+def build_bento(
+    params: Any, model: str, strategy: str | None = None, challenger: str | None = None
+) -> str:
+    """The bento of model version (or alias) MODEL, as `mlgate build` makes it; with a strategy,
+    the trial bento (MODEL answers, CHALLENGER beside it). Returns the bento tag."""
+    from mlgate.serving.build import build, with_strategy
+
+    if strategy:
+        params = with_strategy(params, strategy, challenger)
+    return build(params, model)
+
+
+def _containerize(bento: str, tag: str) -> str:
+    """`bentoml containerize` BENTO as TAG, push it; returns REPO@sha256:…"""
+    from mlgate.release.targets import sh
+
+    sh(["bentoml", "containerize", bento, "--image-tag", tag], capture=False)
+    sh(["docker", "push", "--quiet", tag])
+    return sh(["docker", "inspect", "--format", "{{index .RepoDigests 0}}", tag])
+
+
+def _trial_champion(params: Any, candidate: str) -> tuple[str, str] | None:
+    """(version, image) the trial runs the candidate beside: production's model in the shared
+    registry and the image it was promoted with; None (said why) when there is no trial."""
+    if params.deploy.trial.mode == "none":
+        return None
+    from mlgate.registry import aliases as registry
+    from mlgate.registry import tracking
+
+    skip = "release image: no trial, the approval moves all traffic at once: "
+    if not _has_server():
+        print(f"::warning title=mlgate trial::{skip}{NO_SERVER.format(what='the trial')}")
+        return None
+    client = tracking.connect(params)
+    version = registry.alias_version(client, params.model_name, PRODUCTION)
+    if version is None:
+        print(f"{skip}no model holds alias production yet (the first delivery has no champion)")
+        return None
+    if version == candidate:
+        print(f"{skip}version {candidate} is production already")
+        return None
+    tags = client.get_model_version(params.model_name, version).tags or {}
+    image = tags.get("mlgate.image", "")
+    if "@sha256:" not in image:
+        print(
+            f"::warning title=mlgate trial::{skip}production version {version} has no image "
+            "digest on record (tag mlgate.image, set when ml-cd promotes), so an abort could "
+            "not restore it"
+        )
+        return None
+    return version, image

@@ -1,0 +1,1 @@
+"""Scaffold: a new model repository from a data set (column inference, rendering)."""

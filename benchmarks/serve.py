@@ -373,10 +373,9 @@ def scorer_figures(clone: Path, name: str) -> dict[str, str]:
         OnnxScorer,
         OnnxUnavailable,
         PipelineScorer,
-        TreeScorer,
-        TreesUnavailable,
         parity,
     )
+    from mlgate.serving.trees import TreeScorer, TreesUnavailable
 
     model = joblib.load(clone / "artifacts" / "model" / "model.joblib")
     test = pd.read_parquet(clone / "artifacts" / "data" / "test.parquet")

@@ -9,10 +9,7 @@ import pandas as pd
 import pytest
 
 from mlgate.errors import MlgateError
-from mlgate.scaffold.init import (
-    InitRequest,
-    _summary,
-    answers_for,
+from mlgate.scaffold.infer import (
     attr_name,
     choose_positive_label,
     dataset_contract,
@@ -24,6 +21,7 @@ from mlgate.scaffold.init import (
     sensitive_specs,
     widened_bounds,
 )
+from mlgate.scaffold.init import InitRequest, _summary, answers_for
 from tests.init.conftest import churn_frame
 
 

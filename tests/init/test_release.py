@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlgate.scaffold.init import TEMPLATE_DIR, InitRequest, answers_for, render, this_release
+from mlgate.scaffold.init import InitRequest, answers_for, render
+from mlgate.scaffold.source import TEMPLATE_DIR, this_release
 from tests.conftest import ROOT, copy_repo, run
 from tests.init.conftest import VENV_BIN, churn_frame
 

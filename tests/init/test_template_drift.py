@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from mlgate.config import load_params
-from mlgate.scaffold.init import TEMPLATE_DIR, InitRequest, answers_for, render, this_release
+from mlgate.scaffold.init import InitRequest, answers_for, render
+from mlgate.scaffold.source import TEMPLATE_DIR, this_release
 from tests.conftest import ROOT
 
 

@@ -18,12 +18,12 @@ from mlgate.serving.scorer import (
     LeanScorer,
     OnnxScorer,
     PipelineScorer,
-    TreeScorer,
     fast_scorer,
     load_stored,
     make_scorer,
     parity,
 )
+from mlgate.serving.trees import TreeScorer
 
 pytestmark = pytest.mark.slow  # needs the trained repo
 

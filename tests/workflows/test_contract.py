@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from mlgate.cli import build_parser
-from mlgate.scaffold.init import this_release
+from mlgate.scaffold.source import this_release
 from tests.conftest import ROOT
 
 WF = ROOT / ".github/workflows"

@@ -329,7 +329,8 @@ def test_a_rollback_never_returns_to_a_trials_two_model_deployment(
 ) -> None:
     """v1 alone, then a trial of v2 beside it (stage trial), then v2 promoted: the rollback
     target is v1 alone; and a trial cut short (its job died) rolls back to v1 as well."""
-    from mlgate.release.github import GitHub, previous_deployment, record_deployment
+    from mlgate.release.deployments import previous_deployment, record_deployment
+    from mlgate.release.github import GitHub
 
     gh = GitHub.from_env()
     record_deployment(gh, REPO, "production", "sha1", IMG + "1" * 64, "1")
@@ -480,7 +481,8 @@ def test_lists_are_followed_past_their_first_page(fake: FakeGitHub, tmp_path: Pa
         ("PATCH", f"/repos/{REPO}/issues/comments/111")
     ]
 
-    from mlgate.release.github import GitHub, previous_deployment, record_deployment
+    from mlgate.release.deployments import previous_deployment, record_deployment
+    from mlgate.release.github import GitHub
 
     gh = GitHub.from_env()
     record_deployment(gh, REPO, "production", "sha1", IMG + "1" * 64, "1")
@@ -530,7 +532,8 @@ def test_a_job_token_may_do_only_what_its_job_permissions_grant(staged: FakeGitH
 def test_a_rollback_never_targets_the_image_production_runs_now(fake: FakeGitHub) -> None:
     """M6: after a re-run deployment (v2 recorded twice) or an aborted trial (the champion v2
     recorded again), the target is v1, not the v2 production already runs (a green no-op)."""
-    from mlgate.release.github import GitHub, previous_deployment, record_deployment
+    from mlgate.release.deployments import previous_deployment, record_deployment
+    from mlgate.release.github import GitHub
 
     gh = GitHub.from_env()
     record_deployment(gh, REPO, "production", "sha1", IMG + "1" * 64, "1")
@@ -556,7 +559,8 @@ def test_a_forged_record_is_never_a_rollback_target(
     out = tmp_path / "out"
     out.write_text("")
     monkeypatch.setenv("GITHUB_OUTPUT", str(out))
-    from mlgate.release.github import GitHub, record_deployment, repo_from_env
+    from mlgate.release.deployments import record_deployment
+    from mlgate.release.github import GitHub, repo_from_env
 
     # written past mlgate (record-deployment refuses such an image): as a forger would, by API
     forged = IMG + "1" * 64 + "\nimage=evil/x:latest"

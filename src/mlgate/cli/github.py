@@ -11,20 +11,17 @@ from mlgate import values
 from mlgate.actions import append_summary, write_outputs
 from mlgate.errors import MlgateError
 from mlgate.names import ENVIRONMENTS, PRODUCTION
+from mlgate.release.deployments import check_release, previous_deployment, record_deployment
 from mlgate.release.github import (
     DEFAULT_CHECK,
-    PLAN_FALLBACK,
     GitHub,
-    check_release,
     drift_issue,
-    previous_deployment,
     read_body,
-    record_deployment,
     repo_from_env,
-    setup,
     upsert_comment,
     upsert_pull_request,
 )
+from mlgate.release.github_setup import PLAN_FALLBACK, setup
 
 
 def _setup(args: argparse.Namespace) -> int:
@@ -128,17 +125,9 @@ def _check_release(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
-    gh = sub.add_parser(
-        "github",
-        help="GitHub as code: environments, required check, PR comment, deployments",
-        description="Talk to the GitHub REST API (GITHUB_API_URL, GITHUB_TOKEN, "
-        "GITHUB_REPOSITORY as on a runner).",
-    )
-    ghsub = gh.add_subparsers(dest="github_command", metavar="COMMAND", required=True)
-    repo = argparse.ArgumentParser(add_help=False)
-    repo.add_argument("--repo", help="OWNER/NAME (default: $GITHUB_REPOSITORY)")
-
+def _setup_parser(
+    ghsub: Any, common: argparse.ArgumentParser, repo: argparse.ArgumentParser
+) -> None:
     p = ghsub.add_parser(
         "setup",
         parents=[repo],
@@ -184,6 +173,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.set_defaults(handler=_setup)
 
+
+def _comment_parser(
+    ghsub: Any, common: argparse.ArgumentParser, repo: argparse.ArgumentParser
+) -> None:
     p = ghsub.add_parser(
         "comment",
         parents=[repo],
@@ -193,6 +186,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--body-file", type=Path, required=True, help="the Markdown report")
     p.set_defaults(handler=_comment)
 
+
+def _drift_issue_parser(
+    ghsub: Any, common: argparse.ArgumentParser, repo: argparse.ArgumentParser
+) -> None:
     p = ghsub.add_parser(
         "drift-issue",
         parents=[repo],
@@ -205,6 +202,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--body-file", type=Path, required=True, help="the Markdown drift summary")
     p.set_defaults(handler=_drift_issue)
 
+
+def _pull_request_parser(
+    ghsub: Any, common: argparse.ArgumentParser, repo: argparse.ArgumentParser
+) -> None:
     p = ghsub.add_parser(
         "pull-request",
         parents=[repo],
@@ -220,6 +221,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--body-file", type=Path, required=True, help="the Markdown body")
     p.set_defaults(handler=_pull_request)
 
+
+def _record_deployment_parser(
+    ghsub: Any, common: argparse.ArgumentParser, repo: argparse.ArgumentParser
+) -> None:
     p = ghsub.add_parser(
         "record-deployment",
         parents=[repo],
@@ -239,6 +244,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--url", default="", help="the environment's URL")
     p.set_defaults(handler=_record)
 
+
+def _previous_deployment_parser(
+    ghsub: Any, common: argparse.ArgumentParser, repo: argparse.ArgumentParser
+) -> None:
     p = ghsub.add_parser(
         "previous-deployment",
         parents=[repo],
@@ -252,6 +261,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.set_defaults(handler=_previous)
 
+
+def _check_release_parser(
+    ghsub: Any, common: argparse.ArgumentParser, repo: argparse.ArgumentParser
+) -> None:
     p = ghsub.add_parser(
         "check-release",
         parents=[repo],
@@ -279,3 +292,25 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "cannot have required reviewers; docs/WORKFLOWS.md#plan-fallback). Default: false",
     )
     p.set_defaults(handler=_check_release)
+
+
+def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    gh = sub.add_parser(
+        "github",
+        help="GitHub as code: environments, required check, PR comment, deployments",
+        description="Talk to the GitHub REST API (GITHUB_API_URL, GITHUB_TOKEN, "
+        "GITHUB_REPOSITORY as on a runner).",
+    )
+    ghsub = gh.add_subparsers(dest="github_command", metavar="COMMAND", required=True)
+    repo = argparse.ArgumentParser(add_help=False)
+    repo.add_argument("--repo", help="OWNER/NAME (default: $GITHUB_REPOSITORY)")
+    for parser in (
+        _setup_parser,
+        _comment_parser,
+        _drift_issue_parser,
+        _pull_request_parser,
+        _record_deployment_parser,
+        _previous_deployment_parser,
+        _check_release_parser,
+    ):
+        parser(ghsub, common, repo)

@@ -9,7 +9,8 @@ from typing import Any
 
 from mlgate import __version__
 from mlgate.errors import MlgateError
-from mlgate.scaffold.init import METRICS, InitRequest, _ask, create, parse_monotone, update
+from mlgate.scaffold.infer import METRICS, parse_monotone
+from mlgate.scaffold.init import InitRequest, _ask, create, update
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -114,7 +114,7 @@ class Trial:
 
     def deploy(self, image: str, version: str, stage: str, **extra: Any) -> str:
         from mlgate.release.deploy import deploy_image
-        from mlgate.release.github import record_deployment
+        from mlgate.release.deployments import record_deployment
 
         url, _ = deploy_image(self.params, self.cfg, PRODUCTION, image)
         what = {"trial": f"trial ({self.rule.mode})", "promoted": "promoted", "aborted": "aborted"}

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from mlgate.scaffold.init import Release, this_release
+from mlgate.scaffold.source import Release, this_release
 from tests.init.conftest import churn_frame, mlgate_init
 from tests.workflows.act.conftest import pr_event, push_event
 from tests.workflows.act.road import ActRun, RemoteHeads, Repo, Road, git, snapshot

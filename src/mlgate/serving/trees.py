@@ -1,0 +1,313 @@
+"""Tree ensembles scored in numpy: a fitted forest or gradient boosting flattened to arrays, walked
+for a batch of rows (TreeScorer) or one row (RowWalk) without scikit-learn's per-call overhead."""
+
+from __future__ import annotations
+
+import bisect
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mlgate.serving.features import FeatureMatrix, Row, features_spec, plain, plain_preprocess
+
+TREES_FILE = "trees.npz"
+TREES_SPEC_FILE = "trees.json"
+FOREST_ESTIMATORS = (
+    "RandomForestClassifier",
+    "RandomForestRegressor",
+    "ExtraTreesClassifier",
+    "ExtraTreesRegressor",
+    "DecisionTreeClassifier",
+    "DecisionTreeRegressor",
+    "ExtraTreeClassifier",
+    "ExtraTreeRegressor",
+)
+
+
+BOOSTING_ESTIMATORS = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
+
+
+TREE_ARRAYS = ("feature", "threshold", "left", "right", "missing_left", "value", "roots")
+
+
+class TreesUnavailable(Exception):
+    """The tree model has a part the NumPy walk does not reproduce (the reason)."""
+
+
+class TreeScorer:
+    """A tree ensemble after plain scaling + one-hot, every tree of every row walked at once
+    in NumPy: no scikit-learn, no pickle.
+
+    The trees are flattened into arrays over all their nodes (TREE_ARRAYS, stored as .npz):
+    a node's `feature`, `threshold`, `left` and `right` children (global indices; a leaf is
+    its own child both ways, so a walk that reached it stays), `missing_left` (where a null
+    goes, as scikit-learn sends it) and `value` (what its leaf adds to the score); `roots`.
+    `depth` steps take every (tree, row) to its leaf. The score is
+    link((value of tree 0 + tree 1 + ...) / divisor): a forest's mean (divisor: its number of
+    trees), or a HistGradientBoosting's raw prediction (tree 0 is a single leaf holding its
+    baseline) through the identity or the sigmoid. As in scikit-learn: a forest compares the
+    row cast to float32 with float64 thresholds, HistGradientBoosting compares in float64."""
+
+    lean = True
+    kind = "numpy-trees"
+
+    def __init__(self, spec: dict[str, Any], arrays: bytes) -> None:
+        self.spec = spec
+        self.arrays = arrays
+        self.matrix = FeatureMatrix(spec)
+        with np.load(io.BytesIO(arrays), allow_pickle=False) as stored:
+            (
+                self.feature,
+                self.threshold,
+                self.left,
+                self.right,
+                self.missing_left,
+                self.value,
+                self.roots,
+            ) = (stored[name] for name in TREE_ARRAYS)
+        # node n's left child at 2n, its right child at 2n + 1: one gather a step
+        self.children = np.stack([self.left, self.right], axis=1).ravel()
+        self.depth = int(spec["depth"])
+        self.one_row = RowWalk(
+            self.feature, self.threshold, self.left, self.right, self.missing_left, self.roots,
+            self.matrix.width, self.depth,
+        )  # fmt: skip
+        self.float32 = bool(spec["float32"])
+        self.divisor = float(spec["divisor"])
+        self.logistic = spec["link"] == "logistic"
+        self.complement = bool(spec["complement"])
+
+    def scores(self, rows: Sequence[Row]) -> np.ndarray:
+        x = self.matrix(rows)
+        if self.float32:  # rounded as scikit-learn rounds it, compared in float64 (faster)
+            x = x.astype(np.float32).astype(np.float64)
+        if len(rows) == 1:  # /predict
+            return self._score(self.one_row.leaves(x[0].tolist())[:, None])
+        nulls = bool(np.isnan(x).any())
+        flat = x.ravel()
+        row_start = np.arange(len(rows)) * x.shape[1]
+        node = np.repeat(self.roots[:, None], len(rows), axis=1)  # (trees, rows)
+        for _ in range(self.depth):
+            here = flat[row_start + self.feature[node]]
+            right = here > self.threshold[node]  # scikit-learn: x <= threshold goes left
+            if nulls:
+                right = np.where(np.isnan(here), ~self.missing_left[node], right)
+            node = self.children[2 * node + right]
+        return self._score(node)
+
+    def _score(self, node: np.ndarray) -> np.ndarray:
+        """The score of each row from the leaf each tree reached, (trees, rows)."""
+        # Tree after tree, in scikit-learn's order: np.sum's pairwise order can differ in
+        # the last bit, a cumulative sum is sequential.
+        raw = np.cumsum(self.value[node], axis=0)[-1] / self.divisor
+        if not self.logistic:
+            return raw
+        p = 1.0 / (1.0 + np.exp(-raw))  # scipy's expit, which scikit-learn uses
+        return 1.0 - p if self.complement else p
+
+    def files(self) -> dict[str, bytes]:
+        return {TREES_FILE: self.arrays, TREES_SPEC_FILE: json.dumps(self.spec).encode()}
+
+    @staticmethod
+    def supports(model: Any) -> bool:
+        """A tree model after plain scaling + one-hot: from_pipeline says whether it fits."""
+        return plain_preprocess(model) and (
+            type(model.steps[-1][1]).__name__ in FOREST_ESTIMATORS + BOOSTING_ESTIMATORS
+        )
+
+    @classmethod
+    def from_pipeline(cls, model: Any, positive_label: Any) -> TreeScorer:
+        """The Pipeline's trees as arrays; TreesUnavailable (with the reason) when a part of
+        them is not reproduced: a boosting's categorical splits, loss other than log_loss or
+        squared_error, or several classes; a forest's several outputs."""
+        if not cls.supports(model):
+            raise TreesUnavailable("not a tree model after plain scaling + one-hot")
+        estimator = model.steps[-1][1]
+        name = type(estimator).__name__
+        classifier = hasattr(estimator, "classes_")
+        if classifier != (positive_label is not None):
+            task = "classification" if positive_label is not None else "regression"
+            raise TreesUnavailable(f"{name} in a {task} project")
+        if name in BOOSTING_ESTIMATORS:
+            trees, spec = _boosting(estimator, positive_label)
+        else:
+            trees, spec = _forest(estimator, positive_label)
+        arrays = _flatten(trees)
+        spec["depth"] = _depth(arrays)
+        if classifier:
+            spec["classes"] = plain(estimator.classes_)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return cls({**features_spec(model), **spec}, buffer.getvalue())
+
+
+class RowWalk:
+    """One row through every tree, as TreeScorer.scores does for many, with less memory
+    traffic: what a /predict request costs once the trees outgrow the CPU caches (a
+    100-tree forest: ~43k nodes).
+
+    The nodes are renumbered in (feature, threshold) order, leaves last. A row goes right
+    at a node when its value is above the threshold (scikit-learn's `x <= threshold` goes
+    left), so the nodes of one feature that send it right are a prefix of that feature's
+    run, found by bisection (`bisect_left` on the run's thresholds as a list: cheaper than
+    a NumPy call). Each node's next node is then the left children (int32) copied with
+    those prefixes overwritten by the right children: memory copies, no gather or compare
+    over every node. A null goes where the node's `missing_left` says. The walk follows
+    those pointers `depth` times (a leaf points at itself)."""
+
+    def __init__(
+        self,
+        feature: np.ndarray,
+        threshold: np.ndarray,
+        left: np.ndarray,
+        right: np.ndarray,
+        missing_left: np.ndarray,
+        roots: np.ndarray,
+        width: int,
+        depth: int,
+    ) -> None:
+        n = len(feature)
+        leaf = left == np.arange(n)
+        run = np.where(leaf, width, feature)  # leaves make the last run, never sent right
+        order = np.lexsort((threshold, run))  # new id -> old id
+        new = np.empty(n, dtype=np.int64)
+        new[order] = np.arange(n)
+        self.old = order
+        self.left = new[left[order]].astype(np.int32)
+        self.right = new[right[order]].astype(np.int32)
+        self.missing_left = missing_left[order]
+        self.roots = new[roots]
+        self.depth = depth
+        # where each feature's run begins (and the leaves' run), as Python ints
+        self.starts = [0, *np.cumsum(np.bincount(run, minlength=width + 1)).tolist()]
+        ordered = threshold[order]
+        self.thresholds = [
+            ordered[self.starts[f] : self.starts[f + 1]].tolist() for f in range(width)
+        ]
+
+    def leaves(self, values: list[float]) -> np.ndarray:
+        """The (original) leaf each tree sends the row to, from the row's feature values."""
+        step = self.left.copy()  # each node's next node
+        for f, value in enumerate(values):
+            start = self.starts[f]
+            if value != value:  # NaN
+                run = slice(start, self.starts[f + 1])
+                step[run] = np.where(self.missing_left[run], self.left[run], self.right[run])
+                continue
+            stop = start + bisect.bisect_left(self.thresholds[f], value)
+            if stop > start:
+                step[start:stop] = self.right[start:stop]
+        leaf = self.roots
+        follow = step.take  # cheaper per call than step[leaf]
+        for _ in range(self.depth):
+            leaf = follow(leaf)
+        return self.old[leaf]
+
+
+def _forest(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.ndarray]], dict]:
+    """A forest's (or one decision tree's) trees; each leaf's value is its tree's answer:
+    the positive class's fraction (scikit-learn 1.9's predict_proba takes tree_.value as it
+    is) or the regression value."""
+    if estimator.n_outputs_ != 1:
+        raise TreesUnavailable(f"{type(estimator).__name__} with {estimator.n_outputs_} outputs")
+    column = 0 if positive_label is None else list(estimator.classes_).index(positive_label)
+    trees = [
+        _tree(
+            leaf=tree.children_left < 0,
+            feature=tree.feature,
+            threshold=tree.threshold,
+            left=tree.children_left,
+            right=tree.children_right,
+            missing_left=tree.missing_go_to_left,
+            value=tree.value[:, 0, column],
+        )
+        for tree in [e.tree_ for e in getattr(estimator, "estimators_", [estimator])]
+    ]
+    spec = {"float32": True, "divisor": len(trees), "link": "identity", "complement": False}
+    return trees, spec
+
+
+def _boosting(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.ndarray]], dict]:
+    """A HistGradientBoosting's predictors, after a first tree of one leaf: its baseline."""
+    name = type(estimator).__name__
+    wanted = "log_loss" if positive_label is not None else "squared_error"
+    if estimator.loss != wanted:
+        raise TreesUnavailable(f"{name} with loss {estimator.loss!r} (only {wanted!r})")
+    if estimator.n_trees_per_iteration_ != 1:
+        raise TreesUnavailable(f"{name} with {estimator.n_trees_per_iteration_} classes")
+    if getattr(estimator, "_preprocessor", None) is not None:
+        raise TreesUnavailable(f"{name} with categorical features")
+    baseline = float(np.asarray(estimator._baseline_prediction).ravel()[0])
+    zero = np.zeros(1)
+    trees = [_tree(np.ones(1, dtype=bool), zero, zero, zero, zero, zero, np.array([baseline]))]
+    for (predictor,) in estimator._predictors:
+        nodes = predictor.nodes
+        if nodes["is_categorical"].any():
+            raise TreesUnavailable(f"{name} with categorical splits")
+        trees.append(
+            _tree(
+                leaf=nodes["is_leaf"].astype(bool),
+                feature=nodes["feature_idx"],
+                threshold=nodes["num_threshold"],
+                left=nodes["left"],
+                right=nodes["right"],
+                missing_left=nodes["missing_go_to_left"],
+                value=nodes["value"],
+            )
+        )
+    classifier = positive_label is not None
+    spec = {
+        "float32": False,
+        "divisor": 1,
+        "link": "logistic" if classifier else "identity",
+        "complement": classifier and list(estimator.classes_).index(positive_label) == 0,
+    }
+    return trees, spec
+
+
+def _tree(
+    leaf: Any,
+    feature: Any,
+    threshold: Any,
+    left: Any,
+    right: Any,
+    missing_left: Any,
+    value: Any,
+) -> dict[str, np.ndarray]:
+    """One tree's node arrays (children as indices within the tree), typed as stored; a leaf
+    is its own child both ways and reads feature 0."""
+    own = np.arange(len(leaf))
+    return {
+        "feature": np.where(leaf, 0, feature).astype(np.intp),
+        "threshold": np.asarray(threshold, dtype=np.float64),
+        "left": np.where(leaf, own, left).astype(np.intp),
+        "right": np.where(leaf, own, right).astype(np.intp),
+        "missing_left": np.asarray(missing_left, dtype=bool),
+        "value": np.asarray(value, dtype=np.float64),
+    }
+
+
+def _flatten(trees: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The trees' node arrays end to end, children and roots as global node indices."""
+    roots = np.cumsum([0] + [len(t["value"]) for t in trees[:-1]]).astype(np.intp)
+    arrays = {
+        key: np.concatenate([t[key] for t in trees])
+        for key in ("feature", "threshold", "missing_left", "value")
+    }
+    for key in ("left", "right"):
+        arrays[key] = np.concatenate([t[key] + root for t, root in zip(trees, roots, strict=True)])
+    arrays["roots"] = roots
+    return arrays
+
+
+def _depth(arrays: dict[str, np.ndarray]) -> int:
+    """The longest walk from a root to its leaf: the steps TreeScorer.scores takes."""
+    node, depth = arrays["roots"], 0
+    while True:
+        inner = node[arrays["left"][node] != node]
+        if not len(inner):
+            return depth
+        node, depth = np.concatenate([arrays["left"][inner], arrays["right"][inner]]), depth + 1

@@ -122,19 +122,9 @@ def _run(
 ) -> Counts:
     from mlgate.pipeline import data
 
-    paths = [str(f) for f in files]
-    if fmt == "csv":  # text, as the local engine reads it: the contract coerces
-        frame = spark.read.csv(paths, header=True, inferSchema=False, mode="FAILFAST")
-    else:
-        frame = spark.read.parquet(*paths)
     schema = data.input_schema(params)
+    frame = _read(spark, request.input, files, fmt, list(schema.columns))
     columns = list(frame.columns)
-    missing = [c for c in schema.columns if c not in columns]
-    if missing:
-        raise DataValidationError(
-            f"{request.input}: not the table the model scores: missing column(s) "
-            f"{', '.join(repr(c) for c in missing)}"
-        )
     keys = output_keys(request.keys, columns, files[0])
     input_types = dict(frame.dtypes)
     contract_types = {name: _spark_type(col.dtype) for name, col in schema.columns.items()}
@@ -154,31 +144,7 @@ def _run(
     )
 
     def partitions(kind: str) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-        source = request.input
-
-        def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-            import pandas as pd
-
-            from mlgate.pipeline import data as contract
-
-            part_schema = contract.input_schema(params)
-            for batch in batches:
-                batch.index = pd.RangeIndex(len(batch))
-                rows, quarantined, result = score_chunk(
-                    batch, part_schema, model, keys, batch_id, source
-                )
-                if kind == SCORED:
-                    if len(rows):  # PySpark's Arrow bridge mistypes an empty frame's columns
-                        yield _plain_text(rows)
-                elif len(quarantined):
-                    quarantined["row"] = pd.array([None] * len(quarantined), dtype="Int64")
-                    quarantined[CHECKS] = [
-                        json.dumps(sorted({tuple(r.split(": ", 2)[:2]) for r in result.reasons[i]}))
-                        for i in sorted(result.reasons)
-                    ]
-                    yield _plain_text(quarantined)
-
-        return run
+        return _scorer(kind, params, model, keys, batch_id, request.input)
 
     quarantine = frame.mapInPandas(partitions(QUARANTINE), ", ".join(quarantine_ddl)).cache()
     counts = Counts(read=frame.count(), quarantined=quarantine.count())
@@ -198,6 +164,53 @@ def _run(
     writer[request.fmt](scored.write, str(tmp / f"{SCORED}.{request.fmt}"))
     counts.scored = counts.read - counts.quarantined
     return counts
+
+
+def _read(spark: Any, source: str, files: list[Path], fmt: str, needed: list[str]) -> Any:
+    """The input as a Spark frame, refused when a column the contract needs is missing."""
+    paths = [str(f) for f in files]
+    if fmt == "csv":  # text, as the local engine reads it: the contract coerces
+        frame = spark.read.csv(paths, header=True, inferSchema=False, mode="FAILFAST")
+    else:
+        frame = spark.read.parquet(*paths)
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise DataValidationError(
+            f"{source}: not the table the model scores: missing column(s) "
+            f"{', '.join(repr(c) for c in missing)}"
+        )
+    return frame
+
+
+def _scorer(
+    kind: str, params: Params, model: LoadedModel, keys: list[str], batch_id: str, source: str
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """mapInPandas' function: each Arrow batch through score_chunk; yields the scored rows
+    (kind SCORED) or the quarantined ones with their checks (QUARANTINE)."""
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import pandas as pd
+
+        from mlgate.pipeline import data as contract
+
+        part_schema = contract.input_schema(params)
+        for batch in batches:
+            batch.index = pd.RangeIndex(len(batch))
+            rows, quarantined, result = score_chunk(
+                batch, part_schema, model, keys, batch_id, source
+            )
+            if kind == SCORED:
+                if len(rows):  # PySpark's Arrow bridge mistypes an empty frame's columns
+                    yield _plain_text(rows)
+            elif len(quarantined):
+                quarantined["row"] = pd.array([None] * len(quarantined), dtype="Int64")
+                quarantined[CHECKS] = [
+                    json.dumps(sorted({tuple(r.split(": ", 2)[:2]) for r in result.reasons[i]}))
+                    for i in sorted(result.reasons)
+                ]
+                yield _plain_text(quarantined)
+
+    return run
 
 
 def _plain_text(frame: pd.DataFrame) -> pd.DataFrame:

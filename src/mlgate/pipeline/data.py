@@ -59,64 +59,10 @@ def dataset_rules(params: Params, part: bool = False) -> list[DatasetRule]:
     """Rules a data set must honour as a whole: enough rows, enough of every class, a target
     that varies, few repeated rows, and rows enough for the configured split. A `part` (a
     split the pipeline wrote) must only have rows and a target that varies."""
+    d = _Dataset(params)
     rules = params.data.contract
-    target = params.data.target
-    classification = params.data.task == "classification"
-    stratified = classification and params.split.stratify
-    test_size = params.split.test_size
-
-    def counts(frame: pd.DataFrame) -> pd.Series:
-        if target not in frame:  # reported as a missing column
-            return pd.Series(dtype="int64")
-        return frame[target].value_counts(dropna=True)
-
-    def rare(frame: pd.DataFrame) -> pd.Series:
-        found = counts(frame)
-        return found[found < rules.min_rows_per_class]
-
-    def split_parts(frame: pd.DataFrame) -> tuple[int, int, int]:
-        n_test = math.ceil(len(frame) * test_size)
-        needed = len(counts(frame)) if stratified else 1
-        return len(frame) - n_test, n_test, max(needed, 1)
-
-    def split_fits(frame: pd.DataFrame) -> bool:
-        n_train, n_test, needed = split_parts(frame)
-        return n_train >= needed and n_test >= needed
-
-    def split_explained(frame: pd.DataFrame) -> str:
-        n_train, n_test, needed = split_parts(frame)
-        why = " (one of each class: the split is stratified)" if stratified else ""
-        return (
-            f"split.test_size {test_size} leaves {n_train} train and {n_test} test rows; "
-            f"each part needs at least {needed}{why}"
-        )
-
-    def duplicates(frame: pd.DataFrame) -> pd.Series:
-        return frame.duplicated(keep="first")
-
-    def duplicates_explained(frame: pd.DataFrame) -> str:
-        repeated = duplicates(frame)
-        rows = ", ".join(str(i) for i in frame.index[repeated][:MAX_VALUES_SHOWN])
-        return (
-            f"{int(repeated.sum())} of {len(frame)} rows ({repeated.mean():.1%}) repeat an "
-            f"earlier row (rows {rows}{' …' if repeated.sum() > MAX_VALUES_SHOWN else ''}); "
-            f"at most {rules.max_duplicate_share:.1%} allowed (data.contract.max_duplicate_share)"
-        )
-
-    def single_value_explained(frame: pd.DataFrame) -> str:
-        found = counts(frame)
-        what = "class" if classification else "value"
-        if found.empty:
-            return f"target {target!r} has no value at all"
-        return (
-            f"target {target!r} has one {what} only ({_plain(found.index[0])!r}: "
-            f"{int(found.iloc[0])} rows); a model needs at least two"
-        )
-
     varies = DatasetRule(
-        "target_varies",
-        lambda f: target not in f or len(counts(f)) >= 2,
-        single_value_explained,
+        "target_varies", lambda f: d.target not in f or len(d.counts(f)) >= 2, d.single_value
     )
     if part:
         return [DatasetRule("not_empty", lambda f: len(f) > 0, lambda f: "no rows at all"), varies]
@@ -128,27 +74,87 @@ def dataset_rules(params: Params, part: bool = False) -> list[DatasetRule]:
         ),
         varies,
     ]
-    if classification:
+    if d.classification:
         checks.append(
             DatasetRule(
                 f"min_rows_per_class({rules.min_rows_per_class})",
-                lambda f: rare(f).empty,
-                lambda f: (
-                    "; ".join(f"class {_plain(k)!r} has {int(v)} rows" for k, v in rare(f).items())
-                    + f"; at least {rules.min_rows_per_class} required "
-                    "(data.contract.min_rows_per_class)"
-                ),
+                lambda f: d.rare(f).empty,
+                d.rare_explained,
             )
         )
-    checks += [
+    return [
+        *checks,
         DatasetRule(
             f"max_duplicate_share({rules.max_duplicate_share})",
-            lambda f: len(f) == 0 or duplicates(f).mean() <= rules.max_duplicate_share,
-            duplicates_explained,
+            lambda f: len(f) == 0 or f.duplicated(keep="first").mean() <= rules.max_duplicate_share,
+            d.duplicates_explained,
         ),
-        DatasetRule("split_fits", split_fits, split_explained),
+        DatasetRule("split_fits", d.split_fits, d.split_explained),
     ]
-    return checks
+
+
+class _Dataset:
+    """What the data set rules measure of a frame, and how they explain a failure."""
+
+    def __init__(self, params: Params) -> None:
+        self.rules = params.data.contract
+        self.target = params.data.target
+        self.classification = params.data.task == "classification"
+        self.stratified = self.classification and params.split.stratify
+        self.test_size = params.split.test_size
+
+    def counts(self, frame: pd.DataFrame) -> pd.Series:
+        if self.target not in frame:  # reported as a missing column
+            return pd.Series(dtype="int64")
+        return frame[self.target].value_counts(dropna=True)
+
+    def rare(self, frame: pd.DataFrame) -> pd.Series:
+        found = self.counts(frame)
+        return found[found < self.rules.min_rows_per_class]
+
+    def rare_explained(self, frame: pd.DataFrame) -> str:
+        return (
+            "; ".join(f"class {_plain(k)!r} has {int(v)} rows" for k, v in self.rare(frame).items())
+            + f"; at least {self.rules.min_rows_per_class} required "
+            "(data.contract.min_rows_per_class)"
+        )
+
+    def split_parts(self, frame: pd.DataFrame) -> tuple[int, int, int]:
+        n_test = math.ceil(len(frame) * self.test_size)
+        needed = len(self.counts(frame)) if self.stratified else 1
+        return len(frame) - n_test, n_test, max(needed, 1)
+
+    def split_fits(self, frame: pd.DataFrame) -> bool:
+        n_train, n_test, needed = self.split_parts(frame)
+        return n_train >= needed and n_test >= needed
+
+    def split_explained(self, frame: pd.DataFrame) -> str:
+        n_train, n_test, needed = self.split_parts(frame)
+        why = " (one of each class: the split is stratified)" if self.stratified else ""
+        return (
+            f"split.test_size {self.test_size} leaves {n_train} train and {n_test} test rows; "
+            f"each part needs at least {needed}{why}"
+        )
+
+    def duplicates_explained(self, frame: pd.DataFrame) -> str:
+        repeated = frame.duplicated(keep="first")
+        rows = ", ".join(str(i) for i in frame.index[repeated][:MAX_VALUES_SHOWN])
+        return (
+            f"{int(repeated.sum())} of {len(frame)} rows ({repeated.mean():.1%}) repeat an "
+            f"earlier row (rows {rows}{' …' if repeated.sum() > MAX_VALUES_SHOWN else ''}); "
+            f"at most {self.rules.max_duplicate_share:.1%} allowed "
+            "(data.contract.max_duplicate_share)"
+        )
+
+    def single_value(self, frame: pd.DataFrame) -> str:
+        found = self.counts(frame)
+        what = "class" if self.classification else "value"
+        if found.empty:
+            return f"target {self.target!r} has no value at all"
+        return (
+            f"target {self.target!r} has one {what} only ({_plain(found.index[0])!r}: "
+            f"{int(found.iloc[0])} rows); a model needs at least two"
+        )
 
 
 def contract_schema(params: Params) -> pa.DataFrameSchema:

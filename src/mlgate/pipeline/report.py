@@ -204,35 +204,56 @@ def render(
     plots_url: str = "",
     pipeline_ok: bool = True,
 ) -> str:
-    out: list[str] = []
+    out = ["## mlgate report", "", f"**{_verdict(gate, pipeline_ok)}**", ""]
+    out += _gates(gate)
+    out += _metrics(pr, base, prod)
+    out += _parameters(pr, base)
+    out += _fairness(pr, base)
+    out += _data(pr, base)
+    charts = [
+        chart("ROC curve", "fpr", "tpr", [(pr.label, pr.roc), (base.label, base.roc)]),
+        chart(
+            "Precision-recall", "recall", "precision", [(pr.label, pr.pr), (base.label, base.pr)]
+        ),
+    ]
+    if any(charts):
+        out += ["### Curves", "", *(c + "\n" for c in charts if c)]
+    if plots_url:
+        out.append(f"Full `dvc plots` HTML: the `ml-report` artifact of [this run]({plots_url}).")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _verdict(gate: dict[str, Any] | None, pipeline_ok: bool) -> str:
     if gate is None or (not pipeline_ok and gate["passed"]):
         # A stage failed before the gate ran: the gate.json here (if any) is the committed one
         verdict = "❌ the pipeline failed before the gate (see the `pipeline` job log)"
         if gate is not None:
             verdict += "; the gate results below are the last committed ones, not this PR's"
-    elif gate["passed"]:
+        return verdict
+    if gate["passed"]:
         # the pipeline gates only: lint and tests are separate jobs of the `ml / gate` check
-        verdict = "✅ pipeline gates passed (lint and tests: the `ml / gate` check)"
-    else:
-        failed = ", ".join(c["name"] for c in gate["checks"] if not c["passed"])
-        verdict = f"❌ gate FAILED: {failed}"
-    out += ["## mlgate report", "", f"**{verdict}**", ""]
+        return "✅ pipeline gates passed (lint and tests: the `ml / gate` check)"
+    failed = ", ".join(c["name"] for c in gate["checks"] if not c["passed"])
+    return f"❌ gate FAILED: {failed}"
 
-    out += ["### Gates", ""]
+
+def _gates(gate: dict[str, Any] | None) -> list[str]:
+    out = ["### Gates", ""]
     if gate is None:
-        out += ["No gate report: the pipeline stopped earlier.", ""]
-    else:
-        out += ["| check | kind | value | bound | verdict |", "|---|---|---|---|---|"]
-        for c in gate["checks"]:
-            bound = "–" if c["threshold"] is None else f"{c['op']} {c['threshold']}"
-            mark = "✅ pass" if c["passed"] else "❌ fail"
-            detail = f" <sub>{c['detail']}</sub>" if c.get("detail") else ""
-            out.append(
-                f"| `{c['name']}` | {c['kind']} | {_num(c['value'])} | {bound} | {mark}{detail} |"
-            )
-        out.append("")
+        return [*out, "No gate report: the pipeline stopped earlier.", ""]
+    out += ["| check | kind | value | bound | verdict |", "|---|---|---|---|---|"]
+    for c in gate["checks"]:
+        bound = "–" if c["threshold"] is None else f"{c['op']} {c['threshold']}"
+        mark = "✅ pass" if c["passed"] else "❌ fail"
+        detail = f" <sub>{c['detail']}</sub>" if c.get("detail") else ""
+        out.append(
+            f"| `{c['name']}` | {c['kind']} | {_num(c['value'])} | {bound} | {mark}{detail} |"
+        )
+    return [*out, ""]
 
-    out += ["### Metrics", ""]
+
+def _metrics(pr: Results, base: Results, prod: Results) -> list[str]:
+    out = ["### Metrics", ""]
     head = f"| metric | this PR | {base.label} | Δ vs base | {prod.label} | Δ vs production |"
     out += [head, "|---|---|---|---|---|---|"]
     for m in sorted(set(pr.metrics) | set(base.metrics)):
@@ -242,9 +263,11 @@ def render(
             f"| {delta(m, new, champ)} |"
         )
     out += [f"> {r.label}: {r.note}" for r in (base, prod) if r.note]
-    out.append("")
+    return [*out, ""]
 
-    out += ["### Parameters", ""]
+
+def _parameters(pr: Results, base: Results) -> list[str]:
+    out = ["### Parameters", ""]
     diff = params_diff(base.params, pr.params) if base.params else []
     if not base.params:
         out.append("No base parameters to compare with.")
@@ -253,9 +276,11 @@ def render(
     else:
         out += ["| parameter | base | this PR |", "|---|---|---|"]
         out += [f"| `{k}` | {_value(o)} | {_value(n)} |" for k, o, n in diff]
-    out.append("")
+    return [*out, ""]
 
-    out += ["### Fairness by group", ""]
+
+def _fairness(pr: Results, base: Results) -> list[str]:
+    out = ["### Fairness by group", ""]
     for attr, res in pr.fairness.items():
         b = base.fairness.get(attr, {})
         gaps = [
@@ -272,27 +297,21 @@ def render(
             )
             out.append(f"| {group} | {cells} |")
         out.append("")
+    return out
 
-    out += ["### Data", ""]
+
+def _data(pr: Results, base: Results) -> list[str]:
     s, sb = pr.summary, base.summary
-    out.append(f"- rows: {s.get('rows', '–')} (base: {sb.get('rows', '–')})")
     balance = ", ".join(f"{k}: {v}" for k, v in s.get("class_balance", {}).items())
     base_balance = ", ".join(f"{k}: {v}" for k, v in sb.get("class_balance", {}).items())
-    out.append(f"- class balance: {balance or '–'} (base: {base_balance or '–'})")
-    out.append(f"- schema: {schema_changes(sb.get('columns', {}), s.get('columns', {}))}")
-    out.append("")
-
-    charts = [
-        chart("ROC curve", "fpr", "tpr", [(pr.label, pr.roc), (base.label, base.roc)]),
-        chart(
-            "Precision-recall", "recall", "precision", [(pr.label, pr.pr), (base.label, base.pr)]
-        ),
+    return [
+        "### Data",
+        "",
+        f"- rows: {s.get('rows', '–')} (base: {sb.get('rows', '–')})",
+        f"- class balance: {balance or '–'} (base: {base_balance or '–'})",
+        f"- schema: {schema_changes(sb.get('columns', {}), s.get('columns', {}))}",
+        "",
     ]
-    if any(charts):
-        out += ["### Curves", "", *(c + "\n" for c in charts if c)]
-    if plots_url:
-        out.append(f"Full `dvc plots` HTML: the `ml-report` artifact of [this run]({plots_url}).")
-    return "\n".join(out).rstrip() + "\n"
 
 
 def schema_changes(base: dict[str, str], pr: dict[str, str]) -> str:

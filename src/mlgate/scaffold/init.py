@@ -88,6 +88,49 @@ def answers_for(
     """Check the request against the data and turn it into the template's answers."""
     release = release or this_release(request.mlgate_repo, request.mlgate_ref)
     target = request.target
+    answers = _target_answers(request, frame)
+    task = answers["task"]
+    unknown = [s for s in request.sensitive if s not in frame.columns]
+    if unknown:
+        raise MlgateError(f"sensitive attributes {unknown} are not columns of {request.data}")
+    if target in request.sensitive:
+        raise MlgateError(f"the target {target!r} cannot also be a sensitive attribute")
+    metric = request.metric or METRICS[task][0]
+    if metric not in METRICS[task]:
+        raise MlgateError(
+            f"--metric {metric!r} is not a {task} metric (one of: {', '.join(METRICS[task])})"
+        )
+    answers["contract"] = dataset_contract(frame, target, task)
+    monotone = dict(request.monotone)
+    columns = infer_columns(frame, target, task, request.sensitive, tuple(monotone))
+    if not any(c["kind"] in ("numeric", "categorical") for c in columns):
+        raise MlgateError(f"{request.data} has no usable feature column besides the target")
+    _check_monotone(monotone, columns)
+    name, package = _project_name(request)
+    features = [c["name"] for c in columns if c["kind"] in ("numeric", "categorical")]
+    answers.update(
+        project_name=name,
+        package_name=package,
+        # a plain file name: it is written unquoted into params.yaml and dvc commands
+        data_file=re.sub(r"[^\w.-]", "_", request.data.name),
+        target=target,
+        sensitive=sensitive_specs(frame, request.sensitive),
+        monotone=monotone,
+        primary_metric=metric,
+        columns=columns,
+        impute=bool(frame[features].isna().any().any()),
+        inferred_on=datetime.now(UTC).strftime("%Y-%m-%d"),
+        mlgate_repo=release.repo,
+        mlgate_url=release.url,
+        mlgate_ref=release.tag,
+        mlgate_path=str(Path(request.mlgate_path).resolve()) if request.mlgate_path else "",
+    )
+    return answers
+
+
+def _target_answers(request: InitRequest, frame: pd.DataFrame) -> dict[str, Any]:
+    """The task (and, for a classifier, the positive label), checked against the target."""
+    target = request.target
     if target not in frame.columns:
         raise MlgateError(
             f"target column {target!r} is not in {request.data} "
@@ -131,21 +174,10 @@ def answers_for(
                 "amounts between them (1.4), not a class",
                 file=sys.stderr,
             )
-    unknown = [s for s in request.sensitive if s not in frame.columns]
-    if unknown:
-        raise MlgateError(f"sensitive attributes {unknown} are not columns of {request.data}")
-    if target in request.sensitive:
-        raise MlgateError(f"the target {target!r} cannot also be a sensitive attribute")
-    metric = request.metric or METRICS[task][0]
-    if metric not in METRICS[task]:
-        raise MlgateError(
-            f"--metric {metric!r} is not a {task} metric (one of: {', '.join(METRICS[task])})"
-        )
-    answers["contract"] = dataset_contract(frame, target, task)
-    monotone = dict(request.monotone)
-    columns = infer_columns(frame, target, task, request.sensitive, tuple(monotone))
-    if not any(c["kind"] in ("numeric", "categorical") for c in columns):
-        raise MlgateError(f"{request.data} has no usable feature column besides the target")
+    return answers
+
+
+def _check_monotone(monotone: dict[str, int], columns: list[dict[str, Any]]) -> None:
     kinds = {c["name"]: c["kind"] for c in columns}
     wrong = {m: kinds.get(m, "not a column") for m in monotone if kinds.get(m) != "numeric"}
     if wrong:
@@ -155,6 +187,9 @@ def answers_for(
             f"applies to a numeric feature (these are: "
             f"{', '.join(n for n, k in kinds.items() if k == 'numeric') or 'none'})"
         )
+
+
+def _project_name(request: InitRequest) -> tuple[str, str]:
     name = request.name or slug(request.dest.name)
     if not re.fullmatch(r"[a-z][a-z0-9-]*", name):
         raise MlgateError(
@@ -167,25 +202,7 @@ def answers_for(
             f"project name {name!r}: its package {package!r} would shadow an installed module "
             "(pass another --name)"
         )
-    features = [c["name"] for c in columns if c["kind"] in ("numeric", "categorical")]
-    answers.update(
-        project_name=name,
-        package_name=package,
-        # a plain file name: it is written unquoted into params.yaml and dvc commands
-        data_file=re.sub(r"[^\w.-]", "_", request.data.name),
-        target=target,
-        sensitive=sensitive_specs(frame, request.sensitive),
-        monotone=monotone,
-        primary_metric=metric,
-        columns=columns,
-        impute=bool(frame[features].isna().any().any()),
-        inferred_on=datetime.now(UTC).strftime("%Y-%m-%d"),
-        mlgate_repo=release.repo,
-        mlgate_url=release.url,
-        mlgate_ref=release.tag,
-        mlgate_path=str(Path(request.mlgate_path).resolve()) if request.mlgate_path else "",
-    )
-    return answers
+    return name, package
 
 
 # ---------------------------------------------------------------- writing

@@ -43,6 +43,7 @@ from mlgate.serving.build import (
 )
 from mlgate.serving.contract import Contract, request_models, row_model_name
 from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink, record_time
+from mlgate.serving.openapi import ApiFacts, describe
 
 
 def _model_tag(name: str = BENTO_MODEL_NAME) -> str:
@@ -1059,5 +1060,45 @@ class InfoByGet:
         await self.app(scope, receive, send)
 
 
+class PublishedDocument:
+    """ASGI middleware: GET /docs.json answers the OpenAPI document that says what this
+    service answers (mlgate.serving.openapi.describe), not BentoML's own. Made once the
+    model's classes are known (loaded); before that, without them."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.document: bytes | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/docs.json" or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        body = self.document or self.make()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def make(self) -> bytes:
+        loaded = _service is not None and _service._ready.is_set()
+        classes = tuple(_service.champion.classes) if _service is not None and loaded else ()
+        facts = ApiFacts(
+            predict_paths=PREDICT_PATHS,
+            max_body_bytes=MAX_BODY_BYTES,
+            timeout_seconds=SERVING.timeout_seconds,
+            classifier=CLASSIFIER,
+            classes=classes,
+            variants=STRATEGY.mode != "none",
+            one_worker=SERVING.workers == 1,
+            example=CONTRACT.example_row(),
+            request_field=SERVING.request_field,
+            batch_field=SERVING.batch_request_field,
+        )
+        body = json.dumps(describe(ModelService.openapi_spec.asdict(), facts)).encode()
+        if loaded:
+            self.document = body
+        return body
+
+
 ModelService.add_asgi_middleware(RejectionObserver)
 ModelService.add_asgi_middleware(InfoByGet)
+ModelService.add_asgi_middleware(PublishedDocument)

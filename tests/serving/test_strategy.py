@@ -352,7 +352,9 @@ def test_outcomes_are_validated_and_recorded(shadow_server: tuple[Server, Path])
     assert refused({"request_id": rid, "outcome": True})[0][0] == "outcome"  # a bool, not a class
     assert refused({"request_id": rid, "outcome": 2}) == [["outcome"]]  # not one of the classes
     assert refused({"request_id": rid, "outcome": "1"}) == [["outcome"]]  # "1" is not 1
-    assert refused({"request_id": bid, "row": 2, "outcome": 1}) == [["row"]]  # 2 rows: 0 and 1
+    # 2 rows, 0 and 1: row 2 does not exist (404, as the OpenAPI document says)
+    absent = refused({"request_id": bid, "row": 2, "outcome": 1}, status=404)
+    assert [d["loc"] for d in absent["detail"]] == [["row"]]
     assert refused({"request_id": rid, "row": "0", "outcome": 1}) == [["row"]]
     assert refused({"outcome": 1}) == [["request_id"]]
     assert refused({"outcomes": [{"request_id": rid, "outcome": 7}]}) == [

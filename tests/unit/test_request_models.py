@@ -58,3 +58,28 @@ def test_a_request_field_must_be_a_json_name_a_client_can_type() -> None:
     with pytest.raises(ValidationError):
         Serving(request_field="the row")
     assert Serving().request_field == "record" and Serving().batch_request_field == "records"
+
+
+def test_the_example_row_is_one_the_contract_accepts() -> None:
+    """The OpenAPI document's example is made from the bounds: inside strict ones too."""
+
+    def column(name: str, kind: str, **constraints: Any) -> dict[str, Any]:
+        return {"name": name, "kind": kind, "constraints": constraints, "allowed": None,
+                "nullable": False, "description": None}  # fmt: skip
+
+    spec = {
+        **SPEC,
+        "columns": [
+            *SPEC["columns"],
+            column("share", "float", gt=0, lt=1),
+            column("deck", "int", gt=0, le=1),
+            column("floor", "int", lt=-3),
+            column("score", "float"),
+            column("name", "str"),
+            column("member", "bool"),
+        ],
+    }
+    contract = Contract(spec)
+    example = contract.example_row()
+    assert example["cabin"] == "A" and example["deck"] == 1 and example["floor"] == -4
+    assert contract.row_model.model_validate(example).model_dump() == example

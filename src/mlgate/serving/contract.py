@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, create_model
@@ -90,6 +91,11 @@ class Contract:
     def needs_pandera(self) -> bool:
         return bool(self.residual_checks)
 
+    def example_row(self) -> dict[str, Any]:
+        """A row the contract accepts, made from its bounds and allowed values (never a row of
+        the data): the OpenAPI document's example, which a reader can send as it is."""
+        return {c["name"]: _example_value(c) for c in self.spec["columns"]}
+
 
 def _field(column: dict[str, Any]) -> tuple[Any, Any]:
     kind = column["kind"]
@@ -110,6 +116,33 @@ def _field(column: dict[str, Any]) -> tuple[Any, Any]:
     if column["nullable"]:
         return (annotation | None, None)
     return (annotation, ...)
+
+
+def _example_value(column: dict[str, Any]) -> Any:
+    if column["allowed"]:
+        return column["allowed"][0]
+    kind, bounds = column["kind"], column["constraints"]
+    if kind == "bool":
+        return False
+    if kind == "str":
+        return "text"
+    low = bounds.get("ge", bounds.get("gt"))
+    high = bounds.get("le", bounds.get("lt"))
+    if low is not None and high is not None:
+        value = (low + high) / 2  # inside strict bounds too
+    elif low is not None:
+        value = low + 1
+    elif high is not None:
+        value = high - 1
+    else:
+        value = 0
+    if kind == "int":
+        value = math.floor(value)
+        # floor may land on a strict lower bound: (0, 1] has no integer but 1
+        if "gt" in bounds and value <= bounds["gt"]:
+            value += 1
+        return value
+    return float(value)
 
 
 def _kind(dtype: str, column: str) -> str:

@@ -21,7 +21,15 @@ from typing import Annotated, Any
 import bentoml
 import yaml
 from bentoml.validators import ContentType
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -35,6 +43,7 @@ from mlgate.serving.build import (
 )
 from mlgate.serving.contract import Contract, request_models, row_model_name
 from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink, record_time
+from mlgate.serving.openapi import ApiFacts, describe
 
 
 def _model_tag(name: str = BENTO_MODEL_NAME) -> str:
@@ -97,7 +106,7 @@ PREDICT_PATHS = ("/predict", "/predict_batch")
 # answered by the lean route in RejectionObserver (serving.lean_route: false => BentoML's router)
 LEAN_PATHS = PREDICT_PATHS if SERVING.lean_route else ()
 # the paths RejectionObserver guards (JSON bodies within the size limit)
-GUARDED_PATHS = (*PREDICT_PATHS, "/outcome")
+GUARDED_PATHS = (*PREDICT_PATHS, "/outcome", "/model_info")
 MAX_BODY_BYTES = SERVING.max_body_kb * 1024
 
 PREDICTIONS = bentoml.metrics.Counter(
@@ -165,8 +174,13 @@ def tune_gc(freeze: bool, thresholds: tuple[int, int, int] | None) -> None:
         gc.set_threshold(*thresholds)
 
 
+def _problem_body(kind: str, msg: str) -> dict[str, Any]:
+    """An error answer, shaped as every 4xx/5xx of the service is (OpenAPI: Problem)."""
+    return {"error": msg, "detail": [{"type": kind, "loc": [], "msg": msg}]}
+
+
 def _problem(kind: str, msg: str) -> bytes:
-    return json.dumps({"error": msg, "detail": [{"type": kind, "loc": [], "msg": msg}]}).encode()
+    return json.dumps(_problem_body(kind, msg)).encode()
 
 
 # what BentoML's router puts on every answer, the lean route too
@@ -194,8 +208,8 @@ def _request_id(headers: dict[bytes, bytes]) -> str:
 
 
 class RejectionObserver:
-    """ASGI middleware in front of /predict, /predict_batch and /outcome: the request's guard
-    and witness.
+    """ASGI middleware in front of /predict, /predict_batch, /outcome and /model_info: the
+    request's guard and witness.
 
     - refuses what is not a plain JSON body before BentoML parses it: a Content-Type other
       than application/json (missing, text, multipart...) or a Content-Encoding other than
@@ -588,16 +602,31 @@ class Outcome(BaseModel):
     outcome: OutcomeValue = Field(description="one of the model's classes, or a number")
 
 
+ONE_OUTCOME_FIELDS = ("request_id", "row", "outcome")
+
+
 class OutcomeRequest(BaseModel):
-    """`{"request_id": ..., "row": 0, "outcome": ...}` or `{"outcomes": [{...}, ...]}`."""
+    """`{"request_id": ..., "row": 0, "outcome": ...}` or `{"outcomes": [{...}, ...]}`, one
+    form or the other (the OpenAPI document says it as a oneOf: mlgate.serving.openapi).
+
+    A field may be left out, never sent as null: the defaults are None, the types are not
+    Optional (pydantic does not validate a default, and refuses an explicit null)."""
 
     model_config = ConfigDict(extra="forbid")
-    request_id: str | None = Field(default=None, min_length=1, max_length=128)
+    request_id: str = Field(default=None, min_length=1, max_length=128)
     row: StrictInt = Field(default=0, ge=0)
-    outcome: OutcomeValue | None = None
-    outcomes: list[Outcome] | None = Field(
-        default=None, min_length=1, max_length=SERVING.max_batch_rows
-    )
+    outcome: OutcomeValue = Field(default=None)
+    outcomes: list[Outcome] = Field(default=None, min_length=1, max_length=SERVING.max_batch_rows)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_form(cls, data: Any) -> Any:
+        both = isinstance(data, dict) and "outcomes" in data and data.keys() & ONE_OUTCOME_FIELDS
+        if both:
+            raise PydanticCustomError(
+                "one_form", "send request_id/row/outcome or outcomes, not both"
+            )
+        return data
 
 
 def _invalid(title: str, errors: list[tuple[tuple[str | int, ...], str, str]]) -> None:
@@ -861,7 +890,12 @@ class ModelService:
         request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
         header = ctx.request.headers.get(STRATEGY.header) if STRATEGY.header else None
         state = ctx.request.scope.setdefault("state", {})
-        body, said = self.answer(endpoint, rows, request_id, header, state, started)
+        try:
+            body, said = self.answer(endpoint, rows, request_id, header, state, started)
+        except bentoml.exceptions.BentoMLException as exc:  # the pandera checks (400), 503
+            # answered here, as the lean route does: BentoML words a raised 4xx as a list
+            ctx.response.status_code = exc.error_code.value
+            return _problem_body(exc.error_code.name.lower(), str(exc))
         if said:
             ctx.response.headers[VARIANT_HEADER] = said
         return body
@@ -896,9 +930,10 @@ class ModelService:
     ) -> Annotated[dict[str, Any], JSON]:
         """The observed outcome of an answered row (or `outcomes`: several), recorded for
         `mlgate compare`. 200 when this worker answered the request; 404 when it did not
-        (one worker); with several workers, an id another worker answered cannot be checked
-        here: 202 and "verified": false (the records are joined later)."""
-        if outcomes is None:
+        (one worker), or the row is beyond its request's rows; with several workers, an id
+        another worker answered cannot be checked here: 202 and "verified": false (the
+        records are joined later)."""
+        if outcomes is None:  # one row's outcome (OutcomeRequest refuses both forms at once)
             if request_id is None or outcome is None:
                 given = (("request_id", request_id), ("outcome", outcome))
                 missing = [field for field, value in given if value is None]
@@ -908,29 +943,42 @@ class ModelService:
                 )
             items = [Outcome(request_id=request_id, row=row, outcome=outcome)]
             prefix: tuple[str | int, ...] = ()
-        elif request_id is not None or outcome is not None:
-            _invalid(
-                "OutcomeRequest",
-                [((), "one_form", "send request_id/row/outcome or outcomes, not both")],
-            )
         else:
             items, prefix = outcomes, ("outcomes",)
+        locs = [(*prefix, n) if prefix else () for n in range(len(items))]
         errors = []
-        for n, item in enumerate(items):
-            loc = (*prefix, n) if prefix else ()
+        for loc, item in zip(locs, items, strict=True):
             problem = self._outcome_problem(item.outcome)
             if problem:
                 errors.append(((*loc, "outcome"), *problem))
+        if errors:  # what the OpenAPI document's schema refuses too: 400
+            _invalid("OutcomeRequest", errors)
+        # A row or a request this service has not answered is not found (404), as the
+        # document says; answered here, not raised: BentoML words a raised 4xx as a list.
+        absent = []
+        for loc, item in zip(locs, items, strict=True):
             rows = self.recent.get(item.request_id)
             if rows is not None and item.row >= rows:
-                errors.append(((*loc, "row"), "row_range", f"the request had {rows} row(s)"))
-        if errors:
-            _invalid("OutcomeRequest", errors)
+                absent.append(
+                    {
+                        "type": "row_range",
+                        "loc": [*loc, "row"],
+                        "msg": f"the request had {rows} row(s)",
+                    }
+                )
+        if absent:
+            ctx.response.status_code = 404
+            return {
+                "error": f"{len(absent)} row(s) not among their request's rows",
+                "detail": absent,
+            }
         unknown = [item.request_id for item in items if item.request_id not in self.recent]
         if unknown and SERVING.workers == 1:
-            raise bentoml.exceptions.NotFound(
+            ctx.response.status_code = 404
+            return _problem_body(
+                "not_found",
                 f"request id {unknown[0]} is not among the last {RECENT_REQUEST_IDS} requests "
-                "this service answered since it started; older outcomes: mlgate outcomes import"
+                "this service answered since it started; older outcomes: mlgate outcomes import",
             )
         ts = record_time()
         for item in items:
@@ -985,13 +1033,20 @@ class ModelService:
 
 class InfoByGet:
     """ASGI middleware: BentoML APIs are POST only; `GET /model_info` is a read, so it is
-    answered as `POST /model_info {}`."""
+    answered as `POST /model_info {}`. Another method is 405 naming both (BentoML's router
+    would name POST alone)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == "/model_info" and scope["method"] == "GET":
+        info = scope["type"] == "http" and scope["path"] == "/model_info"
+        if info and scope["method"] not in ("GET", "POST"):
+            headers = [(b"allow", b"GET, POST"), (b"content-type", b"text/plain; charset=utf-8")]
+            await send({"type": "http.response.start", "status": 405, "headers": headers})
+            await send({"type": "http.response.body", "body": b"Method Not Allowed"})
+            return
+        if info and scope["method"] == "GET":
             replaced = (b"content-length", b"content-type")
             headers = [(k, v) for k, v in scope.get("headers") or [] if k not in replaced]
             headers += [(b"content-type", b"application/json"), (b"content-length", b"2")]
@@ -1005,5 +1060,45 @@ class InfoByGet:
         await self.app(scope, receive, send)
 
 
+class PublishedDocument:
+    """ASGI middleware: GET /docs.json answers the OpenAPI document that says what this
+    service answers (mlgate.serving.openapi.describe), not BentoML's own. Made once the
+    model's classes are known (loaded); before that, without them."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.document: bytes | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/docs.json" or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        body = self.document or self.make()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def make(self) -> bytes:
+        loaded = _service is not None and _service._ready.is_set()
+        classes = tuple(_service.champion.classes) if _service is not None and loaded else ()
+        facts = ApiFacts(
+            predict_paths=PREDICT_PATHS,
+            max_body_bytes=MAX_BODY_BYTES,
+            timeout_seconds=SERVING.timeout_seconds,
+            classifier=CLASSIFIER,
+            classes=classes,
+            variants=STRATEGY.mode != "none",
+            one_worker=SERVING.workers == 1,
+            example=CONTRACT.example_row(),
+            request_field=SERVING.request_field,
+            batch_field=SERVING.batch_request_field,
+        )
+        body = json.dumps(describe(ModelService.openapi_spec.asdict(), facts)).encode()
+        if loaded:
+            self.document = body
+        return body
+
+
 ModelService.add_asgi_middleware(RejectionObserver)
 ModelService.add_asgi_middleware(InfoByGet)
+ModelService.add_asgi_middleware(PublishedDocument)

@@ -1,0 +1,274 @@
+"""The OpenAPI document the service publishes at /docs.json, made to say what it answers.
+
+BentoML's own document declares every error's `detail` a string (it is a list of problems),
+a 404 on routes that never answer one, no 413/415/503/504, no body shape for the answers,
+`/outcome`'s two request forms as one object of optional fields, and POST alone for
+/model_info (GET answers too). `describe` takes that document and the service's facts and
+returns one a client (or schemathesis, tests/serving/test_openapi_conformance.py) can hold
+the service to."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+REF = "#/components/schemas/"
+
+PROBLEM: dict[str, Any] = {
+    "type": "object",
+    "title": "Problem",
+    "description": "Why a request was not answered: `error` says it in a sentence; `detail` "
+    "(when there is one) lists each problem: where (`loc`, the path of the field in the "
+    "request body; empty for the body as a whole), what kind (`type`) and why (`msg`). "
+    "Never the values sent.",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string"},
+        "detail": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["type", "loc", "msg"],
+                "properties": {
+                    "type": {"type": "string"},
+                    "loc": {
+                        "type": "array",
+                        "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                    },
+                    "msg": {"type": "string"},
+                    "url": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+REQUEST_ID_HEADER = {
+    "description": "The request's id: the client's X-Request-Id when it is 1-128 printable "
+    "ASCII characters, else a new one. Every feedback record of the request carries it.",
+    "required": True,
+    "schema": {"type": "string"},
+}
+
+
+@dataclass(frozen=True)
+class ApiFacts:
+    """What the document states, from the service's configuration and its model."""
+
+    predict_paths: tuple[str, ...]  # /predict (one row), /predict_batch
+    max_body_bytes: int
+    timeout_seconds: float
+    classifier: bool
+    classes: tuple[Any, ...]  # the model's classes; () when not known (not loaded yet)
+    variants: bool  # a challenger beside the champion: answers name the variant
+    one_worker: bool  # an unknown request id: 404 with one worker, else 202 (not verified)
+    example: dict[str, Any]  # a row the contract accepts
+    request_field: str
+    batch_field: str
+
+
+def describe(spec: dict[str, Any], facts: ApiFacts) -> dict[str, Any]:
+    """BentoML's document `spec` (not changed), made to state what the service answers."""
+    doc = copy.deepcopy(spec)
+    schemas = doc["components"]["schemas"]
+    for name in ("InvalidArgument", "NotFound", "InternalServerError"):
+        schemas.pop(name, None)
+    schemas["Problem"] = PROBLEM
+    paths = doc["paths"]
+    one, batch = facts.predict_paths
+    _operation(paths[one]["post"], facts, _answer(facts, batch=False), predicts=True)
+    _example(paths[one]["post"], {facts.request_field: facts.example})
+    _operation(paths[batch]["post"], facts, _answer(facts, batch=True), predicts=True)
+    _example(paths[batch]["post"], {facts.batch_field: [facts.example]})
+    _outcome(paths["/outcome"]["post"], schemas, facts)
+    info = paths["/model_info"]["post"]
+    _operation(info, facts, _model_info())
+    paths["/model_info"]["get"] = {
+        "tags": info["tags"],
+        "description": info["description"] + "\n\nA read: the same answer as `POST {}`.",
+        "operationId": info["operationId"] + "_get",
+        "responses": {
+            # no X-Request-Id: a read is no request to trace
+            "200": {k: v for k, v in info["responses"]["200"].items() if k != "headers"},
+            **_errors((500, 504), facts.timeout_seconds),
+        },
+    }
+    paths["/readyz"]["get"]["responses"]["503"] = {
+        "description": "Not ready: the model is loading or failed its self-check (the log "
+        "says which); keep traffic away.",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+    return doc
+
+
+def _operation(
+    op: dict[str, Any], facts: ApiFacts, answer: dict[str, Any], predicts: bool = False
+) -> None:
+    """The POST operation's body is required and its answers are what the service sends
+    (a prediction also 503 until the model is loaded, and names the variant)."""
+    op["requestBody"]["required"] = True
+    statuses = (400, 413, 415, 500, *((503,) if predicts else ()), 504)
+    op["responses"] = {
+        "200": {
+            "description": "Answered",
+            "content": {"application/json": {"schema": answer}},
+        },
+        **_errors(statuses, facts.timeout_seconds, facts.max_body_bytes),
+    }
+    for status, response in op["responses"].items():
+        if status != "504":  # BentoML's timeout answers in front of the service's middleware
+            response["headers"] = {"X-Request-Id": REQUEST_ID_HEADER}
+    if facts.variants and predicts:
+        op["responses"]["200"]["headers"]["X-Mlgate-Variant"] = {
+            "description": "Which model answered (`mixed`: a batch the two shared).",
+            "required": True,
+            "schema": {"type": "string", "enum": ["champion", "challenger", "mixed"]},
+        }
+
+
+def _errors(
+    statuses: tuple[int, ...], timeout_seconds: float, max_body_bytes: int = 0
+) -> dict[str, Any]:
+    why = {
+        400: "The body is not valid JSON or breaks the contract: `detail` names each field.",
+        404: "A row this service did not answer: `row` beyond its request's rows, or (one "
+        "worker) a request id not among those it answered lately.",
+        413: f"The body is larger than {max_body_bytes} bytes; it was read no further.",
+        415: "The body is not plain JSON: Content-Type application/json and no "
+        "Content-Encoding (or identity) are required.",
+        500: "The service failed; its log says why (the answer does not).",
+        503: "The model is not loaded yet (see /readyz).",
+        504: f"Not answered within {timeout_seconds:g} seconds.",
+    }
+    return {
+        str(status): {
+            "description": why[status],
+            "content": {"application/json": {"schema": {"$ref": REF + "Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+def _label(facts: ApiFacts) -> dict[str, Any]:
+    """A value of the target: one of the classes (a classifier), else a number."""
+    if not facts.classifier:
+        return {"type": "number"}
+    if facts.classes:
+        return {"enum": list(facts.classes)}
+    return {"anyOf": [{"type": "integer"}, {"type": "string"}]}
+
+
+def _answer(facts: ApiFacts, batch: bool) -> dict[str, Any]:
+    """The 200 body of /predict or /predict_batch (ModelService.answer)."""
+    if facts.classifier:
+        row = {
+            "probability": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "description": "the probability of the positive class",
+            },
+            "decision": {**_label(facts), "description": "the class at the threshold"},
+        }
+    else:
+        row = {"prediction": {"type": "number"}}
+    common = {
+        "model_version": {"type": "string", "description": "the registered model's version"},
+        "request_id": {"type": "string", "description": "the X-Request-Id header's value"},
+    }
+    names = ["champion", "challenger", *(["mixed"] if batch else [])]
+    each = {"type": "object", "required": list(row), "properties": row}
+    if batch:
+        if facts.variants:  # a batch the two models shared: each row says which answered
+            each["properties"] = {**row, "variant": {"type": "string"}, **common}
+            each["properties"].pop("request_id")
+        body = {
+            "title": "PredictBatchAnswer",
+            "type": "object",
+            "required": ["predictions", *common],
+            "properties": {"predictions": {"type": "array", "items": each}, **common},
+        }
+    else:
+        body = {
+            "title": "PredictAnswer",
+            "type": "object",
+            "required": [*row, *common],
+            "properties": {**row, **common},
+        }
+    if facts.variants:
+        body["required"].append("variant")
+        body["properties"]["variant"] = {"type": "string", "enum": names}
+    return body
+
+
+def _model_info() -> dict[str, Any]:
+    strings = {"type": "object", "additionalProperties": {"type": "string"}}
+    return {
+        "title": "ModelInfo",
+        "type": "object",
+        "required": ["model_version", "ready", "lineage", "threshold", "scorer", "contract"],
+        "properties": {
+            "model_version": {"type": "string"},
+            "ready": {"type": "boolean", "description": "loaded and self-checked"},
+            "lineage": {**strings, "description": "run, commit, data and params hashes"},
+            "threshold": {"type": "number"},
+            "scorer": {"type": "string", "description": "numpy, tree, onnx or pipeline"},
+            "contract": {"type": "object", "description": "the row's JSON schema"},
+            "strategy": {"type": "object", "description": "serving.strategy"},
+            "challenger": {"type": "object", "description": "with a challenger: its lineage"},
+        },
+    }
+
+
+def _outcome(op: dict[str, Any], schemas: dict[str, Any], facts: ApiFacts) -> None:
+    """/outcome takes one of two bodies: one row's outcome (`Outcome`: request_id, row,
+    outcome) or several (`{"outcomes": [Outcome, ...]}`); fields of both, or neither, are
+    refused. The outcome is one of the model's classes (a regression: a number)."""
+    outcome = schemas["Outcome"]
+    outcome["properties"]["outcome"] = {
+        **_label(facts),
+        "description": outcome["properties"]["outcome"].get("description", ""),
+    }
+    many = op["requestBody"]["content"]["application/json"]["schema"]["properties"]["outcomes"]
+    schemas["Outcomes"] = {
+        "type": "object",
+        "title": "Outcomes",
+        "description": "The observed outcomes of several answered rows.",
+        "required": ["outcomes"],
+        "properties": {"outcomes": {k: v for k, v in many.items() if k != "default"}},
+        "additionalProperties": False,
+    }
+    op["requestBody"]["content"]["application/json"]["schema"] = {
+        "oneOf": [{"$ref": REF + "Outcome"}, {"$ref": REF + "Outcomes"}]
+    }
+    recorded = {
+        "title": "OutcomeAnswer",
+        "type": "object",
+        "required": ["recorded", "verified"],
+        "properties": {
+            "recorded": {"type": "integer", "minimum": 1},
+            "verified": {
+                "type": "boolean",
+                "description": "every request id was answered by the worker that recorded it",
+            },
+        },
+    }
+    _operation(op, facts, recorded)
+    op["responses"]["404"] = {
+        **_errors((404,), facts.timeout_seconds)["404"],
+        "headers": {"X-Request-Id": REQUEST_ID_HEADER},
+    }
+    if not facts.one_worker:
+        op["responses"]["202"] = {
+            "description": "Recorded, not verified: another worker may have answered the "
+            "request (the records are joined later: mlgate outcomes import).",
+            "content": {"application/json": {"schema": recorded}},
+            "headers": {"X-Request-Id": REQUEST_ID_HEADER},
+        }
+    label = facts.classes[0] if facts.classes else (0 if facts.classifier else 0.0)
+    _example(op, {"request_id": "8c0f6a1e0e2b4bb39a6d1d5bb0f1f0aa", "row": 0, "outcome": label})
+
+
+def _example(op: dict[str, Any], body: dict[str, Any]) -> None:
+    op["requestBody"]["content"]["application/json"]["example"] = body

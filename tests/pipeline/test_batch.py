@@ -160,11 +160,11 @@ def test_the_model_is_resolved_by_alias_or_version(here, capsys):
     assert "credit-risk has no version 7" in capsys.readouterr().err
 
     from mlgate.config import load_params
-    from mlgate.registry import aliases as registry
+    from mlgate.registry import aliases
 
     params = load_params()
-    registry.promote(params, "1", to="staging")
-    registry.promote(params, "1", to="production")
+    aliases.promote(params, "1", to="staging")
+    aliases.promote(params, "1", to="production")
     assert predict("--input", "batch.csv", "--output", "prod") == 0
     summary = read_json(Path("prod/summary.json"))
     assert (summary["model"]["ref"], summary["model"]["version"]) == ("production", "1")

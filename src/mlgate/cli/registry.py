@@ -11,33 +11,33 @@ from mlgate.names import ENVIRONMENTS, PRODUCTION, PROMOTION_ALIASES
 
 def _register(args: argparse.Namespace) -> int:
     from mlgate.config import load_params
-    from mlgate.registry import aliases as registry
+    from mlgate.registry import aliases
 
-    registry.register(load_params(args.params))
+    aliases.register(load_params(args.params))
     return 0
 
 
 def _promote(args: argparse.Namespace) -> int:
     from mlgate.config import load_params
-    from mlgate.registry import aliases as registry
+    from mlgate.registry import aliases
 
-    registry.promote(load_params(args.params), args.version, to=args.to, note=args.note)
+    aliases.promote(load_params(args.params), args.version, to=args.to, note=args.note)
     return 0
 
 
 def _rollback(args: argparse.Namespace) -> int:
     from mlgate.config import load_params
-    from mlgate.registry import aliases as registry
+    from mlgate.registry import aliases
 
-    registry.rollback(load_params(args.params), alias=args.alias, note=args.note)
+    aliases.rollback(load_params(args.params), alias=args.alias, note=args.note)
     return 0
 
 
 def _lineage(args: argparse.Namespace) -> int:
     from mlgate.config import load_params
-    from mlgate.registry import aliases as registry
+    from mlgate.registry import aliases
 
-    print(registry.lineage_text(load_params(args.params), args.ref, as_json=args.json))
+    print(aliases.lineage_text(load_params(args.params), args.ref, as_json=args.json))
     return 0
 
 

@@ -61,7 +61,7 @@ def _smoke(args: argparse.Namespace) -> int:
 
 def _release_register(args: argparse.Namespace) -> int:
     from mlgate.actions import write_outputs
-    from mlgate.registry import aliases as registry
+    from mlgate.registry import aliases
 
     if not _has_server():
         print(
@@ -69,7 +69,7 @@ def _release_register(args: argparse.Namespace) -> int:
             "store only, to build the bento; the version is not shared with later jobs, and "
             "aliases staging/production will not be moved"
         )
-    version = registry.register(_params(args))
+    version = aliases.register(_params(args))
     write_outputs(version=version, shared_registry=str(_has_server()).lower())
     return 0
 
@@ -86,13 +86,13 @@ def _release_promote(args: argparse.Namespace) -> int:
 
 
 def _release_rollback(args: argparse.Namespace) -> int:
-    from mlgate.registry import aliases as registry
+    from mlgate.registry import aliases
 
     params = _params(args)
     if not _has_server():
         print(f"release rollback: {NO_SERVER.format(what='moving alias production back')}")
         return 0
-    registry.rollback(params, alias=PRODUCTION, note=args.note)
+    aliases.rollback(params, alias=PRODUCTION, note=args.note)
     return 0
 
 

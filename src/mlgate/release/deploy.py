@@ -81,10 +81,9 @@ def _deploy_and_test(
 
 def promote_with_image(params: Any, version: str, to: str, note: str, image: str = "") -> None:
     """Move alias `to` and keep the image that runs the version as tag mlgate.image."""
-    from mlgate.registry import aliases as registry
-    from mlgate.registry import tracking
+    from mlgate.registry import aliases, tracking
 
-    registry.promote(params, version, to=to, note=note)
+    aliases.promote(params, version, to=to, note=note)
     if image:
         # the registry answers "which image runs this version" without asking GitHub
         client = tracking.connect(params)
@@ -117,15 +116,14 @@ def _trial_champion(params: Any, candidate: str) -> tuple[str, str] | None:
     registry and the image it was promoted with; None (said why) when there is no trial."""
     if params.deploy.trial.mode == "none":
         return None
-    from mlgate.registry import aliases as registry
-    from mlgate.registry import tracking
+    from mlgate.registry import aliases, tracking
 
     skip = "release image: no trial, the approval moves all traffic at once: "
     if not _has_server():
         print(f"::warning title=mlgate trial::{skip}{NO_SERVER.format(what='the trial')}")
         return None
     client = tracking.connect(params)
-    version = registry.alias_version(client, params.model_name, PRODUCTION)
+    version = aliases.alias_version(client, params.model_name, PRODUCTION)
     if version is None:
         print(f"{skip}no model holds alias production yet (the first delivery has no champion)")
         return None

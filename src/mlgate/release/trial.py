@@ -86,8 +86,7 @@ class Trial:
 
     def check(self) -> None:
         """Everything a trial needs, before anything is deployed."""
-        from mlgate.registry import aliases as registry
-        from mlgate.registry import tracking
+        from mlgate.registry import aliases, tracking
 
         if self.rule.mode == "none":
             raise MlgateError("deploy.trial.mode is none: there is no trial to run")
@@ -104,7 +103,7 @@ class Trial:
             if "@sha256:" not in getattr(self.args, name):
                 raise MlgateError(f"--{name.replace('_', '-')}: an image by digest is needed")
         client = tracking.connect(self.params)
-        now = registry.alias_version(client, self.params.model_name, PRODUCTION)
+        now = aliases.alias_version(client, self.params.model_name, PRODUCTION)
         if now != self.args.champion_version:
             raise MlgateError(
                 f"production is version {now} now, not {self.args.champion_version} as when "
@@ -180,7 +179,7 @@ class Trial:
 
 def run_trial(params: Any, args: argparse.Namespace) -> int:
     from mlgate.actions import append_summary, write_outputs
-    from mlgate.registry import aliases as registry
+    from mlgate.registry import aliases
     from mlgate.release.deploy import promote_with_image
 
     if hasattr(sys.stdout, "reconfigure"):  # one line per poll reaches the log as it happens
@@ -211,7 +210,7 @@ def run_trial(params: Any, args: argparse.Namespace) -> int:
             "the trial image failed to deploy", trial={"verdict": "abort", "reasons": [str(err)]}
         )
         raise
-    registry.promote(params, a.version, to=CHALLENGER, note=f"trial in cd run {_run_id()}")
+    aliases.promote(params, a.version, to=CHALLENGER, note=f"trial in cd run {_run_id()}")
     print(
         f"trial: {trial.rule.mode}: champion version {a.champion_version} answers, challenger "
         f"version {a.version} beside it; comparing every {trial.rule.poll_seconds:g} s for "

@@ -48,19 +48,19 @@ def use_project_home(params: Params) -> Path:
 
 def resolve_version(params: Params, ref: str) -> Any:
     """An alias (`production`) or a version number (`3`) of the project's registered model."""
-    from mlgate.registry import aliases as registry
+    from mlgate.registry import aliases
 
     name = params.model_name
     spec = f"{name}/{ref}" if ref.isdigit() else f"{name}@{ref}"
-    parsed = registry.parse_ref(spec, name)  # before connecting: a bad ref fails fast
+    parsed = aliases.parse_ref(spec, name)  # before connecting: a bad ref fails fast
     client = tracking.connect(params)
     try:
-        return registry.resolve(client, parsed)
+        return aliases.resolve(client, parsed)
     except MlgateError as err:
         if ref.isdigit() or ref == CANDIDATE:
             raise
         try:  # a new project: `make run` registered a candidate, nothing is promoted yet
-            candidate = registry.resolve(client, (name, CANDIDATE, None))
+            candidate = aliases.resolve(client, (name, CANDIDATE, None))
         except MlgateError:
             raise err from None
         raise MlgateError(

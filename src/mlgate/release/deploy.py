@@ -25,54 +25,35 @@ def _has_server() -> bool:
 def deploy_image(
     params: Any, cfg: Any, env: str, image: str, smoke: bool = True, publish: bool = True
 ) -> tuple[str, list[str]]:
-    """Deploy REPO@sha256:… to env with the configured target, smoke-test it and (local target)
-    publish the :ENV tag once the test passed; returns (public URL, checks passed)."""
+    """Deploy REPO@sha256:… to env with the configured target (release.targets), smoke-test it
+    and, once the test passed, publish it (local: the :ENV tag); returns (public URL, checks
+    passed)."""
+    from mlgate.release import smoke as smoke_check
     from mlgate.release import targets
 
     if "@sha256:" not in image:
         raise MlgateError(f"--image {image!r}: deploy an image by digest (REPO@sha256:…)")
-    with contextlib.ExitStack() as stack:
-        if cfg.target == "kubernetes":
-            # one authentication for apply, rollout and the port-forward of the smoke test
-            stack.enter_context(targets.kube_auth(cfg, env))
-        url, passed = _deploy_and_test(env, image, params, cfg, smoke)
-    if cfg.target == "local" and publish:
-        # only now, with the smoke test passed: the tag operators run never names a broken image
-        tag = targets.publish_local(env, image)
-        print(f"deploy: published {tag} -> {image}")
-    return url, passed
-
-
-def _deploy_and_test(
-    env: str, image: str, params: Any, cfg: Any, smoke_test: bool
-) -> tuple[str, list[str]]:
-    """Deploy with the configured target and smoke-test it; returns (public URL, checks)."""
-    from mlgate.release import smoke, targets
-
-    forward = None
+    where = targets.target(cfg, params.project.name)
     passed: list[str] = []
-    if cfg.target == "local":
-        # The container runs on this machine only to be tested: there is no public URL.
-        test_url = targets.deploy_local(env, image, cfg)
-        url = ""
-    else:
-        url = targets.deploy_kubernetes(env, image, cfg, params.project.name)
-        test_url = url
-    print(f"deploy: {image} is live in {env} ({cfg.target})")
-    try:
-        if smoke_test:
-            if not test_url:
-                forward, test_url = targets.port_forward(env, cfg, params.project.name)
-            rows = smoke.sample_rows(params, cfg.smoke.rows)
-            passed = smoke.smoke_test(
-                test_url, rows, cfg, params.serving.request_field, smoke.required_fields(params)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(where.session(env))
+        url, test_url = where.deploy(env, image)
+        print(f"deploy: {image} is live in {env} ({cfg.target})")
+        if smoke:
+            test_url = test_url or stack.enter_context(where.reach(env))
+            rows = smoke_check.sample_rows(params, cfg.smoke.rows)
+            passed = smoke_check.smoke_test(
+                test_url,
+                rows,
+                cfg,
+                params.serving.request_field,
+                smoke_check.required_fields(params),
             )
             for line in passed:
                 print(f"smoke: pass {line}")
-    finally:
-        if forward is not None:
-            forward.terminate()
-            forward.wait(timeout=10)
+    # only now, with the smoke test passed: the tag operators run never names a broken image
+    if publish and (tag := where.publish(env, image)):
+        print(f"deploy: published {tag} -> {image}")
     return url, passed
 
 

@@ -1,4 +1,8 @@
-"""Deployment targets: `local` (run the image on this machine, publish the tag) and `kubernetes`."""
+"""Deployment targets: `local` (run the image on this machine, publish the tag) and `kubernetes`.
+
+A target is a class with the four steps of `Target` below, named in TARGETS (and in
+config.Deploy.target); release.deploy drives every target the same way: a session, deploy,
+reach it for the smoke test, publish once the test passed."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mlgate.errors import MlgateError
 
@@ -265,3 +269,81 @@ def port_forward(env: str, cfg: Deploy, project: str) -> tuple[subprocess.Popen[
         stdout=subprocess.DEVNULL,
     )
     return proc, f"http://127.0.0.1:{port}"
+
+
+# ---------------------------------------------------------------- the protocol
+
+
+class Target(Protocol):
+    """Where an image runs: what release.deploy.deploy_image asks of every target."""
+
+    def session(self, env: str) -> contextlib.AbstractContextManager[None]:
+        """Held around deploy and the smoke test (kubernetes: one authentication for all)."""
+        ...
+
+    def deploy(self, env: str, image: str) -> tuple[str, str]:
+        """Run IMAGE (by digest) in ENV; returns (its public URL or "", a URL to test or "")."""
+        ...
+
+    def reach(self, env: str) -> contextlib.AbstractContextManager[str]:
+        """A URL to smoke-test ENV by, when deploy gave none (kubernetes without ingress)."""
+        ...
+
+    def publish(self, env: str, image: str) -> str | None:
+        """After the smoke test passed: make IMAGE what ENV names (a tag); None: nothing to do."""
+        ...
+
+
+class Local:
+    """`local`: the image runs on this machine only to be tested; `REPO:ENV` is published
+    once the test passed."""
+
+    def __init__(self, cfg: Deploy, project: str) -> None:
+        self.cfg = cfg
+
+    def session(self, env: str) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def deploy(self, env: str, image: str) -> tuple[str, str]:
+        return "", deploy_local(env, image, self.cfg)
+
+    def reach(self, env: str) -> contextlib.AbstractContextManager[str]:
+        raise MlgateError("the local target is tested where it runs: deploy gives its URL")
+
+    def publish(self, env: str, image: str) -> str | None:
+        return publish_local(env, image)
+
+
+class Kubernetes:
+    """`kubernetes`: kubectl apply and roll out; tested at its URL or through a port-forward."""
+
+    def __init__(self, cfg: Deploy, project: str) -> None:
+        self.cfg = cfg
+        self.project = project
+
+    def session(self, env: str) -> contextlib.AbstractContextManager[None]:
+        return kube_auth(self.cfg, env)
+
+    def deploy(self, env: str, image: str) -> tuple[str, str]:
+        url = deploy_kubernetes(env, image, self.cfg, self.project)
+        return url, url
+
+    @contextlib.contextmanager
+    def reach(self, env: str) -> Iterator[str]:
+        forward, url = port_forward(env, self.cfg, self.project)
+        try:
+            yield url
+        finally:
+            forward.terminate()
+            forward.wait(timeout=10)
+
+    def publish(self, env: str, image: str) -> str | None:
+        return None  # the Deployment names the digest: there is no tag to move
+
+
+TARGETS: dict[str, type[Local] | type[Kubernetes]] = {"local": Local, "kubernetes": Kubernetes}
+
+
+def target(cfg: Deploy, project: str) -> Target:
+    """The configured target (deploy.target)."""
+    return TARGETS[cfg.target](cfg, project)

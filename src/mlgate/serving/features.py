@@ -103,6 +103,6 @@ class FeatureMatrix:
         return x
 
 
-def plain(values: Any) -> list[Any]:
+def plain_values(values: Any) -> list[Any]:
     """NumPy scalars (a model's classes) as the Python values JSON writes."""
     return [v.item() if hasattr(v, "item") else v for v in values]

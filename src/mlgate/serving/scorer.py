@@ -25,7 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from mlgate.serving.features import FeatureMatrix, Row, features_spec, plain, plain_preprocess
+from mlgate.serving.features import (
+    FeatureMatrix,
+    Row,
+    features_spec,
+    plain_preprocess,
+    plain_values,
+)
 from mlgate.serving.trees import TREES_FILE, TREES_SPEC_FILE, TreeScorer, TreesUnavailable
 
 # What each fast scorer stores beside the pickled Pipeline in the BentoML model (`files()`),
@@ -164,7 +170,7 @@ class OnnxScorer:
             ),
         }
         if classifier:
-            spec["classes"] = plain(estimator.classes_)
+            spec["classes"] = plain_values(estimator.classes_)
         try:
             return cls(graph, spec)
         except RuntimeError as err:  # ONNX Runtime's Fail / InvalidGraph (type mismatches)
@@ -215,7 +221,7 @@ class LeanScorer:
         spec: dict[str, Any] = {
             **features_spec(model),
             "positive_index": classes.index(positive_label),
-            "classes": plain(classes),
+            "classes": plain_values(classes),
             "linear": None,
         }
         # A binary logistic regression is a dot product and a sigmoid; others get the matrix.
@@ -298,7 +304,7 @@ def without_imputers(model: Any) -> tuple[Any, dict[str, Any]] | None:
             ):
                 return None
             fills.update(
-                {c: plain([v])[0] for c, v in zip(columns, imputer.statistics_, strict=True)}
+                {c: plain_values([v])[0] for c, v in zip(columns, imputer.statistics_, strict=True)}
             )
             transformer = parts[1][1]
         inner.append((name, transformer, columns))

@@ -11,7 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from mlgate.serving.features import FeatureMatrix, Row, features_spec, plain, plain_preprocess
+from mlgate.serving.features import (
+    FeatureMatrix,
+    Row,
+    features_spec,
+    plain_preprocess,
+    plain_values,
+)
 
 TREES_FILE = "trees.npz"
 TREES_SPEC_FILE = "trees.json"
@@ -138,7 +144,7 @@ class TreeScorer:
         arrays = _flatten(trees)
         spec["depth"] = _depth(arrays)
         if classifier:
-            spec["classes"] = plain(estimator.classes_)
+            spec["classes"] = plain_values(estimator.classes_)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         return cls({**features_spec(model), **spec}, buffer.getvalue())

@@ -124,10 +124,6 @@ STRATEGY_HEADER = STRATEGY.header.lower().encode("latin-1") if STRATEGY.header e
 # request ids this worker answered -> their row counts, for POST /outcome (bounded: older
 # ids are unknown to the service; `mlgate outcomes import` joins them from the records)
 RECENT_REQUEST_IDS = 50_000
-# Test-only (docs/SERVING.md#champion-and-challenger): a file; while it exists and says
-# `raise` or `sleep:<seconds>`, the challenger's scorer fails or is slow (after its self-check),
-# to show that the champion's answers do not depend on it.
-FAULT_ENV = "MLGATE_TEST_CHALLENGER_FAULT_FILE"
 
 
 def tune_gc(freeze: bool, thresholds: tuple[int, int, int] | None) -> None:
@@ -147,27 +143,6 @@ def tune_gc(freeze: bool, thresholds: tuple[int, int, int] | None) -> None:
 
 
 OutcomeRequest = outcome_request(SERVING.max_batch_rows)
-
-
-class FaultyScorer:
-    """Test-only (MLGATE_TEST_CHALLENGER_FAULT_FILE): a challenger that raises or is slow
-    while the file exists."""
-
-    def __init__(self, scorer: Any, switch: str) -> None:
-        self.scorer = scorer
-        self.switch = switch
-
-    def scores(self, records: list[dict[str, Any]]) -> Any:
-        try:
-            with open(self.switch, encoding="utf-8") as fh:
-                fault = fh.read().strip()
-        except FileNotFoundError:
-            fault = ""
-        if fault == "raise":
-            raise RuntimeError("injected challenger failure (MLGATE_TEST_CHALLENGER_FAULT_FILE)")
-        if fault.startswith("sleep:"):
-            time.sleep(float(fault.removeprefix("sleep:")))
-        return self.scorer.scores(records)
 
 
 def _variant(name: str, model: Any, lineage: dict[str, str], stored: Any) -> Variant:
@@ -248,9 +223,6 @@ class ModelService:
                 # Never ready: the orchestrator keeps traffic away and the log says why.
                 print(f"mlgate service: NOT READY: {self.load_error}", file=sys.stderr, flush=True)
                 return
-        fault = os.environ.get(FAULT_ENV)
-        if self.challenger is not None and fault:
-            self.challenger.scorer = FaultyScorer(self.challenger.scorer, fault)
         if self.challenger is not None and STRATEGY.mode == "shadow":
             self.shadow = Shadow(self.challenger, self.sink)
         tune_gc(SERVING.gc_freeze, SERVING.gc_thresholds)

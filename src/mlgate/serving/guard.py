@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import bentoml
 
@@ -24,30 +24,6 @@ VARIANT_STATE = "mlgate_variant"  # the request.state key of the variant that an
 VARIANT_HEADER = "x-mlgate-variant"
 # what BentoML's router puts on every answer, the lean route too
 LEAN_HEADERS = [(b"content-type", b"application/json"), (b"server", b"BentoML Service/mlgate")]
-
-
-class Service(Protocol):
-    """What the guard asks of the worker's service (mlgate.serving.service.ModelService)."""
-
-    def respond(
-        self,
-        endpoint: str,
-        body: bytes,
-        request_id: str,
-        headers: dict[bytes, bytes],
-        state: dict[str, Any],
-        started: float,
-    ) -> tuple[int, bytes, str | None]: ...
-
-    def record_rejection(
-        self,
-        endpoint: str,
-        status: int,
-        body: bytes,
-        started: float,
-        request_id: str,
-        variant: str | None,
-    ) -> None: ...
 
 
 def _problem_body(kind: str, msg: str) -> dict[str, Any]:
@@ -162,7 +138,8 @@ class RequestGuard:
       is filtered out: see QuietRejections), and has the service record it (no values).
 
     Configured by `ModelService.add_asgi_middleware(RequestGuard, **options)`: `service` is
-    a getter of the worker's service (None until it is made)."""
+    a getter of the worker's service (None until it is made): its `respond` answers the lean
+    route, its `record_rejection` records a rejection in the feedback records."""
 
     def __init__(
         self,
@@ -172,7 +149,7 @@ class RequestGuard:
         lean_paths: Sequence[str],
         max_body_bytes: int,
         tracing: bool,
-        service: Callable[[], Service | None],
+        service: Callable[[], Any],
     ) -> None:
         self.app = app
         self.guarded_paths = frozenset(guarded_paths)
@@ -257,9 +234,7 @@ class RequestGuard:
         await send({"type": "http.response.body", "body": payload})
         self.rejected(exchange, status, payload)
 
-    async def answer(
-        self, service: Service, exchange: _Exchange, received: bytes, send: Any
-    ) -> None:
+    async def answer(self, service: Any, exchange: _Exchange, received: bytes, send: Any) -> None:
         """The lean route (docs/SERVING.md#speed): the service parses, scores, records and
         answers; this sends it."""
         status, payload, said = service.respond(

@@ -22,7 +22,7 @@ from pydantic import ValidationError as PydanticValidationError
 from mlgate.config import Params, parse_params
 from mlgate.serving.build import BENTO_MODEL_NAME, CHALLENGER_MODEL_NAME, MODEL_ENV
 from mlgate.serving.contract import Contract, request_models, row_model_name
-from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink, record_time
+from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink, error_record, record_time
 from mlgate.serving.guard import (
     VARIANT_HEADER,
     VARIANT_STATE,
@@ -383,21 +383,13 @@ class ModelService:
     ) -> None:
         """The feedback record of a 4xx/5xx answer (RequestGuard counts and logs it): the
         error body (field paths and types; never a value), and the model that had the request."""
+        lineage = CHALLENGER_LINEAGE if variant == "challenger" else LINEAGE
+        error = body[:2000].decode("utf-8", "replace")
+        labels = {"variant": variant} if variant else {}
         self.sink.record(
-            {
-                "schema": SCHEMA_VERSION,
-                "kind": "error",
-                "ts": record_time(),
-                "request_id": request_id,
-                "endpoint": endpoint,
-                "status": status,
-                "error": body[:2000].decode("utf-8", "replace"),
-                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                "model_version": (CHALLENGER_LINEAGE if variant == "challenger" else LINEAGE).get(
-                    "version"
-                ),
-                **({"variant": variant} if variant else {}),
-            }
+            error_record(
+                request_id, endpoint, status, error, started, lineage.get("version"), **labels
+            )
         )
 
     def _bentoml_answer(

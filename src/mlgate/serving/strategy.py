@@ -18,7 +18,7 @@ from typing import Any
 import bentoml
 
 from mlgate.serving.build import MODEL_FILE, REFERENCE_FILE
-from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink, record_time
+from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink, error_record, record_time
 
 SHADOW = bentoml.metrics.Counter(
     name="mlgate_shadow_scores",
@@ -200,19 +200,17 @@ class Shadow:
         if kind not in self._logged:  # once per kind of failure: the counter has the rate
             self._logged.add(kind)
             LOG.warning("shadow challenger version %s failed: %s", self.variant.version, kind)
+        # the type only: an exception's message may quote the request's values
+        error = f"{kind}: the challenger failed to score the request's rows"
         self.sink.record(
-            {
-                "schema": SCHEMA_VERSION,
-                "kind": "error",
-                "ts": record_time(),
-                "request_id": request_id,
-                "endpoint": endpoint,
-                "variant": self.variant.name,
-                "shadow": True,
-                "status": 500,
-                # the type only: an exception's message may quote the request's values
-                "error": f"{kind}: the challenger failed to score the request's rows",
-                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                "model_version": self.variant.version,
-            }
+            error_record(
+                request_id,
+                endpoint,
+                500,
+                error,
+                started,
+                self.variant.version,
+                variant=self.variant.name,
+                shadow=True,
+            )
         )

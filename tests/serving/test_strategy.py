@@ -24,6 +24,7 @@ from mlgate.serving.feedback import read_records
 from tests.conftest import run
 from tests.pipeline.test_repro import set_param
 from tests.serving.conftest import Server, bentoml_env, serving
+from tests.serving.fault import challenger_fault_env
 from tests.serving.test_service import GOOD, metric
 
 SHARE = 0.3
@@ -91,15 +92,13 @@ def built_tag(proc: Any, challenger: str = "2") -> str:
 def shadow_server(
     two_models: Path, home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Server, Path]]:
-    """The shadow bento, served with the test-only fault switch: while the returned file
-    exists, the challenger's scorer does what it says (`raise`). Built with
+    """The shadow bento, served with the test-only fault switch (tests/serving/fault.py): while
+    the returned file exists, the challenger's scorer does what it says (`raise`). Built with
     serving.lean_route: false, so BentoML's router answers its predictions (the canary bento
     and tests/serving/test_service.py's serve the lean route)."""
     tag = built_tag(build(two_models, home, lean_route=False, mode="shadow"))
     fault = tmp_path_factory.mktemp("fault") / "challenger-fault"
-    with serving(
-        tag, home, two_models, tmp_path_factory, MLGATE_TEST_CHALLENGER_FAULT_FILE=str(fault)
-    ) as srv:
+    with serving(tag, home, two_models, tmp_path_factory, **challenger_fault_env(fault)) as srv:
         yield srv, fault
 
 
@@ -113,9 +112,7 @@ def canary_server(
         build(two_models, home, tracing=True, mode="canary", share=SHARE, key="header:X-Customer")
     )
     fault = tmp_path_factory.mktemp("fault") / "challenger-fault"
-    with serving(
-        tag, home, two_models, tmp_path_factory, MLGATE_TEST_CHALLENGER_FAULT_FILE=str(fault)
-    ) as srv:
+    with serving(tag, home, two_models, tmp_path_factory, **challenger_fault_env(fault)) as srv:
         yield srv, fault
 
 

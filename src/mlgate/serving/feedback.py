@@ -36,6 +36,32 @@ WRITE_BATCH = 10_000
 _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
+def error_record(
+    request_id: str,
+    endpoint: str,
+    status: int,
+    error: str,
+    started: float,
+    model_version: str | None,
+    **labels: Any,
+) -> dict[str, Any]:
+    """An `error` record: a request answered 4xx/5xx, or a shadow challenger's failure
+    (docs/SERVING.md#feedback-records). `error` never quotes a request's values; `started`
+    is the request's time.perf_counter(); `labels` (variant, shadow) follow the endpoint."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "kind": "error",
+        "ts": record_time(),
+        "request_id": request_id,
+        "endpoint": endpoint,
+        **labels,
+        "status": status,
+        "error": error,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+        "model_version": model_version,
+    }
+
+
 def record_time(when: datetime | None = None) -> str:
     """A feedback record's `ts` (now, or `when`): UTC to the millisecond, `Z`-suffixed. Every
     time compared with one (`mlgate compare --since`, a trial's start) is written the same."""

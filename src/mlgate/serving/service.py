@@ -3,13 +3,9 @@
 # No `from __future__ import annotations` here: BentoML reads the API signatures' types at
 # class-definition time, and the request types are built at import from the stored contract.
 
-import hashlib
 import json
 import logging
-import math
 import os
-import queue
-import random
 import sys
 import threading
 import time
@@ -21,29 +17,24 @@ from typing import Annotated, Any
 import bentoml
 import yaml
 from bentoml.validators import ContentType
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
-    model_validator,
-)
 from pydantic import ValidationError as PydanticValidationError
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from mlgate.config import Params, parse_params
-from mlgate.serving.build import (
-    BENTO_MODEL_NAME,
-    CHALLENGER_MODEL_NAME,
-    MODEL_ENV,
-    MODEL_FILE,
-    REFERENCE_FILE,
-)
+from mlgate.serving.build import BENTO_MODEL_NAME, CHALLENGER_MODEL_NAME, MODEL_ENV
 from mlgate.serving.contract import Contract, request_models, row_model_name
-from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink, record_time
+from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink, error_record, record_time
+from mlgate.serving.guard import (
+    VARIANT_HEADER,
+    VARIANT_STATE,
+    InfoByGet,
+    QuietRejections,
+    RequestGuard,
+    _problem,
+    _problem_body,
+)
 from mlgate.serving.openapi import ApiFacts, describe
+from mlgate.serving.outcome import Outcome, OutcomeValue, checked_outcomes, outcome_request
+from mlgate.serving.strategy import Shadow, Variant, assign
 
 
 def _model_tag(name: str = BENTO_MODEL_NAME) -> str:
@@ -103,9 +94,9 @@ PredictRequest, PredictBatchRequest = request_models(
 )
 
 PREDICT_PATHS = ("/predict", "/predict_batch")
-# answered by the lean route in RejectionObserver (serving.lean_route: false => BentoML's router)
+# answered by the lean route in RequestGuard (serving.lean_route: false => BentoML's router)
 LEAN_PATHS = PREDICT_PATHS if SERVING.lean_route else ()
-# the paths RejectionObserver guards (JSON bodies within the size limit)
+# the paths RequestGuard guards (JSON bodies within the size limit)
 GUARDED_PATHS = (*PREDICT_PATHS, "/outcome", "/model_info")
 MAX_BODY_BYTES = SERVING.max_body_kb * 1024
 
@@ -115,19 +106,6 @@ PREDICTIONS = bentoml.metrics.Counter(
     "(champion, challenger)",
     labelnames=["decision", "model_version", "variant"],
 )
-REJECTED = bentoml.metrics.Counter(
-    name="mlgate_rejected_requests",
-    documentation="Requests answered 4xx (bad request) or 5xx, by endpoint, status and variant "
-    "(unknown when the request was refused before a model was assigned)",
-    labelnames=["endpoint", "status", "variant"],
-)
-SHADOW = bentoml.metrics.Counter(
-    name="mlgate_shadow_scores",
-    documentation="Shadow mode: the challenger's scores of answered rows, by result (scored; "
-    "error: the challenger raised; dropped: it fell behind and its queue was full)",
-    labelnames=["result"],
-)
-
 FEEDBACK_DROPPED = bentoml.metrics.Counter(
     name="mlgate_feedback_dropped_records",
     documentation="Feedback records dropped, by reason (queue_full: the writer fell behind)",
@@ -139,23 +117,13 @@ LOG = logging.getLogger("mlgate.service")
 # measured with py-spy).
 JSON = ContentType("application/json")
 
-_sink: FeedbackSink | None = None  # set per worker process in ModelService.__init__
-# The worker's service instance, for the lean route in RejectionObserver (set in __init__)
+# The worker's service instance, for RequestGuard's lean route (set in __init__)
 _service: "ModelService | None" = None
-VARIANT_STATE = "mlgate_variant"  # the request.state key of the variant that answered
-VARIANT_HEADER = "x-mlgate-variant"
 # serving.strategy.key's header as ASGI names it (lower-case bytes), for the lean route
 STRATEGY_HEADER = STRATEGY.header.lower().encode("latin-1") if STRATEGY.header else None
 # request ids this worker answered -> their row counts, for POST /outcome (bounded: older
 # ids are unknown to the service; `mlgate outcomes import` joins them from the records)
 RECENT_REQUEST_IDS = 50_000
-# shadow mode: requests waiting for the challenger; when full, the challenger's work is
-# dropped and counted (a slow challenger never holds memory or the champion's answers)
-SHADOW_QUEUE_REQUESTS = 1000
-# Test-only (docs/SERVING.md#champion-and-challenger): a file; while it exists and says
-# `raise` or `sleep:<seconds>`, the challenger's scorer fails or is slow (after its self-check),
-# to show that the champion's answers do not depend on it.
-FAULT_ENV = "MLGATE_TEST_CHALLENGER_FAULT_FILE"
 
 
 def tune_gc(freeze: bool, thresholds: tuple[int, int, int] | None) -> None:
@@ -174,469 +142,20 @@ def tune_gc(freeze: bool, thresholds: tuple[int, int, int] | None) -> None:
         gc.set_threshold(*thresholds)
 
 
-def _problem_body(kind: str, msg: str) -> dict[str, Any]:
-    """An error answer, shaped as every 4xx/5xx of the service is (OpenAPI: Problem)."""
-    return {"error": msg, "detail": [{"type": kind, "loc": [], "msg": msg}]}
+OutcomeRequest = outcome_request(SERVING.max_batch_rows)
 
 
-def _problem(kind: str, msg: str) -> bytes:
-    return json.dumps(_problem_body(kind, msg)).encode()
-
-
-# what BentoML's router puts on every answer, the lean route too
-LEAN_HEADERS = [(b"content-type", b"application/json"), (b"server", b"BentoML Service/mlgate")]
-
-
-def _span_header() -> list[tuple[bytes, bytes]]:
-    """serving.tracing: true: the request's span id, as BentoML's router names it."""
-    if not SERVING.tracing:
-        return []
-    from opentelemetry import trace
-
-    span = trace.get_current_span().get_span_context()
-    return (
-        [(b"x-bentoml-request-id", format(span.span_id, "016x").encode())] if span.is_valid else []
-    )
-
-
-def _request_id(headers: dict[bytes, bytes]) -> str:
-    """The client's X-Request-Id when it is a sane token, else a new one."""
-    given = headers.get(b"x-request-id", b"")
-    if 0 < len(given) <= 128 and all(33 <= c < 127 for c in given):
-        return given.decode()
-    return uuid.uuid4().hex
-
-
-class RejectionObserver:
-    """ASGI middleware in front of /predict, /predict_batch, /outcome and /model_info: the
-    request's guard and witness.
-
-    - refuses what is not a plain JSON body before BentoML parses it: a Content-Type other
-      than application/json (missing, text, multipart...) or a Content-Encoding other than
-      identity => 415; a body larger than serving.max_body_kb => 413, checked on
-      Content-Length and again while reading, so a chunked upload is read no further than
-      the limit;
-    - gives every request an id (the client's X-Request-Id or a new one), echoed in the
-      response header and carried by every feedback record;
-    - answers /predict and /predict_batch itself, once the worker's service exists (the
-      lean route: ModelService.respond parses the body against the contract in one pydantic
-      call, scores, records and answers). BentoML's middleware in front of this one still
-      runs (request metrics, timeout, tracing when on); its router, context and IO
-      descriptors do not: about half a request's CPU (docs/SERVING.md#speed). With
-      serving.lean_route: false, BentoML's router answers them (the same predictions and
-      records; error bodies as BentoML words them);
-    - counts every answer that is not a 2xx in /metrics, records it (no field values) and
-      logs it once at WARNING with the field paths only (BentoML's own ERROR log with the
-      traceback, which quotes the values, is filtered out: see QuietRejections)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] not in GUARDED_PATHS:
-            await self.app(scope, receive, send)
-            return
-        if scope["method"] != "POST":  # GET, OPTIONS…: no body to guard; BentoML answers 405
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        headers = dict(scope.get("headers") or [])
-        request_id = _request_id(headers)
-        id_header = (b"x-request-id", request_id.encode())
-        # Starlette's request.state is this dict: the service notes there which variant
-        # it assigned, so a failure after the assignment is recorded with it.
-        state = scope.setdefault("state", {})
-        scope = {
-            **scope,
-            "headers": [h for h in scope.get("headers") or [] if h[0] != b"x-request-id"]
-            + [id_header],
-        }
-
-        async def refuse(status: int, kind: str, msg: str) -> None:
-            payload = _problem(kind, msg)
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [(b"content-type", b"application/json"), id_header],
-                }
-            )
-            await send({"type": "http.response.body", "body": payload})
-            self.rejected(scope, status, payload, started, request_id)
-
-        media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if media != b"application/json":
-            shown = media.decode(errors="replace") or "none"
-            await refuse(
-                415,
-                "unsupported_media_type",
-                f"Content-Type {shown[:80]}: "
-                "the body must be JSON (Content-Type: application/json)",
-            )
-            return
-        encoding = headers.get(b"content-encoding", b"identity").strip().lower()
-        if encoding not in (b"", b"identity"):
-            shown = encoding.decode(errors="replace")[:80]
-            await refuse(
-                415,
-                "unsupported_encoding",
-                f"Content-Encoding {shown}: only identity is accepted (send the JSON uncompressed)",
-            )
-            return
-        length = headers.get(b"content-length")
-        too_large = f"body larger than {MAX_BODY_BYTES} bytes; at most {MAX_BODY_BYTES} accepted"
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            await refuse(413, "too_large", too_large)
-            return
-        # Read the body here, at most MAX_BODY_BYTES of it (chunked uploads carry no length).
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                await refuse(413, "too_large", too_large)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        received = b"".join(chunks)
-        if _service is not None and scope["path"] in LEAN_PATHS:
-            # The lean route (docs/SERVING.md#speed): parse, score, record and answer here.
-            endpoint = scope["path"][1:]
-            status, payload, said = _service.respond(
-                endpoint, received, request_id, headers, state, started
-            )
-            answer_headers = [
-                *LEAN_HEADERS,
-                (b"content-length", str(len(payload)).encode()),
-                id_header,
-                *_span_header(),
-            ]
-            if said:
-                answer_headers.append((VARIANT_HEADER.encode(), said.encode()))
-            await send({"type": "http.response.start", "status": status, "headers": answer_headers})
-            await send({"type": "http.response.body", "body": payload})
-            if status >= 400:
-                self.rejected(scope, status, payload, started, request_id, state.get(VARIANT_STATE))
-            return
-        replay: list[Any] = [{"type": "http.request", "body": received, "more_body": False}]
-
-        async def replayed() -> Any:
-            return replay.pop() if replay else await receive()
-
-        status = 0
-        body: list[bytes] = []
-
-        async def observe(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message = {**message, "headers": [*message.get("headers", []), id_header]}
-            elif message["type"] == "http.response.body" and status >= 400:
-                body.append(message.get("body", b""))
-            await send(message)
-
-        await self.app(scope, replayed, observe)
-        if status >= 400:
-            variant = state.get(VARIANT_STATE)
-            self.rejected(scope, status, b"".join(body), started, request_id, variant)
-
-    @staticmethod
-    def rejected(
-        scope: Any,
-        status: int,
-        body: bytes,
-        started: float,
-        request_id: str,
-        variant: str | None = None,
-    ) -> None:
-        endpoint = scope["path"].lstrip("/")
-        REJECTED.labels(endpoint=endpoint, status=str(status), variant=variant or "unknown").inc()
-        LOG.warning(
-            "rejected %s request_id=%s status=%d: %s",
-            endpoint,
-            request_id,
-            status,
-            _reasons(body),
-        )
-        if _sink is not None:
-            _sink.record(
-                {
-                    "schema": SCHEMA_VERSION,
-                    "kind": "error",
-                    "ts": record_time(),
-                    "request_id": request_id,
-                    "endpoint": endpoint,
-                    "status": status,
-                    "error": body[:2000].decode("utf-8", "replace"),
-                    "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "model_version": (
-                        CHALLENGER_LINEAGE if variant == "challenger" else LINEAGE
-                    ).get("version"),
-                    **({"variant": variant} if variant else {}),
-                }
-            )
-
-
-def _reasons(body: bytes) -> str:
-    """Where and what kind of error, never the values: `applicant.age: int_type; ...`."""
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        return "unreadable error body"
-    detail = answer.get("detail") if isinstance(answer, dict) else None
-    if not isinstance(detail, list):
-        return "no detail"
-    parts = [
-        (".".join(str(p) for p in d.get("loc") or []) or "body") + f": {d.get('type', '?')}"
-        for d in detail[:10]
-        if isinstance(d, dict)
-    ]
-    return "; ".join(parts) + (f" (+{len(detail) - 10} more)" if len(detail) > 10 else "")
-
-
-class QuietRejections(logging.Filter):
-    """Drops BentoML's ERROR + traceback for a client's bad request (a pydantic or BentoML
-    4xx error): the traceback quotes the request's values, and one bad client would flood the
-    log. RejectionObserver logs each rejection once, without values. 5xx errors still log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if exc is None:
-            return True
-        from pydantic import ValidationError
-
-        if isinstance(exc, ValidationError):
-            return False
-        code = getattr(getattr(exc, "error_code", None), "value", 500)
-        return not (isinstance(exc, bentoml.exceptions.BentoMLException) and code < 500)
-
-
-class FaultyScorer:
-    """Test-only (MLGATE_TEST_CHALLENGER_FAULT_FILE): a challenger that raises or is slow
-    while the file exists."""
-
-    def __init__(self, scorer: Any, switch: str) -> None:
-        self.scorer = scorer
-        self.switch = switch
-
-    def scores(self, records: list[dict[str, Any]]) -> Any:
-        try:
-            with open(self.switch, encoding="utf-8") as fh:
-                fault = fh.read().strip()
-        except FileNotFoundError:
-            fault = ""
-        if fault == "raise":
-            raise RuntimeError("injected challenger failure (MLGATE_TEST_CHALLENGER_FAULT_FILE)")
-        if fault.startswith("sleep:"):
-            time.sleep(float(fault.removeprefix("sleep:")))
-        return self.scorer.scores(records)
-
-
-class Variant:
-    """One packaged model as the service uses it: its scorer, version and classes, loaded
-    from its BentoML model and checked against the reference rows the Pipeline scored at
-    build time. The champion always; the challenger beside it (serving.strategy)."""
-
-    def __init__(self, name: str, model: Any, lineage: dict[str, str], scorer_kind: str) -> None:
-        self.name = name
-        self.model = model  # a BentoML model: files by path_of
-        self.lineage = lineage
-        self.version = lineage.get("version", "unknown")
-        self.scorer_kind = scorer_kind
-        self.threshold = PARAMS.evaluate.threshold
-        self.positive = PARAMS.data.positive_label if CLASSIFIER else None
-        self.negative: Any = None
-        self.classes: list[Any] = []
-        self.scorer: Any = None
-
-    def load(self) -> str | None:
-        """Load the scorer and self-check it; the reason it cannot serve, or None."""
-        import numpy as np
-
-        from mlgate.serving.scorer import PARITY_TOLERANCE, load_stored
-
-        def read(name: str) -> bytes | None:
-            path = self.model.path_of(name)
-            return Path(path).read_bytes() if os.path.exists(path) else None
-
-        # The path `mlgate build` chose and checked (serving.scorer): the fitted numbers, the
-        # tree arrays or the ONNX graph need no scikit-learn import and no unpickling.
-        self.scorer = load_stored(read)
-        if self.scorer is not None:
-            classes = self.scorer.spec.get("classes")
-        else:
-            import joblib
-
-            from mlgate.serving.scorer import make_scorer
-
-            model = joblib.load(self.model.path_of(MODEL_FILE))
-            self.scorer = make_scorer(model, self.positive, PARAMS.features.all)
-            fitted = getattr(model, "classes_", []) if CLASSIFIER else []
-            classes = [c.item() if hasattr(c, "item") else c for c in fitted]
-        self.classes = list(classes or [])
-        self.negative = next((c for c in self.classes if c != self.positive), None)
-        # Self-check: this process scores the reference rows as the Pipeline did at build time.
-        with open(self.model.path_of(REFERENCE_FILE), encoding="utf-8") as fh:
-            reference = json.load(fh)
-        got = self.scorer.scores(reference["rows"])
-        if not np.allclose(got, reference["scores"], rtol=0, atol=PARITY_TOLERANCE):
-            return f"the {self.name}'s scorer disagrees with the Pipeline on the reference rows"
-        return None
-
-    def answers(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Each row's answer: probability and decision at the threshold (a regressor's
-        score is the prediction: no decision to make)."""
-        scores = self.scorer.scores(records).tolist()
-        if not CLASSIFIER:
-            return [{"prediction": value} for value in scores]
-        return [
-            {
-                "probability": score,
-                "decision": self.positive if score >= self.threshold else self.negative,
-            }
-            for score in scores
-        ]
-
-
-def challenger_point(value: Any) -> float:
-    """Where an entity falls in [0, 1): the same value lands at the same point in every
-    process and every release (a stable hash; Python's hash() is salted per process)."""
-    digest = hashlib.blake2b(str(value).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
-
-
-class Shadow:
-    """Shadow mode: the challenger scores the rows the champion answered, off the response
-    path. The request only enqueues (non-blocking); one daemon thread scores and records.
-    A challenger that raises is recorded as an `error` record (shadow: true) and counted; one
-    that is slow fills the bounded queue and further work is dropped and counted."""
-
-    def __init__(self, variant: Variant, sink: FeedbackSink) -> None:
-        self.variant = variant
-        self.sink = sink
-        self._queue: queue.Queue[tuple[str, str, list[dict[str, Any]]]] = queue.Queue(
-            SHADOW_QUEUE_REQUESTS
-        )
-        self._logged: set[str] = set()
-        SHADOW.labels(result="error")  # exported at 0 from the start
-        SHADOW.labels(result="dropped")
-        threading.Thread(target=self._run, name="shadow-challenger", daemon=True).start()
-
-    def submit(self, request_id: str, endpoint: str, records: list[dict[str, Any]]) -> None:
-        try:
-            self._queue.put_nowait((request_id, endpoint, records))
-        except queue.Full:
-            SHADOW.labels(result="dropped").inc(len(records))
-
-    def _run(self) -> None:
-        while True:
-            request_id, endpoint, records = self._queue.get()
-            started = time.perf_counter()
-            try:
-                answers = self.variant.answers(records)
-            # The challenger is on trial: whatever it raises is its failure to record and
-            # count, never the service's (the champion has answered already).
-            except Exception as err:
-                self._failed(request_id, endpoint, err, started, len(records))
-                continue
-            latency_ms = round((time.perf_counter() - started) * 1000, 3)
-            ts = record_time()
-            for i, answer in enumerate(answers):
-                self.sink.record(
-                    {
-                        "schema": SCHEMA_VERSION,
-                        "kind": "shadow",
-                        "ts": ts,
-                        "request_id": request_id,
-                        "row": i,
-                        "endpoint": endpoint,
-                        "variant": self.variant.name,
-                        "model_version": self.variant.version,
-                        **answer,
-                        **({"threshold": self.variant.threshold} if CLASSIFIER else {}),
-                        "latency_ms": latency_ms,
-                    }
-                )
-            SHADOW.labels(result="scored").inc(len(records))
-
-    def _failed(
-        self, request_id: str, endpoint: str, err: Exception, started: float, rows: int
-    ) -> None:
-        kind = type(err).__name__
-        SHADOW.labels(result="error").inc(rows)
-        if kind not in self._logged:  # once per kind of failure: the counter has the rate
-            self._logged.add(kind)
-            LOG.warning("shadow challenger version %s failed: %s", self.variant.version, kind)
-        self.sink.record(
-            {
-                "schema": SCHEMA_VERSION,
-                "kind": "error",
-                "ts": record_time(),
-                "request_id": request_id,
-                "endpoint": endpoint,
-                "variant": self.variant.name,
-                "shadow": True,
-                "status": 500,
-                # the type only: an exception's message may quote the request's values
-                "error": f"{kind}: the challenger failed to score the request's rows",
-                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                "model_version": self.variant.version,
-            }
-        )
-
-
-OutcomeValue = StrictInt | StrictFloat | StrictStr
-
-
-class Outcome(BaseModel):
-    """The observed label (classification) or value (regression) of one answered row."""
-
-    model_config = ConfigDict(extra="forbid")
-    request_id: str = Field(min_length=1, max_length=128, description="the prediction's id")
-    row: StrictInt = Field(default=0, ge=0, description="the row of a /predict_batch request")
-    outcome: OutcomeValue = Field(description="one of the model's classes, or a number")
-
-
-ONE_OUTCOME_FIELDS = ("request_id", "row", "outcome")
-
-
-class OutcomeRequest(BaseModel):
-    """`{"request_id": ..., "row": 0, "outcome": ...}` or `{"outcomes": [{...}, ...]}`, one
-    form or the other (the OpenAPI document says it as a oneOf: mlgate.serving.openapi).
-
-    A field may be left out, never sent as null: the defaults are None, the types are not
-    Optional (pydantic does not validate a default, and refuses an explicit null)."""
-
-    model_config = ConfigDict(extra="forbid")
-    request_id: str = Field(default=None, min_length=1, max_length=128)
-    row: StrictInt = Field(default=0, ge=0)
-    outcome: OutcomeValue = Field(default=None)
-    outcomes: list[Outcome] = Field(default=None, min_length=1, max_length=SERVING.max_batch_rows)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _one_form(cls, data: Any) -> Any:
-        both = isinstance(data, dict) and "outcomes" in data and data.keys() & ONE_OUTCOME_FIELDS
-        if both:
-            raise PydanticCustomError(
-                "one_form", "send request_id/row/outcome or outcomes, not both"
-            )
-        return data
-
-
-def _invalid(title: str, errors: list[tuple[tuple[str | int, ...], str, str]]) -> None:
-    """A 400 shaped like pydantic's (field path, type, message; never the value)."""
-    raise PydanticValidationError.from_exception_data(
-        title,
-        [
-            InitErrorDetails(type=PydanticCustomError(kind, msg), loc=loc, input=None)
-            for loc, kind, msg in errors
-        ],
+def _variant(name: str, model: Any, lineage: dict[str, str], stored: Any) -> Variant:
+    """The champion or the challenger, as the params the model was built under describe it."""
+    return Variant(
+        name,
+        model,
+        lineage,
+        stored.info.metadata.get("scorer", "pipeline"),
+        threshold=PARAMS.evaluate.threshold,
+        positive=PARAMS.data.positive_label,
+        classifier=CLASSIFIER,
+        features=PARAMS.features.all,
     )
 
 
@@ -657,10 +176,10 @@ class ModelService:
         challenger_model = bentoml.models.BentoModel(CHALLENGER_TAG)
 
     def __init__(self) -> None:
-        global _sink, _service
+        global _service
         feedback = SERVING.feedback
         folder = os.environ.get("MLGATE_FEEDBACK_DIR") or str(feedback.path)
-        _sink = FeedbackSink(
+        self.sink = FeedbackSink(
             feedback.sink,
             folder,
             feedback.max_file_mb,
@@ -672,17 +191,11 @@ class ModelService:
         )
         logging.getLogger("bentoml._internal.server.http_app").addFilter(QuietRejections())
         FEEDBACK_DROPPED.labels(reason="queue_full")  # exported at 0 from the start
-        self.sink = _sink
-        self.champion = Variant(
-            "champion", self.bento_model, LINEAGE, _stored.info.metadata.get("scorer", "pipeline")
-        )
+        self.champion = _variant("champion", self.bento_model, LINEAGE, _stored)
         self.challenger: Variant | None = None
         if CHALLENGER_TAG and _challenger_stored is not None:
-            self.challenger = Variant(
-                "challenger",
-                self.challenger_model,
-                CHALLENGER_LINEAGE,
-                _challenger_stored.info.metadata.get("scorer", "pipeline"),
+            self.challenger = _variant(
+                "challenger", self.challenger_model, CHALLENGER_LINEAGE, _challenger_stored
             )
         self.version = self.champion.version
         self.threshold = PARAMS.evaluate.threshold
@@ -710,9 +223,6 @@ class ModelService:
                 # Never ready: the orchestrator keeps traffic away and the log says why.
                 print(f"mlgate service: NOT READY: {self.load_error}", file=sys.stderr, flush=True)
                 return
-        fault = os.environ.get(FAULT_ENV)
-        if self.challenger is not None and fault:
-            self.challenger.scorer = FaultyScorer(self.challenger.scorer, fault)
         if self.challenger is not None and STRATEGY.mode == "shadow":
             self.shadow = Shadow(self.challenger, self.sink)
         tune_gc(SERVING.gc_freeze, SERVING.gc_thresholds)
@@ -720,24 +230,6 @@ class ModelService:
 
     def __is_ready__(self) -> bool:
         return self._ready.is_set()
-
-    def _assign(self, records: list[dict[str, Any]], header: str | None) -> list[Variant]:
-        """canary/ab: which model answers each row. Sticky by serving.strategy.key: a field
-        (per row) or a header (its value: `header`, per request); without a key, or without
-        its value in the request, each request is drawn on its own."""
-        assert self.challenger is not None
-        share = STRATEGY.share
-        if STRATEGY.field is not None:
-            values = [r.get(STRATEGY.field) for r in records]
-        else:
-            values = [header] * len(records)
-        drawn = random.random()
-        return [
-            self.challenger
-            if (drawn if value is None else challenger_point(value)) < share
-            else self.champion
-            for value in values
-        ]
 
     def answer(
         self,
@@ -758,7 +250,8 @@ class ModelService:
         if CONTRACT.needs_pandera:
             self._pandera_check(records)
         if self.challenger is not None and STRATEGY.mode in ("canary", "ab"):
-            assigned = self._assign(records, header)
+            share, field = STRATEGY.share, STRATEGY.field
+            assigned = assign(records, header, self.champion, self.challenger, share, field)
         else:
             assigned = [self.champion] * len(records)
         names = {v.name for v in assigned}
@@ -854,7 +347,7 @@ class ModelService:
         state: dict[str, Any],
         started: float,
     ) -> tuple[int, bytes, str | None]:
-        """The lean route's answer to a POST /predict or /predict_batch (RejectionObserver has
+        """The lean route's answer to a POST /predict or /predict_batch (RequestGuard has
         checked its media type and size): status, JSON body, the variant to name in the
         header. The raw JSON is validated against the contract in one pydantic call, and the
         errors are shaped as BentoML's (`error`, and `detail` with each field path)."""
@@ -879,14 +372,34 @@ class ModelService:
             return 500, _problem("internal", "the service failed; see its log"), None
         return 200, json.dumps(answer).encode(), said
 
+    def record_rejection(
+        self,
+        endpoint: str,
+        status: int,
+        body: bytes,
+        started: float,
+        request_id: str,
+        variant: str | None,
+    ) -> None:
+        """The feedback record of a 4xx/5xx answer (RequestGuard counts and logs it): the
+        error body (field paths and types; never a value), and the model that had the request."""
+        lineage = CHALLENGER_LINEAGE if variant == "challenger" else LINEAGE
+        error = body[:2000].decode("utf-8", "replace")
+        labels = {"variant": variant} if variant else {}
+        self.sink.record(
+            error_record(
+                request_id, endpoint, status, error, started, lineage.get("version"), **labels
+            )
+        )
+
     def _bentoml_answer(
         self, endpoint: str, rows: list[Any], ctx: bentoml.Context
     ) -> dict[str, Any]:
         """The answer when BentoML's router calls the API (serving.lean_route: false; else the
-        lean route in RejectionObserver answers first, and the API methods stay BentoML's
+        lean route in RequestGuard answers first, and the API methods stay BentoML's
         declaration of the endpoints: OpenAPI, clients)."""
         started = time.perf_counter()
-        # RejectionObserver set it (the client's X-Request-Id or a new one) and echoes it
+        # RequestGuard set it (the client's X-Request-Id or a new one) and echoes it
         request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
         header = ctx.request.headers.get(STRATEGY.header) if STRATEGY.header else None
         state = ctx.request.scope.setdefault("state", {})
@@ -933,26 +446,9 @@ class ModelService:
         (one worker), or the row is beyond its request's rows; with several workers, an id
         another worker answered cannot be checked here: 202 and "verified": false (the
         records are joined later)."""
-        if outcomes is None:  # one row's outcome (OutcomeRequest refuses both forms at once)
-            if request_id is None or outcome is None:
-                given = (("request_id", request_id), ("outcome", outcome))
-                missing = [field for field, value in given if value is None]
-                _invalid(
-                    "OutcomeRequest",
-                    [((f,), "missing", "Field required (or send `outcomes`)") for f in missing],
-                )
-            items = [Outcome(request_id=request_id, row=row, outcome=outcome)]
-            prefix: tuple[str | int, ...] = ()
-        else:
-            items, prefix = outcomes, ("outcomes",)
-        locs = [(*prefix, n) if prefix else () for n in range(len(items))]
-        errors = []
-        for loc, item in zip(locs, items, strict=True):
-            problem = self._outcome_problem(item.outcome)
-            if problem:
-                errors.append(((*loc, "outcome"), *problem))
-        if errors:  # what the OpenAPI document's schema refuses too: 400
-            _invalid("OutcomeRequest", errors)
+        items, locs = checked_outcomes(
+            request_id, row, outcome, outcomes, CLASSIFIER, self.champion.classes
+        )
         # A row or a request this service has not answered is not found (404), as the
         # document says; answered here, not raised: BentoML words a raised 4xx as a list.
         absent = []
@@ -998,17 +494,6 @@ class ModelService:
             ctx.response.status_code = 202
         return {"recorded": len(items), "verified": not unknown}
 
-    def _outcome_problem(self, value: Any) -> tuple[str, str] | None:
-        """Why `value` cannot be an outcome of this model (type and message), or None."""
-        if not CLASSIFIER:
-            if isinstance(value, str) or not math.isfinite(value):
-                return "finite_number", "the outcome of a regression is a finite number"
-            return None
-        classes = self.champion.classes
-        if not any(type(c) is type(value) and c == value for c in classes):
-            return "outcome_class", f"the outcome must be one of the model's classes {classes}"
-        return None
-
     @bentoml.api(route="/model_info")
     async def model_info(self) -> Annotated[dict[str, Any], JSON]:
         """The model this service serves and where it came from (lineage); with a challenger,
@@ -1029,35 +514,6 @@ class ModelService:
                 "scorer": self.challenger.scorer_kind,
             }
         return info
-
-
-class InfoByGet:
-    """ASGI middleware: BentoML APIs are POST only; `GET /model_info` is a read, so it is
-    answered as `POST /model_info {}`. Another method is 405 naming both (BentoML's router
-    would name POST alone)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        info = scope["type"] == "http" and scope["path"] == "/model_info"
-        if info and scope["method"] not in ("GET", "POST"):
-            headers = [(b"allow", b"GET, POST"), (b"content-type", b"text/plain; charset=utf-8")]
-            await send({"type": "http.response.start", "status": 405, "headers": headers})
-            await send({"type": "http.response.body", "body": b"Method Not Allowed"})
-            return
-        if info and scope["method"] == "GET":
-            replaced = (b"content-length", b"content-type")
-            headers = [(k, v) for k, v in scope.get("headers") or [] if k not in replaced]
-            headers += [(b"content-type", b"application/json"), (b"content-length", b"2")]
-            scope = {**scope, "method": "POST", "headers": headers}
-
-            async def receive_empty_object() -> dict[str, Any]:
-                return {"type": "http.request", "body": b"{}", "more_body": False}
-
-            await self.app(scope, receive_empty_object, send)
-            return
-        await self.app(scope, receive, send)
 
 
 class PublishedDocument:
@@ -1099,6 +555,13 @@ class PublishedDocument:
         return body
 
 
-ModelService.add_asgi_middleware(RejectionObserver)
+ModelService.add_asgi_middleware(
+    RequestGuard,
+    guarded_paths=GUARDED_PATHS,
+    lean_paths=LEAN_PATHS,
+    max_body_bytes=MAX_BODY_BYTES,
+    tracing=SERVING.tracing,
+    service=lambda: _service,
+)
 ModelService.add_asgi_middleware(InfoByGet)
 ModelService.add_asgi_middleware(PublishedDocument)

@@ -27,6 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlgate.config import load_params
 from mlgate.pipeline import data
 from tests.conftest import run
+from tests.serving.fault import challenger_fault_env
 from tests.workflows.act.conftest import push_event
 from tests.workflows.act.road import ActRun, Repo, Road
 from tests.workflows.fake_github import FakeGitHub
@@ -210,7 +211,8 @@ def test_a_trial_promotes_a_sound_candidate_and_aborts_a_failing_one(
     credit_repo.push("main")
     github.approvals["5103"] = [approval()]
     traffic = Traffic(road, credit_repo.sha, rows)
-    failing = ["--env", f"MLGATE_TEST_CHALLENGER_FAULT_FILE={fault}"]
+    # the test-only hook (tests/serving/fault.py) reaches the served trial through the job's env
+    failing = [arg for k, v in challenger_fault_env(fault).items() for arg in ("--env", f"{k}={v}")]
     third = deliver(road, credit_repo, "5103", traffic, extra=[*secret, *failing])
     assert third.jobs.get("production") == "failure", third.explain()
     v3 = third.outputs["build"]["version"]

@@ -1,0 +1,216 @@
+"""Champion and challenger in one service: the models as variants, who answers which row
+(canary/ab), and the shadow that scores off the response path (serving.strategy)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import bentoml
+
+from mlgate.serving.build import MODEL_FILE, REFERENCE_FILE
+from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink, error_record, record_time
+
+SHADOW = bentoml.metrics.Counter(
+    name="mlgate_shadow_scores",
+    documentation="Shadow mode: the challenger's scores of answered rows, by result (scored; "
+    "error: the challenger raised; dropped: it fell behind and its queue was full)",
+    labelnames=["result"],
+)
+# shadow mode: requests waiting for the challenger; when full, the challenger's work is
+# dropped and counted (a slow challenger never holds memory or the champion's answers)
+SHADOW_QUEUE_REQUESTS = 1000
+LOG = logging.getLogger("mlgate.service")
+
+
+class Variant:
+    """One packaged model as the service uses it: its scorer, version and classes, loaded
+    from its BentoML model and checked against the reference rows the Pipeline scored at
+    build time. The champion always; the challenger beside it (serving.strategy)."""
+
+    def __init__(
+        self,
+        name: str,
+        model: Any,
+        lineage: dict[str, str],
+        scorer_kind: str,
+        *,
+        threshold: float,
+        positive: Any,
+        classifier: bool,
+        features: Sequence[str],
+    ) -> None:
+        self.name = name
+        self.model = model  # a BentoML model: files by path_of
+        self.lineage = lineage
+        self.version = lineage.get("version", "unknown")
+        self.scorer_kind = scorer_kind
+        self.threshold = threshold
+        self.classifier = classifier
+        self.positive = positive if classifier else None
+        self.features = list(features)
+        self.negative: Any = None
+        self.classes: list[Any] = []
+        self.scorer: Any = None
+
+    def load(self) -> str | None:
+        """Load the scorer and self-check it; the reason it cannot serve, or None."""
+        import numpy as np
+
+        from mlgate.serving.scorer import PARITY_TOLERANCE, load_stored
+
+        def read(name: str) -> bytes | None:
+            path = self.model.path_of(name)
+            return Path(path).read_bytes() if os.path.exists(path) else None
+
+        # The path `mlgate build` chose and checked (serving.scorer): the fitted numbers, the
+        # tree arrays or the ONNX graph need no scikit-learn import and no unpickling.
+        self.scorer = load_stored(read)
+        if self.scorer is not None:
+            classes = self.scorer.spec.get("classes")
+        else:
+            import joblib
+
+            from mlgate.serving.scorer import make_scorer
+
+            model = joblib.load(self.model.path_of(MODEL_FILE))
+            self.scorer = make_scorer(model, self.positive, self.features)
+            fitted = getattr(model, "classes_", []) if self.classifier else []
+            classes = [c.item() if hasattr(c, "item") else c for c in fitted]
+        self.classes = list(classes or [])
+        self.negative = next((c for c in self.classes if c != self.positive), None)
+        # Self-check: this process scores the reference rows as the Pipeline did at build time.
+        with open(self.model.path_of(REFERENCE_FILE), encoding="utf-8") as fh:
+            reference = json.load(fh)
+        got = self.scorer.scores(reference["rows"])
+        if not np.allclose(got, reference["scores"], rtol=0, atol=PARITY_TOLERANCE):
+            return f"the {self.name}'s scorer disagrees with the Pipeline on the reference rows"
+        return None
+
+    def answers(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each row's answer: probability and decision at the threshold (a regressor's
+        score is the prediction: no decision to make)."""
+        scores = self.scorer.scores(records).tolist()
+        if not self.classifier:
+            return [{"prediction": value} for value in scores]
+        return [
+            {
+                "probability": score,
+                "decision": self.positive if score >= self.threshold else self.negative,
+            }
+            for score in scores
+        ]
+
+
+def challenger_point(value: Any) -> float:
+    """Where an entity falls in [0, 1): the same value lands at the same point in every
+    process and every release (a stable hash; Python's hash() is salted per process)."""
+    digest = hashlib.blake2b(str(value).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def assign(
+    records: list[dict[str, Any]],
+    header: str | None,
+    champion: Variant,
+    challenger: Variant,
+    share: float,
+    field: str | None,
+) -> list[Variant]:
+    """canary/ab: which model answers each row. Sticky by serving.strategy.key: a `field`
+    (per row) or a header (its value: `header`, per request); without a key, or without
+    its value in the request, each request is drawn on its own."""
+    values = [r.get(field) for r in records] if field is not None else [header] * len(records)
+    drawn = random.random()
+    return [
+        challenger if (drawn if value is None else challenger_point(value)) < share else champion
+        for value in values
+    ]
+
+
+class Shadow:
+    """Shadow mode: the challenger scores the rows the champion answered, off the response
+    path. The request only enqueues (non-blocking); one daemon thread scores and records.
+    A challenger that raises is recorded as an `error` record (shadow: true) and counted; one
+    that is slow fills the bounded queue and further work is dropped and counted."""
+
+    def __init__(self, variant: Variant, sink: FeedbackSink) -> None:
+        self.variant = variant
+        self.sink = sink
+        self._queue: queue.Queue[tuple[str, str, list[dict[str, Any]]]] = queue.Queue(
+            SHADOW_QUEUE_REQUESTS
+        )
+        self._logged: set[str] = set()
+        SHADOW.labels(result="error")  # exported at 0 from the start
+        SHADOW.labels(result="dropped")
+        threading.Thread(target=self._run, name="shadow-challenger", daemon=True).start()
+
+    def submit(self, request_id: str, endpoint: str, records: list[dict[str, Any]]) -> None:
+        try:
+            self._queue.put_nowait((request_id, endpoint, records))
+        except queue.Full:
+            SHADOW.labels(result="dropped").inc(len(records))
+
+    def _run(self) -> None:
+        while True:
+            request_id, endpoint, records = self._queue.get()
+            started = time.perf_counter()
+            try:
+                answers = self.variant.answers(records)
+            # The challenger is on trial: whatever it raises is its failure to record and
+            # count, never the service's (the champion has answered already).
+            except Exception as err:
+                self._failed(request_id, endpoint, err, started, len(records))
+                continue
+            latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            ts = record_time()
+            threshold = {"threshold": self.variant.threshold} if self.variant.classifier else {}
+            for i, answer in enumerate(answers):
+                self.sink.record(
+                    {
+                        "schema": SCHEMA_VERSION,
+                        "kind": "shadow",
+                        "ts": ts,
+                        "request_id": request_id,
+                        "row": i,
+                        "endpoint": endpoint,
+                        "variant": self.variant.name,
+                        "model_version": self.variant.version,
+                        **answer,
+                        **threshold,
+                        "latency_ms": latency_ms,
+                    }
+                )
+            SHADOW.labels(result="scored").inc(len(records))
+
+    def _failed(
+        self, request_id: str, endpoint: str, err: Exception, started: float, rows: int
+    ) -> None:
+        kind = type(err).__name__
+        SHADOW.labels(result="error").inc(rows)
+        if kind not in self._logged:  # once per kind of failure: the counter has the rate
+            self._logged.add(kind)
+            LOG.warning("shadow challenger version %s failed: %s", self.variant.version, kind)
+        # the type only: an exception's message may quote the request's values
+        error = f"{kind}: the challenger failed to score the request's rows"
+        self.sink.record(
+            error_record(
+                request_id,
+                endpoint,
+                500,
+                error,
+                started,
+                self.variant.version,
+                variant=self.variant.name,
+                shadow=True,
+            )
+        )

@@ -57,12 +57,19 @@ class Data(_Section):
     raw: Path
     schema_ref: str = Field(alias="schema", pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     target: str
-    positive_label: int | str = 1
-    task: Literal["classification", "regression"] = "classification"
+    positive_label: int | str = 1  # classification (two classes) only
+    # classification: two classes, a positive one scored; multiclass: 3 or more classes, each
+    # with its probability, decided by the most probable one (positive_label is not used)
+    task: Literal["classification", "multiclass", "regression"] = "classification"
     validated: Path
     summary: Path
     contract: DatasetRules = DatasetRules()
     source: DataSource = DataSource()
+
+    @property
+    def classes(self) -> bool:
+        """The target is a class label (two classes or more), not an amount."""
+        return self.task != "regression"
 
 
 class Split(_Section):
@@ -137,7 +144,10 @@ class Champion(_Section):
 # metrics evaluate reports whose value lies in [0, 1] (classification) or is never negative
 BOUNDED_METRICS = frozenset(
     {"roc_auc", "average_precision", "accuracy", "precision", "recall", "f1", "brier"}
+    | {"balanced_accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr"}  # multiclass
 )
+# multiclass: one class's precision or recall, `precision:<class>` (bounded too)
+PER_CLASS_METRICS = ("precision:", "recall:")
 NON_NEGATIVE_METRICS = frozenset({"log_loss", "mae", "rmse"})
 
 
@@ -158,7 +168,8 @@ class Gate(_Section):
         for name, value in thresholds.items():
             if not math.isfinite(value):
                 raise ValueError(f"{name}: a threshold must be a finite number")
-            if name in BOUNDED_METRICS and not 0 <= value <= 1:
+            bounded = name in BOUNDED_METRICS or name.startswith(PER_CLASS_METRICS)
+            if bounded and not 0 <= value <= 1:
                 raise ValueError(f"{name} is between 0 and 1, so its threshold must be too")
             if name in NON_NEGATIVE_METRICS and value < 0:
                 raise ValueError(f"{name} is never negative, so its threshold cannot be")
@@ -399,7 +410,7 @@ class Params(_Section):
     def _cross_checks(self) -> Params:
         if self.data.target in self.features.all:
             raise ValueError(f"data.target {self.data.target!r} is also listed as a feature")
-        stratified = self.split.stratify and self.data.task == "classification"
+        stratified = self.split.stratify and self.data.classes
         if stratified and self.data.contract.min_rows_per_class < 2:
             raise ValueError(
                 "data.contract.min_rows_per_class must be at least 2: a stratified split puts "
@@ -408,6 +419,8 @@ class Params(_Section):
         # regression measures error by group (mae_difference); classification, decisions
         task_gaps = {
             "classification": {"demographic_parity_difference", "equalized_odds_difference"},
+            # multiclass: the largest of the per-class (one-vs-rest) gaps
+            "multiclass": {"demographic_parity_difference", "equalized_odds_difference"},
             "regression": {"mae_difference"},
         }[self.data.task]
         wrong = set(self.gate.max_fairness_gap) - task_gaps

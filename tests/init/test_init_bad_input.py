@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from mlgate.cli import main
+from tests.conftest import ROOT
 from tests.init.conftest import churn_frame
 
 
@@ -104,16 +105,47 @@ def test_a_late_failure_leaves_nothing_behind(
     assert_nothing_written(work, before)
 
 
-def test_multiclass_target_is_refused_with_the_way_out(
+def test_too_many_classes_are_refused_without_suggesting_regression(
     work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """3 to 50 classes make a multiclass project; more is refused with a way out that keeps
+    the target a class label (the old hint, --task regression, served a "cultivar" of -0.2)."""
+    frame = churn_frame(n=120)
+    frame["churned"] = [f"reason {i % 60}" for i in range(120)]
+    frame.to_csv(work / "many.csv", index=False)
+    before = {p.name for p in work.iterdir()}
+    err = init(capsys, work / "proj", "--data", work / "many.csv", "--target", "churned")
+    assert "has 60 classes, more than the 50 a multiclass model is gated on here" in err
+    assert "group the rare classes" in err
+    assert "regression" not in err
+    assert_nothing_written(work, before)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--positive-label", "a"), "a multiclass model, which has no positive class"),
+        (("--monotone", "tenure:+1"), "a multiclass model has no single score to rise or fall"),
+        (("--task", "classification", "--positive-label", "b"), "has no positive class"),
+    ],
+)
+def test_what_a_multiclass_target_cannot_take_is_refused(
+    work: Path, capsys: pytest.CaptureFixture[str], extra: tuple[str, ...], message: str
 ) -> None:
     frame = churn_frame(n=60)
     frame["churned"] = pd.Series(["a", "b", "c"] * 20)
     frame.to_csv(work / "three.csv", index=False)
-    err = init(capsys, work / "proj", "--data", work / "three.csv", "--target", "churned")
-    assert "has 3 classes: mlgate classifies two outcomes only for now" in err
-    assert "Make the target one class against the rest" in err
-    assert "pass --task regression" not in err  # the old hint led to a regression on labels
+    args = ("--data", work / "three.csv", "--target", "churned", *extra)
+    err = init(capsys, work / "proj", *args, "--mlgate-path", ROOT)
+    assert message in err
+
+
+def test_multiclass_on_two_classes_is_refused(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ("--data", work / "churn.csv", "--target", "churned", "--task", "multiclass")
+    err = init(capsys, work / "proj", *args, "--mlgate-path", ROOT)
+    assert "has two classes: --task classification" in err
 
 
 def test_regression_on_a_few_whole_values_is_warned_about(

@@ -99,7 +99,7 @@ class _Dataset:
     def __init__(self, params: Params) -> None:
         self.rules = params.data.contract
         self.target = params.data.target
-        self.classification = params.data.task == "classification"
+        self.classification = params.data.classes
         self.stratified = self.classification and params.split.stratify
         self.test_size = params.split.test_size
 

@@ -100,17 +100,57 @@ def group_metrics(
     result: dict[str, dict[str, Any]] = {}
     for name, values in sensitive.items():
         table = classification_table(y_true, y_pred, values)
+        result[name] = {"groups": _as_dict(table), **_decision_gaps(table)}
+    return result
+
+
+def _decision_gaps(table: pd.DataFrame) -> dict[str, float]:
+    """fairlearn's demographic parity and equalized odds differences of a group table."""
+    return {
+        "demographic_parity_difference": _round(_between_groups(table["selection_rate"])),
+        "equalized_odds_difference": _round(
+            max(
+                _between_groups(table["true_positive_rate"]),
+                _between_groups(table["false_positive_rate"]),
+            )
+        ),
+    }
+
+
+def multiclass_group_metrics(
+    y_true: Any, y_pred: Any, classes: list[Any], sensitive: dict[str, pd.Series]
+) -> dict[str, dict[str, Any]]:
+    """Multiclass: each class one-vs-rest (this class decided or not), its two fairlearn gaps
+    between groups under `classes`; the gap gated is the largest over the classes (the class
+    served least equally). Per group: count and accuracy."""
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    result: dict[str, dict[str, Any]] = {}
+    for name, values in sensitive.items():
+        per_class = {
+            str(label): _decision_gaps(
+                classification_table(y_true == label, y_pred == label, values)
+            )
+            for label in classes
+        }
+        codes, names = _group_codes(values)
+        count = _sums(codes, len(names))
+        correct = _sums(codes, len(names), (y_true == y_pred).astype(float))
+        overall = pd.DataFrame({"count": count, "accuracy": _rate(correct, count)}, index=names)
         result[name] = {
-            "groups": _as_dict(table),
-            "demographic_parity_difference": _round(_between_groups(table["selection_rate"])),
-            "equalized_odds_difference": _round(
-                max(
-                    _between_groups(table["true_positive_rate"]),
-                    _between_groups(table["false_positive_rate"]),
-                )
-            ),
+            "groups": _as_dict(overall),
+            **{
+                gap: max(c[gap] for c in per_class.values())
+                for gap in ("demographic_parity_difference", "equalized_odds_difference")
+            },
+            "classes": per_class,
         }
     return result
+
+
+def gaps(measured: dict[str, Any]) -> dict[str, float]:
+    """The gap measures of one attribute (what a gate may bound), without its tables."""
+    return {k: v for k, v in measured.items() if k not in ("groups", "classes")}
 
 
 def _as_dict(table: pd.DataFrame) -> dict[str, dict[str, float]]:

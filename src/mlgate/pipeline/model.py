@@ -54,7 +54,7 @@ def _check_task(cls: type, params: Params) -> None:
             kind = get_tags(cls()).estimator_type
         except TypeError:  # needs constructor arguments: let fit() judge it
             return
-    wanted = {"classification": "classifier", "regression": "regressor"}[params.data.task]
+    wanted = "classifier" if params.data.classes else "regressor"
     if kind is not None and kind != wanted:
         raise MlgateError(
             f"train.estimator {params.train.estimator} is a {kind}, but data.task is "
@@ -63,7 +63,7 @@ def _check_task(cls: type, params: Params) -> None:
 
 
 def predict_fn(params: Params) -> str:
-    """What the logged model's pyfunc predicts with: a score for classification."""
+    """What the logged model's pyfunc predicts with: the class probabilities for a classifier."""
     return "predict" if params.data.task == "regression" else "predict_proba"
 
 
@@ -101,11 +101,29 @@ def positive_scores(model: Any, frame: Any, positive_label: Any) -> Any:
     return model.predict_proba(frame)[:, classes.index(positive_label)]
 
 
+def class_probabilities(model: Any, frame: Any) -> tuple[list[Any], Any]:
+    """Multiclass: the model's classes and one column of probabilities per class, in order."""
+    return list(model.classes_), model.predict_proba(frame)
+
+
+def decided_classes(classes: list[Any], probabilities: Any) -> Any:
+    """The decision rule of a multiclass model: the most probable class (the first of them in
+    the model's class order on a tie, as scikit-learn's `predict`)."""
+    import numpy as np
+
+    return np.asarray(classes)[np.argmax(probabilities, axis=1)]
+
+
 def model_scores(model: Any, frame: Any, params: Params) -> Any:
     """What the model's answer is measured by: the positive class's probability for a
     classifier, the predicted value for a regressor."""
     if params.data.task == "regression":
         return model.predict(frame)
+    if params.data.task == "multiclass":
+        raise MlgateError(
+            "a multiclass model has no single score to watch: its prediction drift is not "
+            "measured yet"
+        )
     return positive_scores(model, frame, params.data.positive_label)
 
 

@@ -31,6 +31,8 @@ class Results:
     params: dict[str, Any] = field(default_factory=dict)
     roc: list[dict[str, float]] = field(default_factory=list)
     pr: list[dict[str, float]] = field(default_factory=list)
+    # multiclass: the confusion matrix's cells (actual, predicted, count)
+    confusion: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
 
 
@@ -54,6 +56,7 @@ def _paths(params: Params) -> dict[str, Path]:
         "summary": params.data.summary,
         "roc": params.evaluate.plots / "roc.json",
         "pr": params.evaluate.plots / "precision_recall.json",
+        "confusion": params.evaluate.plots / "confusion.csv",
     }
 
 
@@ -67,7 +70,24 @@ def _fill(res: Results, read: Any, params: Params, params_text: str | None) -> R
     res.roc = _load(read(p["roc"]), p["roc"]).get("roc", [])
     res.pr = _load(read(p["pr"]), p["pr"]).get("precision_recall", [])
     res.params = yaml.safe_load(params_text) if params_text else {}
+    if params.data.task == "multiclass":
+        res.confusion = _cells(read(p["confusion"]), p["confusion"])
     return res
+
+
+def _cells(text: str | None, path: Path) -> list[dict[str, Any]]:
+    """The rows of evaluate's confusion.csv (actual, predicted, count)."""
+    import csv
+
+    if not text:
+        return []
+    try:
+        return [
+            {"actual": r["actual"], "predicted": r["predicted"], "count": int(r["count"])}
+            for r in csv.DictReader(text.splitlines())
+        ]
+    except (KeyError, TypeError, ValueError):
+        raise MlgateError(f"{path} is not evaluate's confusion matrix: rerun `dvc repro`") from None
 
 
 def workspace_results(params: Params, params_file: Path) -> Results:
@@ -208,6 +228,7 @@ def render(
     out += _gates(gate)
     out += _metrics(pr, base, prod)
     out += _parameters(pr, base)
+    out += _classes(pr)
     out += _fairness(pr, base)
     out += _data(pr, base)
     charts = [
@@ -279,6 +300,25 @@ def _parameters(pr: Results, base: Results) -> list[str]:
     return [*out, ""]
 
 
+def _classes(pr: Results) -> list[str]:
+    """Multiclass: each class's precision, recall and test rows, then the confusion matrix
+    (rows: the actual class, columns: the class decided)."""
+    if not pr.confusion:
+        return []
+    labels = list(dict.fromkeys(c["actual"] for c in pr.confusion))
+    count = {(c["actual"], c["predicted"]): c["count"] for c in pr.confusion}
+    out = ["### Classes", "", "| class | precision | recall | test rows |", "|---|---|---|---|"]
+    for label in labels:
+        support = sum(count.get((label, p), 0) for p in labels)
+        precision, recall = pr.metrics.get(f"precision:{label}"), pr.metrics.get(f"recall:{label}")
+        out.append(f"| {label} | {_num(precision)} | {_num(recall)} | {support} |")
+    out += ["", "Confusion matrix (rows: actual class, columns: decided class):", ""]
+    out += ["| actual \\ decided | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for a in labels:
+        out.append(f"| {a} | " + " | ".join(str(count.get((a, p), 0)) for p in labels) + " |")
+    return [*out, ""]
+
+
 def _fairness(pr: Results, base: Results) -> list[str]:
     out = ["### Fairness by group", ""]
     for attr, res in pr.fairness.items():
@@ -289,15 +329,33 @@ def _fairness(pr: Results, base: Results) -> list[str]:
             if g in res
         ]
         out += [f"**{attr}** — {'; '.join(gaps)}", ""]
-        out += ["| group | " + " | ".join(GROUP_COLUMNS) + " |", "|---" * 6 + "|"]
-        for group, row in res.get("groups", {}).items():
+        groups = res.get("groups", {})
+        # multiclass groups carry count and accuracy; the rates are per class, below
+        columns = [c for c in GROUP_COLUMNS if any(c in row for row in groups.values())]
+        columns = columns or list(GROUP_COLUMNS)
+        out += ["| group | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        for group, row in groups.items():
             cells = " | ".join(
                 str(int(row[col])) if col == "count" and col in row else _num(row.get(col))
-                for col in GROUP_COLUMNS
+                for col in columns
             )
             out.append(f"| {group} | {cells} |")
         out.append("")
+        out += _class_gaps(res.get("classes", {}))
     return out
+
+
+def _class_gaps(by_class: dict[str, dict[str, float]]) -> list[str]:
+    """Multiclass: each class's gaps, that class against the rest (the largest is gated)."""
+    if not by_class:
+        return []
+    gaps = ("demographic_parity_difference", "equalized_odds_difference")
+    out = ["| class (one vs rest) | " + " | ".join(gaps) + " |", "|---|---|---|"]
+    out += [
+        f"| {label} | " + " | ".join(_num(res.get(g)) for g in gaps) + " |"
+        for label, res in by_class.items()
+    ]
+    return [*out, ""]
 
 
 def _data(pr: Results, base: Results) -> list[str]:

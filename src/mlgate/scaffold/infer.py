@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 MAX_CATEGORIES = 20  # more distinct text values than this: an identifier or free text
 
 
+MAX_CLASSES = 50  # a class label with more distinct values is refused (not a multiclass target)
+
+
 MAX_CODES = 3  # an integer-valued column with at most this many values is a code (1/2, 0/1/9)
 
 
@@ -33,6 +36,14 @@ METRICS = {
         "recall",
         "f1",
         "brier",
+        "log_loss",
+    ),
+    "multiclass": (
+        "roc_auc_ovr",
+        "balanced_accuracy",
+        "accuracy",
+        "f1_macro",
+        "f1_weighted",
         "log_loss",
     ),
     "regression": ("rmse", "mae", "r2"),
@@ -52,7 +63,7 @@ PROTECTED_WORDS = (
 
 # The first fairness bounds: the first model's gap plus this margin (absolute for the
 # classification gaps, a share of the model's MAE for the regression gap, in target units)
-FAIRNESS_MARGIN = {"classification": 0.05, "regression": 0.10}
+FAIRNESS_MARGIN = {"classification": 0.05, "multiclass": 0.05, "regression": 0.10}
 
 
 def attr_name(column: str, taken: set[str]) -> str:
@@ -143,7 +154,7 @@ def infer_columns(
             col.update(ge=None, le=None, isin=None, nullable=True, optional=True)
         if name == target:
             col["kind"] = "target"
-            if task == "classification" and col["dtype"] != "bool":  # bool: the type suffices
+            if task != "regression" and col["dtype"] != "bool":  # bool: the type suffices
                 col.update(isin=sorted(_plain(v) for v in values.unique()), ge=None, le=None)
         columns.append(col)
     return columns
@@ -246,7 +257,7 @@ def dataset_contract(frame: pd.DataFrame, target: str, task: str) -> dict[str, A
         "min_rows": max(1, rows // 2),
         "max_duplicate_share": min(1.0, max(0.01, math.ceil(repeated * 200) / 100)),
     }
-    if task == "classification":
+    if task != "regression":
         contract["min_rows_per_class"] = max(2, int(frame[target].value_counts().min()) // 2)
     return contract
 
@@ -265,7 +276,7 @@ def fairness_gate(task: str, measured: dict[str, Any]) -> dict[str, Any]:
     bar the first model passes with room for retraining noise, that a clearly less fair
     model fails. The answers `fairness_gate` ({gap: {attr: [bound, measured]}}) and
     `fairness_margin` (what was added, in words)."""
-    if task == "classification":
+    if task != "regression":  # gaps of decision rates, 0 to 1
         margin = FAIRNESS_MARGIN[task]
         why = f"+ {margin}"
     else:
@@ -278,7 +289,7 @@ def fairness_gate(task: str, measured: dict[str, Any]) -> dict[str, Any]:
             if not math.isfinite(value):  # e.g. a group with no positives: nothing to bound
                 continue
             bound = value + margin
-            if task == "classification":
+            if task != "regression":
                 bound = min(1.0, _ceil(bound, 2))
             elif bound > 0:
                 bound = _ceil(bound, 2 - math.floor(math.log10(bound)))  # 3 significant

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from mlgate.errors import MlgateError
 from mlgate.scaffold.infer import (
     MAX_CATEGORIES,
+    MAX_CLASSES,
     METRICS,
     _plain,
     _shown,
@@ -102,6 +103,11 @@ def answers_for(
         )
     answers["contract"] = dataset_contract(frame, target, task)
     monotone = dict(request.monotone)
+    if monotone and task == "multiclass":
+        raise MlgateError(
+            "--monotone: a multiclass model has no single score to rise or fall with a "
+            "feature; leave --monotone out"
+        )
     columns = infer_columns(frame, target, task, request.sensitive, tuple(monotone))
     if not any(c["kind"] in ("numeric", "categorical") for c in columns):
         raise MlgateError(f"{request.data} has no usable feature column besides the target")
@@ -143,24 +149,10 @@ def _target_answers(request: InitRequest, frame: pd.DataFrame) -> dict[str, Any]
         )
     task = request.task or infer_task(frame[target])
     if task not in METRICS:
-        raise MlgateError(f"--task must be classification or regression, not {task!r}")
+        raise MlgateError(f"--task must be classification, multiclass or regression, not {task!r}")
     answers: dict[str, Any] = {"task": task}
-    if task == "classification":
-        classes = sorted(_plain(v) for v in frame[target].unique())
-        if len(classes) < 2:
-            raise MlgateError(
-                f"target column {target!r} has one class only ({classes[0]!r}): "
-                "a classifier needs examples of both outcomes"
-            )
-        if len(classes) > 2:
-            raise MlgateError(
-                f"target column {target!r} has {len(classes)} classes: mlgate classifies two "
-                "outcomes only for now. Make the target one class against the rest in the CSV "
-                f"(e.g. a yes/no column for {classes[0]!r}); --task regression would treat the "
-                "class labels as amounts and predict values between them"
-            )
-        # the template renders it by the target's dtype (see params.yaml.jinja)
-        answers["positive_label"] = str(choose_positive_label(classes, request.positive_label))
+    if task != "regression":
+        answers.update(_class_answers(request, frame))
     else:
         import pandas as pd
 
@@ -171,10 +163,44 @@ def _target_answers(request: InitRequest, frame: pd.DataFrame) -> dict[str, Any]
             print(
                 f"init: WARNING: the regression target {target!r} has only {len(levels)} "
                 "distinct whole values: if they are class labels, the model will predict "
-                "amounts between them (1.4), not a class",
+                "amounts between them (1.4), not a class: --task multiclass predicts a class",
                 file=sys.stderr,
             )
     return answers
+
+
+def _class_answers(request: InitRequest, frame: pd.DataFrame) -> dict[str, Any]:
+    """Two classes: classification, with its positive label; 3 to MAX_CLASSES: multiclass."""
+    target = request.target
+    classes = sorted(_plain(v) for v in frame[target].unique())
+    if len(classes) < 2:
+        raise MlgateError(
+            f"target column {target!r} has one class only ({classes[0]!r}): "
+            "a classifier needs examples of both outcomes"
+        )
+    if len(classes) > MAX_CLASSES:
+        raise MlgateError(
+            f"target column {target!r} has {len(classes)} classes, more than the "
+            f"{MAX_CLASSES} a multiclass model is gated on here: group the rare classes into "
+            "one (e.g. 'other') in the CSV, or choose another target"
+        )
+    if len(classes) == 2:
+        if request.task == "multiclass":
+            raise MlgateError(
+                f"target column {target!r} has two classes: --task classification (one of them "
+                "positive), not multiclass"
+            )
+        # the template renders it by the target's dtype (see params.yaml.jinja)
+        return {
+            "task": "classification",
+            "positive_label": str(choose_positive_label(classes, request.positive_label)),
+        }
+    if request.positive_label is not None:
+        raise MlgateError(
+            f"--positive-label: target column {target!r} has {len(classes)} classes, so "
+            "mlgate makes a multiclass model, which has no positive class"
+        )
+    return {"task": "multiclass"}
 
 
 def _check_monotone(monotone: dict[str, int], columns: list[dict[str, Any]]) -> None:
@@ -395,7 +421,7 @@ def _measure(out: str) -> None:
     """The child of first_measurement: in the new project's folder, measure, write JSON."""
     from mlgate import io
     from mlgate.config import load_params
-    from mlgate.pipeline import data
+    from mlgate.pipeline import data, fairness
     from mlgate.pipeline.stages import evaluate, split, train
 
     try:
@@ -408,10 +434,7 @@ def _measure(out: str) -> None:
         result = evaluate.evaluate(train.fit(train_split, params), test_split, params)
     except MlgateError as err:
         sys.exit(f"the data does not pass its inferred schema or cannot be fitted: {err}")
-    gaps = {
-        attr: {k: v for k, v in measured.items() if k != "groups"}
-        for attr, measured in result["fairness"].items()
-    }
+    gaps = {attr: fairness.gaps(measured) for attr, measured in result["fairness"].items()}
     io.write_json(out, {"metrics": result["metrics"], "fairness": gaps})
 
 
@@ -421,6 +444,9 @@ def _summary(dest: Path, answers: dict[str, Any]) -> None:
     print(f"init: {dest} ({answers['task']} of {answers['target']!r}", end="")
     if answers["task"] == "classification":
         print(f", positive label {answers['positive_label']!r}", end="")
+    if answers["task"] == "multiclass":
+        labels = next(c["isin"] for c in cols if c["kind"] == "target")
+        print(f", {len(labels)} classes: the most probable one is the decision", end="")
     print(f", primary metric {answers['primary_metric']})")
     print(f"  numeric features:     {', '.join(kinds['numeric']) or '-'}")
     print(f"  categorical features: {', '.join(kinds['categorical']) or '-'}")

@@ -254,6 +254,13 @@ def without_build_tools(bento_yaml: Path) -> None:
 
 def build(params: Params, ref: str | None = None, bentofile: Path | str = "bentofile.yaml") -> str:
     """Package model version `ref` (default serving.model) as a bento; returns the bento tag."""
+    if params.data.task == "multiclass":
+        # the service answers one score per row; a multiclass answer (the class and each
+        # class's probability) is not there yet, so no bento that would answer wrongly
+        raise MlgateError(
+            "serving a multiclass model is not supported yet (data.task: multiclass): "
+            "the pipeline trains, evaluates and gates it; `mlgate build` cannot package it"
+        )
     use_project_home(params)
     import bentoml
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from mlgate import io
 from mlgate.pipeline import data, fairness
-from mlgate.pipeline.model import positive_scores
+from mlgate.pipeline.model import class_probabilities, decided_classes, positive_scores
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -74,6 +74,71 @@ def confusion_counts(y_true: Any, y_pred: Any) -> list[dict[str, int]]:
     ]
 
 
+def multiclass_metrics(y_true: Any, classes: list[Any], probabilities: Any) -> dict[str, float]:
+    """Three classes or more: the decision is the most probable class. Overall accuracy,
+    balanced accuracy, macro and weighted F1, log loss, one-vs-rest macro ROC AUC, and each
+    class's precision and recall (`precision:<class>`, `recall:<class>`: gateable too)."""
+    from sklearn import metrics as m
+
+    y_true = np.asarray(y_true)
+    y_pred = decided_classes(classes, probabilities)
+    labels = np.asarray(classes)
+    f1 = {
+        f"f1_{avg}": m.f1_score(y_true, y_pred, labels=labels, average=avg, zero_division=0)
+        for avg in ("macro", "weighted")
+    }
+    result = {
+        "accuracy": m.accuracy_score(y_true, y_pred),
+        "balanced_accuracy": _balanced_accuracy(y_true, y_pred),
+        **f1,
+        "log_loss": m.log_loss(y_true, probabilities, labels=labels),
+        "roc_auc_ovr": _roc_auc_ovr(y_true, labels, probabilities),
+    }
+    precision, recall, _, _ = m.precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    for label, p, r in zip(classes, precision, recall, strict=True):
+        result[f"precision:{label}"] = p
+        result[f"recall:{label}"] = r
+    return {k: round(float(v), 4) for k, v in result.items()}
+
+
+def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The mean recall of the classes present (scikit-learn's, without its warning when a
+    predicted class is absent from y_true, as in a small group)."""
+    present = np.unique(y_true)
+    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in present]))
+
+
+def _roc_auc_ovr(y_true: np.ndarray, labels: np.ndarray, probabilities: Any) -> float:
+    """One-vs-rest ROC AUC averaged over the classes (scikit-learn's `multi_class="ovr"`,
+    `average="macro"`), over the classes present in y_true: a group of the test split that
+    lacks a class still gets a value, and 0.5 when it cannot be measured at all."""
+    from sklearn.metrics import roc_auc_score
+
+    probabilities = np.asarray(probabilities, dtype=float)
+    aucs = [
+        roc_auc_score(y_true == label, probabilities[:, i])
+        for i, label in enumerate(labels)
+        if 0 < int((y_true == label).sum()) < len(y_true)
+    ]
+    return float(np.mean(aucs)) if aucs else 0.5
+
+
+def multiclass_confusion(y_true: Any, y_pred: Any, classes: list[Any]) -> list[dict[str, Any]]:
+    """The confusion matrix as rows (actual, predicted, count) over every pair of classes,
+    zero cells included: classes² rows whatever the size of the test set."""
+    from sklearn.metrics import confusion_matrix
+
+    labels = np.asarray(classes)
+    cells = confusion_matrix(np.asarray(y_true), y_pred, labels=labels)
+    return [
+        {"actual": str(a), "predicted": str(p), "count": int(cells[i, j])}
+        for i, a in enumerate(classes)
+        for j, p in enumerate(classes)
+    ]
+
+
 def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
     from sklearn import metrics as m
 
@@ -108,6 +173,9 @@ def test_metrics(model: Any, test: pd.DataFrame, params: Params) -> dict[str, fl
     features = test.drop(columns=[params.data.target])
     if params.data.task == "regression":
         return regression_metrics(test[params.data.target].to_numpy(), model.predict(features))
+    if params.data.task == "multiclass":
+        classes, probabilities = class_probabilities(model, features)
+        return multiclass_metrics(test[params.data.target].to_numpy(), classes, probabilities)
     y_true = (test[params.data.target] == params.data.positive_label).astype(int).to_numpy()
     scores = positive_scores(model, features, params.data.positive_label)
     return classification_metrics(y_true, scores, params.evaluate.threshold)
@@ -117,6 +185,8 @@ def evaluate(model: Any, test: pd.DataFrame, params: Params) -> dict[str, Any]:
     """Everything evaluate measures, as plain data; no decisions here."""
     if params.data.task == "regression":
         return evaluate_regression(model, test, params)
+    if params.data.task == "multiclass":
+        return evaluate_multiclass(model, test, params)
     y_true = (test[params.data.target] == params.data.positive_label).astype(int).to_numpy()
     scores = positive_scores(model, test[params.features.all], params.data.positive_label)
     y_pred = (scores >= params.evaluate.threshold).astype(int)
@@ -128,6 +198,21 @@ def evaluate(model: Any, test: pd.DataFrame, params: Params) -> dict[str, Any]:
         "fairness": fairness.group_metrics(y_true, y_pred, sensitive),
         "curves": curves(y_true, scores),
         "confusion": confusion_counts(y_true, y_pred),
+    }
+
+
+def evaluate_multiclass(model: Any, test: pd.DataFrame, params: Params) -> dict[str, Any]:
+    """Multiclass: the metrics, per-class fairness gaps by group, the confusion matrix."""
+    y_true = test[params.data.target].to_numpy()
+    classes, probabilities = class_probabilities(model, test[params.features.all])
+    y_pred = decided_classes(classes, probabilities)
+    sensitive = {
+        name: fairness.groups(test, name, spec) for name, spec in params.evaluate.sensitive.items()
+    }
+    return {
+        "metrics": multiclass_metrics(y_true, classes, probabilities),
+        "fairness": fairness.multiclass_group_metrics(y_true, y_pred, classes, sensitive),
+        "confusion": multiclass_confusion(y_true, y_pred, classes),
     }
 
 
@@ -154,6 +239,8 @@ def run(params: Params) -> dict[str, Any]:
     plots = params.evaluate.plots
     if params.data.task == "regression":
         io.write_json(plots / "predictions.json", {"predictions": result["points"]})
+    elif params.data.task == "multiclass":
+        io.write_text(plots / "confusion.csv", confusion_csv(result["confusion"]))
     else:
         _write_classification_plots(plots, result)
     io.write_json(params.evaluate.fairness, result["fairness"])
@@ -172,3 +259,15 @@ def _write_classification_plots(plots: Path, result: dict[str, Any]) -> None:
         "actual,predicted,count\n"
         + "".join(f"{r['actual']},{r['predicted']},{r['count']}\n" for r in result["confusion"]),
     )
+
+
+def confusion_csv(rows: list[dict[str, Any]]) -> str:
+    """actual,predicted,count rows as CSV, a class label quoted where it needs to be."""
+    import csv
+    import io as text_io
+
+    out = text_io.StringIO()
+    writer = csv.DictWriter(out, ["actual", "predicted", "count"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()

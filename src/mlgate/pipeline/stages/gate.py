@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import operator
+import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlgate import io
 from mlgate.errors import GateFailed, MlgateError
+from mlgate.pipeline.fairness import gaps
 
 if TYPE_CHECKING:
     from mlgate.config import Params
@@ -145,13 +147,19 @@ def format_report(report: dict[str, Any], fairness: dict[str, Any] | None = None
         lines.append(f"  {mark}  {c['kind']:<9} {c['name']}: {c['value']:.4f}{bound}{detail}")
     gated = {c["name"] for c in report["checks"]}
     for attr, measured in (fairness or {}).items():
-        for gap, value in measured.items():
-            if gap != "groups" and f"{gap}:{attr}" not in gated:
+        for gap, value in gaps(measured).items():
+            if f"{gap}:{attr}" not in gated:
                 lines.append(f"  ----  fairness  {gap}:{attr}: {value:.4f}  (not gated)")
     verdict = "passed" if report["passed"] else "FAILED"
     failed = [c["name"] for c in report["checks"] if not c["passed"]]
     head = f"gate: {verdict}" + (f" ({', '.join(failed)})" if failed else "")
     return "\n".join([head, *lines])
+
+
+def _mlflow_name(name: str) -> str:
+    """A metric name MLflow accepts: a class label in `recall:<class>` may hold any character,
+    MLflow's names only letters, digits, `_-. :` (a slash would make a path)."""
+    return re.sub(r"[^\w.\- :]", "_", name)
 
 
 def run(params: Params) -> dict[str, Any]:
@@ -188,9 +196,9 @@ def _log_to_run(
     flat = {f"test_{k}": v for k, v in metrics.items()}
     for attr, res in fairness.items():
         # every gap measure the task produces (classification: the two fairlearn differences)
-        flat.update({f"fairness_{attr}_{k}": v for k, v in res.items() if k != "groups"})
+        flat.update({f"fairness_{attr}_{k}": v for k, v in gaps(res).items()})
     with tracking.resume_run(report["run_id"]):
-        mlflow.log_metrics(flat)
+        mlflow.log_metrics({_mlflow_name(k): v for k, v in flat.items()})
         mlflow.log_dict(fairness, "evaluation/fairness.json")
         mlflow.set_tag("mlgate.gate_passed", str(report["passed"]).lower())
         mlflow.log_dict(report, "evaluation/gate.json")

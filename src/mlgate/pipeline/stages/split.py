@@ -17,7 +17,7 @@ def split_frame(frame: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.D
     from sklearn.model_selection import train_test_split
 
     stratify = None
-    if params.split.stratify and params.data.task == "classification":
+    if params.split.stratify and params.data.classes:
         stratify = frame[params.data.target]
     try:
         train, test = train_test_split(
@@ -41,7 +41,7 @@ def run(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
     target = params.data.target
     for name, part in (("train", train), ("test", test)):
         balance = ""
-        if params.data.task == "classification":
+        if params.data.classes:
             shares = part[target].value_counts(normalize=True).sort_index()
             balance = ", class balance " + ", ".join(f"{k}: {v:.1%}" for k, v in shares.items())
         print(f"split: {name} {len(part)} rows{balance}")

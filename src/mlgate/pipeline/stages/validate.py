@@ -21,7 +21,7 @@ def summarize(frame: pd.DataFrame, params: Params) -> dict[str, Any]:
         "rows": len(frame),
         "columns": {c: str(t) for c, t in frame.dtypes.items()},
     }
-    if params.data.task == "classification":
+    if params.data.classes:
         shares = target.value_counts(normalize=True).sort_index()
         summary["class_balance"] = {str(k): round(float(v), 4) for k, v in shares.items()}
     return summary

@@ -7,6 +7,7 @@ import contextlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from mlgate import values
@@ -81,7 +82,8 @@ def _deploy_and_test(
     passed: list[str] = []
     if cfg.target == "local":
         # The container runs on this machine only to be tested: there is no public URL.
-        test_url = targets.deploy_local(env, image, cfg)
+        feedback = Path(params.serving.feedback.path) / env
+        test_url = targets.deploy_local(env, image, cfg, feedback)
         url = ""
     else:
         url = targets.deploy_kubernetes(env, image, cfg, params.project.name)
@@ -245,7 +247,11 @@ def _containerize(bento: str, tag: str) -> str:
     """`bentoml containerize` BENTO as TAG, push it; returns REPO@sha256:…"""
     from mlgate.deploy.targets import sh
 
-    sh(["bentoml", "containerize", bento, "--image-tag", tag], capture=False)
+    # a daemon without a bridge network (MLGATE_DOCKER_NETWORK=host): the build's RUN steps
+    # reach the package index through the host's network
+    network = os.environ.get("MLGATE_DOCKER_NETWORK", "")
+    opts = ["--opt", f"network={network}"] if network else []
+    sh(["bentoml", "containerize", bento, "--image-tag", tag, *opts], capture=False)
     sh(["docker", "push", "--quiet", tag])
     return sh(["docker", "inspect", "--format", "{{index .RepoDigests 0}}", tag])
 

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 # BentoML's image ends with `USER bentoml`, a name: with runAsNonRoot the kubelet can only
 # verify a numeric user, so the manifests name BentoML's uid/gid (bentoml's BENTO_UID_GID).
 BENTO_UID = 1034
+# bentofile.yaml's MLGATE_FEEDBACK_DIR: where the service in the image writes its records
+FEEDBACK_IN_IMAGE = "/home/bentoml/feedback"
 
 
 def _redact(text: str, secrets: tuple[str, ...]) -> str:
@@ -65,14 +67,34 @@ def image_repository(image: str) -> str:
 # ---------------------------------------------------------------- local
 
 
-def deploy_local(env: str, image: str, cfg: Deploy) -> str:
+def local_container(image: str, env: str) -> str:
+    """The container that runs `env` of this image's repository on this machine: one per
+    repository and environment, so projects deploying on one runner never replace each other's."""
+    return f"{image_repository(image).rsplit('/', 1)[-1]}-{env}"
+
+
+def deploy_local(env: str, image: str, cfg: Deploy, feedback: Path | None = None) -> str:
     """Run the digest here, to be tested; returns the URL. Nothing is published yet: the
-    `:ENV` tag moves only after the smoke test passed (publish_local)."""
+    `:ENV` tag moves only after the smoke test passed (publish_local). The service's feedback
+    records land in `feedback` on this machine (a volume), where monitor and trial read them.
+
+    MLGATE_DOCKER_NETWORK=host (a daemon without a bridge network, as scripts/docker_local.py
+    starts one): the container shares the host's network and listens on the free port."""
     sh(["docker", "pull", "--quiet", image])
-    name = f"mlgate-{env}"
+    name = local_container(image, env)
     subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
     port = _free_port()
-    sh(["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:{cfg.port}", image])
+    if os.environ.get("MLGATE_DOCKER_NETWORK") == "host":
+        network = ["--network", "host", "-e", f"PORT={port}"]
+    else:
+        network = ["-p", f"127.0.0.1:{port}:{cfg.port}"]
+    volume = []
+    if feedback is not None:
+        feedback.mkdir(parents=True, exist_ok=True)
+        # the image's user (BentoML's, not the runner's) writes there
+        feedback.chmod(0o777)
+        volume = ["-v", f"{feedback.resolve()}:{FEEDBACK_IN_IMAGE}"]
+    sh(["docker", "run", "-d", "--name", name, *network, *volume, image])
     return f"http://127.0.0.1:{port}"
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import start_mlflow_server, stop_group
 from tests.workflows.act.road import RemoteHeads, Repo, Road, snapshot
@@ -50,6 +51,15 @@ def road(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Road]:
 
 
 @pytest.fixture
+def docker_road(road: Road, docker_daemon: dict[str, str]) -> Road:
+    """The road with the real Docker daemon and registry (shared by the whole test run): the
+    image is built by `bentoml containerize`, pushed, pulled by digest and run. A module that
+    deploys an image says `pytestmark = pytest.mark.usefixtures("docker_road")`."""
+    road.docker = docker_daemon
+    return road
+
+
+@pytest.fixture
 def github(road: Road, request: pytest.FixtureRequest) -> Iterator[FakeGitHub]:
     # a valid image name too: no separator at either end (ghcr.io/acme/<name>@sha256:…)
     name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
@@ -69,12 +79,42 @@ def with_fast_commands(caller: str) -> str:
     return caller
 
 
+def with_registry(path: Path, image: str, feedback: Path) -> None:
+    """The repository's images go to the road's registry (deploy.image; the callers log in to
+    it, as a caller of another registry says in `with: registry:`), and its local target's
+    feedback to a folder of the road (serving.feedback.path, a volume of each container)."""
+    params = path / "params.yaml"
+    raw = yaml.safe_load(params.read_text())
+    raw["deploy"]["image"] = image
+    raw.setdefault("serving", {}).setdefault("feedback", {})["path"] = str(feedback)
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    registry = image.split("/", 1)[0]
+    for caller in ("cd.yml", "rollback.yml"):
+        workflow = path / ".github/workflows" / caller
+        if not workflow.exists():
+            continue
+        text = workflow.read_text()
+        # the calling job's `with:` (or a new one under its `uses:`) gets the registry
+        text, n = re.subn(r"^(\s+)with:\n", rf"\g<0>\1  registry: {registry}\n", text, count=1,
+                          flags=re.M)  # fmt: skip
+        if n == 0:
+            text, n = re.subn(r"^(\s+)uses: \S+/ml-(?:cd|rollback)\.yml\S*\n",
+                              rf"\g<0>\1with:\n\1  registry: {registry}\n", text, count=1,
+                              flags=re.M)  # fmt: skip
+        assert n == 1, f"{workflow}: no call of ml-cd/ml-rollback"
+        workflow.write_text(text)
+
+
 @pytest.fixture
 def credit_repo(road: Road, github: FakeGitHub, tmp_path: Path) -> Repo:
     """This checkout as a repository on 'GitHub' (github.repo), main pushed."""
     path = snapshot(tmp_path / "clone")
     ci = path / ".github/workflows/ci.yml"
     ci.write_text(with_fast_commands(ci.read_text()))
+    if road.docker is not None:
+        with_registry(
+            path, road.image_repository(github.repo), road.home / "feedback" / github.repo
+        )
     repo = Repo.create(path, road.home / "remotes", name=github.repo)
     github.heads = RemoteHeads(repo.remote)  # the branch API answers what was pushed
     return repo

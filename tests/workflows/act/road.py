@@ -1,9 +1,12 @@
 """The workflow harness: act runs the real workflow files on this host, offline.
 
-Stand-ins only where GitHub or Docker would be: the pinned third-party actions (standins/,
-mapped by their exact pinned SHA), `docker`/`kubectl` (standins/docker.py) and the GitHub REST
-API (tests/workflows/fake_github.py). Everything else is real: git, `uv sync`, `dvc repro`
-against the repo-local remote, an `mlflow server`, `mlgate build`, `bentoml serve`.
+Stand-ins only where GitHub or a cluster would be: the pinned third-party actions (standins/,
+mapped by their exact pinned SHA), `kubectl` (standins/docker.py) and the GitHub REST API
+(tests/workflows/fake_github.py). Everything else is real: git, `uv sync`, `dvc repro` against
+the repo-local remote, an `mlflow server`, `mlgate build`, and, for a road given a Docker daemon
+(Road.docker), `bentoml containerize`, the registry on 127.0.0.1 and the image running in
+`docker run`. A road without one has the docker stand-in of standins/docker.py (`bentoml
+serve` of the bento on the host): only for scenarios that claim no image works.
 """
 
 from __future__ import annotations
@@ -258,16 +261,48 @@ class Road:
     github_url: str = ""
     github: FakeGitHub | None = None  # the scenario's fake: told each job's token permissions
     run_count: int = 0
+    # the Docker daemon and registry (tests/conftest.py's docker_daemon: DOCKER_HOST,
+    # MLGATE_REGISTRY, PATH, …); None: the docker stand-in
+    docker: dict[str, str] | None = None
+    repositories: list[str] = field(default_factory=list)  # image repositories deployed here
+
+    @property
+    def registry(self) -> str:
+        assert self.docker is not None, "a road without a Docker daemon has no registry"
+        return self.docker["MLGATE_REGISTRY"]
+
+    def image_repository(self, repo_name: str) -> str:
+        """Where a repository's images go: the registry on 127.0.0.1, as ghcr.io/OWNER/NAME."""
+        image = f"{self.registry}/{repo_name}"
+        self.repositories.append(image)
+        return image
+
+    def docker_env(self) -> dict[str, str]:
+        """What a job needs to reach the daemon: its socket, a client of its version first on
+        the PATH, a client configuration of the road's own (not the host's ~/.docker)."""
+        if self.docker is None:
+            return {"MLGATE_ACT_DOCKER": str(self.docker_home)}
+        client = shutil.which("docker", path=self.docker.get("PATH"))
+        assert client, f"no docker client on {self.docker.get('PATH')}"
+        env = {
+            "DOCKER_CONFIG": str(self.home / "docker-config"),
+            "DOCKER_BUILDKIT": "0",  # Debian's docker has no buildx
+            "MLGATE_DOCKER_CLIENT": str(Path(client).parent),
+        }
+        env.update({k: v for k, v in self.docker.items() if k in ("DOCKER_HOST",
+                    "MLGATE_DOCKER_NETWORK")})  # fmt: skip
+        return env
 
     @property
     def docker_home(self) -> Path:
         return self.home / "docker"
 
     def bin_dir(self) -> Path:
-        """docker and kubectl stand-ins, first on the PATH act's jobs see."""
-        bin_dir = self.home / "bin"
+        """The kubectl stand-in (and docker's, for a road without a daemon), first on the PATH
+        act's jobs see."""
+        bin_dir = self.home / ("bin" if self.docker is None else "bin-kubectl")
         bin_dir.mkdir(exist_ok=True)
-        for tool in ("docker", "kubectl"):
+        for tool in ("docker", "kubectl") if self.docker is None else ("kubectl",):
             script = bin_dir / tool
             script.write_text(
                 f'#!/bin/sh\nexec "{sys.executable}" "{STANDINS / "docker.py"}" {tool} "$@"\n'
@@ -297,7 +332,7 @@ class Road:
             "MLGATE_ACT_REMOTES": str(self.home / "remotes"),
             "MLGATE_ACT_ARTIFACTS": str(run_dir / "artifacts"),
             "MLGATE_ACT_UV_DIR": str(UV_DIR),
-            "MLGATE_ACT_DOCKER": str(self.docker_home),
+            **self.docker_env(),
             "MLGATE_ACT_BENTOML": str(VENV_BIN / "bentoml"),
             "GITHUB_API_URL": self.github_url,
             "GITHUB_RUN_ID": run_id or str(1000 + self.run_count),
@@ -337,7 +372,7 @@ class Road:
             and k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
         }
         path = [p for p in host_env.get("PATH", "").split(os.pathsep) if p != str(VENV_BIN)]
-        host_env["PATH"] = os.pathsep.join([str(self.bin_dir()), *path])
+        host_env["PATH"] = os.pathsep.join(self.path_head() + path)
         proc = subprocess.run(
             cmd, cwd=repo.path, env=host_env, capture_output=True, text=True, timeout=900
         )
@@ -349,6 +384,71 @@ class Road:
                 records.append({"msg": line})
         (run_dir / "act.jsonl").write_text(proc.stdout)
         return ActRun(proc.returncode, records, proc.stderr, artifacts=run_dir / "artifacts")
+
+    def path_head(self) -> list[str]:
+        """The stand-ins, then the daemon's docker client: first on a job's PATH."""
+        client = self.docker_env().get("MLGATE_DOCKER_CLIENT")
+        return [str(self.bin_dir()), *([client] if client else [])]
+
+    def docker_out(self, *args: str) -> str:
+        """A docker command against the road's daemon (the harness's own look, not a job's)."""
+        env = {**os.environ, **self.docker_env()}
+        env["PATH"] = os.pathsep.join([*self.path_head(), env["PATH"]])
+        proc = subprocess.run(["docker", *args], capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise HarnessError(f"docker {' '.join(args)}: {proc.stderr}")
+        return proc.stdout.strip()
+
+    def running(self, repository: str, env: str) -> dict[str, Any] | None:
+        """The container the local target runs for repository's env (mlgate's name for it):
+        the image reference it was started from, its URL, its feedback volume."""
+        name = f"{repository.rsplit('/', 1)[-1]}-{env}"
+        try:
+            (info,) = json.loads(self.docker_out("inspect", "--type", "container", name))
+        except HarnessError:
+            return None
+        if info["State"]["Status"] != "running":
+            return None
+        variables = dict(v.split("=", 1) for v in info["Config"]["Env"])
+        ports = info["HostConfig"]["PortBindings"] or {}
+        port = variables.get("PORT") or next((b[0]["HostPort"] for b in ports.values() if b), "")
+        mounts = {m["Destination"]: m["Source"] for m in info["Mounts"]}
+        return {
+            "name": name,
+            "image": info["Config"]["Image"],
+            "digest": info["Image"],
+            "url": f"http://127.0.0.1:{port}",
+            "feedback": mounts.get("/home/bentoml/feedback", ""),
+        }
+
+    def registry_tags(self, repository: str) -> dict[str, str]:
+        """Tag -> digest of repository in the registry, asked over its HTTP API as a puller
+        would (not the daemon's local tags)."""
+        import urllib.error
+        import urllib.request
+
+        host, _, name = repository.partition("/")
+        base = f"http://{host}/v2/{name}"
+        try:
+            with urllib.request.urlopen(f"{base}/tags/list", timeout=10) as r:
+                tags = json.loads(r.read()).get("tags") or []
+        except urllib.error.HTTPError as err:
+            if err.code == 404:  # nothing pushed yet
+                return {}
+            raise
+        accept = ", ".join([
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+            "application/vnd.oci.image.index.v1+json",
+        ])  # fmt: skip
+        digests = {}
+        for tag in tags:
+            req = urllib.request.Request(f"{base}/manifests/{tag}", method="HEAD",
+                                         headers={"Accept": accept})  # fmt: skip
+            with urllib.request.urlopen(req, timeout=10) as r:
+                digests[tag] = r.headers["Docker-Content-Digest"]
+        return digests
 
     def docker_calls(self) -> list[list[str]]:
         calls = self.docker_home / "calls.jsonl"
@@ -362,6 +462,14 @@ class Road:
 
     def stop_containers(self) -> None:
         import signal
+
+        if self.docker is not None:
+            for repository in self.repositories:
+                for env in ("staging", "production"):
+                    name = f"{repository.rsplit('/', 1)[-1]}-{env}"
+                    with contextlib.suppress(HarnessError):
+                        self.docker_out("rm", "-f", name)
+            return
 
         for c in self.containers().values():
             with contextlib.suppress(ProcessLookupError):

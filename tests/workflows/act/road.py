@@ -103,6 +103,40 @@ def job_permissions(workflow: Path, repo: Path, actions: Path) -> dict[tuple[str
     return table
 
 
+STEP_OUTPUT = re.compile(r"steps\.([\w-]+)\.outputs\.([\w-]+)")
+
+
+def job_outputs(*roots: Path) -> set[tuple[str, str, str]]:
+    """(job id, step id, output) of every step output a job of roots' workflows hands on as a
+    job output (`jobs.<id>.outputs`), the values GitHub's runner checks for secrets."""
+    found = set()
+    for root in roots:
+        for workflow in root.glob(".github/workflows/*.yml"):
+            jobs = (yaml.safe_load(workflow.read_text()) or {}).get("jobs") or {}
+            for job_id, job in jobs.items():
+                for expression in (job.get("outputs") or {}).values():
+                    found |= {(job_id, *m) for m in STEP_OUTPUT.findall(str(expression))}
+    return found
+
+
+def masked_job_outputs(
+    records: list[dict[str, Any]], handed_on: set[tuple[str, str, str]]
+) -> list[str]:
+    """The job outputs GitHub would drop: their step output holds a value act masks in its log
+    (a secret, or an ::add-mask:: value); act itself hands them on unchanged."""
+    dropped = []
+    for r in records:
+        if r.get("command") != "set-output":
+            continue
+        value, shown = r.get("arg", ""), r.get("msg", "")
+        step = (r.get("stepID") or [""])[0]
+        if (r.get("jobID", ""), step, r.get("name", "")) not in handed_on:
+            continue
+        if "***" in shown and "***" not in value:
+            dropped.append(f"{r['jobID']}.{r['name']} (step {step})")
+    return dropped
+
+
 def pinned_actions(root: Path) -> set[str]:
     """Every `OWNER/REPO@SHA` a workflow or composite action under root/.github uses."""
     files = [*root.glob(".github/workflows/*.yml"), *root.glob(".github/actions/*/action.yml")]
@@ -383,7 +417,16 @@ class Road:
             except json.JSONDecodeError:
                 records.append({"msg": line})
         (run_dir / "act.jsonl").write_text(proc.stdout)
-        return ActRun(proc.returncode, records, proc.stderr, artifacts=run_dir / "artifacts")
+        run = ActRun(proc.returncode, records, proc.stderr, artifacts=run_dir / "artifacts")
+        dropped = masked_job_outputs(records, job_outputs(repo.path, actions_from or repo.path))
+        if dropped:
+            # act hands them on; GitHub's runner sends them empty, so the jobs after this one
+            # would have run with "" where act gave them the value: this run proves nothing
+            raise HarnessError(
+                "on GitHub these job outputs arrive empty (they hold a secret's or a masked "
+                f"value; the runner drops them): {dropped}\n{run.explain()}"
+            )
+        return run
 
     def path_head(self) -> list[str]:
         """The stand-ins, then the daemon's docker client: first on a job's PATH."""

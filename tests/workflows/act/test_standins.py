@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.workflows.act.road import STANDIN_FOR, HarnessError, local_repository_args
+from tests.workflows.act.road import STANDIN_FOR, HarnessError, Repo, Road, local_repository_args
 
 
 def test_every_pinned_action_has_a_stand_in() -> None:
@@ -47,3 +47,45 @@ def test_kubectl_standin_answers_the_namespace_check_as_kubectl_does(tmp_path: P
     missing = kubectl_standin(tmp_path, "get", "namespace", "ml-nowhere", "-o", "name")
     assert missing.returncode == 1
     assert 'namespaces "ml-nowhere" not found' in missing.stderr
+
+
+HANDS_ON_AN_IMAGE = """name: m
+on: push
+permissions: {}
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    outputs:
+      image: ${{ steps.push.outputs.image }}
+    steps:
+      - id: push
+        run: echo "image=ghcr.io/acme/model@sha256:abc" >> "$GITHUB_OUTPUT"
+  deploy:
+    needs: build
+    runs-on: ubuntu-latest
+    steps:
+      - run: test -n "$IMAGE"
+        env:
+          IMAGE: ${{ needs.build.outputs.image }}
+"""
+
+
+def test_a_job_output_holding_a_secret_stops_the_harness_as_github_drops_it(
+    tmp_path: Path,
+) -> None:
+    """GitHub's runner sends a job output that contains a secret's value empty (act hands it
+    on): the harness refuses such a run instead of passing where GitHub would fail (m7)."""
+    (tmp_path / "repo/.github/workflows").mkdir(parents=True)
+    (tmp_path / "repo/.github/workflows/m.yml").write_text(HANDS_ON_AN_IMAGE)
+    repo = Repo.create(tmp_path / "repo", tmp_path / "remotes")
+    road = Road(home=tmp_path / "road", mlflow_url="http://127.0.0.1:9")
+    event = {"ref": "refs/heads/main", "after": repo.sha}
+    secret = "MLFLOW_TRACKING_USERNAME={}"
+
+    fine = road.act(repo, "push", ".github/workflows/m.yml", event,
+                    extra=["-s", secret.format("someone")])  # fmt: skip
+    assert fine.jobs == {"build": "success", "deploy": "success"}, fine.explain()
+    # the owner as a secret: part of the image name is masked, the output is dropped
+    with pytest.raises(HarnessError, match=r"arrive empty.*build\.image"):
+        road.act(repo, "push", ".github/workflows/m.yml", event,
+                 extra=["-s", secret.format("acme")])  # fmt: skip

@@ -365,6 +365,8 @@ class Road:
             "MLGATE_ACT_STANDINS": str(STANDINS),
             "MLGATE_ACT_REMOTES": str(self.home / "remotes"),
             "MLGATE_ACT_ARTIFACTS": str(run_dir / "artifacts"),
+            "MLGATE_ACT_CACHE": str(self.home / "cache"),  # actions/cache's, across runs
+            "MLGATE_ACT_PYTHON": sys.executable,
             "MLGATE_ACT_UV_DIR": str(UV_DIR),
             **self.docker_env(),
             "MLGATE_ACT_BENTOML": str(VENV_BIN / "bentoml"),

@@ -89,3 +89,46 @@ def test_a_job_output_holding_a_secret_stops_the_harness_as_github_drops_it(
     with pytest.raises(HarnessError, match=r"arrive empty.*build\.image"):
         road.act(repo, "push", ".github/workflows/m.yml", event,
                  extra=["-s", secret.format("acme")])  # fmt: skip
+
+
+USES_THE_CACHE = """name: c
+on: push
+permissions: {}
+jobs:
+  work:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1
+      - id: cache
+        uses: actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae
+        with:
+          path: out
+          key: k-${{ hashFiles('input.txt') }}
+          restore-keys: k-
+      - run: |
+          echo "hit=${{ steps.cache.outputs.cache-hit }} found=$(cat out/made 2>/dev/null)"
+          mkdir -p out && cat input.txt > out/made
+"""
+
+
+def test_the_cache_stand_in_hits_on_its_key_and_restores_by_prefix_as_actions_cache(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "repo/.github/workflows").mkdir(parents=True)
+    (tmp_path / "repo/.github/workflows/c.yml").write_text(USES_THE_CACHE)
+    (tmp_path / "repo/input.txt").write_text("one")
+    road = Road(home=tmp_path / "road", mlflow_url="http://127.0.0.1:9")
+    repo = Repo.create(tmp_path / "repo", road.home / "remotes")
+
+    def work() -> str:
+        event = {"ref": "refs/heads/main", "after": repo.sha}
+        run = road.act(repo, "push", ".github/workflows/c.yml", event)
+        assert run.jobs == {"work": "success"}, run.explain()
+        return next(line for line in run.log().splitlines() if line.startswith("hit="))
+
+    assert work() == "hit=false found=", "a new cache starts empty"
+    assert work() == "hit=true found=one", "the same key: what the first run saved"
+    repo.edit("new input", {"input.txt": "two"})
+    repo.push("main")
+    assert work() == "hit=false found=one", "another key: the newest entry by restore-key"
+    assert work() == "hit=true found=two", "saved under the new key by the run before"

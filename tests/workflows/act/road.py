@@ -354,8 +354,10 @@ class Road:
         run_id: str | None = None,
         actions_from: Path | None = None,
         extra: list[str] | None = None,
+        mlflow: bool = True,
     ) -> ActRun:
-        """Run `workflow` of repo for `event` with act on the host; never touches the network."""
+        """Run `workflow` of repo for `event` with act on the host; never touches the network.
+        mlflow=False: no MLFLOW_TRACKING_URI secret (a repository without a tracking server)."""
         self.run_count += 1
         run_dir = self.home / f"run-{self.run_count}"
         (run_dir / "artifacts").mkdir(parents=True)
@@ -384,7 +386,9 @@ class Road:
             self.github.job_permissions = job_permissions(
                 repo.path / workflow, repo.path, actions_from or repo.path
             )
-        secrets = {"GITHUB_TOKEN": JOB_TOKEN, "MLFLOW_TRACKING_URI": self.mlflow_url}
+        secrets = {"GITHUB_TOKEN": JOB_TOKEN}
+        if mlflow:
+            secrets["MLFLOW_TRACKING_URI"] = self.mlflow_url
         cmd = [
             str(ACT), event, "-W", workflow, "-e", str(event_file), "--json",
             "-P", "ubuntu-latest=-self-hosted", "-P", "ubuntu-24.04=-self-hosted",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def road(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Road]:
         stop_group(proc)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def docker_road(road: Road, docker_daemon: dict[str, str]) -> Road:
     """The road with the real Docker daemon and registry (shared by the whole test run): the
     image is built by `bentoml containerize`, pushed, pulled by digest and run. A module that
@@ -59,17 +60,26 @@ def docker_road(road: Road, docker_daemon: dict[str, str]) -> Road:
     return road
 
 
-@pytest.fixture
-def github(road: Road, request: pytest.FixtureRequest) -> Iterator[FakeGitHub]:
+@contextmanager
+def fake_github(road: Road, name: str) -> Iterator[FakeGitHub]:
+    """A fake GitHub for repository acme/<name> on 127.0.0.1, the one the road's runs ask."""
     # a valid image name too: no separator at either end (ghcr.io/acme/<name>@sha256:…)
-    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    name = re.sub(r"[^a-z0-9]+", "-", name.lower())[:40].strip("-")
     fake = FakeGitHub(repo=f"acme/{name}")
     server, url = serve(fake)
     road.github_url = url
     road.github = fake
-    yield fake
-    server.shutdown()
-    server.server_close()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def github(road: Road, request: pytest.FixtureRequest) -> Iterator[FakeGitHub]:
+    with fake_github(road, request.node.name) as fake:
+        yield fake
 
 
 def with_fast_commands(caller: str) -> str:
@@ -85,7 +95,7 @@ def with_registry(path: Path, image: str, feedback: Path) -> None:
     feedback to a folder of the road (serving.feedback.path, a volume of each container)."""
     params = path / "params.yaml"
     raw = yaml.safe_load(params.read_text())
-    raw["deploy"]["image"] = image
+    raw.setdefault("deploy", {})["image"] = image
     raw.setdefault("serving", {}).setdefault("feedback", {})["path"] = str(feedback)
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
     registry = image.split("/", 1)[0]
@@ -105,10 +115,10 @@ def with_registry(path: Path, image: str, feedback: Path) -> None:
         workflow.write_text(text)
 
 
-@pytest.fixture
-def credit_repo(road: Road, github: FakeGitHub, tmp_path: Path) -> Repo:
-    """This checkout as a repository on 'GitHub' (github.repo), main pushed."""
-    path = snapshot(tmp_path / "clone")
+def clone_on_github(road: Road, github: FakeGitHub, path: Path) -> Repo:
+    """This checkout in path as a repository on 'GitHub' (github.repo), main pushed; its images
+    go to the road's registry when the road has a Docker daemon."""
+    snapshot(path)
     ci = path / ".github/workflows/ci.yml"
     ci.write_text(with_fast_commands(ci.read_text()))
     if road.docker is not None:
@@ -118,6 +128,12 @@ def credit_repo(road: Road, github: FakeGitHub, tmp_path: Path) -> Repo:
     repo = Repo.create(path, road.home / "remotes", name=github.repo)
     github.heads = RemoteHeads(repo.remote)  # the branch API answers what was pushed
     return repo
+
+
+@pytest.fixture
+def credit_repo(road: Road, github: FakeGitHub, tmp_path: Path) -> Repo:
+    """This checkout as a repository on 'GitHub' (github.repo), main pushed."""
+    return clone_on_github(road, github, tmp_path / "clone")
 
 
 def pr_event(repo: Repo, number: int, branch: str) -> dict:

@@ -1,7 +1,8 @@
 """Fixtures of the workflow harness: one MLflow server and one act home per session, a fresh
 repository and fake GitHub per scenario. Every test here runs act: marked `act` and `slow`;
 the tests of one file run on one xdist worker (they share its road: the MLflow server and the
-docker stand-in's state), and the files spread over the workers."""
+actions/cache stand-in's entries), and the files spread over the workers; the Docker daemon and
+registry are one per test run (tests/conftest.py's docker_daemon)."""
 
 from __future__ import annotations
 

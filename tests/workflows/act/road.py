@@ -1,12 +1,11 @@
 """The workflow harness: act runs the real workflow files on this host, offline.
 
 Stand-ins only where GitHub or a cluster would be: the pinned third-party actions (standins/,
-mapped by their exact pinned SHA), `kubectl` (standins/docker.py) and the GitHub REST API
+mapped by their exact pinned SHA), `kubectl` (standins/kubectl.py) and the GitHub REST API
 (tests/workflows/fake_github.py). Everything else is real: git, `uv sync`, `dvc repro` against
 the repo-local remote, an `mlflow server`, `mlgate build`, and, for a road given a Docker daemon
 (Road.docker), `bentoml containerize`, the registry on 127.0.0.1 and the image running in
-`docker run`. A road without one has the docker stand-in of standins/docker.py (`bentoml
-serve` of the bento on the host): only for scenarios that claim no image works.
+`docker run`. A road without one has no `docker` at all: a job that calls it fails.
 """
 
 from __future__ import annotations
@@ -296,7 +295,7 @@ class Road:
     github: FakeGitHub | None = None  # the scenario's fake: told each job's token permissions
     run_count: int = 0
     # the Docker daemon and registry (tests/conftest.py's docker_daemon: DOCKER_HOST,
-    # MLGATE_REGISTRY, PATH, …); None: the docker stand-in
+    # MLGATE_REGISTRY, PATH, …); None: no docker at all (a job that calls it fails)
     docker: dict[str, str] | None = None
     repositories: list[str] = field(default_factory=list)  # image repositories deployed here
 
@@ -315,7 +314,7 @@ class Road:
         """What a job needs to reach the daemon: its socket, a client of its version first on
         the PATH, a client configuration of the road's own (not the host's ~/.docker)."""
         if self.docker is None:
-            return {"MLGATE_ACT_DOCKER": str(self.docker_home)}
+            return {}
         client = shutil.which("docker", path=self.docker.get("PATH"))
         assert client, f"no docker client on {self.docker.get('PATH')}"
         env = {
@@ -327,21 +326,13 @@ class Road:
                     "MLGATE_DOCKER_NETWORK")})  # fmt: skip
         return env
 
-    @property
-    def docker_home(self) -> Path:
-        return self.home / "docker"
-
     def bin_dir(self) -> Path:
-        """The kubectl stand-in (and docker's, for a road without a daemon), first on the PATH
-        act's jobs see."""
-        bin_dir = self.home / ("bin" if self.docker is None else "bin-kubectl")
+        """The kubectl stand-in, first on the PATH act's jobs see."""
+        bin_dir = self.home / "bin"
         bin_dir.mkdir(exist_ok=True)
-        for tool in ("docker", "kubectl") if self.docker is None else ("kubectl",):
-            script = bin_dir / tool
-            script.write_text(
-                f'#!/bin/sh\nexec "{sys.executable}" "{STANDINS / "docker.py"}" {tool} "$@"\n'
-            )
-            script.chmod(0o755)
+        script = bin_dir / "kubectl"
+        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STANDINS / "kubectl.py"}" "$@"\n')
+        script.chmod(0o755)
         return bin_dir
 
     def act(
@@ -371,7 +362,7 @@ class Road:
             "MLGATE_ACT_PYTHON": sys.executable,
             "MLGATE_ACT_UV_DIR": str(UV_DIR),
             **self.docker_env(),
-            "MLGATE_ACT_BENTOML": str(VENV_BIN / "bentoml"),
+            "MLGATE_ACT_KUBECTL": str(self.home / "kubectl"),
             "GITHUB_API_URL": self.github_url,
             "GITHUB_RUN_ID": run_id or str(1000 + self.run_count),
             "BENTOML_HOME": str(self.home / "bentoml"),
@@ -499,27 +490,12 @@ class Road:
                 digests[tag] = r.headers["Docker-Content-Digest"]
         return digests
 
-    def docker_calls(self) -> list[list[str]]:
-        calls = self.docker_home / "calls.jsonl"
-        if not calls.exists():
-            return []
-        return [json.loads(line) for line in calls.read_text().splitlines()]
-
-    def containers(self) -> dict[str, Any]:
-        state = self.docker_home / "state.json"
-        return json.loads(state.read_text())["containers"] if state.exists() else {}
-
     def stop_containers(self) -> None:
-        import signal
-
-        if self.docker is not None:
-            for repository in self.repositories:
-                for env in ("staging", "production"):
-                    name = f"{repository.rsplit('/', 1)[-1]}-{env}"
-                    with contextlib.suppress(HarnessError):
-                        self.docker_out("rm", "-f", name)
+        """Remove the containers this road's deliveries started (the daemon is shared)."""
+        if self.docker is None:
             return
-
-        for c in self.containers().values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(c["pid"], signal.SIGTERM)
+        for repository in self.repositories:
+            for env in ("staging", "production"):
+                name = f"{repository.rsplit('/', 1)[-1]}-{env}"
+                with contextlib.suppress(HarnessError):
+                    self.docker_out("rm", "-f", name)

@@ -56,7 +56,6 @@ def production_history(
         "UV_OFFLINE": "1",  # bentoml locks the bento's requirements with uv, from its cache
         "MLFLOW_TRACKING_URI": road.mlflow_url,
         **road.docker_env(),
-        "MLGATE_ACT_BENTOML": str(VENV_BIN / "bentoml"),
         "BENTOML_HOME": str(road.home / "bentoml"),
         "GITHUB_API_URL": road.github_url,
         "GITHUB_TOKEN": HISTORY_TOKEN,

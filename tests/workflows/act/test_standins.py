@@ -31,10 +31,10 @@ def test_a_bumped_pin_without_its_stand_in_fails_before_act_runs(tmp_path: Path)
 
 
 def kubectl_standin(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    script = Path(__file__).parent / "standins/docker.py"
+    script = Path(__file__).parent / "standins/kubectl.py"
     return subprocess.run(
-        [sys.executable, str(script), "kubectl", *args],
-        env={**os.environ, "MLGATE_ACT_DOCKER": str(tmp_path)},
+        [sys.executable, str(script), *args],
+        env={**os.environ, "MLGATE_ACT_KUBECTL": str(tmp_path)},
         capture_output=True,
         text=True,
     )

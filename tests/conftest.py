@@ -279,3 +279,42 @@ def trained_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             run(["dvc", "repro"], repo)
             run(["mlgate", "register"], repo)
     yield repo
+
+
+DOCKER_LOCAL = [sys.executable, str(ROOT / "scripts/docker_local.py")]
+
+
+@pytest.fixture(scope="session")
+def docker_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A Docker daemon and a registry on 127.0.0.1 (scripts/docker_local.py: the `docker` that
+    answers, else Debian's dockerd + containerd + docker-registry), one per test run: every
+    xdist worker that asks shares it, so the serving image's layers are built once (the
+    image test and the act road's builds differ only in the bento's last layers). Yields the
+    environment a client needs (DOCKER_HOST, MLGATE_REGISTRY, the client's PATH, …); the last
+    worker done with it stops every daemon by PID."""
+    from filelock import FileLock
+
+    xdist = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+    shared = tmp_path_factory.getbasetemp().parent if xdist else tmp_path_factory.getbasetemp()
+    state, users, started = shared / "docker", shared / "docker.users", shared / "docker.env"
+    lock = FileLock(str(shared / "docker.lock"))
+    with lock:
+        count = int(users.read_text()) if users.exists() else 0
+        if count == 0:
+            up = subprocess.run([*DOCKER_LOCAL, "up", "--state", str(state)],
+                                capture_output=True, text=True, timeout=1800)  # fmt: skip
+            if up.returncode != 0:
+                pytest.fail(f"scripts/docker_local.py up failed:\n{up.stderr[-6000:]}")
+            started.write_text(up.stdout)
+        users.write_text(str(count + 1))
+    env = dict(line.split("=", 1) for line in started.read_text().splitlines())
+    try:
+        yield env
+    finally:
+        with lock:
+            count = int(users.read_text()) - 1
+            users.write_text(str(count))
+            if count == 0:
+                down = subprocess.run([*DOCKER_LOCAL, "down", str(state)],
+                                      capture_output=True, text=True, timeout=300)  # fmt: skip
+                assert down.returncode == 0, down.stderr

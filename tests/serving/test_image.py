@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,30 +28,17 @@ from tests.serving.test_service import GOOD, served_test_split, with_
 
 pytestmark = pytest.mark.slow
 
-DOCKER_LOCAL = [sys.executable, str(ROOT / "scripts/docker_local.py")]
 FEEDBACK_IN_IMAGE = "/home/bentoml/feedback"  # bentofile.yaml's MLGATE_FEEDBACK_DIR
 
 
 @pytest.fixture(scope="session")
-def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A Docker daemon and a registry for this session: the environment a client needs
-    (DOCKER_HOST, MLGATE_REGISTRY, …); every daemon started is stopped by PID at the end."""
-    state = tmp_path_factory.mktemp("docker")
-    up = subprocess.run(
-        [*DOCKER_LOCAL, "up", "--state", str(state)], capture_output=True, text=True, timeout=1800
-    )
-    if up.returncode != 0:
-        pytest.fail(f"scripts/docker_local.py up failed:\n{up.stderr[-6000:]}")
-    env = dict(line.split("=", 1) for line in up.stdout.splitlines())
+def docker(docker_daemon: dict[str, str]) -> dict[str, str]:
+    """The test run's Docker daemon and registry (tests/conftest.py: shared with the act road,
+    so the image's layers are built once): the environment a client needs."""
+    env = dict(docker_daemon)
     # the client that comes with the daemon the script started, after this venv's tools
     env["PATH"] = os.pathsep.join([str(VENV_BIN), env.get("PATH", os.environ["PATH"])])
-    try:
-        yield env
-    finally:
-        down = subprocess.run(
-            [*DOCKER_LOCAL, "down", str(state)], capture_output=True, text=True, timeout=300
-        )
-        assert down.returncode == 0, down.stderr
+    return env
 
 
 def pod_spec(repo: Path, image: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 from typing import Any
 
 from mlgate.errors import MlgateError
@@ -33,7 +34,7 @@ def deploy_image(
 
     if "@sha256:" not in image:
         raise MlgateError(f"--image {image!r}: deploy an image by digest (REPO@sha256:…)")
-    where = targets.target(cfg, params.project.name)
+    where = targets.target(cfg, params.project.name, Path(params.serving.feedback.path))
     passed: list[str] = []
     with contextlib.ExitStack() as stack:
         stack.enter_context(where.session(env))
@@ -87,7 +88,11 @@ def _containerize(bento: str, tag: str) -> str:
     """`bentoml containerize` BENTO as TAG, push it; returns REPO@sha256:…"""
     from mlgate.release.targets import sh
 
-    sh(["bentoml", "containerize", bento, "--image-tag", tag], capture=False)
+    # a daemon without a bridge network (MLGATE_DOCKER_NETWORK=host): the build's RUN steps
+    # reach the package index through the host's network
+    network = os.environ.get("MLGATE_DOCKER_NETWORK", "")
+    opts = ["--opt", f"network={network}"] if network else []
+    sh(["bentoml", "containerize", bento, "--image-tag", tag, *opts], capture=False)
     sh(["docker", "push", "--quiet", tag])
     return sh(["docker", "inspect", "--format", "{{index .RepoDigests 0}}", tag])
 

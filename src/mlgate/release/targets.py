@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 # BentoML's image ends with `USER bentoml`, a name: with runAsNonRoot the kubelet can only
 # verify a numeric user, so the manifests name BentoML's uid/gid (bentoml's BENTO_UID_GID).
 BENTO_UID = 1034
+# bentofile.yaml's MLGATE_FEEDBACK_DIR: where the service in the image writes its records
+FEEDBACK_IN_IMAGE = "/home/bentoml/feedback"
 
 
 def _redact(text: str, secrets: tuple[str, ...]) -> str:
@@ -69,14 +71,34 @@ def image_repository(image: str) -> str:
 # ---------------------------------------------------------------- local
 
 
-def deploy_local(env: str, image: str, cfg: Deploy) -> str:
+def local_container(image: str, env: str) -> str:
+    """The container that runs `env` of this image's repository on this machine: one per
+    repository and environment, so projects deploying on one runner never replace each other's."""
+    return f"{image_repository(image).rsplit('/', 1)[-1]}-{env}"
+
+
+def deploy_local(env: str, image: str, cfg: Deploy, feedback: Path | None = None) -> str:
     """Run the digest here, to be tested; returns the URL. Nothing is published yet: the
-    `:ENV` tag moves only after the smoke test passed (publish_local)."""
+    `:ENV` tag moves only after the smoke test passed (publish_local). The service's feedback
+    records land in `feedback` on this machine (a volume), where monitor and trial read them.
+
+    MLGATE_DOCKER_NETWORK=host (a daemon without a bridge network, as scripts/docker_local.py
+    starts one): the container shares the host's network and listens on the free port."""
     sh(["docker", "pull", "--quiet", image])
-    name = f"mlgate-{env}"
+    name = local_container(image, env)
     subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
     port = _free_port()
-    sh(["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:{cfg.port}", image])
+    if os.environ.get("MLGATE_DOCKER_NETWORK") == "host":
+        network = ["--network", "host", "-e", f"PORT={port}"]
+    else:
+        network = ["-p", f"127.0.0.1:{port}:{cfg.port}"]
+    volume = []
+    if feedback is not None:
+        feedback.mkdir(parents=True, exist_ok=True)
+        # the image's user (BentoML's, not the runner's) writes there
+        feedback.chmod(0o777)
+        volume = ["-v", f"{feedback.resolve()}:{FEEDBACK_IN_IMAGE}"]
+    sh(["docker", "run", "-d", "--name", name, *network, *volume, image])
     return f"http://127.0.0.1:{port}"
 
 
@@ -298,14 +320,15 @@ class Local:
     """`local`: the image runs on this machine only to be tested; `REPO:ENV` is published
     once the test passed."""
 
-    def __init__(self, cfg: Deploy, project: str) -> None:
+    def __init__(self, cfg: Deploy, project: str, feedback: Path) -> None:
         self.cfg = cfg
+        self.feedback = feedback  # serving.feedback.path: each environment's records, a volume
 
     def session(self, env: str) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
 
     def deploy(self, env: str, image: str) -> tuple[str, str]:
-        return "", deploy_local(env, image, self.cfg)
+        return "", deploy_local(env, image, self.cfg, self.feedback / env)
 
     def reach(self, env: str) -> contextlib.AbstractContextManager[str]:
         raise MlgateError("the local target is tested where it runs: deploy gives its URL")
@@ -317,7 +340,7 @@ class Local:
 class Kubernetes:
     """`kubernetes`: kubectl apply and roll out; tested at its URL or through a port-forward."""
 
-    def __init__(self, cfg: Deploy, project: str) -> None:
+    def __init__(self, cfg: Deploy, project: str, feedback: Path) -> None:
         self.cfg = cfg
         self.project = project
 
@@ -344,6 +367,6 @@ class Kubernetes:
 TARGETS: dict[str, type[Local] | type[Kubernetes]] = {"local": Local, "kubernetes": Kubernetes}
 
 
-def target(cfg: Deploy, project: str) -> Target:
-    """The configured target (deploy.target)."""
-    return TARGETS[cfg.target](cfg, project)
+def target(cfg: Deploy, project: str, feedback: Path) -> Target:
+    """The configured target (deploy.target); `feedback` is serving.feedback.path."""
+    return TARGETS[cfg.target](cfg, project, feedback)

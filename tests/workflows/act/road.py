@@ -1,9 +1,11 @@
 """The workflow harness: act runs the real workflow files on this host, offline.
 
-Stand-ins only where GitHub or Docker would be: the pinned third-party actions (standins/,
-mapped by their exact pinned SHA), `docker`/`kubectl` (standins/docker.py) and the GitHub REST
-API (tests/workflows/fake_github.py). Everything else is real: git, `uv sync`, `dvc repro`
-against the repo-local remote, an `mlflow server`, `mlgate build`, `bentoml serve`.
+Stand-ins only where GitHub or a cluster would be: the pinned third-party actions (standins/,
+mapped by their exact pinned SHA), `kubectl` (standins/kubectl.py) and the GitHub REST API
+(tests/workflows/fake_github.py). Everything else is real: git, `uv sync`, `dvc repro` against
+the repo-local remote, an `mlflow server`, `mlgate build`, and, for a road given a Docker daemon
+(Road.docker), `bentoml containerize`, the registry on 127.0.0.1 and the image running in
+`docker run`. A road without one has no `docker` at all: a job that calls it fails.
 """
 
 from __future__ import annotations
@@ -98,6 +100,40 @@ def job_permissions(workflow: Path, repo: Path, actions: Path) -> dict[tuple[str
                 raise HarnessError(f"{workflow}: two jobs call {path.name} with other permissions")
             table[key] = effective
     return table
+
+
+STEP_OUTPUT = re.compile(r"steps\.([\w-]+)\.outputs\.([\w-]+)")
+
+
+def job_outputs(*roots: Path) -> set[tuple[str, str, str]]:
+    """(job id, step id, output) of every step output a job of roots' workflows hands on as a
+    job output (`jobs.<id>.outputs`), the values GitHub's runner checks for secrets."""
+    found = set()
+    for root in roots:
+        for workflow in root.glob(".github/workflows/*.yml"):
+            jobs = (yaml.safe_load(workflow.read_text()) or {}).get("jobs") or {}
+            for job_id, job in jobs.items():
+                for expression in (job.get("outputs") or {}).values():
+                    found |= {(job_id, *m) for m in STEP_OUTPUT.findall(str(expression))}
+    return found
+
+
+def masked_job_outputs(
+    records: list[dict[str, Any]], handed_on: set[tuple[str, str, str]]
+) -> list[str]:
+    """The job outputs GitHub would drop: their step output holds a value act masks in its log
+    (a secret, or an ::add-mask:: value); act itself hands them on unchanged."""
+    dropped = []
+    for r in records:
+        if r.get("command") != "set-output":
+            continue
+        value, shown = r.get("arg", ""), r.get("msg", "")
+        step = (r.get("stepID") or [""])[0]
+        if (r.get("jobID", ""), step, r.get("name", "")) not in handed_on:
+            continue
+        if "***" in shown and "***" not in value:
+            dropped.append(f"{r['jobID']}.{r['name']} (step {step})")
+    return dropped
 
 
 def pinned_actions(root: Path) -> set[str]:
@@ -258,21 +294,45 @@ class Road:
     github_url: str = ""
     github: FakeGitHub | None = None  # the scenario's fake: told each job's token permissions
     run_count: int = 0
+    # the Docker daemon and registry (tests/conftest.py's docker_daemon: DOCKER_HOST,
+    # MLGATE_REGISTRY, PATH, …); None: no docker at all (a job that calls it fails)
+    docker: dict[str, str] | None = None
+    repositories: list[str] = field(default_factory=list)  # image repositories deployed here
 
     @property
-    def docker_home(self) -> Path:
-        return self.home / "docker"
+    def registry(self) -> str:
+        assert self.docker is not None, "a road without a Docker daemon has no registry"
+        return self.docker["MLGATE_REGISTRY"]
+
+    def image_repository(self, repo_name: str) -> str:
+        """Where a repository's images go: the registry on 127.0.0.1, as ghcr.io/OWNER/NAME."""
+        image = f"{self.registry}/{repo_name}"
+        self.repositories.append(image)
+        return image
+
+    def docker_env(self) -> dict[str, str]:
+        """What a job needs to reach the daemon: its socket, a client of its version first on
+        the PATH, a client configuration of the road's own (not the host's ~/.docker)."""
+        if self.docker is None:
+            return {}
+        client = shutil.which("docker", path=self.docker.get("PATH"))
+        assert client, f"no docker client on {self.docker.get('PATH')}"
+        env = {
+            "DOCKER_CONFIG": str(self.home / "docker-config"),
+            "DOCKER_BUILDKIT": "0",  # Debian's docker has no buildx
+            "MLGATE_DOCKER_CLIENT": str(Path(client).parent),
+        }
+        env.update({k: v for k, v in self.docker.items() if k in ("DOCKER_HOST",
+                    "MLGATE_DOCKER_NETWORK")})  # fmt: skip
+        return env
 
     def bin_dir(self) -> Path:
-        """docker and kubectl stand-ins, first on the PATH act's jobs see."""
+        """The kubectl stand-in, first on the PATH act's jobs see."""
         bin_dir = self.home / "bin"
         bin_dir.mkdir(exist_ok=True)
-        for tool in ("docker", "kubectl"):
-            script = bin_dir / tool
-            script.write_text(
-                f'#!/bin/sh\nexec "{sys.executable}" "{STANDINS / "docker.py"}" {tool} "$@"\n'
-            )
-            script.chmod(0o755)
+        script = bin_dir / "kubectl"
+        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STANDINS / "kubectl.py"}" "$@"\n')
+        script.chmod(0o755)
         return bin_dir
 
     def act(
@@ -285,8 +345,10 @@ class Road:
         run_id: str | None = None,
         actions_from: Path | None = None,
         extra: list[str] | None = None,
+        mlflow: bool = True,
     ) -> ActRun:
-        """Run `workflow` of repo for `event` with act on the host; never touches the network."""
+        """Run `workflow` of repo for `event` with act on the host; never touches the network.
+        mlflow=False: no MLFLOW_TRACKING_URI secret (a repository without a tracking server)."""
         self.run_count += 1
         run_dir = self.home / f"run-{self.run_count}"
         (run_dir / "artifacts").mkdir(parents=True)
@@ -296,9 +358,11 @@ class Road:
             "MLGATE_ACT_STANDINS": str(STANDINS),
             "MLGATE_ACT_REMOTES": str(self.home / "remotes"),
             "MLGATE_ACT_ARTIFACTS": str(run_dir / "artifacts"),
+            "MLGATE_ACT_CACHE": str(self.home / "cache"),  # actions/cache's, across runs
+            "MLGATE_ACT_PYTHON": sys.executable,
             "MLGATE_ACT_UV_DIR": str(UV_DIR),
-            "MLGATE_ACT_DOCKER": str(self.docker_home),
-            "MLGATE_ACT_BENTOML": str(VENV_BIN / "bentoml"),
+            **self.docker_env(),
+            "MLGATE_ACT_KUBECTL": str(self.home / "kubectl"),
             "GITHUB_API_URL": self.github_url,
             "GITHUB_RUN_ID": run_id or str(1000 + self.run_count),
             "BENTOML_HOME": str(self.home / "bentoml"),
@@ -313,7 +377,9 @@ class Road:
             self.github.job_permissions = job_permissions(
                 repo.path / workflow, repo.path, actions_from or repo.path
             )
-        secrets = {"GITHUB_TOKEN": JOB_TOKEN, "MLFLOW_TRACKING_URI": self.mlflow_url}
+        secrets = {"GITHUB_TOKEN": JOB_TOKEN}
+        if mlflow:
+            secrets["MLFLOW_TRACKING_URI"] = self.mlflow_url
         cmd = [
             str(ACT), event, "-W", workflow, "-e", str(event_file), "--json",
             "-P", "ubuntu-latest=-self-hosted", "-P", "ubuntu-24.04=-self-hosted",
@@ -337,7 +403,7 @@ class Road:
             and k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
         }
         path = [p for p in host_env.get("PATH", "").split(os.pathsep) if p != str(VENV_BIN)]
-        host_env["PATH"] = os.pathsep.join([str(self.bin_dir()), *path])
+        host_env["PATH"] = os.pathsep.join(self.path_head() + path)
         proc = subprocess.run(
             cmd, cwd=repo.path, env=host_env, capture_output=True, text=True, timeout=900
         )
@@ -348,21 +414,88 @@ class Road:
             except json.JSONDecodeError:
                 records.append({"msg": line})
         (run_dir / "act.jsonl").write_text(proc.stdout)
-        return ActRun(proc.returncode, records, proc.stderr, artifacts=run_dir / "artifacts")
+        run = ActRun(proc.returncode, records, proc.stderr, artifacts=run_dir / "artifacts")
+        dropped = masked_job_outputs(records, job_outputs(repo.path, actions_from or repo.path))
+        if dropped:
+            # act hands them on; GitHub's runner sends them empty, so the jobs after this one
+            # would have run with "" where act gave them the value: this run proves nothing
+            raise HarnessError(
+                "on GitHub these job outputs arrive empty (they hold a secret's or a masked "
+                f"value; the runner drops them): {dropped}\n{run.explain()}"
+            )
+        return run
 
-    def docker_calls(self) -> list[list[str]]:
-        calls = self.docker_home / "calls.jsonl"
-        if not calls.exists():
-            return []
-        return [json.loads(line) for line in calls.read_text().splitlines()]
+    def path_head(self) -> list[str]:
+        """The stand-ins, then the daemon's docker client: first on a job's PATH."""
+        client = self.docker_env().get("MLGATE_DOCKER_CLIENT")
+        return [str(self.bin_dir()), *([client] if client else [])]
 
-    def containers(self) -> dict[str, Any]:
-        state = self.docker_home / "state.json"
-        return json.loads(state.read_text())["containers"] if state.exists() else {}
+    def docker_out(self, *args: str) -> str:
+        """A docker command against the road's daemon (the harness's own look, not a job's)."""
+        env = {**os.environ, **self.docker_env()}
+        env["PATH"] = os.pathsep.join([*self.path_head(), env["PATH"]])
+        proc = subprocess.run(["docker", *args], capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise HarnessError(f"docker {' '.join(args)}: {proc.stderr}")
+        return proc.stdout.strip()
+
+    def running(self, repository: str, env: str) -> dict[str, Any] | None:
+        """The container the local target runs for repository's env (mlgate's name for it):
+        the image reference it was started from, its URL, its feedback volume."""
+        name = f"{repository.rsplit('/', 1)[-1]}-{env}"
+        try:
+            (info,) = json.loads(self.docker_out("inspect", "--type", "container", name))
+        except HarnessError:
+            return None
+        if info["State"]["Status"] != "running":
+            return None
+        variables = dict(v.split("=", 1) for v in info["Config"]["Env"])
+        ports = info["HostConfig"]["PortBindings"] or {}
+        port = variables.get("PORT") or next((b[0]["HostPort"] for b in ports.values() if b), "")
+        mounts = {m["Destination"]: m["Source"] for m in info["Mounts"]}
+        return {
+            "name": name,
+            "image": info["Config"]["Image"],
+            "digest": info["Image"],
+            "url": f"http://127.0.0.1:{port}",
+            "feedback": mounts.get("/home/bentoml/feedback", ""),
+        }
+
+    def registry_tags(self, repository: str) -> dict[str, str]:
+        """Tag -> digest of repository in the registry, asked over its HTTP API as a puller
+        would (not the daemon's local tags)."""
+        import urllib.error
+        import urllib.request
+
+        host, _, name = repository.partition("/")
+        base = f"http://{host}/v2/{name}"
+        try:
+            with urllib.request.urlopen(f"{base}/tags/list", timeout=10) as r:
+                tags = json.loads(r.read()).get("tags") or []
+        except urllib.error.HTTPError as err:
+            if err.code == 404:  # nothing pushed yet
+                return {}
+            raise
+        accept = ", ".join([
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+            "application/vnd.oci.image.index.v1+json",
+        ])  # fmt: skip
+        digests = {}
+        for tag in tags:
+            req = urllib.request.Request(f"{base}/manifests/{tag}", method="HEAD",
+                                         headers={"Accept": accept})  # fmt: skip
+            with urllib.request.urlopen(req, timeout=10) as r:
+                digests[tag] = r.headers["Docker-Content-Digest"]
+        return digests
 
     def stop_containers(self) -> None:
-        import signal
-
-        for c in self.containers().values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(c["pid"], signal.SIGTERM)
+        """Remove the containers this road's deliveries started (the daemon is shared)."""
+        if self.docker is None:
+            return
+        for repository in self.repositories:
+            for env in ("staging", "production"):
+                name = f"{repository.rsplit('/', 1)[-1]}-{env}"
+                with contextlib.suppress(HarnessError):
+                    self.docker_out("rm", "-f", name)

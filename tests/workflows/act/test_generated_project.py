@@ -9,8 +9,10 @@ its lock installs this checkout); the default path, a published release's wheel 
 is covered by tests/init/test_release.py.
 
 Scenario 1 (a passing pull request: `ml / gate` succeeds, one report comment) and scenario 3
-(push to main: build once, staging with smoke test, production with an approval on record) run
-with the project's own lint and test commands, unchanged.
+(push to main: its real image built once, pulled and run by digest in staging with the smoke
+test, production with an approval on record) run with the project's own lint and test commands,
+unchanged; so does review finding M3's pull request, whose stage outputs come from the DVC
+remote.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ import yaml
 from mlflow import MlflowClient
 
 from mlgate.scaffold.source import Release, this_release
+from tests.conftest import run
 from tests.init.conftest import churn_frame, mlgate_init
-from tests.workflows.act.conftest import pr_event, push_event
+from tests.workflows.act.conftest import pr_event, push_event, with_registry
 from tests.workflows.act.road import ActRun, RemoteHeads, Repo, Road, git, snapshot
-from tests.workflows.act.test_delivery import DELIVERED, approval, pulled
+from tests.workflows.act.test_delivery import DELIVERED, approval
 from tests.workflows.act.test_pull_request import MARKER
 from tests.workflows.fake_github import FakeGitHub
+
+pytestmark = pytest.mark.usefixtures("docker_road")
 
 
 @dataclass
@@ -89,6 +94,12 @@ def project(
     pinned = f"uses: {published.release.repo}/.github/workflows/ml-ci.yml@{published.release.tag}"
     assert pinned in caller, caller
     repo = Repo.create(path, road.home / "remotes", name=github.repo)
+    if road.docker is not None:
+        with_registry(
+            path, road.image_repository(github.repo), road.home / "feedback" / github.repo
+        )
+        git(path, "commit", "-qam", "Images to the registry this runner can reach")
+        repo.push("main")
     github.heads = RemoteHeads(repo.remote)
     return repo
 
@@ -123,16 +134,18 @@ def test_a_generated_project_delivers_to_production_with_an_approval(
 ) -> None:
     model = yaml.safe_load((project.path / "params.yaml").read_text())["project"]["name"]
     github.approvals["6101"] = [approval("bob")]
-    calls_before = len(road.docker_calls())
 
     run = published.act(road, project, "push", ".github/workflows/cd.yml", push_event(project),
                         run_id="6101")  # fmt: skip
     assert run.jobs == DELIVERED, run.explain()
     assert published.set_up_from_the_tag(run), run.explain()
     image, version = run.outputs["build"]["image"], run.outputs["build"]["version"]
-    builds = [c for c in road.docker_calls()[calls_before:] if "build" in c[1:3]]
-    assert len(builds) == 1, f"the image is built once: {builds}"
-    assert pulled(road, calls_before) == [image, image], "staging and production run one digest"
+    repository, digest = image.split("@")
+    tags = road.registry_tags(repository)
+    assert tags == {project.sha: digest, "staging": digest, "production": digest}, tags
+    for env in ("staging", "production"):  # one digest, pulled and started by it
+        container = road.running(repository, env)
+        assert container is not None and container["image"] == image, (env, container)
     assert "smoke: pass" in run.log("staging") and "smoke: pass" in run.log("production")
 
     client = MlflowClient(tracking_uri=road.mlflow_url, registry_uri=road.mlflow_url)
@@ -144,3 +157,39 @@ def test_a_generated_project_delivers_to_production_with_an_approval(
     ]
     assert records[-1]["payload"]["approved_by"] == ["bob"]
     assert records[-1]["payload"]["commit"] == project.sha
+
+
+def test_a_pull_request_whose_stage_outputs_come_from_the_dvc_remote_passes_its_tests(
+    road: Road, github: FakeGitHub, published: Published, project: Repo
+) -> None:
+    """Review finding M3: the team ran the pipeline and pushed its outputs (docs/CUSTOMIZING.md:
+    `dvc push` to shared storage), so a runner's set-up restores them from the DVC remote. A
+    pull request that only raises the gate's bar reruns evaluate and gate, which resume the
+    training run named in the committed run.json: a run of the author's machine, unknown to the
+    runner's fresh store. The project's `make repro test` must retrain there (`mlgate repro`);
+    plain `dvc repro` stops with "training run … is not in the tracking store"."""
+    # the author's machine: the pipeline (its own MLflow store), outputs pushed and committed;
+    # this mlgate with the project's package on the path (its .venv is not copied)
+    run(["mlgate", "repro"], project.path, PYTHONPATH=str(project.path / "src"))
+    run(["dvc", "push", "-q"], project.path)
+    git(project.path, "add", "-A")
+    git(project.path, "commit", "-qm", "Pipeline outputs, pushed to the DVC remote")
+    project.push("main")
+    params = (project.path / "params.yaml").read_text()
+    assert params.count("roc_auc: 0.55") == 1, "the generated gate's bar moved: update the test"
+    project.edit("Raise the gate's bar", {"params.yaml": params.replace("roc_auc: 0.55",
+                 "roc_auc: 0.56")}, branch="bar")  # fmt: skip
+    project.push("bar")
+
+    result = published.act(road, project, "pull_request", ".github/workflows/ci.yml",
+                           pr_event(project, 4, "bar"))  # fmt: skip
+    pulled = "Pull data and cached stage outputs"
+    assert pulled in result.log("test"), result.explain()
+    assert "is not in the tracking store: retraining here" in result.log("test"), result.explain()
+    assert result.jobs == {
+        "lint": "success",
+        "test": "success",  # `make repro test` with the outputs from the remote
+        "pipeline": "success",
+        "gate": "success",
+        "report": "success",
+    }, result.explain()

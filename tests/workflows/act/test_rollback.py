@@ -1,8 +1,9 @@
 """Scenario 4: two rollbacks in a row, run by act through rollback.yml -> ml-rollback.yml.
 
 Production history is made with the commands the cd jobs run (register, image, promote,
-record-deployment) on the host against the same MLflow server, docker stand-in and fake GitHub:
-versions A, B, C promoted in that order. After each rollback, the image production runs and the
+record-deployment) on the host against the same MLflow server, Docker daemon, registry and fake
+GitHub: versions A, B, C, each its own image, promoted in that order. After each rollback, the
+container production runs (pulled by digest), the registry's :production tag and the
 `production` alias must name the same model version.
 """
 
@@ -18,6 +19,8 @@ from tests.conftest import VENV_BIN, run
 from tests.workflows.act.road import UV_DIR, Repo, Road
 from tests.workflows.act.test_delivery import MODEL, alias, approval
 from tests.workflows.fake_github import FakeGitHub
+
+pytestmark = pytest.mark.usefixtures("docker_road")
 
 HISTORY_TOKEN = "ghs_history"
 
@@ -48,12 +51,11 @@ def production_history(
     out.touch()
     env = {
         "PATH": os.pathsep.join(
-            [str(road.bin_dir()), str(VENV_BIN), str(UV_DIR), os.environ["PATH"]]
+            [*road.path_head(), str(VENV_BIN), str(UV_DIR), os.environ["PATH"]]
         ),
         "UV_OFFLINE": "1",  # bentoml locks the bento's requirements with uv, from its cache
         "MLFLOW_TRACKING_URI": road.mlflow_url,
-        "MLGATE_ACT_DOCKER": str(road.docker_home),
-        "MLGATE_ACT_BENTOML": str(VENV_BIN / "bentoml"),
+        **road.docker_env(),
         "BENTOML_HOME": str(road.home / "bentoml"),
         "GITHUB_API_URL": road.github_url,
         "GITHUB_TOKEN": HISTORY_TOKEN,
@@ -76,9 +78,9 @@ def production_history(
     ]
     images = {}
     for version in versions:
-        image_repo = f"ghcr.io/{credit_repo.name}"
-        run(["mlgate", "release", "image", "--version", version, "--image", image_repo,
-             "--tag", f"v{version}"], repo, **env)  # fmt: skip
+        # deploy.image in params: the road's registry
+        run(["mlgate", "release", "image", "--version", version, "--tag", f"v{version}"],
+            repo, **env)  # fmt: skip
         image = outputs(out)["image"]
         images[image] = version
         for to in ("staging", "production"):
@@ -110,8 +112,11 @@ def test_two_rollbacks_leave_the_running_image_and_the_alias_on_one_version(
                           event, inputs={"reason": reason}, run_id=run_id)  # fmt: skip
         assert result.jobs.get("rollback") == "success", result.explain()
         assert github.refused == [], "every request within its job's permissions"
-        running = road.containers()["mlgate-production"]["image"]
+        repository, digest = expected.split("@")
+        container = road.running(repository, "production")
+        running = container["image"] if container else None
         assert running == expected, f"rollback {attempt} restored {running}, not {expected}"
+        assert road.registry_tags(repository)["production"] == digest, ":production moved back"
         if alias(road, "production") != production_history[running]:
             raise ImageAndAliasDiverge(
                 f"after rollback {attempt}: production runs version {production_history[running]}"

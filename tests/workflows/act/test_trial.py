@@ -1,13 +1,17 @@
 """Scenario 3b: the trial stage of ml-cd (deploy.trial.mode), run by act through cd.yml.
 
-Three pushes to main, each approved. The first has no champion, so it goes straight to
-production (and says why). The second runs the candidate in the shadow of the champion while
-this test plays production traffic against the real `bentoml serve` behind the docker
-stand-in, then posts the late labels to /outcome: `mlgate compare` finds the candidate
-non-inferior and the job promotes it (its own image, alias production). The third candidate
-fails on every row (the test-only fault switch of the service): the job aborts, the
-champion's image runs again, the alias stays, and the job fails. Every step is a deployment
-record.
+Four pushes to main, each approved; every image is built by `bentoml containerize`, pushed to
+the registry on 127.0.0.1 and run by digest by the Docker daemon, its feedback records written
+into a volume on the host (the trial's FEEDBACK_URL). The first has no champion, so it goes
+straight to production (and says why). The second runs the candidate in the shadow of the
+champion while this test plays production traffic against the trial container, then posts the
+late labels to /outcome: `mlgate compare` finds the candidate non-inferior and the job promotes
+it (its own image, alias production). The third candidate fails on every row (the service's
+test-only fault switch, in the images' bentofile and switched on through the volume): the
+job aborts, the champion's image runs again, the alias stays, and the job fails. The fourth
+goes canary with that failing candidate answering nearly every request: the trial image fails
+its smoke test, so the champion is restored at once (deploy/trial.py's restore) and the job
+fails. Every step is a deployment record.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -27,14 +34,17 @@ from mlflow.exceptions import MlflowException
 from mlgate.config import load_params
 from mlgate.pipeline import data
 from tests.conftest import run
-from tests.serving.fault import challenger_fault_env
-from tests.workflows.act.conftest import push_event
+from tests.serving.fault import FAULT_ENV, HOOK
+from tests.workflows.act.conftest import clone_on_github, fake_github, push_event
 from tests.workflows.act.road import ActRun, Repo, Road
 from tests.workflows.fake_github import FakeGitHub
 
 MODEL = "credit-trial"  # its own registered model: the session's MLflow server is shared
 ROWS = 240  # above compare.min_rows (200) and min_outcomes (100), the defaults
 DELIVERED = {"gate": "success", "build": "success", "staging": "success", "production": "success"}
+FAULT_IN_IMAGE = "/home/bentoml/feedback/challenger-fault"  # in the production volume
+
+pytestmark = pytest.mark.usefixtures("docker_road")
 
 
 def approval(login: str = "bob") -> dict[str, Any]:
@@ -50,12 +60,27 @@ def alias(road: Road, name: str) -> str | None:
         return None
 
 
-def with_trial(params_text: str) -> str:
+def with_trial(params_text: str, mode: str = "shadow") -> str:
     raw = yaml.safe_load(params_text)
     raw["project"]["name"] = MODEL
     # seconds, not minutes: the traffic below arrives within one; max_minutes bounds a hang
-    raw["deploy"]["trial"] = {"mode": "shadow", "min_minutes": 0, "max_minutes": 8,
+    raw["deploy"]["trial"] = {"mode": mode, "min_minutes": 0, "max_minutes": 8,
                               "poll_seconds": 3}  # fmt: skip
+    if mode == "canary":  # the challenger answers nearly every request
+        raw["serving"]["strategy"]["share"] = 0.99
+    return yaml.safe_dump(raw, sort_keys=False)
+
+
+def with_fault_switch(bentofile_text: str) -> str:
+    """The test-only fault switch in the image (tests/serving/challenger_fault, carried in the
+    bento's src/ and first on PYTHONPATH); its file is in the feedback volume, so the test
+    turns the challenger's failure on and off from the host."""
+    raw = yaml.safe_load(bentofile_text)
+    raw["include"].append(f"{HOOK.name}/*.py")
+    raw["envs"] += [
+        {"name": FAULT_ENV, "value": FAULT_IN_IMAGE},
+        {"name": "PYTHONPATH", "value": f"/home/bentoml/bento/src/{HOOK.name}"},
+    ]
     return yaml.safe_dump(raw, sort_keys=False)
 
 
@@ -95,23 +120,20 @@ class Traffic(threading.Thread):
     """Production's users while the trial runs: once the trial image serves, every row is
     scored on /predict, then its label arrives on /outcome."""
 
-    def __init__(self, road: Road, sha: str, rows: list[tuple[dict[str, Any], Any]]) -> None:
+    def __init__(self, road: Road, repo: Repo, rows: list[tuple[dict[str, Any], Any]]) -> None:
         super().__init__(daemon=True)
-        self.road, self.sha, self.rows = road, sha, rows
+        self.road, self.sha, self.rows = road, repo.sha, rows
+        self.repository = f"{road.registry}/{repo.name}"
         self.stop = threading.Event()
         self.sent = 0
         self.problems: list[str] = []
 
     def trial_container(self) -> dict[str, Any] | None:
-        state_file = self.road.docker_home / "state.json"
-        if not state_file.exists():
+        """Production's container once it runs the trial image (pushed as SHA-trial)."""
+        digest = self.road.registry_tags(self.repository).get(f"{self.sha}-trial")
+        running = self.road.running(self.repository, "production")
+        if digest is None or running is None:
             return None
-        state = json.loads(state_file.read_text())
-        trial = next((ref for ref in state["registry"] if ref.endswith(f":{self.sha}-trial")), None)
-        running = state["containers"].get("mlgate-production")
-        if trial is None or running is None:
-            return None
-        digest = state["registry"][trial]["digest"]
         return running if running["image"].endswith(f"@{digest}") else None
 
     def run(self) -> None:
@@ -162,32 +184,98 @@ def production_records(github: FakeGitHub) -> list[dict[str, Any]]:
             if d["environment"] == "production" and d.get("payload", {}).get("image")]  # fmt: skip
 
 
+@dataclass
+class Champion:
+    """The module's repository after its first delivery: version 1 in production, no trial."""
+
+    github: FakeGitHub
+    repo: Repo
+    repository: str  # the image repository in the road's registry
+    feedback: Path  # production's volume on the host: the trial's FEEDBACK_URL
+    rows: list[tuple[dict[str, Any], Any]]
+    runs: int = 5100
+
+    @property
+    def secret(self) -> list[str]:
+        return ["-s", f"MLGATE_FEEDBACK_URL={self.feedback}"]
+
+    def running(self, road: Road) -> str:
+        """The image production's container was started from (by digest), on its volume."""
+        container = road.running(self.repository, "production")
+        assert container is not None, "nothing runs as production"
+        assert container["feedback"] == str(self.feedback), container
+        return container["image"]
+
+    def push(self, message: str, changes: dict[str, str | None]) -> str:
+        """Commit and push to main; returns the run id of its (approved) delivery."""
+        self.repo.edit(message, changes)
+        self.repo.push("main")
+        self.runs += 1
+        self.github.approvals[str(self.runs)] = [approval()]
+        return str(self.runs)
+
+    def fault(self, on: bool) -> None:
+        """The challenger's fault switch, read by the service in the container (its volume)."""
+        switch = self.feedback / "challenger-fault"
+        if on:
+            switch.write_text("raise")
+        else:
+            switch.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def champion(docker_road: Road, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Champion]:
+    """One repository for the module and its first delivery, made once: every trial needs a
+    champion in production, and a real delivery makes it (then each test's push trials against
+    whatever production runs by then)."""
+    road = docker_road
+    with fake_github(road, "trial") as github:
+        repo = clone_on_github(road, github, tmp_path_factory.mktemp("trial") / "clone")
+        params, bentofile = repo.path / "params.yaml", repo.path / "bentofile.yaml"
+        # the switch is in every image from the first (an env line early in the Dockerfile:
+        # added later, it would rebuild every layer after it); off until its file exists
+        hook = f"src/{HOOK.name}/sitecustomize.py"
+        repo.edit("Trial new models in the shadow of production",
+                  {"params.yaml": with_trial(params.read_text()),
+                   "bentofile.yaml": with_fault_switch(bentofile.read_text()),
+                   hook: (HOOK / "sitecustomize.py").read_text()})  # fmt: skip
+        repo.push("main")
+        made = Champion(github, repo, f"{road.registry}/{repo.name}",
+                        road.home / "feedback" / repo.name / "production",
+                        labelled_rows(repo))  # fmt: skip
+
+        # no champion yet: straight to production, and the log says why there is no trial
+        made.runs += 1
+        github.approvals[str(made.runs)] = [approval()]
+        first = deliver(road, repo, str(made.runs), extra=made.secret)
+        assert first.jobs == DELIVERED, first.explain()
+        assert "no model holds alias production yet" in first.log("build"), first.explain()
+        v1, image1 = first.outputs["build"]["version"], first.outputs["build"]["image"]
+        assert first.outputs["build"].get("trial_image", "") == ""
+        assert alias(road, "production") == v1 and made.running(road) == image1
+        yield made
+
+
+def production_now(road: Road) -> tuple[str, str]:
+    """(version, image) production holds: alias production and the image it was promoted with."""
+    client = MlflowClient(tracking_uri=road.mlflow_url, registry_uri=road.mlflow_url)
+    version = client.get_model_version_by_alias(MODEL, "production")
+    return version.version, version.tags["mlgate.image"]
+
+
 def test_a_trial_promotes_a_sound_candidate_and_aborts_a_failing_one(
-    road: Road, github: FakeGitHub, credit_repo: Repo, tmp_path: Path
+    road: Road, champion: Champion
 ) -> None:
-    feedback = road.docker_home / "containers" / "mlgate-production" / "feedback"
-    secret = ["-s", f"MLGATE_FEEDBACK_URL={feedback}"]
-    params = credit_repo.path / "params.yaml"
-    credit_repo.edit("Trial new models in the shadow of production",
-                     {"params.yaml": with_trial(params.read_text())})  # fmt: skip
-    credit_repo.push("main")
-    rows = labelled_rows(credit_repo)
+    github, repo = champion.github, champion.repo
+    params = repo.path / "params.yaml"
+    v1, image1 = production_now(road)
+    champion.fault(on=False)
 
-    # 1. no champion yet: straight to production, and the log says why there is no trial
-    github.approvals["5101"] = [approval()]
-    first = deliver(road, credit_repo, "5101", extra=secret)
-    assert first.jobs == DELIVERED, first.explain()
-    assert "no model holds alias production yet" in first.log("build"), first.explain()
-    v1, image1 = first.outputs["build"]["version"], first.outputs["build"]["image"]
-    assert first.outputs["build"].get("trial_image", "") == ""
-    assert alias(road, "production") == v1
-
-    # 2. a sound candidate in the shadow of v1: the evidence promotes it
-    credit_repo.edit("Document the trial", {"TRIAL.md": "shadow first\n"})
-    credit_repo.push("main")
-    github.approvals["5102"] = [approval()]
-    traffic = Traffic(road, credit_repo.sha, rows)
-    second = deliver(road, credit_repo, "5102", traffic, extra=secret)
+    # a sound candidate in the shadow of the champion: the evidence promotes it
+    run_id = champion.push("Document the trial", {"TRIAL.md": "shadow first\n",
+                           "params.yaml": with_trial(params.read_text())})  # fmt: skip
+    traffic = Traffic(road, repo, champion.rows)
+    second = deliver(road, repo, run_id, traffic, extra=champion.secret)
     assert not traffic.problems, traffic.problems[:5]
     assert traffic.sent == ROWS, f"{traffic.sent} outcomes posted\n{second.explain()}"
     assert second.jobs == DELIVERED, second.explain()
@@ -198,29 +286,54 @@ def test_a_trial_promotes_a_sound_candidate_and_aborts_a_failing_one(
     log = second.log("production")
     assert "trial: shadow: champion version" in log and ": promote - " in log, second.explain()
     assert alias(road, "production") == v2
-    assert road.containers()["mlgate-production"]["image"] == image2  # the candidate alone
+    assert champion.running(road) == image2  # the candidate alone
+    assert road.registry_tags(champion.repository)["production"] == image2.split("@")[1]
     stages = [(r.get("stage"), r["model_version"], r["image"]) for r in production_records(github)]
     assert stages[-2:] == [("trial", v2, trial2), ("promoted", v2, image2)], stages
     promoted = production_records(github)[-1]
     assert promoted["trial"]["verdict"] == "promote" and promoted["approved_by"] == ["bob"]
 
-    # 3. a candidate that fails on every row: aborted, v2 serves again, the job fails
-    fault = tmp_path / "challenger-fault"
-    fault.write_text("raise")
-    credit_repo.edit("Try another model", {"TRIAL.md": "and again\n"})
-    credit_repo.push("main")
-    github.approvals["5103"] = [approval()]
-    traffic = Traffic(road, credit_repo.sha, rows)
-    # the test-only hook (tests/serving/fault.py) reaches the served trial through the job's env
-    failing = [arg for k, v in challenger_fault_env(fault).items() for arg in ("--env", f"{k}={v}")]
-    third = deliver(road, credit_repo, "5103", traffic, extra=[*secret, *failing])
+    # a candidate that fails on every row: aborted, v2 serves again, the job fails
+    champion.fault(on=True)
+    run_id = champion.push("Try another model", {"TRIAL.md": "and again\n"})
+    traffic = Traffic(road, repo, champion.rows)
+    third = deliver(road, repo, run_id, traffic, extra=champion.secret)
     assert third.jobs.get("production") == "failure", third.explain()
     v3 = third.outputs["build"]["version"]
     log = third.log("production")
     assert "trial aborted: challenger error rate" in log, third.explain()
     assert alias(road, "production") == v2, "an aborted trial never moves production"
-    assert road.containers()["mlgate-production"]["image"] == image2  # the champion again
+    assert champion.running(road) == image2  # the champion again
     stages = [(r.get("stage"), r["model_version"]) for r in production_records(github)]
     assert stages[-2:] == [("trial", v3), ("aborted", v2)], stages
     aborted = production_records(github)[-1]
     assert aborted["trial"]["verdict"] == "abort" and aborted["candidate"] == v3
+
+
+def test_a_trial_image_failing_its_smoke_test_restores_the_champion_at_once(
+    road: Road, champion: Champion
+) -> None:
+    """Canary, the failing candidate answering nearly every request: the trial image fails its
+    smoke test, and the champion runs again at once (no traffic, no comparison), recorded as the
+    end of the trial; the job fails. Without deploy/trial.py's restore, the failing trial image
+    would stay live as production."""
+    github, params = champion.github, champion.repo.path / "params.yaml"
+    version, image = production_now(road)
+    champion.fault(on=True)
+    before = len(production_records(github))
+
+    run_id = champion.push("Canary the next model",
+                           {"params.yaml": with_trial(params.read_text(), "canary")})  # fmt: skip
+    run = deliver(road, champion.repo, run_id, extra=champion.secret)
+    assert run.jobs.get("production") == "failure", run.explain()
+    candidate, trial = run.outputs["build"]["version"], run.outputs["build"]["trial_image"]
+    assert "@sha256:" in trial, run.explain()
+    log = run.log("production")
+    assert "the trial image failed to deploy: restoring the champion" in log, run.explain()
+    assert champion.running(road) == image, "the champion runs again, not the failing trial image"
+    assert alias(road, "production") == version
+    records = production_records(github)
+    assert len(records) == before + 1, "nothing recorded for a trial image that never passed"
+    last = records[-1]
+    assert (last["stage"], last["model_version"], last["image"]) == ("aborted", version, image)
+    assert last["candidate"] == candidate and last["trial"]["verdict"] == "abort", last

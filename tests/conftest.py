@@ -37,19 +37,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 # Under pytest-xdist (`make test` runs `-n auto --dist loadgroup`), tests that share a
-# process-wide fixture run on one worker, so it is made once: one `bentoml serve` of one
-# bento, one fresh clone. (trained_repo is shared by every worker through a file lock.)
-ONE_WORKER_FIXTURES = {"server": "serving", "bento": "serving", "fresh_clone": "fresh-clone"}
-# ... and each project tests/init generates (minutes each): one group per project, not per
-# module, so the two are made at the same time on two workers
-ONE_WORKER_FIXTURES |= {"churn_project": "init-churn", "house_project": "init-houses"}
+# process-wide fixture run on one worker, so it is made once: one bento and its `bentoml
+# serve`, one fresh clone, and each project tests/init generates (minutes each: one
+# group per project, not per module, so the two are made at the same time on two workers).
+# Keyed by where the fixture is defined, not by its name alone: tests/init's `server` (a file
+# server per test) is no `bentoml serve`, and grouping by name put its tests in that queue.
+# (trained_repo is shared by every worker through made_once's file lock.)
+ONE_WORKER_FIXTURES = {
+    "tests.serving.conftest:server": "serving",
+    "tests.serving.conftest:bento": "serving",
+    "tests.readme.conftest:fresh_clone": "fresh-clone",
+    "tests.init.test_init_projects:churn_project": "init-churn",
+    "tests.init.test_init_projects:house_project": "init-houses",
+}
 
 
-def module_scoped(item: pytest.Item) -> bool:
-    """Whether the test uses a module-scoped fixture of its own (set up once per worker)."""
+def fixture_defs(item: pytest.Item) -> dict[str, pytest.FixtureDef[object]]:
+    """The fixtures a test uses (its whole closure), each as `module:name` of its definition."""
     info = getattr(item, "_fixtureinfo", None)
-    defs = info.name2fixturedefs.values() if info else ()
-    return any(d[-1].scope == "module" for d in defs if d)
+    defs = info.name2fixturedefs.items() if info else ()
+    return {f"{d[-1].func.__module__}:{name}": d[-1] for name, d in defs if d}
+
+
+def one_worker_group(item: pytest.Item) -> str | None:
+    """The xdist group a test must share a worker with, if any."""
+    used = fixture_defs(item)
+    group = next((g for f, g in ONE_WORKER_FIXTURES.items() if f in used), None)
+    if group is None and any(d.scope == "module" for d in used.values()) and item.module:
+        group = f"module-{item.module.__name__}"  # a module-scoped fixture of its own
+    return group
 
 
 # A wrapper: the groups are marked before every other hook (xdist's turns xdist_group marks
@@ -57,10 +73,7 @@ def module_scoped(item: pytest.Item) -> bool:
 @pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
     for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        group = next((g for f, g in ONE_WORKER_FIXTURES.items() if f in fixtures), None)
-        if group is None and module_scoped(item):
-            group = f"module-{item.module.__name__}" if item.module else None
+        group = one_worker_group(item)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
     yield

@@ -37,15 +37,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 # Under pytest-xdist (`make test` runs `-n auto --dist loadgroup`), tests that share a
-# process-wide fixture run on one worker, so it is made once: one bento and its `bentoml
-# serve`, one fresh clone, and each project tests/init generates (minutes each: one
+# process-wide fixture run on one worker, so it is made once: one `bentoml serve` of the
+# shared bento, one fresh clone, and each project tests/init generates (minutes each: one
 # group per project, not per module, so the two are made at the same time on two workers).
 # Keyed by where the fixture is defined, not by its name alone: tests/init's `server` (a file
 # server per test) is no `bentoml serve`, and grouping by name put its tests in that queue.
-# (trained_repo is shared by every worker through made_once's file lock.)
+# (trained_repo and bento are folders, shared by every worker through made_once's file lock.)
 ONE_WORKER_FIXTURES = {
     "tests.serving.conftest:server": "serving",
-    "tests.serving.conftest:bento": "serving",
     "tests.readme.conftest:fresh_clone": "fresh-clone",
     "tests.init.test_init_projects:churn_project": "init-churn",
     "tests.init.test_init_projects:house_project": "init-houses",

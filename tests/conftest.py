@@ -67,6 +67,27 @@ def one_worker_group(item: pytest.Item) -> str | None:
     return group
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # xdist's loadgroup queues the groups by how many tests each holds (108 quick checks of
+    # one module before a fresh clone of minutes in 2 tests, which then starts late and ends
+    # the run alone); keep the order by cost that pytest_collection_modifyitems sets instead.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def cost_rank(item: pytest.Item) -> int:
+    """Where a test's work unit goes in the xdist queue: the longest first, so the quick tests
+    fill the workers' last minutes instead of one long chain starting when the others are
+    done. The one-worker chains (minutes each), then the other slow groups (a module's
+    shared fixture, an act scenario file), every other slow test, and the quick ones last."""
+    marker = item.get_closest_marker("xdist_group")
+    group = (marker.args[0] if marker.args else marker.kwargs.get("name")) if marker else None
+    slow = item.get_closest_marker("slow") is not None
+    if group in ONE_WORKER_FIXTURES.values():
+        return list(ONE_WORKER_FIXTURES.values()).index(group)
+    return len(ONE_WORKER_FIXTURES) + (0 if group and slow else 1 if slow else 2)
+
+
 # A wrapper: the groups are marked before every other hook (xdist's turns xdist_group marks
 # into groups, and must see ours), the order is set after them (act's conftest marks its own).
 @pytest.hookimpl(wrapper=True)
@@ -76,15 +97,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
     yield
-
-    def rank(item: pytest.Item) -> int:
-        if item.get_closest_marker("xdist_group"):
-            return 0
-        return 1 if item.get_closest_marker("slow") else 2
-
-    # Longest first (the grouped chains, then every slow test): the quick tests fill the
-    # workers' last minutes instead of one long test starting when the others are done.
-    items.sort(key=rank)
+    items.sort(key=cost_rank)  # stable: within a rank, the order of collection
 
 
 UNGROUPED: set[str] = set()  # tests whose xdist_group this worker's xdist did not apply

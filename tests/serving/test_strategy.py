@@ -26,6 +26,8 @@ from tests.pipeline.test_repro import set_param
 from tests.serving.conftest import Server, bentoml_env, serving
 from tests.serving.test_service import GOOD, metric
 
+pytestmark = pytest.mark.slow
+
 SHARE = 0.3
 
 

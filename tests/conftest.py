@@ -304,3 +304,21 @@ def trained_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             run(["dvc", "repro"], repo)
             run(["mlgate", "register"], repo)
     yield repo
+
+
+@pytest.fixture(scope="session")
+def retrained_repo(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """trained_repo retrained with another C (0.3, through `dvc repro`): a second gated
+    training run in its store, not yet registered (`mlgate register` makes it version 2).
+
+    The second model the registry road and the champion/challenger bentos both need, trained
+    once per run and shared like trained_repo: tests must not change it; copy it to mutate."""
+    from tests.pipeline.test_repro import ran_stages, set_param
+
+    with made_once(tmp_path_factory, "retrained-repo") as (repo, to_make):
+        if to_make:
+            shutil.copytree(trained_repo, repo, symlinks=True, dirs_exist_ok=True)
+            set_param(repo, "train.hyperparameters.C", 0.3)
+            out = run(["dvc", "repro"], repo)
+            assert ran_stages(out.stdout) == ["train", "evaluate", "gate"]
+    yield repo

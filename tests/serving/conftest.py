@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import VENV_BIN, free_port, made_once, run, stop_group, tool_env
+from tests.conftest import ROOT, VENV_BIN, free_port, made_once, run, stop_group, tool_env
 
 START_TIMEOUT = 90
 
@@ -73,6 +73,32 @@ class Server(Endpoint):
         workers = server.children(recursive=True)
         processes = workers if workers_only else [server, *workers]
         return len(processes), {m.path for p in processes for m in p.memory_maps()}
+
+
+@pytest.fixture(scope="session")
+def example_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding what the pipeline's validate, split and train stages write for the
+    example (artifacts/data/{train,test}.parquet, artifacts/model/model.joblib, at params'
+    paths), made in-process by the stages' own functions: the scorers' tests need the model
+    and its data, not DVC or MLflow, and run in the fast tier (trained_repo takes a minute)."""
+    import joblib
+
+    from mlgate import data
+    from mlgate.config import load_params
+    from mlgate.stages import split, train
+
+    folder = tmp_path_factory.mktemp("example-model")
+    params = load_params(ROOT / "params.yaml")
+    validated = folder / "validated.parquet"
+    data.save(data.load(ROOT / params.data.raw, params), validated)  # validate
+    train_split, test_split = split.split_frame(data.load(validated, params), params)
+    for part, path in ((train_split, params.split.train), (test_split, params.split.test)):
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        data.save(part, folder / path)
+    model = train.fit(data.load(folder / params.split.train, params), params)
+    (folder / params.train.model).parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, folder / params.train.model)
+    return folder
 
 
 @pytest.fixture(scope="session")

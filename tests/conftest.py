@@ -73,6 +73,21 @@ def pytest_configure(config: pytest.Config) -> None:
     # the run alone); keep the order by cost that pytest_collection_modifyitems sets instead.
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")  # set in xdist workers
+    if workers:
+        limit_threads(int(workers))
+
+
+def limit_threads(workers: int) -> None:
+    """Give each xdist worker its share of the cores for OpenMP and BLAS, as scikit-learn's
+    own conftest does: with one thread per core in every worker the threads outnumber the
+    cores and wait for each other at every barrier (a HistGradientBoosting fit in
+    test_scorer: 9 s beside a quiet worker, 85 s on a loaded machine). Only the workers'
+    own fits: the processes the tests start (dvc stages, servers) keep their defaults."""
+    import sklearn.utils._openmp_helpers  # noqa: F401  (loads the OpenMP runtime to limit)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(max(1, (os.cpu_count() or 1) // workers))
 
 
 def cost_rank(item: pytest.Item) -> int:

@@ -37,19 +37,70 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 # Under pytest-xdist (`make test` runs `-n auto --dist loadgroup`), tests that share a
-# process-wide fixture run on one worker, so it is made once: one `bentoml serve` of one
-# bento, one fresh clone. (trained_repo is shared by every worker through a file lock.)
-ONE_WORKER_FIXTURES = {"server": "serving", "bento": "serving", "fresh_clone": "fresh-clone"}
-# ... and each project tests/init generates (minutes each): one group per project, not per
-# module, so the two are made at the same time on two workers
-ONE_WORKER_FIXTURES |= {"churn_project": "init-churn", "house_project": "init-houses"}
+# process-wide fixture run on one worker, so it is made once: one `bentoml serve` of the
+# shared bento, one fresh clone, and each project tests/init generates (minutes each: one
+# group per project, not per module, so the two are made at the same time on two workers).
+# Keyed by where the fixture is defined, not by its name alone: tests/init's `server` (a file
+# server per test) is no `bentoml serve`, and grouping by name put its tests in that queue.
+# (trained_repo and bento are folders, shared by every worker through made_once's file lock.)
+ONE_WORKER_FIXTURES = {
+    "tests.serving.conftest:server": "serving",
+    "tests.readme.conftest:fresh_clone": "fresh-clone",
+    "tests.init.test_init_projects:churn_project": "init-churn",
+    "tests.init.test_init_projects:house_project": "init-houses",
+}
 
 
-def module_scoped(item: pytest.Item) -> bool:
-    """Whether the test uses a module-scoped fixture of its own (set up once per worker)."""
+def fixture_defs(item: pytest.Item) -> dict[str, pytest.FixtureDef[object]]:
+    """The fixtures a test uses (its whole closure), each as `module:name` of its definition."""
     info = getattr(item, "_fixtureinfo", None)
-    defs = info.name2fixturedefs.values() if info else ()
-    return any(d[-1].scope == "module" for d in defs if d)
+    defs = info.name2fixturedefs.items() if info else ()
+    return {f"{d[-1].func.__module__}:{name}": d[-1] for name, d in defs if d}
+
+
+def one_worker_group(item: pytest.Item) -> str | None:
+    """The xdist group a test must share a worker with, if any."""
+    used = fixture_defs(item)
+    group = next((g for f, g in ONE_WORKER_FIXTURES.items() if f in used), None)
+    if group is None and any(d.scope == "module" for d in used.values()) and item.module:
+        group = f"module-{item.module.__name__}"  # a module-scoped fixture of its own
+    return group
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # xdist's loadgroup queues the groups by how many tests each holds (108 quick checks of
+    # one module before a fresh clone of minutes in 2 tests, which then starts late and ends
+    # the run alone); keep the order by cost that pytest_collection_modifyitems sets instead.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")  # set in xdist workers
+    if workers:
+        limit_threads(int(workers))
+
+
+def limit_threads(workers: int) -> None:
+    """Give each xdist worker its share of the cores for OpenMP and BLAS, as scikit-learn's
+    own conftest does: with one thread per core in every worker the threads outnumber the
+    cores and wait for each other at every barrier (a HistGradientBoosting fit in
+    test_scorer: 9 s beside a quiet worker, 85 s on a loaded machine). Only the workers'
+    own fits: the processes the tests start (dvc stages, servers) keep their defaults."""
+    import sklearn.utils._openmp_helpers  # noqa: F401  (loads the OpenMP runtime to limit)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(max(1, (os.cpu_count() or 1) // workers))
+
+
+def cost_rank(item: pytest.Item) -> int:
+    """Where a test's work unit goes in the xdist queue: the longest first, so the quick tests
+    fill the workers' last minutes instead of one long chain starting when the others are
+    done. The one-worker chains (minutes each), then the other slow groups (a module's
+    shared fixture, an act scenario file), every other slow test, and the quick ones last."""
+    marker = item.get_closest_marker("xdist_group")
+    group = (marker.args[0] if marker.args else marker.kwargs.get("name")) if marker else None
+    slow = item.get_closest_marker("slow") is not None
+    if group in ONE_WORKER_FIXTURES.values():
+        return list(ONE_WORKER_FIXTURES.values()).index(group)
+    return len(ONE_WORKER_FIXTURES) + (0 if group and slow else 1 if slow else 2)
 
 
 # A wrapper: the groups are marked before every other hook (xdist's turns xdist_group marks
@@ -57,22 +108,11 @@ def module_scoped(item: pytest.Item) -> bool:
 @pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
     for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        group = next((g for f, g in ONE_WORKER_FIXTURES.items() if f in fixtures), None)
-        if group is None and module_scoped(item):
-            group = f"module-{item.module.__name__}" if item.module else None
+        group = one_worker_group(item)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
     yield
-
-    def rank(item: pytest.Item) -> int:
-        if item.get_closest_marker("xdist_group"):
-            return 0
-        return 1 if item.get_closest_marker("slow") else 2
-
-    # Longest first (the grouped chains, then every slow test): the quick tests fill the
-    # workers' last minutes instead of one long test starting when the others are done.
-    items.sort(key=rank)
+    items.sort(key=cost_rank)  # stable: within a rank, the order of collection
 
 
 UNGROUPED: set[str] = set()  # tests whose xdist_group this worker's xdist did not apply
@@ -318,3 +358,21 @@ def docker_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
                 down = subprocess.run([*DOCKER_LOCAL, "down", str(state)],
                                       capture_output=True, text=True, timeout=300)  # fmt: skip
                 assert down.returncode == 0, down.stderr
+
+
+@pytest.fixture(scope="session")
+def retrained_repo(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """trained_repo retrained with another C (0.3, through `dvc repro`): a second gated
+    training run in its store, not yet registered (`mlgate register` makes it version 2).
+
+    The second model the registry road and the champion/challenger bentos both need, trained
+    once per run and shared like trained_repo: tests must not change it; copy it to mutate."""
+    from tests.pipeline.test_repro import ran_stages, set_param
+
+    with made_once(tmp_path_factory, "retrained-repo") as (repo, to_make):
+        if to_make:
+            shutil.copytree(trained_repo, repo, symlinks=True, dirs_exist_ok=True)
+            set_param(repo, "train.hyperparameters.C", 0.3)
+            out = run(["dvc", "repro"], repo)
+            assert ran_stages(out.stdout) == ["train", "evaluate", "gate"]
+    yield repo

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import VENV_BIN, free_port, run, stop_group, tool_env
+from tests.conftest import ROOT, VENV_BIN, free_port, made_once, run, stop_group, tool_env
 
 START_TIMEOUT = 90
 
@@ -76,12 +76,49 @@ class Server(Endpoint):
 
 
 @pytest.fixture(scope="session")
+def example_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding what the pipeline's validate, split and train stages write for the
+    example (artifacts/data/{train,test}.parquet, artifacts/model/model.joblib, at params'
+    paths), made in-process by the stages' own functions: the scorers' tests need the model
+    and its data, not DVC or MLflow, and run in the fast tier (trained_repo takes a minute)."""
+    import joblib
+
+    from mlgate.config import load_params
+    from mlgate.pipeline import data
+    from mlgate.pipeline.stages import split, train
+
+    folder = tmp_path_factory.mktemp("example-model")
+    params = load_params(ROOT / "params.yaml")
+    validated = folder / "validated.parquet"
+    data.save(data.load(ROOT / params.data.raw, params), validated)  # validate
+    train_split, test_split = split.split_frame(data.load(validated, params), params)
+    for part, path in ((train_split, params.split.train), (test_split, params.split.test)):
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        data.save(part, folder / path)
+    model = train.fit(data.load(folder / params.split.train, params), params)
+    (folder / params.train.model).parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, folder / params.train.model)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def bento(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     """`mlgate build` of the registered candidate into a private BentoML home, as CI runs it.
 
     With serving.scorer: onnx, so the served tests run the ONNX Runtime path over HTTP (under
-    `auto` the example's binary logistic regression takes the NumPy path: test_scorer.py)."""
-    home = tmp_path_factory.mktemp("bentoml-home")
+    `auto` the example's binary logistic regression takes the NumPy path: test_scorer.py).
+
+    Built once per run and shared by every xdist worker (made_once): the served tests, the
+    image test and the project-home test read it on whichever worker they run. Read-only:
+    a test that builds or deletes bentos uses a home of its own (`home`)."""
+    with made_once(tmp_path_factory, "bentoml-home") as (home, to_make):
+        if to_make:
+            (home / "tag").write_text(build_bento(trained_repo, home), encoding="utf-8")
+    return (home / "tag").read_text(encoding="utf-8"), home
+
+
+def build_bento(trained_repo: Path, home: Path) -> str:
+    """The bento's tag, built into `home` (see `bento`)."""
     output = home / "github_output"
     with (trained_repo / "params.yaml").open(encoding="utf-8") as fh:
         params = yaml.safe_load(fh)
@@ -105,7 +142,7 @@ def bento(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
         "    pass\n"
     )
     run([str(VENV_BIN / "python"), "-c", decoy], trained_repo, **bentoml_env(home))
-    return tag, home
+    return tag
 
 
 @pytest.fixture(scope="module")

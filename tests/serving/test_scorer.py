@@ -25,12 +25,10 @@ from mlgate.serving.scorer import (
 )
 from mlgate.serving.trees import TreeScorer
 
-pytestmark = pytest.mark.slow  # needs the trained repo
 
-
-def test_lean_scores_equal_the_pipeline_on_the_test_set(trained_repo: Path) -> None:
-    model = joblib.load(trained_repo / "artifacts/model/model.joblib")
-    test = pd.read_parquet(trained_repo / "artifacts/data/test.parquet")
+def test_lean_scores_equal_the_pipeline_on_the_test_set(example_model: Path) -> None:
+    model = joblib.load(example_model / "artifacts/model/model.joblib")
+    test = pd.read_parquet(example_model / "artifacts/data/test.parquet")
     rows = test.drop(columns=["risk"]).to_dict("records")
     scorer = make_scorer(model, 1, list(model.feature_names_in_))
     assert isinstance(scorer, LeanScorer) and scorer.linear
@@ -42,25 +40,24 @@ def test_lean_scores_equal_the_pipeline_on_the_test_set(trained_repo: Path) -> N
     assert np.allclose(zero.scores(rows), 1 - expected)
 
 
-def test_unseen_category_scores_like_the_pipeline(trained_repo: Path) -> None:
+def test_unseen_category_scores_like_the_pipeline(example_model: Path) -> None:
     """handle_unknown="ignore": an unseen category is all zeros in both paths."""
-    model = joblib.load(trained_repo / "artifacts/model/model.joblib")
-    test = (
-        pd.read_parquet(trained_repo / "artifacts/data/test.parquet").drop(columns=["risk"]).head(5)
-    )
+    model = joblib.load(example_model / "artifacts/model/model.joblib")
+    test = pd.read_parquet(example_model / "artifacts/data/test.parquet")
+    test = test.drop(columns=["risk"]).head(5)
     test["purpose"] = "never-seen"
     lean = LeanScorer.from_pipeline(model, 1).scores(test.to_dict("records"))
     full = PipelineScorer(model, 1, list(model.feature_names_in_)).scores(test.to_dict("records"))
     assert np.allclose(lean, full)
 
 
-def test_other_estimators_get_the_lean_matrix(trained_repo: Path) -> None:
+def test_other_estimators_get_the_lean_matrix(example_model: Path) -> None:
     from sklearn.base import clone
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.pipeline import Pipeline
 
-    model = joblib.load(trained_repo / "artifacts/model/model.joblib")
-    train = pd.read_parquet(trained_repo / "artifacts/data/train.parquet")
+    model = joblib.load(example_model / "artifacts/model/model.joblib")
+    train = pd.read_parquet(example_model / "artifacts/data/train.parquet")
     forest = Pipeline(
         [("preprocess", clone(model.steps[0][1])), ("estimator", RandomForestClassifier(10))]
     ).fit(train[model.feature_names_in_], train["risk"])
@@ -71,18 +68,18 @@ def test_other_estimators_get_the_lean_matrix(trained_repo: Path) -> None:
     assert np.allclose(scorer.scores(rows), expected)
 
 
-def test_unknown_pipeline_shape_falls_back_to_the_pipeline(trained_repo: Path) -> None:
+def test_unknown_pipeline_shape_falls_back_to_the_pipeline(example_model: Path) -> None:
     from sklearn.dummy import DummyClassifier
 
-    train = pd.read_parquet(trained_repo / "artifacts/data/train.parquet")
+    train = pd.read_parquet(example_model / "artifacts/data/train.parquet")
     dummy = DummyClassifier().fit(train[["age"]], train["risk"])
     assert isinstance(make_scorer(dummy, 1, ["age"]), PipelineScorer)
 
 
-def test_onnx_scores_equal_the_pipeline_on_the_test_set(trained_repo: Path) -> None:
+def test_onnx_scores_equal_the_pipeline_on_the_test_set(example_model: Path) -> None:
     """skl2onnx's graph of the trained Pipeline under ONNX Runtime, from what the bento stores."""
-    model = joblib.load(trained_repo / "artifacts/model/model.joblib")
-    test = pd.read_parquet(trained_repo / "artifacts/data/test.parquet")
+    model = joblib.load(example_model / "artifacts/model/model.joblib")
+    test = pd.read_parquet(example_model / "artifacts/data/test.parquet")
     rows = test.drop(columns=["risk"]).to_dict("records")
     converted = OnnxScorer.convert(model, 1)
     stored = OnnxScorer(converted.graph, json.loads(json.dumps(converted.spec)))
@@ -93,7 +90,7 @@ def test_onnx_scores_equal_the_pipeline_on_the_test_set(trained_repo: Path) -> N
 
 
 def fitted_on_example(
-    trained_repo: Path, estimator: Any, target: str = "risk", positive: Any = 1
+    example_model: Path, estimator: Any, target: str = "risk", positive: Any = 1
 ) -> tuple[Any, list[dict[str, Any]], np.ndarray]:
     """`estimator` after the project's preprocessing, fitted here on the example's train split
     to predict `target` from the other features (a regressor: positive None): the Pipeline,
@@ -101,9 +98,9 @@ def fitted_on_example(
     from sklearn.base import clone
     from sklearn.pipeline import Pipeline
 
-    model = joblib.load(trained_repo / "artifacts/model/model.joblib")
-    train = pd.read_parquet(trained_repo / "artifacts/data/train.parquet")
-    test = pd.read_parquet(trained_repo / "artifacts/data/test.parquet")
+    model = joblib.load(example_model / "artifacts/model/model.joblib")
+    train = pd.read_parquet(example_model / "artifacts/data/train.parquet")
+    test = pd.read_parquet(example_model / "artifacts/data/test.parquet")
     preprocess = clone(model.steps[0][1])
     preprocess.transformers = [
         (name, transformer, [c for c in columns if c != target])
@@ -116,34 +113,34 @@ def fitted_on_example(
     return pipeline, rows, PipelineScorer(pipeline, positive, columns).scores(rows)
 
 
-def ridge_on(trained_repo: Path) -> tuple[Any, list[dict[str, Any]], np.ndarray]:
+def ridge_on(example_model: Path) -> tuple[Any, list[dict[str, Any]], np.ndarray]:
     from sklearn.linear_model import Ridge
 
-    return fitted_on_example(trained_repo, Ridge(), "credit_amount", None)
+    return fitted_on_example(example_model, Ridge(), "credit_amount", None)
 
 
-def test_a_regressor_is_served_by_onnx_runtime(trained_repo: Path) -> None:
-    ridge, rows, expected = ridge_on(trained_repo)
+def test_a_regressor_is_served_by_onnx_runtime(example_model: Path) -> None:
+    ridge, rows, expected = ridge_on(example_model)
     scorer, why = fast_scorer(ridge, None, rows, expected, "auto")
     assert isinstance(scorer, OnnxScorer), why
     assert why.startswith("ONNX Runtime (max |Δ|")
     assert parity(scorer, rows, expected) <= PARITY_TOLERANCE  # amounts in the thousands
 
 
-def test_columns_that_are_no_identifiers_are_served_by_onnx_runtime(trained_repo: Path) -> None:
+def test_columns_that_are_no_identifiers_are_served_by_onnx_runtime(example_model: Path) -> None:
     """skl2onnx renames such inputs ("blood pressure" -> "blood_pressure"): the lookup of the
     renamed input raised KeyError, and `mlgate build` of a model on such columns (init accepts
     them) ended in a traceback after `make run` and `make test` had passed."""
     from sklearn.linear_model import Ridge
 
-    ridge, rows, _ = ridge_on(trained_repo)
+    ridge, rows, _ = ridge_on(example_model)
     names = {"duration": "duration (months)", "saving_accounts": "saving/accounts"}
     preprocess = ridge.steps[0][1]
     preprocess.transformers = [
         (name, transformer, [names.get(c, c) for c in columns])
         for name, transformer, columns in preprocess.transformers
     ]
-    train = pd.read_parquet(trained_repo / "artifacts/data/train.parquet").rename(columns=names)
+    train = pd.read_parquet(example_model / "artifacts/data/train.parquet").rename(columns=names)
     columns = [names.get(c, c) for c in ridge.feature_names_in_]
     ridge.set_params(estimator=Ridge()).fit(train[columns], train["credit_amount"])
     rows = [{names.get(k, k): v for k, v in row.items()} for row in rows]
@@ -156,10 +153,10 @@ def test_columns_that_are_no_identifiers_are_served_by_onnx_runtime(trained_repo
 
 
 def test_scores_off_by_more_than_the_tolerance_fall_back_loudly_or_fail(
-    trained_repo: Path,
+    example_model: Path,
 ) -> None:
     """The parity check itself: one test row 2e-5 away from what ONNX Runtime computes."""
-    ridge, rows, expected = ridge_on(trained_repo)
+    ridge, rows, expected = ridge_on(example_model)
     shifted = expected.copy()
     shifted[17] += 2 * PARITY_TOLERANCE
     scorer, why = fast_scorer(ridge, None, rows, shifted, "auto")
@@ -185,7 +182,7 @@ def imputing_models() -> list[Any]:
 
 @pytest.mark.parametrize(("estimator", "target", "positive", "kind"), imputing_models())
 def test_a_pipeline_that_imputes_keeps_its_fast_path(
-    trained_repo: Path, estimator: Any, target: str, positive: Any, kind: str
+    example_model: Path, estimator: Any, target: str, positive: Any, kind: str
 ) -> None:
     """features.impute (init sets it on any missing value) turned every fast path off: 4 ms a
     request instead of microseconds. The imputers' fill values now come first, then the path;
@@ -193,14 +190,14 @@ def test_a_pipeline_that_imputes_keeps_its_fast_path(
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
 
-    pipeline, rows, _ = fitted_on_example(trained_repo, estimator, target, positive)
+    pipeline, rows, _ = fitted_on_example(example_model, estimator, target, positive)
     preprocess = pipeline.steps[0][1]
     strategies = {"numeric": "median", "categorical": "most_frequent"}
     preprocess.transformers = [
         (name, make_pipeline(SimpleImputer(strategy=strategies[name]), transformer), columns)
         for name, transformer, columns in preprocess.transformers
     ]
-    train = pd.read_parquet(trained_repo / "artifacts/data/train.parquet")
+    train = pd.read_parquet(example_model / "artifacts/data/train.parquet")
     columns = list(pipeline.feature_names_in_)
     gaps = train[columns].astype(object)
     gaps.iloc[::7, columns.index("duration")] = np.nan  # numeric
@@ -255,12 +252,12 @@ def tree_models() -> list[Any]:
 
 @pytest.mark.parametrize(("estimator", "target", "positive"), tree_models())
 def test_tree_walk_equals_the_pipeline(
-    trained_repo: Path, estimator: Any, target: str, positive: Any
+    example_model: Path, estimator: Any, target: str, positive: Any
 ) -> None:
     """On every row of the test split, a row at a time, with an unseen category and with
     nulls (in a batch and a row at a time: two paths): from what the bento stores (the spec
     through JSON, the arrays through .npz)."""
-    model, rows, expected = fitted_on_example(trained_repo, estimator, target, positive)
+    model, rows, expected = fitted_on_example(example_model, estimator, target, positive)
     built = TreeScorer.from_pipeline(model, positive)
     scorer = TreeScorer(json.loads(json.dumps(built.spec)), built.arrays)
     # 0.0 measured: the same float32 rounding, the same order of additions
@@ -277,10 +274,10 @@ def test_tree_walk_equals_the_pipeline(
         assert np.max(np.abs(one - want)) <= 1e-12
 
 
-def test_a_tree_model_is_served_by_the_tree_walk(trained_repo: Path) -> None:
+def test_a_tree_model_is_served_by_the_tree_walk(example_model: Path) -> None:
     from sklearn.ensemble import RandomForestClassifier
 
-    model, rows, expected = fitted_on_example(trained_repo, RandomForestClassifier(30))
+    model, rows, expected = fitted_on_example(example_model, RandomForestClassifier(30))
     scorer, why = fast_scorer(model, 1, rows, expected, "auto")
     assert isinstance(scorer, TreeScorer) and scorer.kind == "numpy-trees", why
     assert why.startswith("NumPy tree walk (RandomForestClassifier; max |Δ| 0.0e+00 on 200 rows)")
@@ -317,13 +314,13 @@ def test_a_tree_model_is_served_by_the_tree_walk(trained_repo: Path) -> None:
     ids=["poisson", "categorical"],
 )
 def test_a_tree_model_the_walk_does_not_reproduce_falls_through_with_the_reason(
-    trained_repo: Path, options: dict[str, Any], target: str, positive: Any, reason: str
+    example_model: Path, options: dict[str, Any], target: str, positive: Any, reason: str
 ) -> None:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
     kind = HistGradientBoostingRegressor if positive is None else HistGradientBoostingClassifier
     estimator = kind(max_iter=20, **options)
-    model, rows, expected = fitted_on_example(trained_repo, estimator, target, positive)
+    model, rows, expected = fitted_on_example(example_model, estimator, target, positive)
     scorer, why = fast_scorer(model, positive, rows, expected, "auto")
     assert scorer is None
     assert why.startswith(

@@ -22,23 +22,22 @@ import yaml
 
 from mlgate.serving.feedback import read_records
 from tests.conftest import run
-from tests.pipeline.test_repro import set_param
 from tests.serving.conftest import Server, bentoml_env, serving
 from tests.serving.fault import challenger_fault_env
 from tests.serving.test_service import GOOD, metric
+
+pytestmark = pytest.mark.slow
 
 SHARE = 0.3
 
 
 @pytest.fixture(scope="module")
-def two_models(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the trained repo with version 2 registered (C=0.3) and promoted to
+def two_models(retrained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the retrained repo with version 2 registered (C=0.3) and promoted to
     `challenger`, and version 3, made outside mlgate without gates, aliased `rogue` (registry
     API calls)."""
     repo = tmp_path_factory.mktemp("strategy") / "repo"
-    shutil.copytree(trained_repo, repo, symlinks=True)
-    set_param(repo, "train.hyperparameters.C", 0.3)
-    run(["dvc", "repro"], repo)
+    shutil.copytree(retrained_repo, repo, symlinks=True)
     assert "credit-risk version 2" in run(["mlgate", "register"], repo).stdout
 
     promoted = run(["mlgate", "promote", "2", "--to", "challenger"], repo).stdout

@@ -25,6 +25,8 @@ from tests.pipeline.test_repro import set_param
 from tests.serving.conftest import Server, serving
 from tests.serving.test_strategy import build, built_tag, post, records_of
 
+pytestmark = pytest.mark.slow
+
 CANARY_SHARE = 0.5
 # A 0.5 canary over the 200 test rows gives each model about half of them (the split by key
 # is a stable hash: 105 and 95 for these keys, every run), below compare's defaults min_rows

@@ -29,25 +29,25 @@ os.environ["UV_COMPILE_BYTECODE"] = "0"
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("mlgate")
     group.addoption(
-        "--data", default=None, help="data file for tests/data (default: params data.raw)"
+        "--data", default=None, help="data file for tests/pipeline/data (default: params data.raw)"
     )
     group.addoption(
-        "--model", default=None, help="model.joblib for tests/model (default: train one)"
+        "--model", default=None, help="model.joblib for tests/pipeline/model (default: train one)"
     )
 
 
 # Under pytest-xdist (`make test` runs `-n auto --dist loadgroup`), tests that share a
 # process-wide fixture run on one worker, so it is made once: one `bentoml serve` of the
-# shared bento, one fresh clone, and each project tests/init generates (minutes each: one
+# shared bento, one fresh clone, and each project tests/scaffold generates (minutes each: one
 # group per project, not per module, so the two are made at the same time on two workers).
-# Keyed by where the fixture is defined, not by its name alone: tests/init's `server` (a file
+# Keyed by where the fixture is defined, not by its name alone: tests/scaffold's `server` (a file
 # server per test) is no `bentoml serve`, and grouping by name put its tests in that queue.
 # (trained_repo and bento are folders, shared by every worker through made_once's file lock.)
 ONE_WORKER_FIXTURES = {
     "tests.serving.conftest:server": "serving",
     "tests.readme.conftest:fresh_clone": "fresh-clone",
-    "tests.init.test_init_projects:churn_project": "init-churn",
-    "tests.init.test_init_projects:house_project": "init-houses",
+    "tests.scaffold.test_init_projects:churn_project": "init-churn",
+    "tests.scaffold.test_init_projects:house_project": "init-houses",
 }
 
 
@@ -376,3 +376,11 @@ def retrained_repo(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory)
             out = run(["dvc", "repro"], repo)
             assert ran_stages(out.stdout) == ["train", "evaluate", "gate"]
     yield repo
+
+
+@pytest.fixture
+def repo(trained_repo: Path, tmp_path: Path) -> Path:
+    """A private copy of the trained repo (DVC cache, dvc.lock and MLflow store included)."""
+    dest = tmp_path / "repo"
+    shutil.copytree(trained_repo, dest, symlinks=True)
+    return dest

@@ -1,20 +1,9 @@
-"""Pipeline fixtures: mutable copies of the trained repository."""
+"""Helpers the pipeline, registry and loop tests share: the registry's state, a JSON file."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
-
-import pytest
-
-
-@pytest.fixture
-def repo(trained_repo: Path, tmp_path: Path) -> Path:
-    """A private copy of the trained repo (DVC cache, dvc.lock and MLflow store included)."""
-    dest = tmp_path / "repo"
-    shutil.copytree(trained_repo, dest, symlinks=True)
-    return dest
 
 
 def registry_state(repo: Path) -> dict:

@@ -21,18 +21,18 @@ pytestmark = pytest.mark.slow
 ELSEWHERE = {
     "make test": "ci: .ci/run (running it here would run this test inside itself)",
     "mlgate init churn-model --data churn.csv --target churned --sensitive gender "
-    "--sensitive age --no-input": "tests/init/test_init_projects.py",
-    "cd churn-model && make run && make test": "tests/init/test_init_projects.py",
+    "--sensitive age --no-input": "tests/scaffold/test_init_projects.py",
+    "cd churn-model && make run && make test": "tests/scaffold/test_init_projects.py",
     "uv add 'dvc[s3]'": "needs the network for the extra: here, `uv` is found once activated",
     "dvc push": "typed here to the repo-local remote; to a bucket it needs credentials",
-    "mlgate rollback": "tests/pipeline/test_registry.py (needs an earlier production model)",
-    "mlgate outcomes import labels.csv": "tests/monitor/test_compare.py (needs recorded traffic "
+    "mlgate rollback": "tests/registry/test_registry.py (needs an earlier production model)",
+    "mlgate outcomes import labels.csv": "tests/loop/test_compare.py (needs recorded traffic "
     "and its labels)",
-    "mlgate compare": "tests/monitor/test_compare.py (needs champion and challenger traffic)",
-    "mlgate predict --input 'exports/*.parquet' --output scores/": "tests/pipeline/test_batch.py "
+    "mlgate compare": "tests/loop/test_compare.py (needs champion and challenger traffic)",
+    "mlgate predict --input 'exports/*.parquet' --output scores/": "tests/loop/test_batch.py "
     "(a glob of Parquet parts gives the rows a CSV gives)",
     "uv tool install https://github.com/mlgate-dev/mlgate/releases/download/v0.1.0/"
-    "mlgate-0.1.0-py3-none-any.whl": "tests/init/test_release.py (a release served locally: "
+    "mlgate-0.1.0-py3-none-any.whl": "tests/scaffold/test_release.py (a release served locally: "
     "the real address needs the network)",
     **dict.fromkeys(
         (

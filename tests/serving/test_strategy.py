@@ -172,7 +172,7 @@ def test_build_refuses_a_strategy_it_cannot_serve(
     refusal: str,
 ) -> None:
     """In process (a `mlgate build` process costs ~25 s of imports on a busy machine; the
-    CLI's error exit is tested in tests/unit/test_cli.py), on the real registry."""
+    CLI's error exit is tested in tests/cli/test_cli.py), on the real registry."""
     from mlgate.config import parse_params
     from mlgate.errors import MlgateError
     from mlgate.serving.build import build

@@ -119,7 +119,7 @@ def internal_problems(path: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The caller workflows of a project made by a real `mlgate init` of a small data set."""
-    from tests.init.conftest import churn_frame
+    from tests.scaffold.conftest import churn_frame
 
     base = tmp_path_factory.mktemp("init")
     data = base / "churn.csv"

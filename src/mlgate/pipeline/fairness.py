@@ -96,7 +96,7 @@ def group_metrics(
 
     The gaps are fairlearn's: demographic parity difference = largest minus smallest
     selection rate; equalized odds difference = the larger of the TPR and FPR gaps
-    (tests/unit/test_fairness.py holds fairlearn's MetricFrame as the oracle)."""
+    (tests/pipeline/test_fairness.py holds fairlearn's MetricFrame as the oracle)."""
     result: dict[str, dict[str, Any]] = {}
     for name, values in sensitive.items():
         table = classification_table(y_true, y_pred, values)

@@ -24,7 +24,7 @@ from tests.workflows.fake_github import FakeGitHub, serve
 FAST_COMMANDS = {
     "lint-command": "uv run --no-sync ruff check src",
     "test-command": "uv run --no-sync pytest -q -x -p no:cacheprovider"
-    " tests/unit/test_gate_rules.py",
+    " tests/pipeline/test_gate_rules.py",
 }
 
 

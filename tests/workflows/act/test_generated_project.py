@@ -6,7 +6,7 @@ this checkout, tagged locally: act maps the `uses:` reference to it (`--local-re
 the jobs' checkout of mlgate's set-up action (`mlgate-repository`/`mlgate-ref`) fetches the tag
 from its bare repository. The project is made by a real `mlgate init --mlgate-path` (offline:
 its lock installs this checkout); the default path, a published release's wheel and template,
-is covered by tests/init/test_release.py.
+is covered by tests/scaffold/test_release.py.
 
 Scenario 1 (a passing pull request: `ml / gate` succeeds, one report comment) and scenario 3
 (push to main: its real image built once, pulled and run by digest in staging with the smoke
@@ -27,7 +27,7 @@ from mlflow import MlflowClient
 
 from mlgate.scaffold.source import Release, this_release
 from tests.conftest import run
-from tests.init.conftest import churn_frame, mlgate_init
+from tests.scaffold.conftest import churn_frame, mlgate_init
 from tests.workflows.act.conftest import pr_event, push_event, with_registry
 from tests.workflows.act.road import ActRun, RemoteHeads, Repo, Road, git, snapshot
 from tests.workflows.act.test_delivery import DELIVERED, approval

@@ -87,6 +87,6 @@ def test_the_in_process_model_matches_what_the_pipeline_reported(model, test_fra
     import json
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     committed = json.loads((root / params.evaluate.metrics).read_text())
     assert evaluate.evaluate(model, test_frame, params)["metrics"] == committed

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, run
-from tests.init.conftest import VENV_BIN, mlgate_init
+from tests.scaffold.conftest import VENV_BIN, mlgate_init
 
 pytestmark = pytest.mark.slow
 

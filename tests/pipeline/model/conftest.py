@@ -15,7 +15,7 @@ from mlgate.config import Params, load_params
 from mlgate.pipeline import data
 from mlgate.pipeline.stages import split, train
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 
 from mlgate.cli import main
 from tests.conftest import ROOT
-from tests.init.conftest import churn_frame
+from tests.scaffold.conftest import churn_frame
 
 
 def init(capsys: pytest.CaptureFixture[str], dest: Path, *args: str | Path) -> str:

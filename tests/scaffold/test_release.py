@@ -22,7 +22,7 @@ import yaml
 from mlgate.scaffold.init import InitRequest, answers_for, render
 from mlgate.scaffold.source import TEMPLATE_DIR, this_release
 from tests.conftest import ROOT, copy_repo, run
-from tests.init.conftest import VENV_BIN, churn_frame
+from tests.scaffold.conftest import VENV_BIN, churn_frame
 
 GIT_ID = ["-c", "user.name=t", "-c", "user.email=t@t"]
 CALLERS = ("ci", "cd", "rollback", "monitor")

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, free_port, run, stop_group, tool_env
-from tests.init.conftest import VENV_BIN, churn_frame, houses_frame, mlgate_init
+from tests.scaffold.conftest import VENV_BIN, churn_frame, houses_frame, mlgate_init
 
 pytestmark = pytest.mark.slow
 
@@ -203,7 +203,7 @@ def test_monitor_watches_features_not_ids_and_counts_missing_values(
     """Traffic like the training data but for new customers: no drift. `make monitor` crashed
     on the missing plans (TypeError sorting NaN among text) and, once past that, reported the
     identifier customer_id as drifted (every ID is new), a false drift issue every day."""
-    from tests.monitor.test_monitor import record_traffic
+    from tests.loop.test_monitor import record_traffic
 
     clone = churn_project.clone
     train = pd.read_parquet(clone / "artifacts/data/train.parquet").drop(columns=["churned"])

@@ -22,7 +22,7 @@ from mlgate.scaffold.infer import (
     widened_bounds,
 )
 from mlgate.scaffold.init import InitRequest, _summary, answers_for
-from tests.init.conftest import churn_frame
+from tests.scaffold.conftest import churn_frame
 
 
 def test_bounds_widen_by_a_tenth_of_the_span_and_keep_non_negative() -> None:

@@ -17,7 +17,7 @@ from fairlearn.metrics import demographic_parity_difference, equalized_odds_diff
 from sklearn import metrics as m
 from sklearn.datasets import load_wine
 
-from tests.init.test_init_projects import Generated, generate, passed_count, registered
+from tests.scaffold.test_init_projects import Generated, generate, passed_count, registered
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """`mlgate init` works from an installed wheel (not only from a checkout): the wheel ships
 the template, and the project it makes pins that release and records it to update from.
-The wheel is served as a GitHub release asset by a local server (tests/init/conftest.py)."""
+The wheel is served as a GitHub release asset by a local server (tests/scaffold/conftest.py)."""
 
 from __future__ import annotations
 

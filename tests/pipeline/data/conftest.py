@@ -9,7 +9,7 @@ import pytest
 
 from mlgate.config import Params, load_params
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="session")

@@ -88,3 +88,41 @@ def test_a_broken_cache_leaves_the_store_to_mlflow(cache: Path, tmp_path: Path) 
     assert not store.exists()
     MlflowClient(store_uri(store)).search_experiments()  # MLflow migrates it itself
     assert rows(tmp_path / "mlflow.db", "select name from experiments") == [("Default",)]
+
+
+def test_a_store_carried_into_another_folder_finds_its_artifacts(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ml-cd's build job without a tracking server downloads the gate job's mlflow.db and
+    mlartifacts/ into its own workspace: MLflow recorded the gate job's absolute folder, so the
+    model could not be found there ("No such artifact"). connect() points them here."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from mlgate.config import load_params
+
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    gate_job, build_job = tmp_path / "gate-job", tmp_path / "build-job"
+    gate_job.mkdir()
+    monkeypatch.chdir(gate_job)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri(gate_job / "mlflow.db"))
+    tracking.connect(params)
+    with mlflow.start_run() as run:
+        mlflow.log_text("the model", "model/file.txt")
+    gate_job.rename(build_job)
+    monkeypatch.chdir(build_job)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri(build_job / "mlflow.db"))
+    # without the move, MLflow looks in the gate job's folder, which is gone
+    stale = mlflow.MlflowClient(store_uri(build_job / "mlflow.db"))
+    with pytest.raises((MlflowException, OSError)):
+        stale.download_artifacts(run.info.run_id, "model/file.txt", str(tmp_path / "stale"))
+
+    client = tracking.connect(params)
+    got = client.download_artifacts(run.info.run_id, "model/file.txt", str(tmp_path / "out"))
+    assert Path(got).read_text() == "the model"
+    here = (build_job / "mlartifacts").resolve().as_uri()
+    assert client.get_run(run.info.run_id).info.artifact_uri.startswith(here)
+    # a store in place is never touched
+    assert not tracking.relocate_artifacts(
+        build_job / "mlflow.db", params.project.name, build_job / "mlartifacts"
+    )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +33,8 @@ def connect(params: Params) -> MlflowClient:
 
     uri = params.tracking_uri
     seed_sqlite_store(uri)
+    if (store := sqlite_path(uri)) is not None:
+        relocate_artifacts(store, params.project.name, Path(params.tracking.artifacts))
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -48,6 +52,58 @@ def connect(params: Params) -> MlflowClient:
         raise MlgateError(f"cannot reach the MLflow tracking server at {uri}: {err}") from None
     mlflow.set_experiment(name)
     return client
+
+
+# columns of MLflow's SQLite schema that hold artifact locations (absolute file URIs or paths)
+ARTIFACT_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "source"),
+    ("model_versions", "storage_location"),
+)
+
+
+def relocate_artifacts(store: Path, experiment: str, artifacts: Path) -> bool:
+    """A local store carried into another folder points its artifacts back at it.
+
+    MLflow records absolute artifact locations. A CI job that downloads the gate job's
+    mlflow.db and mlartifacts/ into its own workspace (ml-cd's build job without a tracking
+    server; a runner whose work folder differs, as act's per-job folders or another
+    self-hosted runner) would otherwise find no model to package ("No such artifact").
+    Rewritten only when the experiment's recorded folder is gone and `artifacts` exists here:
+    a store in place is never touched. Returns whether it was rewritten."""
+    import sqlite3
+
+    if not store.is_file() or not artifacts.is_dir():
+        return False
+    here = artifacts.resolve().as_uri()
+    with contextlib.closing(sqlite3.connect(store)) as db:
+        try:
+            row = db.execute(
+                "SELECT artifact_location FROM experiments WHERE name = ?", (experiment,)
+            ).fetchone()
+        except sqlite3.Error:  # not (yet) MLflow's schema: MLflow reports it
+            return False
+        recorded = str(row[0]) if row and row[0] else ""
+        if not recorded.startswith("file://") or recorded == here:
+            return False
+        if Path(recorded.removeprefix("file://")).exists():
+            return False
+        with db:  # one transaction: every location moves, or none
+            for table, column in ARTIFACT_COLUMNS:
+                db.execute(
+                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                    f"WHERE {column} LIKE ? ESCAPE '\\'",
+                    (here, len(recorded) + 1, _like_prefix(recorded)),
+                )
+    print(f"tracking: the store's artifacts moved from {recorded} to {here}", file=sys.stderr)
+    return True
+
+
+def _like_prefix(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
 
 
 def sqlite_path(uri: str) -> Path | None:

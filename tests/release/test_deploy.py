@@ -19,7 +19,7 @@ from mlgate.pipeline.data import input_schema
 from mlgate.release.config import deploy_config
 from mlgate.release.smoke import sample_rows, smoke_test
 from mlgate.release.targets import image_repository, render_manifests
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run
 
 DIGEST = "ghcr.io/acme/credit-model@sha256:" + "a" * 64
 
@@ -199,3 +199,17 @@ def test_a_docker_failure_is_reported_with_dockers_own_words(
     err = capsys.readouterr().err
     assert f"`docker pull --quiet {DIGEST}` exited" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_release_register_without_a_server_says_the_version_is_not_shared(
+    repo: Path, tmp_path: Path
+) -> None:
+    """No MLFLOW_TRACKING_URI: the version lives in this job's store only. (MLflow exports the
+    local store's URI to the environment when mlgate connects; that once made this output say
+    true, and the trial look for a champion in a throw-away store.)"""
+    outputs = tmp_path / "output"
+    outputs.touch()
+    proc = run(["mlgate", "release", "register"], repo, GITHUB_OUTPUT=str(outputs))
+    assert "no MLFLOW_TRACKING_URI secret" in proc.stdout
+    assert outputs.read_text().splitlines()[-1] == "shared_registry=false"

@@ -35,8 +35,17 @@ def connect(params: Params) -> MlflowClient:
     seed_sqlite_store(uri)
     if (store := sqlite_path(uri)) is not None:
         relocate_artifacts(store, params.project.name, Path(params.tracking.artifacts))
+    # MLflow also exports both URIs to the environment; mlgate reads MLFLOW_TRACKING_URI as
+    # "a shared server was given" (release register's shared_registry, the trial), so the
+    # environment is left as the user set it.
+    given = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    for key, value in given.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     name = params.project.name
     try:

@@ -176,18 +176,48 @@ def test_alias_moves_are_skipped_aloud_without_a_tracking_server(
     assert "moving alias production back is skipped" in out
 
 
-@pytest.mark.slow
-def test_release_image_builds_the_bento_mlgate_build_makes(
-    trained_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from mlgate.config import load_params
-    from mlgate.release.deploy import build_bento
+# What `mlgate release image` does in its one process: build a bento, then another (the trial
+# bento), then start other processes (containerize).
+RELEASE_BUILDS = """
+import json, os
+from mlgate.config import load_params
+from mlgate.release.deploy import build_bento
+from mlgate.serving.build import MODEL_ENV
 
-    monkeypatch.chdir(trained_repo)
-    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    tag = build_bento(load_params(Path("params.yaml")), "candidate")
-    assert tag.startswith("credit-risk:")
+params = load_params("params.yaml")
+tags = [build_bento(params, "candidate"), build_bento(params, "candidate")]
+print(json.dumps({"tags": tags, "left": [k for k in MODEL_ENV.values() if k in os.environ]}))
+"""
+
+
+@pytest.mark.slow
+def test_release_image_builds_each_bento_with_its_own_model_in_one_process(
+    trained_repo: Path, tmp_path: Path
+) -> None:
+    """In one process (its own here: BentoML keeps its store per process), as release image
+    builds: the second bento names the models it was built with, not the first one's, and no
+    model name is left in the environment for the processes started after."""
+    import yaml
+
+    from tests.conftest import VENV_BIN
+    from tests.serving.conftest import bentoml_env
+
+    home = tmp_path / "bentoml"
+    proc = run([str(VENV_BIN / "python"), "-c", RELEASE_BUILDS], trained_repo, **bentoml_env(home))
+    said = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert said["left"] == []
+    assert all(tag.startswith("credit-risk:") for tag in said["tags"])
+    recorded = [
+        yaml.safe_load((home / "bentos" / tag.replace(":", "/") / "bento.yaml").read_text())
+        for tag in said["tags"]
+    ]
+    (first,), (second,) = (
+        [m["tag"] for s in bento["services"] for m in s.get("models") or []] for bento in recorded
+    )
+    # each build saved its own copy of the model: the second bento names the second one
+    assert first != second
+    for tag in (first, second):
+        assert (home / "models" / tag.replace(":", "/")).is_dir(), tag
 
 
 def test_a_docker_failure_is_reported_with_dockers_own_words(

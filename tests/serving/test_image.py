@@ -24,6 +24,7 @@ from mlgate.release.targets import render_manifests
 from mlgate.serving.feedback import read_records
 from tests.conftest import ROOT, VENV_BIN, free_port, run
 from tests.serving.conftest import Endpoint, bentoml_env
+from tests.serving.test_openapi_conformance import schemathesis_passes
 from tests.serving.test_service import GOOD, served_test_split, with_
 
 pytestmark = pytest.mark.slow
@@ -163,6 +164,8 @@ def test_the_image_runs_as_the_pod_spec_and_serves_the_model(
         assert len([r for r in records if r.get("request_id") == body["request_id"]]) == len(rows)
         assert errors, records[-3:]
         assert served.call("/predict", {"applicant": GOOD})[0] == 200
+        # the API the image serves is the one its document says (issue 23 item 5)
+        schemathesis_passes(served.url, tmp_path)
         # reported, not asserted (docs/SERVING.md#the-image quotes them): `pytest -s`
         size = int(docker_out(["image", "inspect", "--format", "{{.Size}}", digest], docker))
         memory = docker_out(

@@ -30,10 +30,16 @@ SEED = 20231
 def test_schemathesis_finds_no_answer_the_document_does_not_declare(
     server: Server, tmp_path: Path
 ) -> None:
+    schemathesis_passes(server.url, tmp_path)
+
+
+def schemathesis_passes(url: str, folder: Path) -> None:
+    """`st run` against the document served at URL (a `bentoml serve` here, the image in
+    tests/serving/test_image.py): every phase runs and no check fails."""
     cmd = [
         str(VENV_BIN / "st"),
         "run",
-        f"{server.url}/docs.json",
+        f"{url}/docs.json",
         "--checks", "all",
         "--phases", "examples,coverage,fuzzing",
         "--max-examples", str(MAX_EXAMPLES),
@@ -44,8 +50,8 @@ def test_schemathesis_finds_no_answer_the_document_does_not_declare(
         "--continue-on-failure",
         "--no-color",
     ]  # fmt: skip
-    # in tmp_path: schemathesis keeps a cache folder where it runs
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    # in `folder`: schemathesis keeps a cache folder where it runs
+    proc = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=180)
     report = proc.stdout + proc.stderr
     assert proc.returncode == 0, report[-12000:]
     # every phase ran (an operation without an example is skipped by the examples phase)

@@ -299,22 +299,28 @@ def build(params: Params, ref: str | None = None, bentofile: Path | str = "bento
     config["labels"] = {**config.get("labels", {}), **labels}
     if challenger is not None:
         config["labels"].update(strategy=strategy.mode, challenger_version=str(challenger.version))
-    # The service module reads this while BentoML imports it during the build, so the bento
-    # records exactly this model (not whatever is `latest` in a shared store).
-    for name, env in MODEL_ENV.items():
-        os.environ.pop(env, None)
-        if name in models:
-            os.environ[env] = models[name]
+    # The service module reads MODEL_ENV while BentoML imports it during the build, so the
+    # bento records exactly this model (not whatever is `latest` in a shared store); set for
+    # the build only: a process that builds and then starts others (release image, a test
+    # worker) must not hand its children this build's model names.
+    given = {env: os.environ.pop(env, None) for env in MODEL_ENV.values()}
+    os.environ.update({MODEL_ENV[name]: tag for name, tag in models.items()})
     # BentoML imports the service module without reloading it: a copy an earlier build in this
     # process imported (`mlgate release image` builds the trial bento after the candidate's)
     # would still name that build's models.
     sys.modules.pop(str(config.get("service", "")).partition(":")[0], None)
-    with tempfile.TemporaryDirectory() as tmp:
-        pinned_file = Path(tmp) / "bentofile.yaml"
-        pinned_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        bento = bentoml.bentos.build_bentofile(
-            str(pinned_file), build_ctx=str(build_context(Path(tmp) / "context"))
-        )
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            pinned_file = Path(tmp) / "bentofile.yaml"
+            pinned_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+            bento = bentoml.bentos.build_bentofile(
+                str(pinned_file), build_ctx=str(build_context(Path(tmp) / "context"))
+            )
+    finally:
+        for env, value in given.items():
+            os.environ.pop(env, None)
+            if value is not None:
+                os.environ[env] = value
     tag = str(bento.tag)
     if not params.serving.build_tools:
         without_build_tools(Path(bento.path_of("bento.yaml")))

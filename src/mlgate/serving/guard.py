@@ -13,12 +13,8 @@ from typing import Any
 
 import bentoml
 
-REJECTED = bentoml.metrics.Counter(
-    name="mlgate_rejected_requests",
-    documentation="Requests answered 4xx (bad request) or 5xx, by endpoint, status and variant "
-    "(unknown when the request was refused before a model was assigned)",
-    labelnames=["endpoint", "status", "variant"],
-)
+from mlgate.serving.metrics import REJECTED
+
 LOG = logging.getLogger("mlgate.service")
 VARIANT_STATE = "mlgate_variant"  # the request.state key of the variant that answered
 VARIANT_HEADER = "x-mlgate-variant"

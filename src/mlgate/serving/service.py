@@ -32,6 +32,7 @@ from mlgate.serving.guard import (
     _problem,
     _problem_body,
 )
+from mlgate.serving.metrics import FEEDBACK_DROPPED, PREDICTIONS
 from mlgate.serving.openapi import ApiFacts, describe
 from mlgate.serving.outcome import Outcome, OutcomeValue, checked_outcomes, outcome_request
 from mlgate.serving.strategy import Shadow, Variant, assign
@@ -100,17 +101,6 @@ LEAN_PATHS = PREDICT_PATHS if SERVING.lean_route else ()
 GUARDED_PATHS = (*PREDICT_PATHS, "/outcome", "/model_info")
 MAX_BODY_BYTES = SERVING.max_body_kb * 1024
 
-PREDICTIONS = bentoml.metrics.Counter(
-    name="mlgate_predictions",
-    documentation="Predictions answered, by decision, model version and variant "
-    "(champion, challenger)",
-    labelnames=["decision", "model_version", "variant"],
-)
-FEEDBACK_DROPPED = bentoml.metrics.Counter(
-    name="mlgate_feedback_dropped_records",
-    documentation="Feedback records dropped, by reason (queue_full: the writer fell behind)",
-    labelnames=["reason"],
-)
 LOG = logging.getLogger("mlgate.service")
 # The answers' media type, declared: otherwise BentoML derives it from the return type's JSON
 # schema on every response (pydantic schema generation: ~14% of a worker's CPU under load,

@@ -15,17 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import bentoml
-
 from mlgate.serving.build import MODEL_FILE, REFERENCE_FILE
 from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink, error_record, record_time
+from mlgate.serving.metrics import SHADOW
 
-SHADOW = bentoml.metrics.Counter(
-    name="mlgate_shadow_scores",
-    documentation="Shadow mode: the challenger's scores of answered rows, by result (scored; "
-    "error: the challenger raised; dropped: it fell behind and its queue was full)",
-    labelnames=["result"],
-)
 # shadow mode: requests waiting for the challenger; when full, the challenger's work is
 # dropped and counted (a slow challenger never holds memory or the champion's answers)
 SHADOW_QUEUE_REQUESTS = 1000

@@ -232,6 +232,7 @@ class Repo:
             if text is None:
                 git(self.path, "rm", "-q", rel)
             else:
+                (self.path / rel).parent.mkdir(parents=True, exist_ok=True)
                 (self.path / rel).write_text(text)
                 git(self.path, "add", rel)
         git(self.path, "commit", "-qm", message)

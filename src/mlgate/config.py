@@ -107,7 +107,9 @@ class Features(_Section):
 
 class Train(_Section):
     seed: int = 42
-    estimator: str = Field(pattern=r"^sklearn\.[\w.]+\.[A-Za-z_]\w*$")
+    # any scikit-learn-compatible estimator by its import path: sklearn.linear_model.
+    # LogisticRegression, lightgbm.LGBMClassifier, or a class of the project's own package
+    estimator: str = Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     model: Path
     run: Path

@@ -205,3 +205,30 @@ def server(
     tag, home = bento
     with serving(tag, home, trained_repo, tmp_path_factory) as srv:
         yield srv
+
+
+@contextmanager
+def another_estimator_served(
+    trained_repo: Path,
+    home: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    estimator: str,
+    hyperparameters: dict[str, Any],
+) -> Iterator[tuple[Path, str, Server]]:
+    """A copy of the trained repo whose version 2 is ESTIMATOR (gates relaxed: a test model,
+    not a candidate), trained by `dvc repro`, registered, built and served: (the repo, what
+    the build printed, the server)."""
+    import shutil
+
+    repo = tmp_path_factory.mktemp(estimator.rpartition(".")[2].lower()) / "repo"
+    shutil.copytree(trained_repo, repo, symlinks=True)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"].update(estimator=estimator, hyperparameters=hyperparameters)
+    params["gate"].update(min_metrics={}, max_fairness_gap={}, champion=None)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["dvc", "repro"], repo)
+    assert "credit-risk version 2" in run(["mlgate", "register"], repo).stdout
+    built = run(["mlgate", "build", "--model", "2"], repo, **bentoml_env(home))
+    tag = built.stdout.strip().rsplit("bento ", 1)[-1]
+    with serving(tag, home, repo, tmp_path_factory) as srv:
+        yield repo, built.stdout, srv

@@ -16,12 +16,30 @@ if TYPE_CHECKING:
     from mlgate.config import Params
 
 
+ESTIMATOR_METHODS = ("fit", "predict", "get_params", "set_params")
+
+
 def estimator_class(dotted: str) -> type:
+    """The class train.estimator names: scikit-learn's, a library's the project added
+    (`uv add lightgbm`: lightgbm.LGBMClassifier) or the project's own package's."""
     module_name, _, name = dotted.rpartition(".")
+    top = module_name.partition(".")[0]
     try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError):
-        raise MlgateError(f"train.estimator: {dotted!r} is not a scikit-learn estimator") from None
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        hint = f"add it to the project (`uv add {top}`)" if err.name == top else str(err)
+        raise MlgateError(
+            f"train.estimator: {dotted!r}: module {err.name!r} is not installed here: {hint}"
+        ) from None
+    cls = getattr(module, name, None)
+    if not isinstance(cls, type):
+        raise MlgateError(f"train.estimator: {module_name} has no class {name!r}") from None
+    missing = [m for m in ESTIMATOR_METHODS if not callable(getattr(cls, m, None))]
+    if missing:
+        raise MlgateError(
+            f"train.estimator: {dotted} is not a scikit-learn-compatible estimator (no "
+            f"{', '.join(missing)}; derive from sklearn.base.BaseEstimator)"
+        )
     return cls
 
 
@@ -29,13 +47,21 @@ def build_estimator(params: Params) -> Any:
     cls = estimator_class(params.train.estimator)
     hyper = dict(params.train.hyperparameters)
     accepted = inspect.signature(cls).parameters
-    unknown = sorted(set(hyper) - set(accepted))
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+    # an estimator taking **kwargs (LightGBM, XGBoost) hands the rest to its library, which
+    # names what it does not know; the named parameters are still checked
+    unknown = [] if open_ended else sorted(set(hyper) - set(accepted))
     if unknown:
         raise MlgateError(
             f"train.hyperparameters: {unknown} not accepted by {params.train.estimator} "
             f"(it takes: {', '.join(sorted(accepted))})"
         )
     _check_task(cls, params)
+    if params.data.classes and not callable(getattr(cls, "predict_proba", None)):
+        raise MlgateError(
+            f"train.estimator: {params.train.estimator} has no predict_proba: a classifier "
+            "must give probabilities (scores, ROC AUC, the decision threshold, calibration)"
+        )
     if "random_state" in accepted and "random_state" not in hyper:
         hyper["random_state"] = params.train.seed
     try:

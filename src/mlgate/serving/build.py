@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -128,6 +129,8 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
 
     model = mlflow.sklearn.load_model(f"models:/{mv.name}/{mv.version}")
     lineage = lineage_of(mv)
+    final = type(model.steps[-1][1] if hasattr(model, "steps") else model)
+    lineage["estimator"] = f"{final.__module__}.{final.__qualname__}"  # what it trained with
     labels = {k: v for k, v in lineage.items() if k in ("model_name", "version", "git_commit")}
     contract = contract_spec(data.input_schema(params))
     if contract["residual_checks"] and name == BENTO_MODEL_NAME:
@@ -203,6 +206,45 @@ def pinned_packages(names: list[str]) -> list[str]:
                 "`uv sync --group serve`"
             ) from None
     return pinned
+
+
+# System libraries a model library's wheel links against but does not carry, as Debian
+# packages for the image (`readelf -d lightgbm/lib/lib_lightgbm.so`: NEEDED libgomp.so.1;
+# scikit-learn carries its own copy in scikit_learn.libs)
+SYSTEM_NEEDS = {"lightgbm": ["libgomp1"], "xgboost": ["libgomp1"]}
+
+
+def model_packages(estimator: str, context: Path) -> tuple[list[str], list[str]]:
+    """(distributions, system packages) the serving image needs for train.estimator beyond
+    bentofile.yaml's list: the library that provides it (`uv add lightgbm` ->
+    lightgbm==<the locked version>), none for a class of the project's own package (src/,
+    carried in the bento)."""
+    from importlib.metadata import packages_distributions
+
+    top = estimator.partition(".")[0]
+    if (context / top).is_dir():
+        return [], []
+    dists = sorted(set(packages_distributions().get(top, [])))
+    return dists, sorted({n for d in dists for n in SYSTEM_NEEDS.get(d.lower(), [])})
+
+
+def _canonical(requirement: str) -> str:
+    return re.split(r"[=<>~!\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def with_model_packages(config: dict[str, Any], estimator: str, context: Path) -> None:
+    """Add what the model needs to bentofile's packages and the image's system packages."""
+    dists, system = model_packages(estimator, context)
+    python = config.setdefault("python", {})
+    listed = {_canonical(p) for p in python.get("packages", [])}
+    python["packages"] = [
+        *python.get("packages", []),
+        *(d for d in dists if _canonical(d) not in listed),
+    ]
+    if system:
+        docker = config.setdefault("docker", {})
+        have = docker.get("system_packages") or []
+        docker["system_packages"] = [*have, *(n for n in system if n not in have)]
 
 
 def build_context(dest: Path) -> Path:
@@ -287,10 +329,14 @@ def build(params: Params, ref: str | None = None, bentofile: Path | str = "bento
         check_strategy_key(params)
     model_tag, lineage = save_model(params, champion)
     models = {BENTO_MODEL_NAME: model_tag}
+    challenger_lineage: dict[str, str] = {}
     if challenger is not None:
         models[CHALLENGER_MODEL_NAME], challenger_lineage = save_model(
             params, challenger, CHALLENGER_MODEL_NAME
         )
+    # what each model was trained with (the version's own estimator, not today's params)
+    for estimator in {lineage["estimator"], challenger_lineage.get("estimator", "")} - {""}:
+        with_model_packages(config, estimator, Path("src"))
     config.setdefault("python", {})["packages"] = pinned_packages(
         list(config.get("python", {}).get("packages", []))
     )

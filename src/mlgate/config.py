@@ -80,6 +80,14 @@ class Split(_Section):
     test: Path
 
 
+class Derived(_Section):
+    """The columns features.transform adds, by kind: the standard preprocessing scales the
+    numeric ones and one-hot encodes the categorical ones, as it does the contract's."""
+
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+
+
 class Features(_Section):
     numeric: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
@@ -87,6 +95,13 @@ class Features(_Section):
     impute: bool = False
     # numeric features the prediction must follow: +1 rises with it, -1 falls (model tests)
     monotone: dict[str, Literal[-1, 1]] = Field(default_factory=dict)
+    # the project's own feature code, `package.module:function`: the function returns a
+    # scikit-learn transformer run on the feature columns before the standard preprocessing,
+    # fitted in train, pickled inside the model, run by serving and batch (one implementation)
+    transform: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$"
+    )
+    derived: Derived = Field(default_factory=Derived)
 
     @model_validator(mode="after")
     def _not_empty_no_overlap(self) -> Features:
@@ -98,6 +113,12 @@ class Features(_Section):
         stray = set(self.monotone) - set(self.numeric)
         if stray:
             raise ValueError(f"monotone names {sorted(stray)}, which are not numeric features")
+        made = [*self.derived.numeric, *self.derived.categorical]
+        if made and not self.transform:
+            raise ValueError(f"derived columns {made} need a features.transform that makes them")
+        clash = sorted(set(made) & set(self.all) | {c for c in made if made.count(c) > 1})
+        if clash:
+            raise ValueError(f"derived columns {clash} are named twice (a derived column is new)")
         return self
 
     @property

@@ -5,6 +5,7 @@ the in-process Pipeline's answers."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.serving.conftest import Server, another_estimator_served
+from tests.serving.conftest import Server, version_two_served
 from tests.serving.test_service import served_test_split
 
 pytestmark = pytest.mark.slow
@@ -25,10 +26,15 @@ def boosted(
 ) -> Iterator[tuple[Path, str, Server]]:
     """Version 2 LightGBM, built and served: (the repo, the bento tag, the server)."""
     hyper = {"n_estimators": 60, "num_leaves": 15, "verbose": -1}
-    with another_estimator_served(
-        trained_repo, home, tmp_path_factory, "lightgbm.LGBMClassifier", hyper
-    ) as (repo, printed, srv):
-        yield repo, printed.strip().rsplit("bento ", 1)[-1], srv
+    update = {"train": {"estimator": "lightgbm.LGBMClassifier", "hyperparameters": hyper}}
+    with version_two_served(trained_repo, home, tmp_path_factory, "lightgbm", update) as (
+        repo,
+        printed,
+        srv,
+    ):
+        bento = re.search(r", bento (\S+)", printed)
+        assert bento, printed
+        yield repo, bento[1], srv
 
 
 def test_the_bento_carries_the_projects_lightgbm_and_its_system_library(

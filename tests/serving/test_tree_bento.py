@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.serving.conftest import Server, another_estimator_served
+from tests.serving.conftest import Server, version_two_served
 from tests.serving.test_service import served_test_split
 
 pytestmark = pytest.mark.slow
@@ -20,12 +20,17 @@ def forest(
     trained_repo: Path, home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Path, str, Server]]:
     """Version 2 a RandomForest (100 trees), built with serving.scorer auto and served."""
-    with another_estimator_served(
+    with version_two_served(
         trained_repo,
         home,
         tmp_path_factory,
-        "sklearn.ensemble.RandomForestClassifier",
-        {"n_estimators": 100, "random_state": 0},
+        "forest",
+        {
+            "train": {
+                "estimator": "sklearn.ensemble.RandomForestClassifier",
+                "hyperparameters": {"n_estimators": 100, "random_state": 0},
+            }
+        },
     ) as served:
         yield served
 

@@ -108,13 +108,69 @@ def build_pipeline(params: Params) -> Pipeline:
 
         numeric = make_pipeline(SimpleImputer(strategy="median"), numeric)
         categorical = make_pipeline(SimpleImputer(strategy="most_frequent"), categorical)
+    features, derived = params.features, params.features.derived
     transformers = []
-    if params.features.numeric:
-        transformers.append(("numeric", numeric, list(params.features.numeric)))
-    if params.features.categorical:
-        transformers.append(("categorical", categorical, list(params.features.categorical)))
+    if features.numeric or derived.numeric:
+        transformers.append(("numeric", numeric, [*features.numeric, *derived.numeric]))
+    if features.categorical or derived.categorical:
+        columns = [*features.categorical, *derived.categorical]
+        transformers.append(("categorical", categorical, columns))
     preprocess = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
-    return Pipeline([("preprocess", preprocess), ("estimator", build_estimator(params))])
+    steps = [("preprocess", preprocess), ("estimator", build_estimator(params))]
+    if features.transform:
+        steps.insert(0, ("features", own_features(params)))
+    return Pipeline(steps)
+
+
+def own_features(params: Params) -> Any:
+    """The transformer features.transform's function returns (the project's feature code),
+    giving pandas frames so the standard preprocessing finds its columns by name."""
+    from mlgate.io import import_ref
+
+    spec = params.features.transform or ""
+    try:
+        make = import_ref(spec)
+    except MlgateError as err:
+        raise MlgateError(f"features.transform: {err}") from None
+    transformer = make()
+    if not (
+        callable(getattr(transformer, "fit", None))
+        and callable(getattr(transformer, "transform", None))
+    ):
+        raise MlgateError(
+            f"features.transform: {spec}() returned {type(transformer).__name__}, not a "
+            "scikit-learn transformer (fit, transform): return e.g. a FunctionTransformer"
+        )
+    if hasattr(transformer, "set_output"):
+        transformer.set_output(transform="pandas")
+    return transformer
+
+
+def check_own_features(model: Any, frame: Any, target: Any, params: Params) -> None:
+    """Before the model is fitted: the project's transform (a copy, fitted on the training
+    rows) keeps the feature columns and makes the derived ones, or training stops naming what
+    is missing, not with a KeyError deep in the ColumnTransformer."""
+    if not params.features.transform:
+        return
+    from sklearn.base import clone
+
+    try:
+        out = clone(model.named_steps["features"]).fit(frame, target).transform(frame.head(50))
+    except (ValueError, TypeError, KeyError) as err:
+        raise MlgateError(
+            f"features.transform {params.features.transform} failed on the training rows: "
+            f"{type(err).__name__}: {err}"
+        ) from None
+    columns = set(getattr(out, "columns", []))
+    derived = params.features.derived
+    wanted = [*params.features.all, *derived.numeric, *derived.categorical]
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise MlgateError(
+            f"features.transform {params.features.transform} gave no column(s) {missing} "
+            f"(it gave {sorted(map(str, columns))[:20]}): it must keep the feature columns "
+            "and add those features.derived names"
+        )
 
 
 def positive_scores(model: Any, frame: Any, positive_label: Any) -> Any:

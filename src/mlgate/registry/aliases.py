@@ -265,6 +265,7 @@ def lineage_of(params: Params, ref: str) -> dict[str, Any]:
         "data_hash": tags.get("mlgate.data_hash"),
         "params_hash": tags.get("mlgate.params_hash"),
         "dvc_lock_hash": tags.get("mlgate.dvc_lock_hash"),
+        "code_hash": tags.get("mlgate.code_hash"),
         "params": dict(run.data.params) if run else {},
         "metrics": dict(run.data.metrics) if run else {},
         "gates": {
@@ -306,6 +307,7 @@ def lineage_text(params: Params, ref: str, as_json: bool = False) -> str:
         f"  data hash:   {info['data_hash']}",
         f"  params hash: {info['params_hash']}",
         f"  dvc.lock:    {info['dvc_lock_hash']}",
+        f"  code hash:   {info['code_hash'] or '(not recorded)'}",
         "  params:",
         *(f"    {k} = {v}" for k, v in sorted(info["params"].items())),
         "  metrics:",

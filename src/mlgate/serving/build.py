@@ -30,7 +30,14 @@ MODEL_ENV = {
 MODEL_FILE = "model.joblib"
 REFERENCE_FILE = "reference.json"
 REFERENCE_ROWS = 200
-LINEAGE_TAGS = ("git_commit", "git_dirty", "data_hash", "params_hash", "dvc_lock_hash")
+LINEAGE_TAGS = (
+    "git_commit",
+    "git_dirty",
+    "data_hash",
+    "params_hash",
+    "dvc_lock_hash",
+    "code_hash",
+)
 
 
 def use_project_home(params: Params) -> Path:
@@ -78,6 +85,32 @@ def lineage_of(mv: Any) -> dict[str, str]:
             info[key] = tags[f"mlgate.{key}"]
     info["gate_passed"] = tags.get("mlgate.gate_passed", "unknown")
     return info
+
+
+def refuse_other_code(params: Params, model: Any, lineage: dict[str, str]) -> None:
+    """A model that runs the project's own code (features.transform, or an estimator class of
+    its package) is never packaged beside other code than it was trained with: the bento
+    carries src/<package> as it is now, and the pickled model calls into it."""
+    from mlgate.registry.lineage import code_hash, project_package
+
+    package = project_package(params)
+    steps = getattr(model, "steps", [("estimator", model)])
+    # "features" is features.transform's step (often a FunctionTransformer of a project
+    # function: the class is scikit-learn's, the code the project's)
+    uses = [
+        n
+        for n, step in steps
+        if n == "features" or type(step).__module__.partition(".")[0] == package
+    ]
+    trained, now = lineage.get("code_hash"), code_hash(package)
+    if uses and trained and now != trained:
+        raise MlgateError(
+            f"{lineage['model_name']} version {lineage['version']} runs the project's own "
+            f"code ({', '.join(uses)} from {package}), which changed since it was trained "
+            f"(src/{package}: {str(now)[:12]} now, {trained[:12]} then): retrain it "
+            "(`dvc repro`, `mlgate register`) or build from the commit it was trained at "
+            f"({lineage.get('git_commit', 'unknown')[:12]})"
+        )
 
 
 def split_rows(params: Params, path: Path, limit: int | None = None) -> list[dict[str, Any]]:
@@ -131,6 +164,7 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
     lineage = lineage_of(mv)
     final = type(model.steps[-1][1] if hasattr(model, "steps") else model)
     lineage["estimator"] = f"{final.__module__}.{final.__qualname__}"  # what it trained with
+    refuse_other_code(params, model, lineage)
     labels = {k: v for k, v in lineage.items() if k in ("model_name", "version", "git_commit")}
     contract = contract_spec(data.input_schema(params))
     if contract["residual_checks"] and name == BENTO_MODEL_NAME:

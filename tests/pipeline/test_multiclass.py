@@ -1,6 +1,5 @@
 """Multiclass (data.task: multiclass): metrics equal scikit-learn's, per-class fairness gaps
-equal fairlearn's, gates and the champion rule read them, the PR report shows each class,
-and `mlgate build` refuses the model in one line while serving it is not supported."""
+equal fairlearn's, gates and the champion rule read them, the PR report shows each class."""
 
 from __future__ import annotations
 
@@ -181,17 +180,6 @@ def test_the_report_shows_each_class_and_the_confusion_matrix(iris) -> None:
     assert "| group | count | accuracy |" in text  # no empty rate columns per group
     eo = measured["g"]["classes"]["versicolor"]["equalized_odds_difference"]
     assert "| versicolor | " in text and f"{eo:.4f}" in text
-
-
-def test_build_refuses_a_multiclass_model_before_touching_anything(tmp_path: Path) -> None:
-    from mlgate.serving.build import build
-
-    with pytest.raises(MlgateError) as refused:
-        build(multiclass_params(), "1", tmp_path / "no-bentofile.yaml")
-    message = str(refused.value)
-    assert "serving a multiclass model is not supported yet" in message
-    assert "\n" not in message
-    assert not list(tmp_path.iterdir())
 
 
 def test_a_multiclass_model_has_no_single_score_to_monitor() -> None:

@@ -1,15 +1,21 @@
 """A three-class data set through `mlgate init` and the new project's own README commands
 (`make run`: DVC's pipeline and MLflow for real; `make test`), its metrics and fairness gaps
-held against scikit-learn and fairlearn computed here, its PR report, and `mlgate build`'s
-refusal while serving a multiclass model is not supported."""
+held against scikit-learn and fairlearn computed here, its PR report, and its model built and
+served (`make build`, `make serve`): each class's probability and the decided class over
+HTTP, as the model computes them."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import joblib
+import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +23,14 @@ from fairlearn.metrics import demographic_parity_difference, equalized_odds_diff
 from sklearn import metrics as m
 from sklearn.datasets import load_wine
 
-from tests.scaffold.test_init_projects import Generated, generate, passed_count, registered
+from tests.conftest import run
+from tests.scaffold.test_init_projects import (
+    Generated,
+    generate,
+    passed_count,
+    registered,
+    served,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -131,15 +144,120 @@ def test_the_pr_report_shows_each_class_and_the_confusion_matrix(
     assert "| class (one vs rest) | demographic_parity_difference" in text
 
 
-def test_build_refuses_a_multiclass_model_in_one_line(wine_project: Generated) -> None:
-    clone = wine_project.clone
-    built = subprocess.run(
-        [str(clone / ".venv" / "bin" / "mlgate"), "build", "--model", "1"],
-        cwd=clone,
-        capture_output=True,
-        text=True,
-    )
-    assert built.returncode != 0
-    assert "serving a multiclass model is not supported yet" in built.stderr
-    assert "Traceback" not in built.stderr
-    assert len(built.stderr.strip().splitlines()) == 1
+@dataclass(frozen=True)
+class Served:
+    """The wine project's version 1 built (`make build`) and served (`make serve`)."""
+
+    clone: Path
+    built: str  # what `make build` printed
+    call: Any  # call(path, body) -> (status, json)
+    feedback: Path
+
+
+@pytest.fixture(scope="module")
+def served_wine(
+    wine_project: Generated, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    clone, tmp = wine_project.clone, tmp_path_factory.mktemp("wine-served")
+    home = tmp / "bentoml"
+    built = run(["env", f"BENTOML_HOME={home}", "make", "build", "MODEL=1"], clone)
+    with served(clone, home, tmp) as call:
+        yield Served(clone, built.stdout + built.stderr, call, tmp / "feedback")
+
+
+def wine_test_split(clone: Path) -> tuple[Any, list[dict[str, Any]], np.ndarray]:
+    """The trained model, the test split's rows as a client sends them, predict_proba's."""
+    model = joblib.load(clone / "artifacts" / "model" / "model.joblib")
+    test = pd.read_parquet(clone / "artifacts" / "data" / "test.parquet")
+    features = test.drop(columns=["cultivar"])
+    return model, features.to_dict("records"), model.predict_proba(features)
+
+
+def test_build_packages_the_multinomial_model_on_the_numpy_path(served_wine: Served) -> None:
+    assert "build: scorer numpy: NumPy (multinomial logistic regression" in served_wine.built
+    assert "WARNING" not in served_wine.built
+    status, info = served_wine.call("/model_info", None)
+    assert status == 200 and info["scorer"] == "numpy" and info["model_version"] == "1"
+
+
+def test_served_answers_are_each_class_probability_and_the_most_probable_class(
+    served_wine: Served,
+) -> None:
+    model, rows, proba = wine_test_split(served_wine.clone)
+    classes = list(model.classes_)
+    status, batch = served_wine.call("/predict_batch", {"records": rows})
+    assert status == 200, batch
+    assert set(batch) == {"predictions", "model_version", "request_id"}
+    assert len(batch["predictions"]) == len(rows)
+    for answer, expected in zip(batch["predictions"], proba, strict=True):
+        assert set(answer) == {"class", "probabilities"}
+        assert list(answer["probabilities"]) == classes  # the model's classes_ order
+        got = np.array([answer["probabilities"][c] for c in classes])
+        assert np.max(np.abs(got - expected)) <= 1e-9
+        assert answer["class"] == classes[int(np.argmax(expected))]
+    decided = [a["class"] for a in batch["predictions"]]
+    assert decided == list(model.predict(pd.DataFrame.from_records(rows)))
+    for i in (0, 5, len(rows) - 1):
+        status, one = served_wine.call("/predict", {"record": rows[i]})
+        assert status == 200, one
+        assert set(one) == {"class", "probabilities", "model_version", "request_id"}
+        assert one["class"] == decided[i] and one["model_version"] == "1"
+        got = np.array([one["probabilities"][c] for c in classes])
+        assert np.max(np.abs(got - proba[i])) <= 1e-9
+
+
+def test_a_bad_row_is_refused_with_its_field_path(served_wine: Served) -> None:
+    _, rows, _ = wine_test_split(served_wine.clone)
+    status, problem = served_wine.call("/predict", {"record": {**rows[0], "alcohol": "strong"}})
+    assert status == 400, problem
+    assert [d["loc"] for d in problem["detail"]] == [["record", "alcohol"]]
+    bad_batch = {"records": [rows[0], {**rows[1], "region": None}]}
+    status, problem = served_wine.call("/predict_batch", bad_batch)
+    assert status == 400 and [d["loc"] for d in problem["detail"]] == [["records", 1, "region"]]
+
+
+def test_the_document_describes_the_multiclass_answer(served_wine: Served) -> None:
+    """Served answers validate against /docs.json's schemas, which name the classes."""
+    _, rows, _ = wine_test_split(served_wine.clone)
+    status, doc = served_wine.call("/docs.json", None)
+    assert status == 200
+    for path, body in (("/predict", {"record": rows[0]}), ("/predict_batch", {"records": rows})):
+        answer = doc["paths"][path]["post"]["responses"]["200"]["content"]["application/json"]
+        schema = answer["schema"]
+        status, got = served_wine.call(path, body)
+        assert status == 200
+        jsonschema.validate(got, schema)
+        one = schema["properties"]["predictions"]["items"] if path.endswith("batch") else schema
+        assert one["properties"]["class"]["enum"] == sorted(CULTIVARS)
+        assert one["properties"]["probabilities"]["required"] == sorted(CULTIVARS)
+        binary = {"probability": 0.5, "decision": "barolo"}  # a two-class answer is not one
+        wrong = {**got, "predictions": [binary]} if path.endswith("batch") else binary
+        with pytest.raises(jsonschema.ValidationError, match="required property"):
+            jsonschema.validate(wrong, schema)
+        with pytest.raises(jsonschema.ValidationError):  # every class has its probability
+            row = got["predictions"][0] if path.endswith("batch") else got
+            jsonschema.validate({**row, "probabilities": {"barolo": 1.0}}, one)
+
+
+def test_feedback_records_carry_the_class_and_the_probabilities(served_wine: Served) -> None:
+    _, rows, _ = wine_test_split(served_wine.clone)
+    status, answer = served_wine.call("/predict", {"record": rows[3]})
+    assert status == 200
+    record = wait_for_record(served_wine.feedback, answer["request_id"])
+    assert record["class"] == answer["class"]
+    assert record["probabilities"] == answer["probabilities"]
+    assert record["inputs"] == rows[3] and "threshold" not in record
+
+
+def wait_for_record(folder: Path, request_id: str) -> dict[str, Any]:
+    """The prediction record of `request_id`, once the sink has written it."""
+    deadline = time.monotonic() + 60  # the writer flushes within serving.feedback.flush_seconds
+    while time.monotonic() < deadline:
+        for path in folder.glob("*.jsonl"):
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                if record.get("request_id") == request_id and record["kind"] == "prediction":
+                    return record
+        time.sleep(0.2)
+    raise AssertionError(f"no prediction record of {request_id}")
+

@@ -261,3 +261,53 @@ def wait_for_record(folder: Path, request_id: str) -> dict[str, Any]:
         time.sleep(0.2)
     raise AssertionError(f"no prediction record of {request_id}")
 
+
+def wine_batch(clone: Path, out: Path, *engine: str, mlgate: Path | None = None) -> pd.DataFrame:
+    """`mlgate predict` of the test split (without its target) with version 1: the scored rows."""
+    csv = out.parent / "wine-test.csv"
+    if not csv.exists():
+        test = pd.read_parquet(clone / "artifacts" / "data" / "test.parquet")
+        test.drop(columns=["cultivar"]).to_csv(csv, index=False)
+    mlgate = mlgate or clone / ".venv" / "bin" / "mlgate"
+    command = [str(mlgate), "predict", "--model", "1", "--input", str(csv), "--output", str(out)]
+    # the project's package (its schema module) for this checkout's mlgate (--engine spark)
+    run([*command, *engine], clone, PYTHONPATH=str(clone / "src"))
+    return pd.read_parquet(out / "scored.parquet")
+
+
+def test_batch_scores_are_the_class_and_each_class_probability_as_served(
+    served_wine: Served, tmp_path: Path
+) -> None:
+    model, rows, proba = wine_test_split(served_wine.clone)
+    scored = wine_batch(served_wine.clone, tmp_path / "local")
+    outputs = ["class", "p_barbera", "p_barolo", "p_grignolino"]
+    assert list(scored.columns) == [
+        *rows[0],
+        *outputs,
+        "model_name",
+        "model_version",
+        "batch_id",
+    ]
+    assert np.max(np.abs(scored[outputs[1:]].to_numpy() - proba)) <= 1e-12
+    status, batch = served_wine.call("/predict_batch", {"records": rows})
+    assert status == 200
+    assert list(scored["class"]) == [a["class"] for a in batch["predictions"]]
+    served_proba = [[a["probabilities"][c] for c in model.classes_] for a in batch["predictions"]]
+    assert np.max(np.abs(scored[outputs[1:]].to_numpy() - np.array(served_proba))) <= 1e-9
+
+
+def test_the_spark_engine_writes_the_local_engines_rows(
+    wine_project: Generated, tmp_path: Path
+) -> None:
+    from tests.conftest import VENV_BIN
+
+    clone = wine_project.clone
+    local = wine_batch(clone, tmp_path / "local").drop(columns=["batch_id"])
+    spark = ["--engine", "spark", "--spark-master", "local[1]"]
+    # PySpark is this checkout's dev dependency (the project installs mlgate without `spark`)
+    on_spark = wine_batch(clone, tmp_path / "spark", *spark, mlgate=VENV_BIN / "mlgate")
+    assert list(on_spark.columns) == [*local.columns, "batch_id"]
+    pd.testing.assert_frame_equal(
+        on_spark.drop(columns=["batch_id"]), local, check_dtype=False, atol=1e-12
+    )
+

@@ -311,3 +311,46 @@ def test_the_spark_engine_writes_the_local_engines_rows(
         on_spark.drop(columns=["batch_id"]), local, check_dtype=False, atol=1e-12
     )
 
+
+def served_traffic(served_wine: Served, rows: list[dict[str, Any]], folder: Path) -> None:
+    """`rows` sent to the service, and the prediction records it wrote of them copied into
+    `folder` (the service's feedback folder holds every other test's requests too)."""
+    status, answer = served_wine.call("/predict_batch", {"records": rows})
+    assert status == 200, answer
+    wait_for_record(served_wine.feedback, answer["request_id"])
+    folder.mkdir()
+    with (folder / "predictions-served.jsonl").open("w") as out:
+        for path in sorted(served_wine.feedback.glob("*.jsonl")):
+            for line in path.read_text().splitlines():
+                if json.loads(line).get("request_id") == answer["request_id"]:
+                    out.write(line + "\n")
+
+
+def test_monitor_watches_the_served_classes(served_wine: Served, tmp_path: Path) -> None:
+    """The service's records of training-like traffic: no drift of the predicted classes;
+    of traffic the model decides as one class: the predicted classes drifted (PSI over the
+    classes), reported beside the features'."""
+    clone = served_wine.clone
+    model = joblib.load(clone / "artifacts" / "model" / "model.joblib")
+    train = pd.read_parquet(clone / "artifacts" / "data" / "train.parquet")
+    features = train.drop(columns=["cultivar"])
+    like_training = features.sample(300, replace=True, random_state=1)
+    decided = model.predict(features)
+    one_class = features[decided == "barolo"].sample(300, replace=True, random_state=1)
+    mlgate = str(clone / ".venv" / "bin" / "mlgate")
+    reports = {}
+    for name, frame in (("training", like_training), ("barolo", one_class)):
+        served_traffic(served_wine, frame.to_dict("records"), tmp_path / name)
+        command = [mlgate, "monitor", "--feedback", str(tmp_path / name)]
+        monitored = run([*command, "--out", str(tmp_path / f"{name}-report")], clone, check=False)
+        assert monitored.returncode in (0, 1), monitored.stdout + monitored.stderr
+        reports[name] = json.loads((tmp_path / f"{name}-report" / "drift.json").read_text())
+    quiet, loud = reports["training"], reports["barolo"]
+    assert quiet["rows"] == 300 and quiet["enough_data"]
+    assert quiet["prediction"]["kind"] == "categorical" and not quiet["prediction_drifted"]
+    assert set(quiet["prediction"]["reference_share"]) == set(CULTIVARS)
+    assert loud["prediction_drifted"] and loud["drift"]
+    assert loud["prediction"]["current_share"]["barolo"] == 1.0
+    assert len(loud["features"]) == len(quiet["features"]) >= 6  # beside the features' drift
+    summary = (tmp_path / "barolo-report" / "summary.md").read_text()
+    assert "| prediction (model output) | categorical |" in summary

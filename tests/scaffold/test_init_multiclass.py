@@ -354,3 +354,43 @@ def test_monitor_watches_the_served_classes(served_wine: Served, tmp_path: Path)
     assert len(loud["features"]) == len(quiet["features"]) >= 6  # beside the features' drift
     summary = (tmp_path / "barolo-report" / "summary.md").read_text()
     assert "| prediction (model output) | categorical |" in summary
+
+
+def test_outcomes_of_a_multiclass_model_are_its_classes(
+    served_wine: Served, tmp_path: Path
+) -> None:
+    """By the API and in bulk (`mlgate outcomes import`): the true classes of answered rows
+    are recorded for `mlgate compare`; a label that is no class is refused, nothing written."""
+    clone = served_wine.clone
+    _, rows, _ = wine_test_split(clone)
+    truth = list(pd.read_parquet(clone / "artifacts" / "data" / "test.parquet")["cultivar"])
+    status, batch = served_wine.call("/predict_batch", {"records": rows})
+    assert status == 200
+    request_id = batch["request_id"]
+    wait_for_record(served_wine.feedback, request_id)
+    status, one = served_wine.call(
+        "/outcome", {"request_id": request_id, "row": 0, "outcome": truth[0]}
+    )
+    assert status == 200 and one == {"recorded": 1, "verified": True}, one
+    status, bad = served_wine.call(
+        "/outcome", {"request_id": request_id, "row": 0, "outcome": "merlot"}
+    )
+    assert status == 400 and [d["loc"] for d in bad["detail"]] == [["outcome"]], bad
+
+    mlgate = str(clone / ".venv" / "bin" / "mlgate")
+    command = [mlgate, "outcomes", "import", "--feedback", str(served_wine.feedback)]
+    wrong = pd.DataFrame({"request_id": request_id, "row": [0, 1], "outcome": ["barolo", "merlot"]})
+    wrong.to_csv(tmp_path / "wrong.csv", index=False)
+    refused = run([*command, str(tmp_path / "wrong.csv")], clone, check=False)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "'merlot'" in refused.stderr
+    assert "one of the classes ['barbera', 'barolo', 'grignolino']" in refused.stderr
+    before = set(served_wine.feedback.glob("outcomes-import-*.jsonl"))
+    assert not before
+
+    labelled = pd.DataFrame({"request_id": request_id, "row": range(len(rows)), "outcome": truth})
+    labelled.to_csv(tmp_path / "outcomes.csv", index=False)
+    run([*command, str(tmp_path / "outcomes.csv")], clone)
+    (written,) = served_wine.feedback.glob("outcomes-import-*.jsonl")
+    records = [json.loads(line) for line in written.read_text().splitlines()]
+    assert [(r["row"], r["outcome"]) for r in records] == list(enumerate(truth))

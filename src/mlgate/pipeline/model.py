@@ -198,14 +198,12 @@ def decided_classes(classes: list[Any], probabilities: Any) -> Any:
 
 def model_scores(model: Any, frame: Any, params: Params) -> Any:
     """What the model's answer is measured by: the positive class's probability for a
-    classifier, the predicted value for a regressor."""
+    classifier, the predicted value for a regressor, the decided class for a multiclass
+    model (it has no single score: its answer's drift is that of the classes it decides)."""
     if params.data.task == "regression":
         return model.predict(frame)
     if params.data.task == "multiclass":
-        raise MlgateError(
-            "a multiclass model has no single score to watch: its prediction drift is not "
-            "measured yet"
-        )
+        return decided_classes(*class_probabilities(model, frame))
     return positive_scores(model, frame, params.data.positive_label)
 
 

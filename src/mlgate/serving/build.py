@@ -132,6 +132,15 @@ def reference_rows(params: Params) -> list[dict[str, Any]]:
     return split_rows(params, params.split.train, REFERENCE_ROWS)
 
 
+def scored_classes(params: Params) -> Any:
+    """What a scorer answers for the project's model (serving.scorer's `positive_label`): the
+    positive class's probability, every class's (multiclass), or the prediction (None)."""
+    from mlgate.serving.features import EVERY_CLASS
+
+    task = params.data.task
+    return {"classification": params.data.positive_label, "multiclass": EVERY_CLASS}.get(task)
+
+
 def gated_version(params: Params, ref: str, role: str = "") -> Any:
     """The registered version `ref` resolves to, refused unless it passed its gates."""
     mv = resolve_version(params, ref)
@@ -180,7 +189,7 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
         "lineage": lineage,
     }
     rows = reference_rows(params)
-    positive = params.data.positive_label if params.data.task == "classification" else None
+    positive = scored_classes(params)
     pipeline = PipelineScorer(model, positive, params.features.all)
     expected = pipeline.scores(rows).tolist()
     # The fast path must give the Pipeline's scores on the whole test split, from what the
@@ -330,13 +339,6 @@ def without_build_tools(bento_yaml: Path) -> None:
 
 def build(params: Params, ref: str | None = None, bentofile: Path | str = "bentofile.yaml") -> str:
     """Package model version `ref` (default serving.model) as a bento; returns the bento tag."""
-    if params.data.task == "multiclass":
-        # the service answers one score per row; a multiclass answer (the class and each
-        # class's probability) is not there yet, so no bento that would answer wrongly
-        raise MlgateError(
-            "serving a multiclass model is not supported yet (data.task: multiclass): "
-            "the pipeline trains, evaluates and gates it; `mlgate build` cannot package it"
-        )
     use_project_home(params)
     import bentoml
 

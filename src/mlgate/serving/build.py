@@ -332,7 +332,14 @@ def without_build_tools(bento_yaml: Path) -> None:
             "(a BentoML change?): the image is built as BentoML wrote it"
         )
         return
-    image["commands"] = kept
+    # BentoML's install of docker.system_packages (libgomp1 for LightGBM) counts on the
+    # dropped layer's `apt-get update`: without package lists it exits 100
+    image["commands"] = [
+        f"apt-get update && {c} && rm -rf /var/lib/apt/lists/*"
+        if c.startswith("apt-get install")
+        else c
+        for c in kept
+    ]
     with bento_yaml.open("w", encoding="utf-8") as fh:
         yaml.safe_dump(info, fh, sort_keys=False)  # as BentoML writes it
 

@@ -53,6 +53,13 @@ class DataSource(_Section):
     report: Path = Path("artifacts/data/refresh.md")  # the data summary (the PR's body)
 
 
+# What a column is to the pipeline (data.roles; an unlisted column is a feature candidate):
+# key: an identifier, echoed in answers and records so outcomes join on it; timestamp: an
+# ISO 8601 date/time, checked by the contract, what `split.by: time` orders by; text: free
+# text; ignored: kept in the data, nothing more. None of them reaches the model or the monitor.
+Role = Literal["feature", "key", "timestamp", "text", "ignored"]
+
+
 class Data(_Section):
     raw: Path
     schema_ref: str = Field(alias="schema", pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -65,6 +72,23 @@ class Data(_Section):
     summary: Path
     contract: DatasetRules = DatasetRules()
     source: DataSource = DataSource()
+    roles: dict[str, Role] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _target_is_target(self) -> Data:
+        role = self.roles.get(self.target, "feature")
+        if role != "feature":
+            raise ValueError(f"data.roles: the target {self.target!r} cannot be a {role}")
+        return self
+
+    def role_columns(self, role: str) -> list[str]:
+        """The columns data.roles gives `role`, in the order listed."""
+        return [c for c, r in self.roles.items() if r == role]
+
+    @property
+    def not_features(self) -> list[str]:
+        """Columns whose role keeps them from the model and the monitor."""
+        return [c for c, r in self.roles.items() if r != "feature"]
 
     @property
     def classes(self) -> bool:
@@ -76,6 +100,9 @@ class Split(_Section):
     test_size: float = Field(gt=0, lt=1)
     seed: int = 42
     stratify: bool = True
+    # time: train on the past, test on the most recent test_size share (by data.roles'
+    # timestamp column): the honest split for data that drifts. random: seeded (stratified)
+    by: Literal["random", "time"] = "random"
     train: Path
     test: Path
 
@@ -410,7 +437,8 @@ class Params(_Section):
     def _cross_checks(self) -> Params:
         if self.data.target in self.features.all:
             raise ValueError(f"data.target {self.data.target!r} is also listed as a feature")
-        stratified = self.split.stratify and self.data.classes
+        self._check_roles()
+        stratified = self.split.stratify and self.data.classes and self.split.by == "random"
         if stratified and self.data.contract.min_rows_per_class < 2:
             raise ValueError(
                 "data.contract.min_rows_per_class must be at least 2: a stratified split puts "
@@ -437,6 +465,22 @@ class Params(_Section):
                     f"which are not in evaluate.sensitive {sorted(self.evaluate.sensitive)}"
                 )
         return self
+
+    def _check_roles(self) -> None:
+        for name in self.data.not_features:
+            role = self.data.roles[name]
+            if name in self.features.all:
+                raise ValueError(
+                    f"{name!r} is a {role} (data.roles) and listed as a feature: one or the other"
+                )
+            if name in self.evaluate.sensitive:
+                raise ValueError(f"{name!r} is a {role} (data.roles) and a sensitive attribute")
+        stamps = self.data.role_columns("timestamp")
+        if self.split.by == "time" and len(stamps) != 1:
+            raise ValueError(
+                "split.by: time needs one timestamp column in data.roles (e.g. `roles: "
+                f"{{signup_date: timestamp}}`), not {len(stamps)}"
+            )
 
     @property
     def model_name(self) -> str:

@@ -295,8 +295,13 @@ def score_chunk(
     return rows, quarantined, result
 
 
-def output_keys(wanted: tuple[str, ...] | None, columns: list[str], path: Path) -> list[str]:
+def output_keys(
+    wanted: tuple[str, ...] | None, columns: list[str], path: Path, always: Sequence[str] = ()
+) -> list[str]:
+    """The input columns copied to each output row: `wanted` (every column when empty), and
+    the identifiers of data.roles (`always`) the input has, so outcomes join on them."""
     keys = list(wanted) if wanted else columns
+    keys += [k for k in always if k in columns and k not in keys]
     missing = [k for k in keys if k not in columns]
     if missing:
         raise MlgateError(f"{path}: key column(s) {missing} are not in the input ({columns})")

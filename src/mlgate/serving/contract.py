@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, create_model
 
 from mlgate.errors import MlgateError
+from mlgate.names import ROLE_METADATA, TIMESTAMP_CHECK
 
 if TYPE_CHECKING:
     import pandera.pandas as pa
@@ -43,6 +45,8 @@ def contract_spec(schema: pa.DataFrameSchema) -> dict[str, Any]:
                 constraints["le" if stats.get("include_max", True) else "lt"] = stats["max_value"]
             elif check.name == "isin":
                 allowed = list(stats["allowed_values"])
+            elif check.name == TIMESTAMP_CHECK:
+                constraints["timestamp"] = True  # checked in pydantic (_field)
             else:
                 residual.append(f"{name}: {check.name}")
         columns.append(
@@ -54,6 +58,7 @@ def contract_spec(schema: pa.DataFrameSchema) -> dict[str, Any]:
                 # a column the schema does not require may be left out of a request
                 "nullable": bool(column.nullable) or not column.required,
                 "description": column.description,
+                "role": (column.metadata or {}).get(ROLE_METADATA, "feature"),
             }
         )
     return {
@@ -74,6 +79,8 @@ class Contract:
     def __init__(self, spec: dict[str, Any], name: str = "Applicant") -> None:
         self.spec = spec
         self.columns = [c["name"] for c in spec["columns"]]
+        # identifiers (data.roles) an answer echoes, so outcomes join on them
+        self.keys = [c["name"] for c in spec["columns"] if c.get("role") == "key"]
         self.residual_checks: list[str] = list(spec["residual_checks"])
         fields = {c["name"]: _field(c) for c in spec["columns"]}
         self.row_model: type[BaseModel] = create_model(  # type: ignore[call-overload]
@@ -99,6 +106,9 @@ class Contract:
 
 def _field(column: dict[str, Any]) -> tuple[Any, Any]:
     kind = column["kind"]
+    constraints = dict(column["constraints"])
+    if constraints.pop("timestamp", False):
+        kind = "timestamp"
     if column["allowed"] is not None:
         annotation: Any = Literal[tuple(column["allowed"])]  # type: ignore[valid-type]
     elif kind == "int":
@@ -108,14 +118,23 @@ def _field(column: dict[str, Any]) -> tuple[Any, Any]:
         annotation = Annotated[float, Field(allow_inf_nan=False)]
     elif kind == "bool":
         annotation = Annotated[bool, Strict()]
+    elif kind == "timestamp":
+        annotation = Annotated[str, Strict(), AfterValidator(_iso8601)]
     else:
         annotation = Annotated[str, Strict()]
-    annotation = Annotated[
-        annotation, Field(description=column["description"], **column["constraints"])
-    ]
+    annotation = Annotated[annotation, Field(description=column["description"], **constraints)]
     if column["nullable"]:
         return (annotation | None, None)
     return (annotation, ...)
+
+
+def _iso8601(value: str) -> str:
+    """A timestamp field stays the text sent; it must read as an ISO 8601 date/time."""
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("not an ISO 8601 date or date-time (e.g. 2024-05-31T12:00:00)") from None
+    return value
 
 
 def _example_value(column: dict[str, Any]) -> Any:
@@ -124,6 +143,8 @@ def _example_value(column: dict[str, Any]) -> Any:
     kind, bounds = column["kind"], column["constraints"]
     if kind == "bool":
         return False
+    if bounds.get("timestamp"):
+        return "2024-01-01T00:00:00"
     if kind == "str":
         return "text"
     low = bounds.get("ge", bounds.get("gt"))

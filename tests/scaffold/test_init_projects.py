@@ -330,6 +330,8 @@ def test_roles_check_timestamps_split_by_time_and_echo_the_key(
         status, answer = call("/predict", {"record": {**rows[0], "signup": "not a date"}})
         assert status == 400 and answer["detail"][0]["loc"] == ["record", "signup"], answer
         records = read_records(tmp_path / "feedback", 5)  # the refused request is no prediction
+        doc = call("/docs.json", None)[1]["paths"]["/predict"]["post"]["responses"]["200"]
+        assert "customer_id" in doc["content"]["application/json"]["schema"]["properties"]
     ids = [r["customer_id"] for r in rows]
     assert sorted(r["inputs"].get("customer_id") or "" for r in records) == sorted(["", *ids, ""])
 

@@ -544,6 +544,7 @@ class PublishedDocument:
             example=CONTRACT.example_row(),
             request_field=SERVING.request_field,
             batch_field=SERVING.batch_request_field,
+            keys=tuple(CONTRACT.keys),
         )
         body = json.dumps(describe(ModelService.openapi_spec.asdict(), facts)).encode()
         if loaded:

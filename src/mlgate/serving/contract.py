@@ -35,6 +35,8 @@ def contract_spec(schema: pa.DataFrameSchema) -> dict[str, Any]:
     for name, column in schema.columns.items():
         constraints: dict[str, Any] = {}
         allowed: list[Any] | None = None
+        kind = _kind(str(column.dtype), name)
+        timestamp = False
         for check in column.checks:
             stats = check.statistics or {}
             if check.name in _BOUNDS:
@@ -45,14 +47,15 @@ def contract_spec(schema: pa.DataFrameSchema) -> dict[str, Any]:
                 constraints["le" if stats.get("include_max", True) else "lt"] = stats["max_value"]
             elif check.name == "isin":
                 allowed = list(stats["allowed_values"])
-            elif check.name == TIMESTAMP_CHECK:
-                constraints["timestamp"] = True  # checked in pydantic (_field)
+            elif check.name == TIMESTAMP_CHECK and kind == "str":
+                timestamp = True  # a date/time written as text: checked in pydantic (_field)
             else:
                 residual.append(f"{name}: {check.name}")
         columns.append(
             {
                 "name": name,
-                "kind": _kind(str(column.dtype), name),
+                "kind": kind,
+                "timestamp": timestamp,
                 "constraints": constraints,
                 "allowed": allowed,
                 # a column the schema does not require may be left out of a request
@@ -106,9 +109,6 @@ class Contract:
 
 def _field(column: dict[str, Any]) -> tuple[Any, Any]:
     kind = column["kind"]
-    constraints = dict(column["constraints"])
-    if constraints.pop("timestamp", False):
-        kind = "timestamp"
     if column["allowed"] is not None:
         annotation: Any = Literal[tuple(column["allowed"])]  # type: ignore[valid-type]
     elif kind == "int":
@@ -118,11 +118,13 @@ def _field(column: dict[str, Any]) -> tuple[Any, Any]:
         annotation = Annotated[float, Field(allow_inf_nan=False)]
     elif kind == "bool":
         annotation = Annotated[bool, Strict()]
-    elif kind == "timestamp":
+    elif column.get("timestamp"):
         annotation = Annotated[str, Strict(), AfterValidator(_iso8601)]
     else:
         annotation = Annotated[str, Strict()]
-    annotation = Annotated[annotation, Field(description=column["description"], **constraints)]
+    annotation = Annotated[
+        annotation, Field(description=column["description"], **column["constraints"])
+    ]
     if column["nullable"]:
         return (annotation | None, None)
     return (annotation, ...)
@@ -143,7 +145,7 @@ def _example_value(column: dict[str, Any]) -> Any:
     kind, bounds = column["kind"], column["constraints"]
     if kind == "bool":
         return False
-    if bounds.get("timestamp"):
+    if column.get("timestamp"):
         return "2024-01-01T00:00:00"
     if kind == "str":
         return "text"

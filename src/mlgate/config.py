@@ -53,10 +53,8 @@ class DataSource(_Section):
     report: Path = Path("artifacts/data/refresh.md")  # the data summary (the PR's body)
 
 
-# What a column is to the pipeline (data.roles; an unlisted column is a feature candidate):
-# key: an identifier, echoed in answers and records so outcomes join on it; timestamp: an
-# ISO 8601 date/time, checked by the contract, what `split.by: time` orders by; text: free
-# text; ignored: kept in the data, nothing more. None of them reaches the model or the monitor.
+# A column's role (data.roles; unlisted: a feature candidate). Only a feature reaches the model
+# and the monitor; a key is echoed in answers, a timestamp checked as an ISO 8601 date/time.
 Role = Literal["feature", "key", "timestamp", "text", "ignored"]
 
 
@@ -73,13 +71,6 @@ class Data(_Section):
     contract: DatasetRules = DatasetRules()
     source: DataSource = DataSource()
     roles: dict[str, Role] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _target_is_target(self) -> Data:
-        role = self.roles.get(self.target, "feature")
-        if role != "feature":
-            raise ValueError(f"data.roles: the target {self.target!r} cannot be a {role}")
-        return self
 
     def role_columns(self, role: str) -> list[str]:
         """The columns data.roles gives `role`, in the order listed."""
@@ -100,11 +91,18 @@ class Split(_Section):
     test_size: float = Field(gt=0, lt=1)
     seed: int = 42
     stratify: bool = True
-    # time: train on the past, test on the most recent test_size share (by data.roles'
-    # timestamp column): the honest split for data that drifts. random: seeded (stratified)
+    # time: train on the past, test on the latest test_size share (data.roles' timestamp)
     by: Literal["random", "time"] = "random"
     train: Path
     test: Path
+
+
+class Derived(_Section):
+    """The columns features.transform adds, by kind: the standard preprocessing scales the
+    numeric ones and one-hot encodes the categorical ones, as it does the contract's."""
+
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
 
 
 class Features(_Section):
@@ -114,6 +112,13 @@ class Features(_Section):
     impute: bool = False
     # numeric features the prediction must follow: +1 rises with it, -1 falls (model tests)
     monotone: dict[str, Literal[-1, 1]] = Field(default_factory=dict)
+    # the project's own feature code, `package.module:function`: the function returns a
+    # scikit-learn transformer run on the feature columns before the standard preprocessing,
+    # fitted in train, pickled inside the model, run by serving and batch (one implementation)
+    transform: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$"
+    )
+    derived: Derived = Field(default_factory=Derived)
 
     @model_validator(mode="after")
     def _not_empty_no_overlap(self) -> Features:
@@ -125,6 +130,12 @@ class Features(_Section):
         stray = set(self.monotone) - set(self.numeric)
         if stray:
             raise ValueError(f"monotone names {sorted(stray)}, which are not numeric features")
+        made = [*self.derived.numeric, *self.derived.categorical]
+        if made and not self.transform:
+            raise ValueError(f"derived columns {made} need a features.transform that makes them")
+        clash = sorted(set(made) & set(self.all) | {c for c in made if made.count(c) > 1})
+        if clash:
+            raise ValueError(f"derived columns {clash} are named twice (a derived column is new)")
         return self
 
     @property
@@ -134,7 +145,9 @@ class Features(_Section):
 
 class Train(_Section):
     seed: int = 42
-    estimator: str = Field(pattern=r"^sklearn\.[\w.]+\.[A-Za-z_]\w*$")
+    # any scikit-learn-compatible estimator by its import path: sklearn.linear_model.
+    # LogisticRegression, lightgbm.LGBMClassifier, or a class of the project's own package
+    estimator: str = Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     model: Path
     run: Path
@@ -469,6 +482,8 @@ class Params(_Section):
     def _check_roles(self) -> None:
         for name in self.data.not_features:
             role = self.data.roles[name]
+            if name == self.data.target:
+                raise ValueError(f"data.roles: the target {name!r} cannot be a {role}")
             if name in self.features.all:
                 raise ValueError(
                     f"{name!r} is a {role} (data.roles) and listed as a feature: one or the other"

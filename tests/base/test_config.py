@@ -44,7 +44,7 @@ def test_the_repository_params_load_into_typed_frozen_objects():
         ("train.model", KeyError, r"train\.model: Field required"),
         ("gate.min_metric", {"roc_auc": 0.7}, r"gate\.min_metric: Extra inputs are not permitted"),
         ("evaluate.threshold", "high", r"evaluate\.threshold: Input should be a valid number"),
-        ("train.estimator", "xgboost.XGBClassifier", r"train\.estimator: String should match"),
+        ("train.estimator", "LGBMClassifier", r"train\.estimator: String should match"),
         ("data.target", "age", r"data\.target 'age' is also listed as a feature"),
         ("project.name", "has spaces", r"project\.name: String should match"),
         ("data.contract.max_duplicate_share", 1.5, r"data\.contract\.max_duplicate_share: Input"),

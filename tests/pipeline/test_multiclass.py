@@ -1,6 +1,5 @@
 """Multiclass (data.task: multiclass): metrics equal scikit-learn's, per-class fairness gaps
-equal fairlearn's, gates and the champion rule read them, the PR report shows each class,
-and `mlgate build` refuses the model in one line while serving it is not supported."""
+equal fairlearn's, gates and the champion rule read them, the PR report shows each class."""
 
 from __future__ import annotations
 
@@ -183,22 +182,37 @@ def test_the_report_shows_each_class_and_the_confusion_matrix(iris) -> None:
     assert "| versicolor | " in text and f"{eo:.4f}" in text
 
 
-def test_build_refuses_a_multiclass_model_before_touching_anything(tmp_path: Path) -> None:
-    from mlgate.serving.build import build
-
-    with pytest.raises(MlgateError) as refused:
-        build(multiclass_params(), "1", tmp_path / "no-bentofile.yaml")
-    message = str(refused.value)
-    assert "serving a multiclass model is not supported yet" in message
-    assert "\n" not in message
-    assert not list(tmp_path.iterdir())
-
-
-def test_a_multiclass_model_has_no_single_score_to_monitor() -> None:
+def test_a_multiclass_models_watched_answer_is_its_decided_class() -> None:
     from mlgate.pipeline.model import model_scores
 
-    with pytest.raises(MlgateError, match="no single score"):
-        model_scores(None, None, multiclass_params())
+    data = load_iris(as_frame=True)
+    x = data.data.iloc[:, [0, 1]].to_numpy()
+    y = np.array(["setosa", "versicolor", "virginica"])[data.target.to_numpy()]
+    model = LogisticRegression(max_iter=200).fit(x, y)
+    assert list(model_scores(model, x, multiclass_params())) == list(model.predict(x))
+
+
+@pytest.mark.parametrize("labels", [["a", "b", "c"], [0, 1, 2]], ids=["text", "integers"])
+def test_monitor_measures_the_drift_of_the_predicted_classes(labels: list[object]) -> None:
+    """Categorical PSI and a chi-squared test over the decided classes, integer labels too
+    (not binned as numbers): a shift towards one class drifts, the same mix does not."""
+    from mlgate.loop.monitor import compare, predicted_classes
+
+    params = multiclass_params()
+    rng = np.random.default_rng(0)
+    n = params.monitor.min_rows * 3
+    trained = predicted_classes(rng.choice(labels, n, p=[0.4, 0.35, 0.25]))
+    same = predicted_classes(rng.choice(labels, n, p=[0.4, 0.35, 0.25]))
+    shifted = predicted_classes(rng.choice(labels, n, p=[0.8, 0.1, 0.1]))
+    no_inputs, inputs = pd.DataFrame(index=range(n)), pd.DataFrame(index=range(n))
+    quiet = compare(params, no_inputs, trained, inputs, same, 0, ["1"])
+    assert quiet.prediction is not None and quiet.prediction.kind == "categorical"
+    assert not quiet.prediction_drifted
+    loud = compare(params, no_inputs, trained, inputs, shifted, 0, ["1"])
+    assert loud.prediction is not None and loud.prediction_drifted and loud.drift
+    assert loud.prediction.psi > params.monitor.max_prediction_psi
+    assert set(loud.prediction.current_share) == {str(label) for label in labels}
+    assert loud.prediction.current_share[str(labels[0])] == pytest.approx(0.8, abs=0.05)
 
 
 def test_confusion_rows_survive_the_report_reader() -> None:

@@ -149,6 +149,9 @@ def test_a_served_timestamp_must_be_a_date_and_keys_are_known() -> None:
 
 def test_batch_output_always_carries_the_keys_the_input_has(tmp_path: Path) -> None:
     columns = ["visit_id", "amount", "kind"]
-    assert output_keys(("amount",), columns, tmp_path, ["visit_id"]) == ["amount", "visit_id"]
-    assert output_keys(None, columns, tmp_path, ["visit_id"]) == columns
-    assert output_keys(("amount",), ["amount"], tmp_path, ["visit_id"]) == ["amount"]
+    assert output_keys(("amount",), columns, tmp_path, always=["visit_id"]) == [
+        "amount",
+        "visit_id",
+    ]
+    assert output_keys(None, columns, tmp_path, always=["visit_id"]) == columns
+    assert output_keys(("amount",), ["amount"], tmp_path, always=["visit_id"]) == ["amount"]

@@ -205,3 +205,37 @@ def server(
     tag, home = bento
     with serving(tag, home, trained_repo, tmp_path_factory) as srv:
         yield srv
+
+
+@contextmanager
+def version_two_served(
+    trained_repo: Path,
+    home: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    params_update: dict[str, dict[str, Any]],
+    files: dict[str, str] | None = None,
+) -> Iterator[tuple[Path, str, Server]]:
+    """A copy of the trained repo with FILES written and params sections updated, whose
+    version 2 (gates relaxed: a test model, not a candidate) is trained by `dvc repro`,
+    registered, built and served: (the repo, what the build printed on stdout and stderr,
+    the server)."""
+    import shutil
+
+    repo = tmp_path_factory.mktemp(name) / "repo"
+    shutil.copytree(trained_repo, repo, symlinks=True)
+    for path, text in (files or {}).items():
+        (repo / path).write_text(text)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for section, values in params_update.items():
+        params[section].update(values)
+    params["gate"].update(min_metrics={}, max_fairness_gap={}, champion=None)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # the copy's own package first (the shared .venv has the checkout's installed)
+    env = {"PYTHONPATH": str(repo / "src")}
+    run(["dvc", "repro"], repo, **env)
+    assert "credit-risk version 2" in run(["mlgate", "register"], repo, **env).stdout
+    built = run(["mlgate", "build", "--model", "2"], repo, **bentoml_env(home), **env)
+    tag = built.stdout.strip().rsplit("bento ", 1)[-1]
+    with serving(tag, home, repo, tmp_path_factory) as srv:
+        yield repo, built.stdout + built.stderr, srv

@@ -3,16 +3,13 @@ Pipeline's answers, by workers that never load scikit-learn or pandas."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from tests.conftest import run
-from tests.serving.conftest import Server, bentoml_env, serving
+from tests.serving.conftest import Server, version_two_served
 from tests.serving.test_service import served_test_split
 
 pytestmark = pytest.mark.slow
@@ -22,24 +19,20 @@ pytestmark = pytest.mark.slow
 def forest(
     trained_repo: Path, home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Path, str, Server]]:
-    """A copy of the trained repo whose version 2 is a RandomForest (100 trees; gates
-    relaxed: a test model, not a candidate), built with serving.scorer auto and served:
-    (the repo, what the build printed, the server)."""
-    repo = tmp_path_factory.mktemp("forest") / "repo"
-    shutil.copytree(trained_repo, repo, symlinks=True)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train"].update(
-        estimator="sklearn.ensemble.RandomForestClassifier",
-        hyperparameters={"n_estimators": 100, "random_state": 0},
-    )
-    params["gate"].update(min_metrics={}, max_fairness_gap={}, champion=None)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["dvc", "repro"], repo)
-    assert "credit-risk version 2" in run(["mlgate", "register"], repo).stdout
-    built = run(["mlgate", "build", "--model", "2"], repo, **bentoml_env(home))
-    tag = built.stdout.strip().rsplit("bento ", 1)[-1]
-    with serving(tag, home, repo, tmp_path_factory) as srv:
-        yield repo, built.stdout, srv
+    """Version 2 a RandomForest (100 trees), built with serving.scorer auto and served."""
+    with version_two_served(
+        trained_repo,
+        home,
+        tmp_path_factory,
+        "forest",
+        {
+            "train": {
+                "estimator": "sklearn.ensemble.RandomForestClassifier",
+                "hyperparameters": {"n_estimators": 100, "random_state": 0},
+            }
+        },
+    ) as served:
+        yield served
 
 
 def test_the_build_picks_the_tree_walk(forest: tuple[Path, str, Server]) -> None:

@@ -87,7 +87,9 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="where a registered model came from",
         description="Print commit, data hash, params, metrics, gate verdicts and alias "
-        "history of a registered model version.",
+        "history of a registered model version, and where it was deployed: per environment "
+        "the image digest, the time, the workflow run and (production) who approved it, as "
+        "`mlgate release promote` kept them with the version.",
     )
     p.add_argument(
         "ref",

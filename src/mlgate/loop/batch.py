@@ -187,7 +187,9 @@ def _score_local(
         chunk.index = pd.RangeIndex(counts.read, counts.read + len(chunk))
         if keys is None:
             columns = list(chunk.columns)
-            keys = output_keys(request.keys, columns, path, params.data.role_columns("key"))
+            keys = output_keys(
+                request.keys, columns, path, model.outputs, params.data.role_columns("key")
+            )
         rows, quarantined, result = score_chunk(chunk, schema, model, keys, batch_id, str(path))
         counts.read += len(chunk)
         if result.reasons and request.on_invalid == "fail":
@@ -269,8 +271,7 @@ def predict(params: Params, request: Request, stream: Any = None) -> dict[str, A
 def _empty_scored(keys: list[str], model: LoadedModel) -> Any:
     import pandas as pd
 
-    out = ["prediction"] if model.regression else ["score", "decision"]
-    columns = [*keys, *out, "model_name", "model_version", "batch_id"]
+    columns = [*keys, *model.outputs, "model_name", "model_version", "batch_id"]
     return pd.DataFrame(columns=columns)
 
 

@@ -24,6 +24,14 @@ FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
 OUTPUT_COLUMNS = ("score", "decision", "prediction", "model_name", "model_version", "batch_id")
+# a multiclass model's output: the decided class and one probability column per class
+CLASS_COLUMN = "class"
+PROBABILITY_PREFIX = "p_"
+
+
+def probability_column(label: Any) -> str:
+    """The output column of class `label`'s probability: `p_<label>` (`p_barolo`, `p_2`)."""
+    return f"{PROBABILITY_PREFIX}{label}"
 
 
 SCORED = "scored"
@@ -243,21 +251,36 @@ class LoadedModel:
         self.pipeline = mlflow.sklearn.load_model(f"models:/{self.name}/{self.number}")
         self.features = list(params.features.all)
         self.regression = params.data.task == "regression"
+        self.multiclass = params.data.task == "multiclass"
         self.threshold = params.evaluate.threshold
         self.positive = params.data.positive_label
+        self.classes: list[Any] = []
         if not self.regression:
-            classes = [c.item() if hasattr(c, "item") else c for c in self.pipeline.classes_]
-            others = [c for c in classes if c != self.positive]
+            self.classes = [c.item() if hasattr(c, "item") else c for c in self.pipeline.classes_]
+            others = [c for c in self.classes if c != self.positive]
             self.negative = others[0] if len(others) == 1 else f"not {self.positive}"
+
+    @property
+    def outputs(self) -> list[str]:
+        """The columns the model adds to each scored row, in order."""
+        if self.regression:
+            return ["prediction"]
+        if self.multiclass:
+            return [CLASS_COLUMN, *map(probability_column, self.classes)]
+        return ["score", "decision"]
 
     def columns(self, valid: pd.DataFrame) -> dict[str, Any]:
         import numpy as np
 
-        from mlgate.pipeline.model import positive_scores
+        from mlgate.pipeline.model import class_probabilities, decided_classes, positive_scores
 
         features = valid[self.features]
         if self.regression:
             return {"prediction": self.pipeline.predict(features)}
+        if self.multiclass:  # the service's answer: every class's probability, the most probable
+            classes, proba = class_probabilities(self.pipeline, features)
+            probabilities = {probability_column(c): proba[:, i] for i, c in enumerate(self.classes)}
+            return {CLASS_COLUMN: decided_classes(classes, proba), **probabilities}
         score = positive_scores(self.pipeline, features, self.positive)
         decision = np.where(score >= self.threshold, self.positive, self.negative)
         return {"score": score, "decision": decision}
@@ -296,16 +319,22 @@ def score_chunk(
 
 
 def output_keys(
-    wanted: tuple[str, ...] | None, columns: list[str], path: Path, always: Sequence[str] = ()
+    wanted: tuple[str, ...] | None,
+    columns: list[str],
+    path: Path,
+    outputs: Sequence[str] = (),
+    always: Sequence[str] = (),
 ) -> list[str]:
-    """The input columns copied to each output row: `wanted` (every column when empty), and
-    the identifiers of data.roles (`always`) the input has, so outcomes join on them."""
+    """The input columns the scored rows keep: `wanted` (every column when empty) and the
+    identifiers of data.roles (`always`) the input has, so outcomes join on them; none may be
+    named as an output column (those of every model, OUTPUT_COLUMNS, and this model's
+    `outputs`)."""
     keys = list(wanted) if wanted else columns
     keys += [k for k in always if k in columns and k not in keys]
     missing = [k for k in keys if k not in columns]
     if missing:
         raise MlgateError(f"{path}: key column(s) {missing} are not in the input ({columns})")
-    clash = [k for k in keys if k in OUTPUT_COLUMNS]
+    clash = [k for k in keys if k in {*OUTPUT_COLUMNS, *outputs}]
     if clash:
         raise MlgateError(
             f"{path}: input column(s) {clash} clash with the output's own columns; "

@@ -27,8 +27,12 @@ EXIT = {"promote": 0, "collect": 3, "abort": 4}
 # default, gate.champion.metric picks another. True: higher is better.
 METRICS = {
     "classification": {"roc_auc": True},
+    "multiclass": {"accuracy": True, "log_loss": False},
     "regression": {"rmse": False, "mae": False},
 }
+# a multiclass metric is a mean over rows: each row's value (right or not, -log p of the
+# outcome) is its "score", the outcome read into it (_sides)
+ROW_MEANS = ("accuracy", "log_loss")
 TRAFFIC = {
     "shadow": "the challenger scored the rows the champion answered: paired",
     "split": "canary or A/B: each row answered by one variant",
@@ -115,7 +119,8 @@ def load_records(folder: Path, since: str | None = None) -> dict[str, pd.DataFra
                 "variant": r.get("variant") or CHAMPION,
                 "model_version": str(r.get("model_version")),
                 "score": r.get("probability", r.get("prediction")),
-                "decision": r.get("decision"),
+                "decision": r.get("decision", r.get("class")),  # multiclass: the class
+                "probabilities": r.get("probabilities"),
                 "latency_ms": r.get("latency_ms"),
                 "ts": str(r.get("ts", "")),
                 "outcome": r.get("outcome"),
@@ -125,6 +130,7 @@ def load_records(folder: Path, since: str | None = None) -> dict[str, pd.DataFra
             if r.get("kind") == kind
         ]
         columns = ["request_id", "row", "variant", "model_version", "score", "decision"]
+        columns += ["probabilities"]
         columns += ["latency_ms", "ts", "outcome", "shadow"]
         out = pd.DataFrame(rows, columns=columns)
         out["score"] = pd.to_numeric(out["score"], errors="coerce")
@@ -157,6 +163,8 @@ def metric_value(name: str, y: np.ndarray, s: np.ndarray) -> float | None:
 
     if name == "roc_auc":
         return float(m.roc_auc_score(y, s)) if 0 < y.sum() < len(y) else None
+    if name in ROW_MEANS:
+        return float(np.mean(s))
     if name == "rmse":
         return float(np.sqrt(m.mean_squared_error(y, s)))
     return float(m.mean_absolute_error(y, s))
@@ -182,6 +190,8 @@ def metric_resampled(name: str, y: np.ndarray, s: np.ndarray, idx: np.ndarray) -
                 out[start : start + len(part)] = np.where(
                     (pos > 0) & (neg > 0), u / (pos * neg), np.nan
                 )
+        elif name in ROW_MEANS:
+            out[start : start + len(part)] = sb.mean(axis=1)
         elif name == "rmse":
             out[start : start + len(part)] = np.sqrt(((sb - yb) ** 2).mean(axis=1))
         else:
@@ -229,7 +239,7 @@ def bootstrap_difference(
     p = min(1.0, max(1 / len(diff), 2 * min(float((diff <= 0).mean()), float((diff >= 0).mean()))))
     result = Difference(
         metric=name,
-        higher_is_better=METRICS["classification" if name == "roc_auc" else "regression"][name],
+        higher_is_better=next(m[name] for m in METRICS.values() if name in m),
         design="paired" if paired else "independent",
         rows={CHAMPION: len(y_cp), CHALLENGER: len(y_ch)},
         value=value,
@@ -296,6 +306,30 @@ def _labels(params: Params, outcomes: pd.Series) -> np.ndarray:
     return outcomes.to_numpy(dtype=float)
 
 
+def _sides(
+    params: Params, name: str, labelled: pd.DataFrame, suffix: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
+    """(outcomes, scores) of answered rows joined with their outcomes, as the metric takes
+    them; a multiclass row's score is its value of the metric (1/0 right, or -log of the
+    probability it gave the outcome, clipped at float64's eps as scikit-learn's log_loss)."""
+    import numpy as np
+
+    if params.data.task != "multiclass":
+        return _labels(params, labelled["outcome"]), labelled[f"score{suffix}"].to_numpy(float)
+    outcomes = [str(o) for o in labelled["outcome"]]
+    if name == "accuracy":
+        decided = labelled[f"decision{suffix}"].astype(str)
+        values = np.asarray([d == o for d, o in zip(decided, outcomes, strict=True)], float)
+    else:
+        given = [
+            (p or {}).get(o, 0.0)
+            for p, o in zip(labelled[f"probabilities{suffix}"], outcomes, strict=True)
+        ]
+        eps = np.finfo(float).eps
+        values = -np.log(np.clip(np.asarray(given, dtype=float), eps, 1 - eps))
+    return np.zeros(len(values)), values
+
+
 def compare(params: Params, frames: dict[str, pd.DataFrame]) -> Comparison:
     import pandas as pd
 
@@ -321,35 +355,26 @@ def compare(params: Params, frames: dict[str, pd.DataFrame]) -> Comparison:
         drift = score_drift(params, champion["score"].dropna(), challenger["score"].dropna())
     both = champion.merge(shadow, on=keys, suffixes=("_cp", "_ch"))
     if len(both):
-        delta = (both["score_ch"] - both["score_cp"]).abs()
-        agreement = {"rows": len(both), "mean_abs_score_difference": float(delta.mean())}
-        if params.data.task == "classification":
+        agreement = {"rows": len(both)}
+        if params.data.task != "multiclass":  # one score a row to differ by
+            delta = (both["score_ch"] - both["score_cp"]).abs()
+            agreement["mean_abs_score_difference"] = float(delta.mean())
+        if params.data.task != "regression":
             same = both["decision_cp"].astype(str) == both["decision_ch"].astype(str)
             agreement["decision_agreement"] = float(same.mean())
 
     name = primary_metric(params)
     difference = None
     if cp.outcomes and ch.outcomes:
-        cp.metric = metric_value(
-            name, _labels(params, labelled_cp["outcome"]), labelled_cp["score"].to_numpy(float)
-        )
-        ch.metric = metric_value(
-            name, _labels(params, labelled_ch["outcome"]), labelled_ch["score"].to_numpy(float)
-        )
+        cp.metric = metric_value(name, *_sides(params, name, labelled_cp))
+        ch.metric = metric_value(name, *_sides(params, name, labelled_ch))
     enough_outcomes = min(cp.outcomes, ch.outcomes) >= c.min_outcomes
     if enough_outcomes and cp.metric is not None and ch.metric is not None:
         if mode == "shadow":
             paired = both.merge(frames["outcomes"], on=keys)
-            y = _labels(params, paired["outcome"])
-            sides = (
-                (y, paired["score_cp"].to_numpy(float)),
-                (y, paired["score_ch"].to_numpy(float)),
-            )
+            sides = (_sides(params, name, paired, "_cp"), _sides(params, name, paired, "_ch"))
         else:
-            sides = (
-                (_labels(params, labelled_cp["outcome"]), labelled_cp["score"].to_numpy(float)),
-                (_labels(params, labelled_ch["outcome"]), labelled_ch["score"].to_numpy(float)),
-            )
+            sides = (_sides(params, name, labelled_cp), _sides(params, name, labelled_ch))
         difference, cp.metric_ci, ch.metric_ci = bootstrap_difference(
             name, sides[0], sides[1], mode == "shadow", c.bootstrap, c.confidence, c.seed
         )
@@ -509,8 +534,9 @@ def markdown(result: Comparison) -> str:
         )
     if result.agreement is not None:
         a = result.agreement
-        text = f"- agreement on {a['rows']} rows both scored: mean |score difference| "
-        text += f"{a['mean_abs_score_difference']:.4f}"
+        text = f"- agreement on {a['rows']} rows both scored"
+        if "mean_abs_score_difference" in a:
+            text += f": mean |score difference| {a['mean_abs_score_difference']:.4f}"
         if "decision_agreement" in a:
             text += f", same decision on {a['decision_agreement']:.1%}"
         lines.append(text)

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from mlgate.config import Params
 
 EPS = 1e-4  # floor for empty bins: PSI is a log ratio and an empty bin would make it infinite
-PREDICTION = "prediction (model output)"  # a classifier's probability, a regressor's value
+# a classifier's probability, a regressor's value, a multiclass model's decided class
+PREDICTION = "prediction (model output)"
 
 
 @dataclass
@@ -179,8 +180,11 @@ def feedback_folder(params: Params, given: Path | None = None) -> Path:
     return folder
 
 
-def load_traffic(folder: Path | str) -> tuple[pd.DataFrame, pd.Series, int, list[str]]:
-    """Recorded inputs, predicted probabilities, the number of rejected requests, versions."""
+def load_traffic(
+    folder: Path | str, multiclass: bool = False
+) -> tuple[pd.DataFrame, pd.Series, int, list[str]]:
+    """Recorded inputs, predicted probabilities (multiclass: the decided classes, as text),
+    the number of rejected requests, versions."""
     import pandas as pd
 
     from mlgate.serving.feedback import read_records
@@ -194,22 +198,28 @@ def load_traffic(folder: Path | str) -> tuple[pd.DataFrame, pd.Series, int, list
         for r in records
         if r.get("kind") == "error" and not r.get("shadow") and r.get("endpoint") != "outcome"
     )
-    # a classifier's records carry the probability, a regressor's the predicted value
-    scored = [r.get("probability", r.get("prediction")) for r in predictions]
+    # a classifier's records carry the probability, a regressor's the predicted value, a
+    # multiclass model's the class (a label: text or a whole number)
+    kinds = (str, int) if multiclass else (int, float)
+    scored = [
+        r.get("class") if multiclass else r.get("probability", r.get("prediction"))
+        for r in predictions
+    ]
     broken = sum(
         1
         for r, score in zip(predictions, scored, strict=True)
         if not isinstance(r.get("inputs"), dict)
         or isinstance(score, bool)
-        or not isinstance(score, int | float)
+        or not isinstance(score, kinds)
     )
     if broken:
+        answer = "class" if multiclass else "numeric probability/prediction"
         raise MlgateError(
             f"{folder}: {broken} of {len(predictions)} prediction records lack their inputs "
-            "(an object) or a numeric probability/prediction: is this the service's feedback?"
+            f"(an object) or a {answer}: is this the service's feedback?"
         )
     inputs = pd.DataFrame.from_records([r["inputs"] for r in predictions])
-    scores = pd.Series(scored, dtype=float)
+    scores = predicted_classes(scored) if multiclass else pd.Series(scored, dtype=float)
     versions = sorted({str(r.get("model_version")) for r in predictions})
     return inputs, scores, errors, versions
 
@@ -221,14 +231,15 @@ def load_batch(folder: Path, columns: list[str]) -> tuple[pd.DataFrame, pd.Serie
 
     import pandas as pd
 
-    from mlgate.loop.chunks import QUARANTINE, SCORED, SUMMARY
+    from mlgate.loop.chunks import CLASS_COLUMN, QUARANTINE, SCORED, SUMMARY
 
     summary_path = folder / SUMMARY
     if not summary_path.is_file():
         raise MlgateError(f"--batch {folder}: not a `mlgate predict` output (no {SUMMARY})")
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     scored = folder / f"{SCORED}.{summary.get('format', 'parquet')}"
-    output = "prediction" if summary.get("task") == "regression" else "score"
+    task = summary.get("task")
+    output = {"regression": "prediction", "multiclass": CLASS_COLUMN}.get(task, "score")
     wanted = [*columns, output]
     if summary.get("format") == "csv":  # one file, or Spark's folder of parts
         parts = sorted(scored.glob("*.csv")) if scored.is_dir() else [scored]
@@ -247,11 +258,23 @@ def load_batch(folder: Path, columns: list[str]) -> tuple[pd.DataFrame, pd.Serie
             f"keys, the default) and the model's {output}; not {QUARANTINE} rows"
         )
     versions = [str(summary["model"]["version"])]
-    return frame[columns], frame[output].astype(float), int(summary["rows_quarantined"]), versions
+    scores = (
+        predicted_classes(frame[output]) if task == "multiclass" else frame[output].astype(float)
+    )
+    return frame[columns], scores, int(summary["rows_quarantined"]), versions
 
 
-def reference(params: Params) -> tuple[pd.DataFrame, np.ndarray]:
-    """The training split and the model's scores on it: what production is compared with."""
+def predicted_classes(labels: Any) -> pd.Series:
+    """Decided classes as text: their drift is categorical (PSI over the classes, a
+    chi-squared test), whole-number labels included."""
+    import pandas as pd
+
+    return pd.Series([str(label) for label in labels], dtype=object)
+
+
+def reference(params: Params) -> tuple[pd.DataFrame, np.ndarray | pd.Series]:
+    """The training split and the model's scores on it (multiclass: its decided classes, as
+    text): what production is compared with."""
     from mlgate.pipeline import data
     from mlgate.pipeline.model import load_model, model_scores
 
@@ -261,13 +284,14 @@ def reference(params: Params) -> tuple[pd.DataFrame, np.ndarray]:
     # carries beside them (IDs, dates, free text): new IDs and today's dates are not drift
     watched = {*params.features.all, *params.evaluate.sensitive}
     frame = train[[c for c in data.input_schema(params).columns if c in watched]]
-    return frame, model_scores(model, train[params.features.all], params)
+    scores = model_scores(model, train[params.features.all], params)
+    return frame, predicted_classes(scores) if params.data.task == "multiclass" else scores
 
 
 def compare(
     params: Params,
     ref_inputs: pd.DataFrame,
-    ref_scores: np.ndarray,
+    ref_scores: np.ndarray | pd.Series,
     inputs: pd.DataFrame,
     scores: pd.Series,
     errors: int,
@@ -415,7 +439,10 @@ def run(
         ref_inputs, ref_scores = reference(params)
         inputs, scores, errors, versions = load_batch(batch, list(ref_inputs.columns))
     else:
-        inputs, scores, errors, versions = load_traffic(feedback_folder(params, feedback))
+        multiclass = params.data.task == "multiclass"
+        inputs, scores, errors, versions = load_traffic(
+            feedback_folder(params, feedback), multiclass
+        )
         ref_inputs, ref_scores = reference(params)
     report = compare(params, ref_inputs, ref_scores, inputs, scores, errors, versions)
     plots: dict[str, str] = {}

@@ -49,11 +49,14 @@ def read_file(path: Path) -> pd.DataFrame:
 
 
 def known_classes(params: Params, decisions: set[Any]) -> list[Any]:
-    """The labels an outcome may take: the decisions the service gave, the positive label
-    and the classes the data contract allows for the target (its `isin` check)."""
+    """The labels an outcome may take: the decisions the service gave (a multiclass model's
+    classes), the positive label (two classes) and the classes the data contract allows for
+    the target (its `isin` check)."""
     from mlgate.pipeline import data
 
-    classes = {*decisions, params.data.positive_label}
+    classes = set(decisions)
+    if params.data.task == "classification":
+        classes.add(params.data.positive_label)
     column = data.load_schema(params).columns.get(params.data.target)
     for check in getattr(column, "checks", ()):
         allowed = (check.statistics or {}).get("allowed_values")
@@ -120,7 +123,7 @@ def check_outcomes(
         if row not in recorded[request_id]:
             problems.append(Problem("row not recorded", line, "row", row))
             continue
-        ok, value = _label(outcome, classes) if task == "classification" else _number(outcome)
+        ok, value = _number(outcome) if task == "regression" else _label(outcome, classes)
         if not ok:
             problems.append(Problem("wrong type", line, "outcome", outcome))
             continue
@@ -159,7 +162,7 @@ def format_problems(
         lines.append(f"  {kind}: {len(found)} rows, e.g.")
         for p in found[:EXAMPLES]:
             lines.append(f"    row {p.line}, column {p.column}: {p.value!r}")
-    expected = f"one of the classes {classes}" if task == "classification" else "a finite number"
+    expected = "a finite number" if task == "regression" else f"one of the classes {classes}"
     lines.append(
         f"  (rows count from 1 after the header; an outcome must be {expected}; request_id "
         "and row must name a recorded prediction)"
@@ -168,7 +171,8 @@ def format_problems(
 
 
 def recorded_predictions(folder: Path) -> tuple[dict[str, set[int]], set[Any]]:
-    """(request id -> recorded rows, the decisions given) of the folder's prediction records."""
+    """(request id -> recorded rows, the decisions given: a two-class model's `decision`, a
+    multiclass model's `class`) of the folder's prediction records."""
     from mlgate.serving.feedback import read_records
 
     recorded: dict[str, set[int]] = {}
@@ -176,8 +180,9 @@ def recorded_predictions(folder: Path) -> tuple[dict[str, set[int]], set[Any]]:
     for r in read_records(folder):
         if r.get("kind") == "prediction" and r.get("request_id") is not None:
             recorded.setdefault(str(r["request_id"]), set()).add(int(r.get("row", 0)))
-            if r.get("decision") is not None:
-                decisions.add(r["decision"])
+            decided = r.get("decision", r.get("class"))
+            if decided is not None:
+                decisions.add(decided)
     return recorded, decisions
 
 
@@ -200,7 +205,7 @@ def import_outcomes(params: Params, file: Path, feedback: Path | None = None) ->
     if not recorded:
         raise MlgateError(f"{folder}: no prediction records to attach outcomes to")
     task = params.data.task
-    classes = known_classes(params, decisions) if task == "classification" else []
+    classes = [] if task == "regression" else known_classes(params, decisions)
     records, problems, duplicates = check_outcomes(frame, recorded, task, classes)
     if problems:
         raise MlgateError(format_problems(file, problems, len(frame), task, classes))

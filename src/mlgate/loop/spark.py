@@ -125,7 +125,9 @@ def _run(
     schema = data.input_schema(params)
     frame = _read(spark, request.input, files, fmt, list(schema.columns))
     columns = list(frame.columns)
-    keys = output_keys(request.keys, columns, files[0], params.data.role_columns("key"))
+    keys = output_keys(
+        request.keys, columns, files[0], model.outputs, params.data.role_columns("key")
+    )
     input_types = dict(frame.dtypes)
     contract_types = {name: _spark_type(col.dtype) for name, col in schema.columns.items()}
     scored_ddl = [f"{_quote(k)} {contract_types.get(k, input_types[k])}" for k in keys] + model_ddl(
@@ -224,6 +226,10 @@ def _plain_text(frame: pd.DataFrame) -> pd.DataFrame:
 def model_ddl(model: LoadedModel) -> list[str]:
     if model.regression:
         out = ["prediction double"]
+    elif model.multiclass:
+        label = "string" if any(isinstance(c, str) for c in model.classes) else "bigint"
+        decided, *probabilities = model.outputs
+        out = [f"{_quote(decided)} {label}", *(f"{_quote(p)} double" for p in probabilities)]
     else:
         label = "string" if isinstance(model.positive, str) else "bigint"
         out = ["score double", f"decision {label}"]

@@ -16,12 +16,30 @@ if TYPE_CHECKING:
     from mlgate.config import Params
 
 
+ESTIMATOR_METHODS = ("fit", "predict", "get_params", "set_params")
+
+
 def estimator_class(dotted: str) -> type:
+    """The class train.estimator names: scikit-learn's, a library's the project added
+    (`uv add lightgbm`: lightgbm.LGBMClassifier) or the project's own package's."""
     module_name, _, name = dotted.rpartition(".")
+    top = module_name.partition(".")[0]
     try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError):
-        raise MlgateError(f"train.estimator: {dotted!r} is not a scikit-learn estimator") from None
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        hint = f"add it to the project (`uv add {top}`)" if err.name == top else str(err)
+        raise MlgateError(
+            f"train.estimator: {dotted!r}: module {err.name!r} is not installed here: {hint}"
+        ) from None
+    cls = getattr(module, name, None)
+    if not isinstance(cls, type):
+        raise MlgateError(f"train.estimator: {module_name} has no class {name!r}") from None
+    missing = [m for m in ESTIMATOR_METHODS if not callable(getattr(cls, m, None))]
+    if missing:
+        raise MlgateError(
+            f"train.estimator: {dotted} is not a scikit-learn-compatible estimator (no "
+            f"{', '.join(missing)}; derive from sklearn.base.BaseEstimator)"
+        )
     return cls
 
 
@@ -29,13 +47,21 @@ def build_estimator(params: Params) -> Any:
     cls = estimator_class(params.train.estimator)
     hyper = dict(params.train.hyperparameters)
     accepted = inspect.signature(cls).parameters
-    unknown = sorted(set(hyper) - set(accepted))
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+    # an estimator taking **kwargs (LightGBM, XGBoost) hands the rest to its library, which
+    # names what it does not know; the named parameters are still checked
+    unknown = [] if open_ended else sorted(set(hyper) - set(accepted))
     if unknown:
         raise MlgateError(
             f"train.hyperparameters: {unknown} not accepted by {params.train.estimator} "
             f"(it takes: {', '.join(sorted(accepted))})"
         )
     _check_task(cls, params)
+    if params.data.classes and not callable(getattr(cls, "predict_proba", None)):
+        raise MlgateError(
+            f"train.estimator: {params.train.estimator} has no predict_proba: a classifier "
+            "must give probabilities (scores, ROC AUC, the decision threshold, calibration)"
+        )
     if "random_state" in accepted and "random_state" not in hyper:
         hyper["random_state"] = params.train.seed
     try:
@@ -82,13 +108,69 @@ def build_pipeline(params: Params) -> Pipeline:
 
         numeric = make_pipeline(SimpleImputer(strategy="median"), numeric)
         categorical = make_pipeline(SimpleImputer(strategy="most_frequent"), categorical)
+    features, derived = params.features, params.features.derived
     transformers = []
-    if params.features.numeric:
-        transformers.append(("numeric", numeric, list(params.features.numeric)))
-    if params.features.categorical:
-        transformers.append(("categorical", categorical, list(params.features.categorical)))
+    if features.numeric or derived.numeric:
+        transformers.append(("numeric", numeric, [*features.numeric, *derived.numeric]))
+    if features.categorical or derived.categorical:
+        columns = [*features.categorical, *derived.categorical]
+        transformers.append(("categorical", categorical, columns))
     preprocess = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
-    return Pipeline([("preprocess", preprocess), ("estimator", build_estimator(params))])
+    steps = [("preprocess", preprocess), ("estimator", build_estimator(params))]
+    if features.transform:
+        steps.insert(0, ("features", own_features(params)))
+    return Pipeline(steps)
+
+
+def own_features(params: Params) -> Any:
+    """The transformer features.transform's function returns (the project's feature code),
+    giving pandas frames so the standard preprocessing finds its columns by name."""
+    from mlgate.io import import_ref
+
+    spec = params.features.transform or ""
+    try:
+        make = import_ref(spec)
+    except MlgateError as err:
+        raise MlgateError(f"features.transform: {err}") from None
+    transformer = make()
+    if not (
+        callable(getattr(transformer, "fit", None))
+        and callable(getattr(transformer, "transform", None))
+    ):
+        raise MlgateError(
+            f"features.transform: {spec}() returned {type(transformer).__name__}, not a "
+            "scikit-learn transformer (fit, transform): return e.g. a FunctionTransformer"
+        )
+    if hasattr(transformer, "set_output"):
+        transformer.set_output(transform="pandas")
+    return transformer
+
+
+def check_own_features(model: Any, frame: Any, target: Any, params: Params) -> None:
+    """Before the model is fitted: the project's transform (a copy, fitted on the training
+    rows) keeps the feature columns and makes the derived ones, or training stops naming what
+    is missing, not with a KeyError deep in the ColumnTransformer."""
+    if not params.features.transform:
+        return
+    from sklearn.base import clone
+
+    try:
+        out = clone(model.named_steps["features"]).fit(frame, target).transform(frame.head(50))
+    except (ValueError, TypeError, KeyError) as err:
+        raise MlgateError(
+            f"features.transform {params.features.transform} failed on the training rows: "
+            f"{type(err).__name__}: {err}"
+        ) from None
+    columns = set(getattr(out, "columns", []))
+    derived = params.features.derived
+    wanted = [*params.features.all, *derived.numeric, *derived.categorical]
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise MlgateError(
+            f"features.transform {params.features.transform} gave no column(s) {missing} "
+            f"(it gave {sorted(map(str, columns))[:20]}): it must keep the feature columns "
+            "and add those features.derived names"
+        )
 
 
 def positive_scores(model: Any, frame: Any, positive_label: Any) -> Any:
@@ -116,14 +198,12 @@ def decided_classes(classes: list[Any], probabilities: Any) -> Any:
 
 def model_scores(model: Any, frame: Any, params: Params) -> Any:
     """What the model's answer is measured by: the positive class's probability for a
-    classifier, the predicted value for a regressor."""
+    classifier, the predicted value for a regressor, the decided class for a multiclass
+    model (it has no single score: its answer's drift is that of the classes it decides)."""
     if params.data.task == "regression":
         return model.predict(frame)
     if params.data.task == "multiclass":
-        raise MlgateError(
-            "a multiclass model has no single score to watch: its prediction drift is not "
-            "measured yet"
-        )
+        return decided_classes(*class_probabilities(model, frame))
     return positive_scores(model, frame, params.data.positive_label)
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from mlgate.config import Params
 
 HISTORY_TAG = "mlgate.alias_history"
+DEPLOYED = "mlgate.deployment."  # + environment: JSON of the deployment (release promote)
 HISTORY_KEEP = 30  # MLflow caps a tag value's length; 30 entries fit comfortably
 CANDIDATE = CANDIDATE
 
@@ -264,6 +265,7 @@ def lineage_of(params: Params, ref: str) -> dict[str, Any]:
         "data_hash": tags.get("mlgate.data_hash"),
         "params_hash": tags.get("mlgate.params_hash"),
         "dvc_lock_hash": tags.get("mlgate.dvc_lock_hash"),
+        "code_hash": tags.get("mlgate.code_hash"),
         "params": dict(run.data.params) if run else {},
         "metrics": dict(run.data.metrics) if run else {},
         "gates": {
@@ -273,7 +275,23 @@ def lineage_of(params: Params, ref: str) -> dict[str, Any]:
         },
         "gate_passed": tags.get("mlgate.gate_passed"),
         "alias_history": entries,
+        "deployments": deployments_of(tags),
     }
+
+
+def deployments_of(tags: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Environment -> its last deployment of this version (image digest, time, run URL,
+    approvers), from tags mlgate.deployment.<env>; an unreadable tag is shown as such."""
+    found: dict[str, dict[str, Any]] = {}
+    for key, value in sorted(tags.items()):
+        if key.startswith(DEPLOYED):
+            env = key.removeprefix(DEPLOYED)
+            try:
+                record = json.loads(value)
+            except ValueError:
+                record = None
+            found[env] = record if isinstance(record, dict) else {"unreadable": value[:200]}
+    return found
 
 
 def lineage_text(params: Params, ref: str, as_json: bool = False) -> str:
@@ -289,6 +307,7 @@ def lineage_text(params: Params, ref: str, as_json: bool = False) -> str:
         f"  data hash:   {info['data_hash']}",
         f"  params hash: {info['params_hash']}",
         f"  dvc.lock:    {info['dvc_lock_hash']}",
+        f"  code hash:   {info['code_hash'] or '(not recorded)'}",
         "  params:",
         *(f"    {k} = {v}" for k, v in sorted(info["params"].items())),
         "  metrics:",
@@ -301,5 +320,23 @@ def lineage_text(params: Params, ref: str, as_json: bool = False) -> str:
             + (f"  ({e['note']})" if e.get("note") else "")
             for e in info["alias_history"]
         ),
+        *_deployment_lines(info["deployments"]),
     ]
     return "\n".join(lines)
+
+
+def _deployment_lines(deployments: dict[str, dict[str, Any]]) -> list[str]:
+    if not deployments:
+        return ["  deployed:    never (by `mlgate release promote` with an image)"]
+    lines = ["  deployed:"]
+    for env, d in deployments.items():
+        approved = d.get("approved_by")
+        lines += [
+            f"    {env}: {d.get('image', '(unreadable record)')}",
+            f"      at {d.get('deployed_at', '?')}"
+            + (f", approved by {', '.join(approved)}" if approved else "")
+            + (", no approval on record" if approved == [] else ""),
+        ]
+        if d.get("run_url"):
+            lines.append(f"      run {d['run_url']}")
+    return lines

@@ -83,6 +83,25 @@ def data_refresh(dvc_file: Path | str = "data.dvc") -> dict[str, str]:
     }
 
 
+def project_package(params: Params) -> str:
+    """The project's own package (src/<package>): where its schema, and its feature code or
+    estimator class if it has them, live."""
+    return params.data.schema_ref.partition(".")[0].partition(":")[0]
+
+
+def code_hash(package: str, src: Path | str = "src") -> str | None:
+    """sha256 over src/<package>'s Python files (paths and contents): the project code a model
+    was trained with; None when there is no such folder."""
+    root = Path(src) / package
+    if not root.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def collect(params: Params) -> dict[str, str]:
     """Lineage as flat MLflow tags (`mlgate.*`); unknown values are left out, not invented.
 
@@ -93,6 +112,7 @@ def collect(params: Params) -> dict[str, str]:
         "mlgate.git_dirty": _bool(git_dirty()),
         "mlgate.data_hash": data_hash(),
         "mlgate.params_hash": params.fingerprint(),
+        "mlgate.code_hash": code_hash(project_package(params)),
         **data_refresh(),
     }
     return {k: v for k, v in tags.items() if v is not None}

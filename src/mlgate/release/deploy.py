@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,9 @@ def deploy_image(
 
 
 def promote_with_image(params: Any, version: str, to: str, note: str, image: str = "") -> None:
-    """Move alias `to` and keep the image that runs the version as tag mlgate.image."""
+    """Move alias `to` and keep the image that runs the version as tag mlgate.image, and the
+    deployment (image, environment, time, run URL, approvers) as tag mlgate.deployment.<to>:
+    `mlgate lineage NAME@production` answers from the registry alone."""
     from mlgate.registry import aliases, tracking
 
     aliases.promote(params, version, to=to, note=note)
@@ -70,6 +73,33 @@ def promote_with_image(params: Any, version: str, to: str, note: str, image: str
         # the registry answers "which image runs this version" without asking GitHub
         client = tracking.connect(params)
         client.set_model_version_tag(params.model_name, version, "mlgate.image", image)
+        record = json.dumps(deployment_record(to, image), sort_keys=True)
+        client.set_model_version_tag(params.model_name, version, f"{aliases.DEPLOYED}{to}", record)
+
+
+def deployment_record(env: str, image: str) -> dict[str, Any]:
+    """What `mlgate lineage` shows of a deployment: in a workflow run also its URL and, for
+    production, who approved it (the run's approvals of the environment, as the deployment
+    record on GitHub says; a lookup GitHub refuses is said and left out, never fatal: the
+    image is live already)."""
+    from mlgate.actions import utc_now
+
+    record: dict[str, Any] = {"environment": env, "image": image, "deployed_at": utc_now()}
+    run_id, repo = os.environ.get("GITHUB_RUN_ID", ""), os.environ.get("GITHUB_REPOSITORY", "")
+    if not (run_id and repo):
+        return record  # a laptop: no workflow run to name
+    server = os.environ.get("GITHUB_SERVER_URL", "https://github.com")
+    record["run_url"] = f"{server}/{repo}/actions/runs/{run_id}"
+    if env == PRODUCTION and os.environ.get("GITHUB_TOKEN"):
+        from mlgate.release import deployments, github
+
+        try:
+            record["approved_by"] = deployments.approvers(
+                github.GitHub.from_env(), repo, run_id, env
+            )
+        except MlgateError as e:
+            print(f"::warning title=mlgate lineage::approvers not recorded: {e}")
+    return record
 
 
 def build_bento(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,14 @@ MODEL_ENV = {
 MODEL_FILE = "model.joblib"
 REFERENCE_FILE = "reference.json"
 REFERENCE_ROWS = 200
-LINEAGE_TAGS = ("git_commit", "git_dirty", "data_hash", "params_hash", "dvc_lock_hash")
+LINEAGE_TAGS = (
+    "git_commit",
+    "git_dirty",
+    "data_hash",
+    "params_hash",
+    "dvc_lock_hash",
+    "code_hash",
+)
 
 
 def use_project_home(params: Params) -> Path:
@@ -79,6 +87,32 @@ def lineage_of(mv: Any) -> dict[str, str]:
     return info
 
 
+def refuse_other_code(params: Params, model: Any, lineage: dict[str, str]) -> None:
+    """A model that runs the project's own code (features.transform, or an estimator class of
+    its package) is never packaged beside other code than it was trained with: the bento
+    carries src/<package> as it is now, and the pickled model calls into it."""
+    from mlgate.registry.lineage import code_hash, project_package
+
+    package = project_package(params)
+    steps = getattr(model, "steps", [("estimator", model)])
+    # "features" is features.transform's step (often a FunctionTransformer of a project
+    # function: the class is scikit-learn's, the code the project's)
+    uses = [
+        n
+        for n, step in steps
+        if n == "features" or type(step).__module__.partition(".")[0] == package
+    ]
+    trained, now = lineage.get("code_hash"), code_hash(package)
+    if uses and trained and now != trained:
+        raise MlgateError(
+            f"{lineage['model_name']} version {lineage['version']} runs the project's own "
+            f"code ({', '.join(uses)} from {package}), which changed since it was trained "
+            f"(src/{package}: {str(now)[:12]} now, {trained[:12]} then): retrain it "
+            "(`dvc repro`, `mlgate register`) or build from the commit it was trained at "
+            f"({lineage.get('git_commit', 'unknown')[:12]})"
+        )
+
+
 def split_rows(params: Params, path: Path, limit: int | None = None) -> list[dict[str, Any]]:
     """Rows of a split as the service receives them (plain Python values, contract columns)."""
     from mlgate.pipeline import data
@@ -96,6 +130,15 @@ def split_rows(params: Params, path: Path, limit: int | None = None) -> list[dic
 def reference_rows(params: Params) -> list[dict[str, Any]]:
     """Training rows the service scores at start-up to check its scorer against the Pipeline."""
     return split_rows(params, params.split.train, REFERENCE_ROWS)
+
+
+def scored_classes(params: Params) -> Any:
+    """What a scorer answers for the project's model (serving.scorer's `positive_label`): the
+    positive class's probability, every class's (multiclass), or the prediction (None)."""
+    from mlgate.serving.features import EVERY_CLASS
+
+    task = params.data.task
+    return {"classification": params.data.positive_label, "multiclass": EVERY_CLASS}.get(task)
 
 
 def gated_version(params: Params, ref: str, role: str = "") -> Any:
@@ -128,6 +171,9 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
 
     model = mlflow.sklearn.load_model(f"models:/{mv.name}/{mv.version}")
     lineage = lineage_of(mv)
+    final = type(model.steps[-1][1] if hasattr(model, "steps") else model)
+    lineage["estimator"] = f"{final.__module__}.{final.__qualname__}"  # what it trained with
+    refuse_other_code(params, model, lineage)
     labels = {k: v for k, v in lineage.items() if k in ("model_name", "version", "git_commit")}
     contract = contract_spec(data.input_schema(params))
     if contract["residual_checks"] and name == BENTO_MODEL_NAME:
@@ -143,7 +189,7 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
         "lineage": lineage,
     }
     rows = reference_rows(params)
-    positive = params.data.positive_label if params.data.task == "classification" else None
+    positive = scored_classes(params)
     pipeline = PipelineScorer(model, positive, params.features.all)
     expected = pipeline.scores(rows).tolist()
     # The fast path must give the Pipeline's scores on the whole test split, from what the
@@ -205,6 +251,45 @@ def pinned_packages(names: list[str]) -> list[str]:
     return pinned
 
 
+# System libraries a model library's wheel links against but does not carry, as Debian
+# packages for the image (`readelf -d lightgbm/lib/lib_lightgbm.so`: NEEDED libgomp.so.1;
+# scikit-learn carries its own copy in scikit_learn.libs)
+SYSTEM_NEEDS = {"lightgbm": ["libgomp1"], "xgboost": ["libgomp1"]}
+
+
+def model_packages(estimator: str, context: Path) -> tuple[list[str], list[str]]:
+    """(distributions, system packages) the serving image needs for train.estimator beyond
+    bentofile.yaml's list: the library that provides it (`uv add lightgbm` ->
+    lightgbm==<the locked version>), none for a class of the project's own package (src/,
+    carried in the bento)."""
+    from importlib.metadata import packages_distributions
+
+    top = estimator.partition(".")[0]
+    if (context / top).is_dir():
+        return [], []
+    dists = sorted(set(packages_distributions().get(top, [])))
+    return dists, sorted({n for d in dists for n in SYSTEM_NEEDS.get(d.lower(), [])})
+
+
+def _canonical(requirement: str) -> str:
+    return re.split(r"[=<>~!\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def with_model_packages(config: dict[str, Any], estimator: str, context: Path) -> None:
+    """Add what the model needs to bentofile's packages and the image's system packages."""
+    dists, system = model_packages(estimator, context)
+    python = config.setdefault("python", {})
+    listed = {_canonical(p) for p in python.get("packages", [])}
+    python["packages"] = [
+        *python.get("packages", []),
+        *(d for d in dists if _canonical(d) not in listed),
+    ]
+    if system:
+        docker = config.setdefault("docker", {})
+        have = docker.get("system_packages") or []
+        docker["system_packages"] = [*have, *(n for n in system if n not in have)]
+
+
 def build_context(dest: Path) -> Path:
     """src/ plus the installed mlgate package (in a repository made by `mlgate init`, mlgate
     is a dependency, not a folder of src/, and the bento must carry it all the same) and the
@@ -254,13 +339,6 @@ def without_build_tools(bento_yaml: Path) -> None:
 
 def build(params: Params, ref: str | None = None, bentofile: Path | str = "bentofile.yaml") -> str:
     """Package model version `ref` (default serving.model) as a bento; returns the bento tag."""
-    if params.data.task == "multiclass":
-        # the service answers one score per row; a multiclass answer (the class and each
-        # class's probability) is not there yet, so no bento that would answer wrongly
-        raise MlgateError(
-            "serving a multiclass model is not supported yet (data.task: multiclass): "
-            "the pipeline trains, evaluates and gates it; `mlgate build` cannot package it"
-        )
     use_project_home(params)
     import bentoml
 
@@ -287,10 +365,14 @@ def build(params: Params, ref: str | None = None, bentofile: Path | str = "bento
         check_strategy_key(params)
     model_tag, lineage = save_model(params, champion)
     models = {BENTO_MODEL_NAME: model_tag}
+    challenger_lineage: dict[str, str] = {}
     if challenger is not None:
         models[CHALLENGER_MODEL_NAME], challenger_lineage = save_model(
             params, challenger, CHALLENGER_MODEL_NAME
         )
+    # what each model was trained with (the version's own estimator, not today's params)
+    for estimator in {lineage["estimator"], challenger_lineage.get("estimator", "")} - {""}:
+        with_model_packages(config, estimator, Path("src"))
     config.setdefault("python", {})["packages"] = pinned_packages(
         list(config.get("python", {}).get("packages", []))
     )

@@ -11,6 +11,27 @@ import numpy as np
 Row = Mapping[str, Any]
 
 
+class _EveryClass:
+    """The `positive_label` a scorer is given for a multiclass model: no class is positive,
+    its scores are every class's probability, one column per class in `classes_` order."""
+
+    def __repr__(self) -> str:
+        return "EVERY_CLASS"
+
+
+EVERY_CLASS: Any = _EveryClass()
+
+
+def class_columns(classes: Sequence[Any], positive_label: Any) -> int | slice | None:
+    """Which columns of predict_proba a scorer answers: the positive class's (binary), all
+    of them (EVERY_CLASS: multiclass), none (None: a regressor answers its prediction)."""
+    if positive_label is None:
+        return None
+    if positive_label is EVERY_CLASS:
+        return slice(None)
+    return list(classes).index(positive_label)
+
+
 def plain_preprocess(model: Any) -> bool:
     """A Pipeline of (ColumnTransformer of StandardScaler / plain OneHotEncoder, estimator):
     no imputer, so a row never carries a null the converted graph would have to impute."""

@@ -59,13 +59,14 @@ class ApiFacts:
     predict_paths: tuple[str, ...]  # /predict (one row), /predict_batch
     max_body_bytes: int
     timeout_seconds: float
-    classifier: bool
+    classifier: bool  # its answers and outcomes are classes (binary or multiclass)
     classes: tuple[Any, ...]  # the model's classes; () when not known (not loaded yet)
     variants: bool  # a challenger beside the champion: answers name the variant
     one_worker: bool  # an unknown request id: 404 with one worker, else 202 (not verified)
     example: dict[str, Any]  # a row the contract accepts
     request_field: str
     batch_field: str
+    multiclass: bool = False  # the class and every class's probability, no threshold
     keys: tuple[str, ...] = ()  # data.roles' keys: echoed in an answer when the request sent them
 
 
@@ -162,7 +163,9 @@ def _label(facts: ApiFacts) -> dict[str, Any]:
 
 def _answer(facts: ApiFacts, batch: bool) -> dict[str, Any]:
     """The 200 body of /predict or /predict_batch (ModelService.answer)."""
-    if facts.classifier:
+    if facts.multiclass:
+        row = _multiclass_answer(facts)
+    elif facts.classifier:
         row = {
             "probability": {
                 "type": "number",
@@ -204,6 +207,32 @@ def _answer(facts: ApiFacts, batch: bool) -> dict[str, Any]:
         body["required"].append("variant")
         body["properties"]["variant"] = {"type": "string", "enum": names}
     return body
+
+
+def _multiclass_answer(facts: ApiFacts) -> dict[str, Any]:
+    """A multiclass row's answer: the decided class and each class's probability."""
+    probability = {"type": "number", "minimum": 0, "maximum": 1}
+    probabilities: dict[str, Any] = {
+        "type": "object",
+        "description": "each class's probability (they sum to 1), keyed by the class label "
+        "as a string",
+        "additionalProperties": probability,
+    }
+    if facts.classes:
+        keys = [str(c) for c in facts.classes]
+        probabilities |= {
+            "required": keys,
+            "properties": dict.fromkeys(keys, probability),
+            "additionalProperties": False,
+        }
+    return {
+        "class": {
+            **_label(facts),
+            "description": "the most probable class (argmax of predict_proba; on a tie, the "
+            "first in the model's class order)",
+        },
+        "probabilities": probabilities,
+    }
 
 
 def _model_info() -> dict[str, Any]:

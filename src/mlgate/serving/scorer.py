@@ -4,14 +4,19 @@ A one-row `Pipeline.predict_proba` costs ~5-16 ms, almost all of it the ColumnTr
 per-call DataFrame checks; the arithmetic is microseconds. Four paths, the fastest that
 gives the Pipeline's result (measured per estimator in docs/SERVING.md):
 
-- `LeanScorer`: a binary logistic regression after scaling + one-hot, in NumPy (~10 µs a row);
+- `LeanScorer`: a logistic regression after scaling + one-hot, in NumPy (~10 µs a row): the
+  sigmoid of one linear score (binary), the softmax of one per class (multinomial);
 - `TreeScorer`: a forest, a decision tree or a HistGradientBoosting after scaling + one-hot,
   its trees flattened into arrays and walked in NumPy with scikit-learn's comparisons (a
   forest's in float32): bit for bit the Pipeline's scores, without scikit-learn or pickle
   (~0.06-0.2 ms for one row, ~20-35 µs a row in batches; measured in docs/SERVING.md);
 - `OnnxScorer`: the whole Pipeline converted by skl2onnx, run by ONNX Runtime in float64
-  (~40-80 µs a row): linear models (Ridge, LogisticRegression with several classes...);
+  (~40-80 µs a row): other linear models (Ridge...);
 - `PipelineScorer`: the Pipeline itself, for what none reproduces within the tolerance.
+
+A scorer's scores are one number a row (the positive class's probability, a regressor's
+prediction), or for a multiclass model (`positive_label` EVERY_CLASS) one row of
+probabilities a row, a column per class in the model's `classes_` order.
 
 A Pipeline that imputes (features.impute) gets the same paths: `Imputed` fills a missing
 value with the fitted imputer's value, then the path scores the Pipeline without imputers.
@@ -26,8 +31,10 @@ from typing import Any
 import numpy as np
 
 from mlgate.serving.features import (
+    EVERY_CLASS,
     FeatureMatrix,
     Row,
+    class_columns,
     features_spec,
     plain_preprocess,
     plain_values,
@@ -47,7 +54,8 @@ PARITY_TOLERANCE = 1e-5
 
 class PipelineScorer:
     """The reference path: a DataFrame through the whole Pipeline. The score is the positive
-    class's probability, or the prediction itself for a regressor (positive_label None)."""
+    class's probability (every class's: EVERY_CLASS), or the prediction itself for a
+    regressor (positive_label None)."""
 
     lean = False
     kind = "pipeline"  # as `mlgate build` prints it and /model_info shows it
@@ -56,7 +64,7 @@ class PipelineScorer:
         self.model = model
         self.columns = list(columns)
         self.positive_index = (
-            None if positive_label is None else list(model.classes_).index(positive_label)
+            None if positive_label is None else class_columns(model.classes_, positive_label)
         )
 
     def scores(self, rows: Sequence[Row]) -> np.ndarray:
@@ -99,7 +107,7 @@ class OnnxScorer:
             for i in self.session.get_inputs()
         ]
         self.output = [spec["output"]]
-        self.positive_index = spec.get("positive_index")
+        self.positive_index = slice(None) if spec.get("every_class") else spec.get("positive_index")
 
     def files(self) -> dict[str, bytes]:
         return {ONNX_FILE: self.graph, ONNX_SPEC_FILE: json.dumps(self.spec).encode()}
@@ -161,16 +169,16 @@ class OnnxScorer:
         # skl2onnx renames an input whose column is no identifier ("blood pressure" ->
         # "blood_pressure"); the graph keeps initial_types' order, so position maps it back
         columns = dict(zip(inputs, kinds, strict=True))
+        column = class_columns(estimator.classes_, positive_label) if classifier else None
         spec: dict[str, Any] = {
             "inputs": columns,
             "kinds": {name: kinds[column] for name, column in columns.items()},
             "output": outputs[1] if classifier else outputs[0],
-            "positive_index": (
-                list(estimator.classes_).index(positive_label) if classifier else None
-            ),
+            "positive_index": column if isinstance(column, int) else None,
         }
         if classifier:
             spec["classes"] = plain_values(estimator.classes_)
+            spec["every_class"] = positive_label is EVERY_CLASS
         try:
             return cls(graph, spec)
         except RuntimeError as err:  # ONNX Runtime's Fail / InvalidGraph (type mismatches)
@@ -205,37 +213,46 @@ class LeanScorer:
         self.matrix = FeatureMatrix(spec)
         self.linear = spec.get("linear") is not None
         if self.linear:
+            # multinomial: a (classes, features) matrix and one intercept per class
             self.coef = np.asarray(spec["linear"]["coef"], dtype=float)
-            self.intercept = float(spec["linear"]["intercept"])
-            self.positive_is_class1 = bool(spec["linear"]["positive_is_class1"])
+            self.intercept = np.asarray(spec["linear"]["intercept"], dtype=float)
+            self.softmax = self.coef.ndim == 2
+            self.positive_is_class1 = bool(spec["linear"].get("positive_is_class1"))
         else:
             if estimator is None:
                 raise ValueError("a non-linear estimator must be given with its spec")
             self.estimator = estimator
-            self.positive_index = int(spec["positive_index"])
+            index = spec["positive_index"]
+            self.positive_index = slice(None) if index is None else int(index)
 
     @classmethod
     def from_pipeline(cls, model: Any, positive_label: Any) -> LeanScorer:
         estimator = model.steps[-1][1]
         classes = list(estimator.classes_)
+        column = class_columns(classes, positive_label)
         spec: dict[str, Any] = {
             **features_spec(model),
-            "positive_index": classes.index(positive_label),
+            "positive_index": column if isinstance(column, int) else None,
             "classes": plain_values(classes),
             "linear": None,
         }
-        # A binary logistic regression is a dot product and a sigmoid; others get the matrix.
-        if type(estimator).__name__ == "LogisticRegression" and estimator.coef_.shape[0] == 1:
+        # A binary logistic regression is a dot product and a sigmoid, a multinomial one (any
+        # of 3+ classes: scikit-learn's predict_proba is the softmax of decision_function) a
+        # matrix product and a softmax; others get the matrix.
+        if type(estimator).__name__ == "LogisticRegression":
+            binary = estimator.coef_.shape[0] == 1
             spec["linear"] = {
-                "coef": estimator.coef_[0].astype(float).tolist(),
-                "intercept": float(estimator.intercept_[0]),
+                "coef": (estimator.coef_[0] if binary else estimator.coef_).tolist(),
+                "intercept": (
+                    float(estimator.intercept_[0]) if binary else estimator.intercept_.tolist()
+                ),
                 "positive_is_class1": spec["positive_index"] == 1,
             }
             return cls(spec)
         return cls(spec, estimator)
 
     def files(self) -> dict[str, bytes]:
-        """The scorer as JSON numbers (a binary logistic regression: the only one stored)."""
+        """The scorer as JSON numbers (a logistic regression: the only one stored)."""
         if not self.linear:
             raise ValueError("a LeanScorer holding an estimator object is not stored")
         return {NUMPY_FILE: json.dumps(self.spec).encode()}
@@ -247,10 +264,14 @@ class LeanScorer:
 
     def scores(self, rows: Sequence[Row]) -> np.ndarray:
         x = self.matrix(rows)
-        if self.linear:
-            p = 1.0 / (1.0 + np.exp(-(x @ self.coef + self.intercept)))
-            return p if self.positive_is_class1 else 1.0 - p
-        return self.estimator.predict_proba(x)[:, self.positive_index]
+        if not self.linear:
+            return self.estimator.predict_proba(x)[:, self.positive_index]
+        if self.softmax:  # as scikit-learn's extmath.softmax: shifted by each row's largest
+            z = x @ self.coef.T + self.intercept
+            z = np.exp(z - z.max(axis=1, keepdims=True))
+            return z / z.sum(axis=1, keepdims=True)
+        p = 1.0 / (1.0 + np.exp(-(x @ self.coef + self.intercept)))
+        return p if self.positive_is_class1 else 1.0 - p
 
 
 class Imputed:
@@ -360,7 +381,7 @@ def fast_scorer(
 ) -> tuple[Any, str]:
     """The scorer `mlgate build` stores (serving.scorer) and a line saying why.
 
-    auto: the NumPy scorer for a binary logistic regression, else the NumPy tree walk for a
+    auto: the NumPy scorer for a logistic regression, else the NumPy tree walk for a
     tree model, else ONNX Runtime, each only if its scores are within PARITY_TOLERANCE of the
     Pipeline's on `rows` (the test split); otherwise None: the service uses scikit-learn,
     and the line says so (loudly), with each refused path's reason. onnx: ONNX Runtime or
@@ -383,7 +404,8 @@ def fast_scorer(
         if lean.linear:
             delta = parity(lean, rows, expected)
             if delta <= PARITY_TOLERANCE:
-                return lean, f"NumPy (binary logistic regression; max |Δ| {delta:.1e} on {n} rows)"
+                kind = "binary" if positive_label is not EVERY_CLASS else "multinomial"
+                return lean, f"NumPy ({kind} logistic regression; max |Δ| {delta:.1e} on {n} rows)"
     if choice == "auto" and TreeScorer.supports(model):
         try:
             trees = TreeScorer.from_pipeline(model, positive_label)

@@ -82,7 +82,9 @@ _challenger_stored = bentoml.models.get(CHALLENGER_TAG) if CHALLENGER_TAG else N
 CHALLENGER_LINEAGE: dict[str, str] = (
     dict(_challenger_stored.info.metadata.get("lineage", {})) if _challenger_stored else {}
 )
-CLASSIFIER = PARAMS.data.task == "classification"
+CLASSIFIER = PARAMS.data.task == "classification"  # binary: a positive class, a threshold
+# the class and every class's probability (the most probable class is the decision)
+MULTICLASS = PARAMS.data.task == "multiclass"
 # Derived from the pandera schema by `mlgate build` (contract_spec); not imported from
 # pandera here because pandas + pandera cost seconds of cold start in every process.
 CONTRACT = Contract(
@@ -150,6 +152,7 @@ def _variant(name: str, model: Any, lineage: dict[str, str], stored: Any) -> Var
         positive=PARAMS.data.positive_label,
         classifier=CLASSIFIER,
         features=PARAMS.features.all,
+        multiclass=MULTICLASS,
     )
 
 
@@ -265,7 +268,7 @@ class ModelService:
         ts = record_time()
         counted: Counter[tuple[str, Variant]] = Counter()
         for i, (features, result, variant) in enumerate(zip(records, out, assigned, strict=True)):
-            counted[str(result.get("decision", "none")), variant] += 1
+            counted[str(result.get("decision", result.get("class", "none"))), variant] += 1
             self.sink.record(
                 {
                     "schema": SCHEMA_VERSION,
@@ -415,8 +418,9 @@ class ModelService:
         row: Row,  # type: ignore[valid-type]
         ctx: bentoml.Context,
     ) -> Annotated[dict[str, Any], JSON]:
-        """One row: probability and decision at the threshold (a regressor: prediction),
-        model version, request id (and, with a challenger, the variant that answered)."""
+        """One row: probability and decision at the threshold (a regressor: prediction; a
+        multiclass model: class and probabilities), model version, request id (and, with a
+        challenger, the variant that answered)."""
         return self._bentoml_answer("predict", [row], ctx)
 
     @bentoml.api(route="/predict_batch", input_spec=PredictBatchRequest)
@@ -443,7 +447,7 @@ class ModelService:
         another worker answered cannot be checked here: 202 and "verified": false (the
         records are joined later)."""
         items, locs = checked_outcomes(
-            request_id, row, outcome, outcomes, CLASSIFIER, self.champion.classes
+            request_id, row, outcome, outcomes, CLASSIFIER or MULTICLASS, self.champion.classes
         )
         # A row or a request this service has not answered is not found (404), as the
         # document says; answered here, not raised: BentoML words a raised 4xx as a list.
@@ -537,7 +541,8 @@ class PublishedDocument:
             predict_paths=PREDICT_PATHS,
             max_body_bytes=MAX_BODY_BYTES,
             timeout_seconds=SERVING.timeout_seconds,
-            classifier=CLASSIFIER,
+            classifier=CLASSIFIER or MULTICLASS,
+            multiclass=MULTICLASS,
             classes=classes,
             variants=STRATEGY.mode != "none",
             one_worker=SERVING.workers == 1,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlgate.serving.build import MODEL_FILE, REFERENCE_FILE
+from mlgate.serving.features import EVERY_CLASS
 from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink, error_record, record_time
 from mlgate.serving.metrics import SHADOW
 
@@ -41,6 +42,7 @@ class Variant:
         positive: Any,
         classifier: bool,
         features: Sequence[str],
+        multiclass: bool = False,
     ) -> None:
         self.name = name
         self.model = model  # a BentoML model: files by path_of
@@ -48,8 +50,9 @@ class Variant:
         self.version = lineage.get("version", "unknown")
         self.scorer_kind = scorer_kind
         self.threshold = threshold
-        self.classifier = classifier
-        self.positive = positive if classifier else None
+        self.classifier = classifier  # binary: a positive class and a threshold
+        self.multiclass = multiclass
+        self.positive = positive if classifier else EVERY_CLASS if multiclass else None
         self.features = list(features)
         self.negative: Any = None
         self.classes: list[Any] = []
@@ -77,7 +80,8 @@ class Variant:
 
             model = joblib.load(self.model.path_of(MODEL_FILE))
             self.scorer = make_scorer(model, self.positive, self.features)
-            fitted = getattr(model, "classes_", []) if self.classifier else []
+            labelled = self.classifier or self.multiclass
+            fitted = getattr(model, "classes_", []) if labelled else []
             classes = [c.item() if hasattr(c, "item") else c for c in fitted]
         self.classes = list(classes or [])
         self.negative = next((c for c in self.classes if c != self.positive), None)
@@ -91,7 +95,10 @@ class Variant:
 
     def answers(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Each row's answer: probability and decision at the threshold (a regressor's
-        score is the prediction: no decision to make)."""
+        score is the prediction: no decision to make; a multiclass model's, the class and
+        every class's probability)."""
+        if self.multiclass:
+            return self._classes(records)
         scores = self.scorer.scores(records).tolist()
         if not self.classifier:
             return [{"prediction": value} for value in scores]
@@ -101,6 +108,18 @@ class Variant:
                 "decision": self.positive if score >= self.threshold else self.negative,
             }
             for score in scores
+        ]
+
+    def _classes(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A multiclass answer: the most probable class, the first of them in the model's
+        classes_ order on a tie (np.argmax takes the first, as scikit-learn's predict), as
+        the training data had it, and each class's probability keyed by the label (JSON
+        object keys are strings)."""
+        probabilities = self.scorer.scores(records)
+        keys = [str(c) for c in self.classes]
+        return [
+            {"class": self.classes[int(best)], "probabilities": dict(zip(keys, p, strict=True))}
+            for best, p in zip(probabilities.argmax(axis=1), probabilities.tolist(), strict=True)
         ]
 
 

@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 
 from mlgate.serving.features import (
+    EVERY_CLASS,
     FeatureMatrix,
     Row,
+    class_columns,
     features_spec,
     plain_preprocess,
     plain_values,
@@ -54,8 +56,10 @@ class TreeScorer:
     `depth` steps take every (tree, row) to its leaf. The score is
     link((value of tree 0 + tree 1 + ...) / divisor): a forest's mean (divisor: its number of
     trees), or a HistGradientBoosting's raw prediction (tree 0 is a single leaf holding its
-    baseline) through the identity or the sigmoid. As in scikit-learn: a forest compares the
-    row cast to float32 with float64 thresholds, HistGradientBoosting compares in float64."""
+    baseline) through the identity or the sigmoid. A multiclass forest's leaves hold every
+    class's fraction (`value` is (nodes, classes)): its score is a row of them. As in
+    scikit-learn: a forest compares the row cast to float32 with float64 thresholds,
+    HistGradientBoosting compares in float64."""
 
     lean = True
     kind = "numpy-trees"
@@ -129,6 +133,8 @@ class TreeScorer:
         """The Pipeline's trees as arrays; TreesUnavailable (with the reason) when a part of
         them is not reproduced: a boosting's categorical splits, loss other than log_loss or
         squared_error, or several classes; a forest's several outputs."""
+        # the walk of a forest is the same for several classes (each leaf's value a row of
+        # class fractions); a boosting's several trees per iteration and softmax are not here
         if not cls.supports(model):
             raise TreesUnavailable("not a tree model after plain scaling + one-hot")
         estimator = model.steps[-1][1]
@@ -219,7 +225,7 @@ def _forest(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.ndar
     is) or the regression value."""
     if estimator.n_outputs_ != 1:
         raise TreesUnavailable(f"{type(estimator).__name__} with {estimator.n_outputs_} outputs")
-    column = 0 if positive_label is None else list(estimator.classes_).index(positive_label)
+    column = 0 if positive_label is None else class_columns(estimator.classes_, positive_label)
     trees = [
         _tree(
             leaf=tree.children_left < 0,
@@ -239,6 +245,8 @@ def _forest(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.ndar
 def _boosting(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.ndarray]], dict]:
     """A HistGradientBoosting's predictors, after a first tree of one leaf: its baseline."""
     name = type(estimator).__name__
+    if positive_label is EVERY_CLASS:
+        raise TreesUnavailable(f"{name} of several classes (one tree per class an iteration)")
     wanted = "log_loss" if positive_label is not None else "squared_error"
     if estimator.loss != wanted:
         raise TreesUnavailable(f"{name} with loss {estimator.loss!r} (only {wanted!r})")

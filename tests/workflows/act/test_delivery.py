@@ -8,6 +8,7 @@ production, a deployment record naming the approver); without one the production
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -15,6 +16,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from mlgate.serving.feedback import read_records
+from tests.conftest import run as run_command
 from tests.workflows.act.conftest import push_event
 from tests.workflows.act.road import Repo, Road
 from tests.workflows.fake_github import FakeGitHub
@@ -101,6 +103,18 @@ def test_push_to_main_builds_once_and_promotes_the_same_digest_with_an_approval(
     assert payload["approved_by"] == ["bob"]
     assert payload["model_version"] == version
     assert payload["commit"] == credit_repo.sha
+
+    # provenance in one command, deployment half: the registry alone answers it
+    lineage = run_command(
+        ["mlgate", "lineage", f"{MODEL}@production", "--json"],
+        credit_repo.path,
+        MLFLOW_TRACKING_URI=road.mlflow_url,
+    )
+    deployed = json.loads(lineage.stdout)["deployments"]
+    assert deployed["production"]["image"] == image, deployed
+    assert deployed["production"]["approved_by"] == ["bob"], deployed
+    assert deployed["production"]["run_url"].startswith("https://github.com/"), deployed
+    assert deployed["staging"]["image"] == image, deployed
 
 
 class ProductionDeployedWithoutApproval(AssertionError):

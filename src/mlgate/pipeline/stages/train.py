@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from mlgate import io
 from mlgate.errors import DataValidationError
 from mlgate.pipeline import data
-from mlgate.pipeline.model import build_pipeline, predict_fn
+from mlgate.pipeline.model import build_pipeline, check_own_features, predict_fn
 from mlgate.registry import lineage, tracking
 
 if TYPE_CHECKING:
@@ -23,8 +23,10 @@ def fit(train: pd.DataFrame, params: Params) -> Pipeline:
 
 
 def fit_pipeline(model: Pipeline, train: pd.DataFrame, params: Params) -> Pipeline:
+    frame, target = train[params.features.all], train[params.data.target]
+    check_own_features(model, frame, target, params)
     try:
-        model.fit(train[params.features.all], train[params.data.target])
+        model.fit(frame, target)
     except ValueError as err:  # the estimator refuses the data: its words, no traceback
         raise DataValidationError(
             f"{params.train.estimator} cannot fit the {len(train)} training rows: {err}"
@@ -41,6 +43,10 @@ def logged_params(params: Params) -> dict[str, Any]:
         "features.numeric": ",".join(params.features.numeric),
         "features.categorical": ",".join(params.features.categorical),
     }
+    if params.features.transform:
+        derived = params.features.derived
+        flat["features.transform"] = params.features.transform
+        flat["features.derived"] = ",".join([*derived.numeric, *derived.categorical])
     flat.update({f"hp.{k}": v for k, v in params.train.hyperparameters.items()})
     return flat
 

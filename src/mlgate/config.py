@@ -53,6 +53,11 @@ class DataSource(_Section):
     report: Path = Path("artifacts/data/refresh.md")  # the data summary (the PR's body)
 
 
+# A column's role (data.roles; unlisted: a feature candidate). Only a feature reaches the model
+# and the monitor; a key is echoed in answers, a timestamp checked as an ISO 8601 date/time.
+Role = Literal["feature", "key", "timestamp", "text", "ignored"]
+
+
 class Data(_Section):
     raw: Path
     schema_ref: str = Field(alias="schema", pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -65,6 +70,16 @@ class Data(_Section):
     summary: Path
     contract: DatasetRules = DatasetRules()
     source: DataSource = DataSource()
+    roles: dict[str, Role] = Field(default_factory=dict)
+
+    def role_columns(self, role: str) -> list[str]:
+        """The columns data.roles gives `role`, in the order listed."""
+        return [c for c, r in self.roles.items() if r == role]
+
+    @property
+    def not_features(self) -> list[str]:
+        """Columns whose role keeps them from the model and the monitor."""
+        return [c for c, r in self.roles.items() if r != "feature"]
 
     @property
     def classes(self) -> bool:
@@ -76,6 +91,8 @@ class Split(_Section):
     test_size: float = Field(gt=0, lt=1)
     seed: int = 42
     stratify: bool = True
+    # time: train on the past, test on the latest test_size share (data.roles' timestamp)
+    by: Literal["random", "time"] = "random"
     train: Path
     test: Path
 
@@ -433,7 +450,8 @@ class Params(_Section):
     def _cross_checks(self) -> Params:
         if self.data.target in self.features.all:
             raise ValueError(f"data.target {self.data.target!r} is also listed as a feature")
-        stratified = self.split.stratify and self.data.classes
+        self._check_roles()
+        stratified = self.split.stratify and self.data.classes and self.split.by == "random"
         if stratified and self.data.contract.min_rows_per_class < 2:
             raise ValueError(
                 "data.contract.min_rows_per_class must be at least 2: a stratified split puts "
@@ -460,6 +478,24 @@ class Params(_Section):
                     f"which are not in evaluate.sensitive {sorted(self.evaluate.sensitive)}"
                 )
         return self
+
+    def _check_roles(self) -> None:
+        for name in self.data.not_features:
+            role = self.data.roles[name]
+            if name == self.data.target:
+                raise ValueError(f"data.roles: the target {name!r} cannot be a {role}")
+            if name in self.features.all:
+                raise ValueError(
+                    f"{name!r} is a {role} (data.roles) and listed as a feature: one or the other"
+                )
+            if name in self.evaluate.sensitive:
+                raise ValueError(f"{name!r} is a {role} (data.roles) and a sensitive attribute")
+        stamps = self.data.role_columns("timestamp")
+        if self.split.by == "time" and len(stamps) != 1:
+            raise ValueError(
+                "split.by: time needs one timestamp column in data.roles (e.g. `roles: "
+                f"{{signup_date: timestamp}}`), not {len(stamps)}"
+            )
 
     @property
     def model_name(self) -> str:

@@ -1,4 +1,4 @@
-"""The registry aliases and the GitHub environments, spelled once.
+"""The registry aliases, the GitHub environments and the column-role markers, spelled once.
 
 An alias names a model version in the MLflow registry; an environment is where an image runs
 (and a GitHub environment with its own protection rules). `staging` and `production` are both.
@@ -13,3 +13,8 @@ CHALLENGER = "challenger"  # the model a shadow, canary or ab bento tries beside
 
 ENVIRONMENTS = (STAGING, PRODUCTION)
 PROMOTION_ALIASES = (STAGING, PRODUCTION, CHALLENGER)  # what `mlgate promote --to` moves
+
+# A column's role (data.roles) travels in its pandera column's metadata under this name, and
+# a timestamp column's check has this name: the pipeline sets both, serving reads them.
+ROLE_METADATA = "mlgate_role"
+TIMESTAMP_CHECK = "iso8601_datetime"

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlgate.config import load_params
 from mlgate.errors import MlgateError
 from mlgate.scaffold.infer import (
     attr_name,
@@ -21,7 +22,8 @@ from mlgate.scaffold.infer import (
     sensitive_specs,
     widened_bounds,
 )
-from mlgate.scaffold.init import InitRequest, _summary, answers_for
+from mlgate.scaffold.init import InitRequest, _summary, answers_for, render
+from mlgate.scaffold.source import TEMPLATE_DIR
 from tests.scaffold.conftest import churn_frame
 
 
@@ -57,8 +59,8 @@ def frame() -> pd.DataFrame:
 
 def test_roles_types_and_contract_are_inferred() -> None:
     cols = {c["name"]: c for c in infer_columns(frame(), "label", "classification", ("group",))}
-    assert cols["id"]["kind"] == "ignored"  # every value distinct: an identifier
-    assert cols["note"]["kind"] == "ignored"  # free text
+    assert cols["id"]["kind"] == "key"  # every value distinct: an identifier
+    assert cols["note"]["kind"] == "text"  # free text
     # no feature: unbounded and optional (new IDs are no contract failure, nor required)
     assert (cols["id"]["ge"], cols["id"]["le"]) == (None, None)
     assert cols["id"]["optional"] and cols["note"]["optional"] and cols["id"]["nullable"]
@@ -69,6 +71,71 @@ def test_roles_types_and_contract_are_inferred() -> None:
     assert cols["group"]["kind"] == "sensitive" and cols["group"]["nullable"] is True
     assert cols["label"]["kind"] == "target" and cols["label"]["isin"] == [0, 1]
     assert cols["label"]["ge"] is None  # a class label has classes, not a range
+
+
+def messy_frame(n: int = 60) -> pd.DataFrame:
+    """What an export looks like: an ID, a date, free text, codes without spaces, gaps."""
+    rng = np.random.default_rng(1)
+    days = pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.permutation(n), unit="D")
+    frame = pd.DataFrame(
+        {
+            "OrderID": [f"A-{i:04d}" for i in rng.permutation(n)],
+            "ticket": [f"T{i}" for i in range(n)],  # no "id" in the name: distinct, no spaces
+            "ordered at": days.strftime("%Y-%m-%dT%H:%M:%S"),
+            "comment": [f"late by {i} days, {w}" for i, w in enumerate(["ok", "bad"] * 30)],
+            "amount": rng.uniform(1, 50, n).round(2),  # distinct, but a measurement
+            "weight": [10 + i % 25 for i in range(n)],  # whole numbers, some repeated
+            "label": ["y", "n"] * (n // 2),
+        }
+    )
+    frame.loc[[2, 5], ["ordered at", "comment", "amount"]] = None
+    frame.loc[7, "OrderID"] = None  # named like an id: a key despite the gap
+    return frame
+
+
+def test_keys_timestamps_and_free_text_are_told_apart_with_a_reason() -> None:
+    frame = messy_frame()
+    cols = {c["name"]: c for c in infer_columns(frame, "label", "classification", ())}
+    kinds = {name: c["kind"] for name, c in cols.items()}
+    assert kinds == {
+        "OrderID": "key",
+        "ticket": "key",
+        "ordered at": "timestamp",
+        "comment": "text",
+        "amount": "numeric",
+        "weight": "numeric",
+        "label": "target",
+    }
+    assert cols["ticket"]["why"] == "every value is distinct"
+    assert cols["ordered at"]["why"].startswith("every value reads as a date/time, 2023-")
+    assert cols["comment"]["why"] == "58 distinct text values, free text rather than a category"
+    assert cols["OrderID"]["why"] == "every value is distinct, named like an id"
+    with_gaps = frame.assign(line_id=[float(i) if i % 9 else None for i in range(len(frame))])
+    assert infer_columns(with_gaps, "label", "classification", ())[-1]["kind"] == "key"
+    for name in ("ticket", "ordered at", "comment"):  # no bound, no category, optional
+        assert cols[name]["isin"] is None and cols[name]["ge"] is None and cols[name]["optional"]
+
+
+def test_the_summary_and_params_name_each_role_and_its_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    request = InitRequest(dest=tmp_path / "orders", data=tmp_path / "o.csv", target="label")
+    answers = answers_for(request, messy_frame())
+    _summary(request.dest, answers)
+    out = capsys.readouterr().out
+    assert "not a feature: ticket (key: every value is distinct)" in out
+    assert "not a feature: ordered at (timestamp: every value reads as a date/time, 2023-" in out
+    assert "`split.by: time` in params.yaml tests on the latest rows by ordered at" in out
+    render(str(TEMPLATE_DIR), tmp_path / "orders", answers, None)
+    params = load_params(tmp_path / "orders" / "params.yaml")
+    assert params.data.roles == {
+        "OrderID": "key",
+        "ticket": "key",
+        "ordered at": "timestamp",
+        "comment": "text",
+    }
+    assert params.split.by == "random"
+    assert "ticket" not in params.features.all and "amount" in params.features.all
 
 
 def test_numeric_sensitive_attributes_get_quartile_bands() -> None:

@@ -77,12 +77,25 @@ def generate(tmp: Path, name: str, frame: pd.DataFrame, *args: str) -> Generated
     return Generated(origin, clone, init.stdout + init.stderr, *outputs)
 
 
+def churn_export(n: int = 600) -> pd.DataFrame:
+    """The churn data as a CRM exports it: besides the ID, a signup date (in no order: the
+    file is sorted by ID) and a free-text note."""
+    frame = churn_frame(n)
+    days = pd.Series(range(n)).sample(frac=1, random_state=4).to_numpy()
+    signup = pd.Timestamp("2022-01-01") + pd.to_timedelta(days, unit="D")
+    return frame.assign(
+        signup=signup.strftime("%Y-%m-%d"),
+        notes=[f"called {i % 50} times" for i in range(n)],
+    )
+
+
 @pytest.fixture(scope="module")
 def churn_project(tmp_path_factory: pytest.TempPathFactory) -> Generated:
-    """Binary classification with two sensitive attributes, one of them banded (age)."""
+    """Binary classification with two sensitive attributes, one of them banded (age), and a
+    key, a timestamp and free text that are no features."""
     tmp = tmp_path_factory.mktemp("churn")
     args = ("--target", "churned", "--sensitive", "gender,age")
-    return generate(tmp, "churn-model", churn_frame(), *args)
+    return generate(tmp, "churn-model", churn_export(), *args)
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +234,8 @@ def test_monitor_watches_features_not_ids_and_counts_missing_values(
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
     report = json.loads((out / "drift.json").read_text())
     watched = {f["name"]: f for f in report["features"]}
-    assert "customer_id" not in watched and {"plan", "gender", "tenure"} <= set(watched)
+    assert not {"customer_id", "signup", "notes"} & set(watched)  # no key, timestamp, text
+    assert {"plan", "gender", "tenure"} <= set(watched)
     assert watched["plan"]["reference_share"]["(missing)"] > 0
     assert not any(f["drifted"] for f in report["features"])
 
@@ -251,6 +265,97 @@ def test_a_column_that_is_no_feature_is_neither_bounded_nor_required(
     )
     out = run([str(clone / ".venv/bin/python"), "-c", script], clone).stdout.split()
     assert out == ["None", "Z99999", "1", "1"]
+
+
+def with_params(clone: Path, tmp: Path, change: dict[str, dict[str, Any]]) -> Path:
+    """A copy of the project's params.yaml with some sections' keys changed."""
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    for section, values in change.items():
+        params[section].update(values)
+    path = tmp / f"params-{len(list(tmp.glob('params-*')))}.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_roles_check_timestamps_split_by_time_and_echo_the_key(
+    churn_project: Generated, tmp_path: Path
+) -> None:
+    """The key, date and free text of an export are inferred with a reason; the date is
+    checked as one, orders `split.by: time`; the key comes back with every answer."""
+    init, clone = churn_project.init_output, churn_project.clone
+    assert "not a feature: customer_id (key: every value is distinct, named like an id)" in init
+    assert "not a feature: signup (timestamp: every value reads as a date/time, 2022-01-01 " in init
+    assert "not a feature: notes (text: 50 distinct text values" in init
+    roles = yaml.safe_load((clone / "params.yaml").read_text())["data"]["roles"]
+    assert roles == {"customer_id": "key", "signup": "timestamp", "notes": "text"}
+    mlgate = str(clone / ".venv" / "bin" / "mlgate")
+    raw = pd.read_csv(clone / "data" / "churn-model.csv")
+    out = {"validated": str(tmp_path / "v.parquet"), "summary": str(tmp_path / "s.json")}
+
+    def validate(frame: pd.DataFrame) -> subprocess.CompletedProcess[str]:
+        frame.to_csv(tmp_path / "export.csv", index=False)
+        params = with_params(
+            clone, tmp_path, {"data": {**out, "raw": str(tmp_path / "export.csv")}}
+        )
+        return run([mlgate, "validate", "--params", str(params)], clone, check=False)
+
+    later = raw.assign(customer_id=[f"N{i:05d}" for i in range(len(raw))])  # the next export
+    assert validate(later).returncode == 0
+    later.loc[[3, 9, 11], "signup"] = "not a date"
+    refused = validate(later)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert (
+        "column 'signup' fails iso8601_datetime: 3 row(s); values: 'not a date'" in refused.stderr
+    )
+
+    parts = {"train": str(tmp_path / "train.parquet"), "test": str(tmp_path / "test.parquet")}
+    by_time = with_params(clone, tmp_path, {"split": {**parts, "by": "time"}})
+    run([mlgate, "split", "--params", str(by_time)], clone)
+    train, test = (pd.read_parquet(tmp_path / f"{p}.parquet") for p in ("train", "test"))
+    assert len(test) == 120 and train["signup"].astype(str).max() < test["signup"].astype(str).min()
+    assert sorted(test["signup"].astype(str)) == sorted(raw["signup"])[-120:]
+
+    home = tmp_path / "bentoml"
+    run(["env", f"BENTOML_HOME={home}", "make", "build", "MODEL=1"], clone)
+    rows = raw.drop(columns=["churned"]).dropna().head(3).to_dict("records")
+    bare = {k: v for k, v in rows[0].items() if k not in roles}  # no key, date nor notes
+    with served(clone, home, tmp_path) as call:
+        status, answer = call("/predict", {"record": bare})
+        assert status == 200 and "customer_id" not in answer, answer
+        status, answer = call("/predict", {"record": rows[0]})
+        assert status == 200 and answer["customer_id"] == rows[0]["customer_id"], answer
+        status, answer = call("/predict_batch", {"records": [bare, *rows[1:]]})
+        assert status == 200, answer
+        echoed = [p.get("customer_id") for p in answer["predictions"]]
+        assert echoed == [None, rows[1]["customer_id"], rows[2]["customer_id"]]
+        status, answer = call("/predict", {"record": {**rows[0], "signup": "not a date"}})
+        assert status == 400 and answer["detail"][0]["loc"] == ["record", "signup"], answer
+        records = read_records(tmp_path / "feedback", 5)  # the refused request is no prediction
+        doc = call("/docs.json", None)[1]["paths"]["/predict"]["post"]["responses"]["200"]
+        assert "customer_id" in doc["content"]["application/json"]["schema"]["properties"]
+    ids = [r["customer_id"] for r in rows]
+    assert sorted(r["inputs"].get("customer_id") or "" for r in records) == sorted(["", *ids, ""])
+
+    batch = tmp_path / "batch"
+    run(
+        [mlgate, "predict", "--model", "1", "--input", str(clone / "data" / "churn-model.csv"),
+         "--output", str(batch), "--keys", "tenure", "--format", "csv"],
+        clone,
+    )  # fmt: skip
+    scored = pd.read_csv(next(batch.glob("scored*")))
+    assert list(scored["customer_id"]) == list(raw["customer_id"])
+
+
+def read_records(folder: Path, at_least: int) -> list[dict[str, Any]]:
+    """The prediction records the service wrote (it flushes within a second or so)."""
+    deadline = time.monotonic() + 60
+    while True:
+        lines = [ln for f in folder.glob("*.jsonl") for ln in f.read_text().splitlines()]
+        records = [r for r in map(json.loads, lines) if r["kind"] == "prediction"]
+        if len(records) >= at_least:
+            return records
+        assert time.monotonic() < deadline, "the service did not record its predictions"
+        time.sleep(0.2)
 
 
 def test_regression_project(house_project: Generated, tmp_path: Path) -> None:
@@ -438,6 +543,27 @@ def test_the_generated_tests_fail_a_model_that_learned_from_a_sensitive_attribut
         "test_the_metrics_are_the_ones_the_pipeline_reported",
     } <= failed(out), out[-3000:]
     assert not any(name.endswith("[age]") and "not_a_feature" in name for name in failed(out))
+
+
+def test_the_generated_tests_fail_a_model_that_learned_from_a_key(
+    churn_project: Generated, tmp_path: Path
+) -> None:
+    """Trained with the customer ID as a category: the project's own role test names the
+    key; the timestamp and the free text it did not use are not blamed."""
+    leaky = build_model(
+        churn_project.clone,
+        tmp_path,
+        """
+        raw = params.model_dump(mode="json", by_alias=True)
+        raw["data"]["roles"] = {}
+        raw["features"]["categorical"] = ["customer_id", *raw["features"]["categorical"]]
+        model = train.fit(frame, parse_params(raw))
+        """,
+    )
+    code, out = model_tests(churn_project.clone, leaky)
+    assert code == 1, out[-3000:]
+    roles = {n for n in failed(out) if n.startswith("test_a_column_with_a_role")}
+    assert roles == {"test_a_column_with_a_role_never_reaches_the_model[customer_id]"}, out[-3000:]
 
 
 def test_the_generated_tests_fail_a_model_with_a_reversed_monotone_feature(

@@ -187,7 +187,9 @@ def _score_local(
         chunk.index = pd.RangeIndex(counts.read, counts.read + len(chunk))
         if keys is None:
             columns = list(chunk.columns)
-            keys = output_keys(request.keys, columns, path, model.outputs)
+            keys = output_keys(
+                request.keys, columns, path, model.outputs, params.data.role_columns("key")
+            )
         rows, quarantined, result = score_chunk(chunk, schema, model, keys, batch_id, str(path))
         counts.read += len(chunk)
         if result.reasons and request.on_invalid == "fail":

@@ -319,11 +319,18 @@ def score_chunk(
 
 
 def output_keys(
-    wanted: tuple[str, ...] | None, columns: list[str], path: Path, outputs: Sequence[str] = ()
+    wanted: tuple[str, ...] | None,
+    columns: list[str],
+    path: Path,
+    outputs: Sequence[str] = (),
+    always: Sequence[str] = (),
 ) -> list[str]:
-    """The input columns the scored rows keep; none may be named as an output column (those
-    of every model, OUTPUT_COLUMNS, and this model's `outputs`)."""
+    """The input columns the scored rows keep: `wanted` (every column when empty) and the
+    identifiers of data.roles (`always`) the input has, so outcomes join on them; none may be
+    named as an output column (those of every model, OUTPUT_COLUMNS, and this model's
+    `outputs`)."""
     keys = list(wanted) if wanted else columns
+    keys += [k for k in always if k in columns and k not in keys]
     missing = [k for k in keys if k not in columns]
     if missing:
         raise MlgateError(f"{path}: key column(s) {missing} are not in the input ({columns})")

@@ -125,7 +125,9 @@ def _run(
     schema = data.input_schema(params)
     frame = _read(spark, request.input, files, fmt, list(schema.columns))
     columns = list(frame.columns)
-    keys = output_keys(request.keys, columns, files[0], model.outputs)
+    keys = output_keys(
+        request.keys, columns, files[0], model.outputs, params.data.role_columns("key")
+    )
     input_types = dict(frame.dtypes)
     contract_types = {name: _spark_type(col.dtype) for name, col in schema.columns.items()}
     scored_ddl = [f"{_quote(k)} {contract_types.get(k, input_types[k])}" for k in keys] + model_ddl(

@@ -13,6 +13,7 @@ import pandas as pd
 
 from mlgate.errors import DataValidationError, MlgateError
 from mlgate.io import import_ref
+from mlgate.names import ROLE_METADATA, TIMESTAMP_CHECK
 
 if TYPE_CHECKING:
     import pandera.pandas as pa
@@ -37,7 +38,38 @@ def load_schema(params: Params) -> pa.DataFrameSchema:
     missing = [f for f in params.features.all if f not in schema.columns]
     if missing:
         raise MlgateError(f"features {missing} are not columns of {params.data.schema_ref}")
+    return with_roles(schema, params.data.roles, params.data.schema_ref)
+
+
+def with_roles(schema: pa.DataFrameSchema, roles: dict[str, str], ref: str) -> pa.DataFrameSchema:
+    """The schema with each declared role in its column's metadata, and a timestamp column
+    checked as an ISO 8601 date/time (its type stays the text it was written as)."""
+    import pandera.pandas as pa
+
+    unknown = [c for c in roles if c not in schema.columns]
+    if unknown:
+        raise MlgateError(f"data.roles names {unknown}, which are not columns of {ref}")
+    if not roles:
+        return schema
+    schema = copy.deepcopy(schema)  # pandera caches a model's schema: never mutate it
+    for name, role in roles.items():
+        column = schema.columns[name]
+        checks = list(column.checks)
+        if role == "timestamp":
+            checks.append(pa.Check(_parses_as_time, name=TIMESTAMP_CHECK, error=TIMESTAMP_CHECK))
+        metadata = {**(column.metadata or {}), ROLE_METADATA: role}
+        schema = schema.update_column(name, checks=checks, metadata=metadata)
     return schema
+
+
+def _parses_as_time(values: pd.Series) -> pd.Series:
+    parsed = pd.to_datetime(values.astype("string"), format="ISO8601", errors="coerce", utc=True)
+    return values.isna() | parsed.notna()
+
+
+def parse_times(values: pd.Series) -> pd.Series:
+    """A timestamp column as UTC datetimes (validated: every value parses)."""
+    return pd.to_datetime(values.astype("string"), format="ISO8601", utc=True)
 
 
 @dataclass(frozen=True)
@@ -100,7 +132,9 @@ class _Dataset:
         self.rules = params.data.contract
         self.target = params.data.target
         self.classification = params.data.classes
-        self.stratified = self.classification and params.split.stratify
+        self.stratified = (
+            self.classification and params.split.stratify and params.split.by == "random"
+        )
         self.test_size = params.split.test_size
 
     def counts(self, frame: pd.DataFrame) -> pd.Series:
@@ -210,6 +244,8 @@ def load(
 def used_columns(params: Params) -> list[str]:
     """The columns the stages read: the target, the features and the sensitive attributes."""
     names = [params.data.target, *params.features.all, *params.evaluate.sensitive]
+    if params.split.by == "time":
+        names += params.data.role_columns("timestamp")
     return list(dict.fromkeys(names))
 
 

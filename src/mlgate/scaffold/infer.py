@@ -132,9 +132,7 @@ def infer_columns(
                 col["ge"], col["le"] = widened_bounds(
                     float(values.min()), float(values.max()), integer
                 )
-            if integer and values.nunique() == len(frame) > MAX_CATEGORIES:
-                col.update(kind="ignored", why="every value is distinct: an identifier?")
-            elif _is_code(values) and name != target and name not in numeric_kept:
+            if _is_code(values) and name != target and name not in numeric_kept:
                 codes = sorted(_plain(v) for v in values.astype(int).unique())
                 col.update(kind="categorical", code=True, isin=codes, ge=None, le=None)
         else:
@@ -142,15 +140,13 @@ def infer_columns(
             distinct = values.astype(str).unique()
             if len(distinct) <= MAX_CATEGORIES:
                 col.update(kind="categorical", isin=sorted(distinct.tolist()))
-            else:
-                col.update(
-                    kind="ignored", why=f"{len(distinct)} distinct text values: an id or free text?"
-                )
+        role = column_role(str(name), series, len(frame))
         if name in sensitive:
             col["kind"] = "sensitive"
-        elif col["kind"] == "ignored":
+        elif role is not None and name != target:
             # not read by the model: the next export's new IDs are no contract failure, and a
             # request need not carry it (served, batch and monitor alike)
+            col.update(kind=role[0], why=role[1], code=False)
             col.update(ge=None, le=None, isin=None, nullable=True, optional=True)
         if name == target:
             col["kind"] = "target"
@@ -158,6 +154,48 @@ def infer_columns(
                 col.update(isin=sorted(_plain(v) for v in values.unique()), ge=None, le=None)
         columns.append(col)
     return columns
+
+
+ROLES = ("key", "timestamp", "text")  # what init infers; `ignored` is only ever declared
+
+
+def _named_id(column: str) -> bool:
+    """`id`, `customer_id`, `CustomerID`, `order-id`, `uuid`: a name that says identifier."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", column)
+    words = re.split(r"[^a-z0-9]+", spaced.lower())
+    return bool(words) and words[-1] in ("id", "uuid", "guid", "key")
+
+
+def column_role(name: str, series: pd.Series, rows: int) -> tuple[str, str] | None:
+    """The role of a column that is no feature, and why (one line for init's summary):
+    a key (every value distinct: whole numbers or text without spaces, or named like an id),
+    a timestamp (every value reads as an ISO 8601 date/time), or free text (more distinct
+    texts than a category has). None: a feature candidate."""
+    import pandas as pd
+
+    values = series.dropna()
+    named = _named_id(name)
+    if values.empty or pd.api.types.is_bool_dtype(series):
+        return None
+    if pd.api.types.is_float_dtype(series) and not (named and (values == values.round()).all()):
+        return None  # a measurement; whole numbers named like an id had gaps (NaN: float)
+    text = not pd.api.types.is_numeric_dtype(series)
+    if text:
+        times = pd.to_datetime(values.astype(str), format="ISO8601", errors="coerce", utc=True)
+        if times.notna().all():
+            return (
+                "timestamp",
+                f"every value reads as a date/time, {values.min()} … {values.max()}",
+            )
+    # distinct on every row; named like an id, distinct where given (an export may have gaps)
+    distinct = len(values) > MAX_CATEGORIES and values.nunique() == len(values)
+    spaced = text and values.astype(str).str.contains(r"\s").mean() > 0.5
+    if distinct and (named or (len(values) == rows and not spaced)):
+        return "key", "every value is distinct" + (", named like an id" if named else "")
+    texts = values.astype(str).nunique()
+    if text and texts > MAX_CATEGORIES:
+        return "text", f"{texts} distinct text values, free text rather than a category"
+    return None
 
 
 def _is_code(values: pd.Series) -> bool:

@@ -22,6 +22,7 @@ from mlgate.scaffold.infer import (
     MAX_CATEGORIES,
     MAX_CLASSES,
     METRICS,
+    ROLES,
     _plain,
     _shown,
     choose_positive_label,
@@ -479,8 +480,14 @@ def _summary(dest: Path, answers: dict[str, Any]) -> None:
             "model's by at most 1% of it (gate.champion.tolerance, relative)"
         )
     for c in cols:
-        if c["kind"] == "ignored":
-            print(f"  not a feature: {c['name']} ({c['why']})")
+        if c["kind"] in ROLES:
+            print(f"  not a feature: {c['name']} ({c['kind']}: {c['why']})")
+    stamps = [c["name"] for c in cols if c["kind"] == "timestamp"]
+    if stamps:
+        print(
+            f"  split: random; `split.by: time` in params.yaml tests on the latest rows by "
+            f"{stamps[0]} (the honest split when the data drifts)"
+        )
     for c in cols:
         if c["kind"] in ("numeric", "categorical") and looks_protected(c["name"]):
             print(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, create_model
 
 from mlgate.errors import MlgateError
+from mlgate.names import ROLE_METADATA, TIMESTAMP_CHECK
 
 if TYPE_CHECKING:
     import pandera.pandas as pa
@@ -33,6 +35,8 @@ def contract_spec(schema: pa.DataFrameSchema) -> dict[str, Any]:
     for name, column in schema.columns.items():
         constraints: dict[str, Any] = {}
         allowed: list[Any] | None = None
+        kind = _kind(str(column.dtype), name)
+        timestamp = False
         for check in column.checks:
             stats = check.statistics or {}
             if check.name in _BOUNDS:
@@ -43,17 +47,21 @@ def contract_spec(schema: pa.DataFrameSchema) -> dict[str, Any]:
                 constraints["le" if stats.get("include_max", True) else "lt"] = stats["max_value"]
             elif check.name == "isin":
                 allowed = list(stats["allowed_values"])
+            elif check.name == TIMESTAMP_CHECK and kind == "str":
+                timestamp = True  # a date/time written as text: checked in pydantic (_field)
             else:
                 residual.append(f"{name}: {check.name}")
         columns.append(
             {
                 "name": name,
-                "kind": _kind(str(column.dtype), name),
+                "kind": kind,
+                "timestamp": timestamp,
                 "constraints": constraints,
                 "allowed": allowed,
                 # a column the schema does not require may be left out of a request
                 "nullable": bool(column.nullable) or not column.required,
                 "description": column.description,
+                "role": (column.metadata or {}).get(ROLE_METADATA, "feature"),
             }
         )
     return {
@@ -74,6 +82,8 @@ class Contract:
     def __init__(self, spec: dict[str, Any], name: str = "Applicant") -> None:
         self.spec = spec
         self.columns = [c["name"] for c in spec["columns"]]
+        # identifiers (data.roles) an answer echoes, so outcomes join on them
+        self.keys = [c["name"] for c in spec["columns"] if c.get("role") == "key"]
         self.residual_checks: list[str] = list(spec["residual_checks"])
         fields = {c["name"]: _field(c) for c in spec["columns"]}
         self.row_model: type[BaseModel] = create_model(  # type: ignore[call-overload]
@@ -108,6 +118,8 @@ def _field(column: dict[str, Any]) -> tuple[Any, Any]:
         annotation = Annotated[float, Field(allow_inf_nan=False)]
     elif kind == "bool":
         annotation = Annotated[bool, Strict()]
+    elif column.get("timestamp"):
+        annotation = Annotated[str, Strict(), AfterValidator(_iso8601)]
     else:
         annotation = Annotated[str, Strict()]
     annotation = Annotated[
@@ -118,12 +130,23 @@ def _field(column: dict[str, Any]) -> tuple[Any, Any]:
     return (annotation, ...)
 
 
+def _iso8601(value: str) -> str:
+    """A timestamp field stays the text sent; it must read as an ISO 8601 date/time."""
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("not an ISO 8601 date or date-time (e.g. 2024-05-31T12:00:00)") from None
+    return value
+
+
 def _example_value(column: dict[str, Any]) -> Any:
     if column["allowed"]:
         return column["allowed"][0]
     kind, bounds = column["kind"], column["constraints"]
     if kind == "bool":
         return False
+    if column.get("timestamp"):
+        return "2024-01-01T00:00:00"
     if kind == "str":
         return "text"
     low = bounds.get("ge", bounds.get("gt"))

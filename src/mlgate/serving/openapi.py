@@ -67,6 +67,7 @@ class ApiFacts:
     request_field: str
     batch_field: str
     multiclass: bool = False  # the class and every class's probability, no threshold
+    keys: tuple[str, ...] = ()  # data.roles' keys: echoed in an answer when the request sent them
 
 
 def describe(spec: dict[str, Any], facts: ApiFacts) -> dict[str, Any]:
@@ -176,15 +177,18 @@ def _answer(facts: ApiFacts, batch: bool) -> dict[str, Any]:
         }
     else:
         row = {"prediction": {"type": "number"}}
+    echoed = {
+        k: {"description": "the key sent with the row, echoed (data.roles)"} for k in facts.keys
+    }
     common = {
         "model_version": {"type": "string", "description": "the registered model's version"},
         "request_id": {"type": "string", "description": "the X-Request-Id header's value"},
     }
     names = ["champion", "challenger", *(["mixed"] if batch else [])]
-    each = {"type": "object", "required": list(row), "properties": row}
+    each = {"type": "object", "required": list(row), "properties": {**echoed, **row}}
     if batch:
         if facts.variants:  # a batch the two models shared: each row says which answered
-            each["properties"] = {**row, "variant": {"type": "string"}, **common}
+            each["properties"] = {**echoed, **row, "variant": {"type": "string"}, **common}
             each["properties"].pop("request_id")
         body = {
             "title": "PredictBatchAnswer",
@@ -197,7 +201,7 @@ def _answer(facts: ApiFacts, batch: bool) -> dict[str, Any]:
             "title": "PredictAnswer",
             "type": "object",
             "required": [*row, *common],
-            "properties": {**row, **common},
+            "properties": {**echoed, **row, **common},
         }
     if facts.variants:
         body["required"].append("variant")

@@ -118,6 +118,10 @@ STRATEGY_HEADER = STRATEGY.header.lower().encode("latin-1") if STRATEGY.header e
 RECENT_REQUEST_IDS = 50_000
 
 
+def _sent_keys(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: record[k] for k in CONTRACT.keys if record.get(k) is not None}
+
+
 def tune_gc(freeze: bool, thresholds: tuple[int, int, int] | None) -> None:
     """Keep full GC collections off the request path (they were BentoML's p99 tail).
 
@@ -288,6 +292,8 @@ class ModelService:
             self.shadow.submit(request_id, endpoint, records)
         # With a challenger, the answer says which model gave it (body field and header).
         said = (only or "mixed") if STRATEGY.mode != "none" else None
+        if CONTRACT.keys:  # data.roles' keys the request carried come back with the answer
+            out = [{**_sent_keys(r), **o} for r, o in zip(records, out, strict=True)]
         if endpoint == "predict":
             body = {**out[0], "model_version": assigned[0].version, "request_id": request_id}
         else:
@@ -543,6 +549,7 @@ class PublishedDocument:
             example=CONTRACT.example_row(),
             request_field=SERVING.request_field,
             batch_field=SERVING.batch_request_field,
+            keys=tuple(CONTRACT.keys),
         )
         body = json.dumps(describe(ModelService.openapi_spec.asdict(), facts)).encode()
         if loaded:

@@ -1,4 +1,5 @@
-"""split: a seeded, stratified train/test split of the validated data."""
+"""split: a seeded, stratified train/test split of the validated data, or by time: the most
+recent rows are the test split."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
 def split_frame(frame: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
     from sklearn.model_selection import train_test_split
 
+    if params.split.by == "time":
+        return _split_by_time(frame, params)
     stratify = None
     if params.split.stratify and params.data.classes:
         stratify = frame[params.data.target]
@@ -30,6 +33,23 @@ def split_frame(frame: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.D
         raise DataValidationError(
             f"{len(frame)} rows cannot be split (split.test_size {params.split.test_size}): {err}"
         ) from None
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def _split_by_time(frame: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train on the past, test on the latest `test_size` share (as many rows as the random
+    split would test); rows without a time go to train, ties keep the file's order."""
+    import math
+
+    column = params.data.role_columns("timestamp")[0]
+    times = data.parse_times(frame[column]).reset_index(drop=True)
+    ordered = frame.iloc[times.sort_values(kind="stable", na_position="first").index]
+    n_test = math.ceil(len(frame) * params.split.test_size)
+    if not 0 < n_test < len(frame):
+        raise DataValidationError(
+            f"{len(frame)} rows cannot be split by time (split.test_size {params.split.test_size})"
+        )
+    train, test = ordered.iloc[:-n_test], ordered.iloc[-n_test:]
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 

@@ -9,10 +9,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlgate.errors import MlgateError, shown
+from mlgate.io import load_yaml
 from mlgate.names import CHALLENGER, PRODUCTION
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -538,13 +538,6 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
         raise MlgateError(f"{source} is invalid:\n{_format_errors(err)}") from None
 
 
-# More nodes than this once YAML's aliases are expanded is refused: a params file is a few
-# hundred; a nested alias "bomb" of a few lines is billions, and would hang whatever walks it.
-MAX_YAML_NODES = 100_000
-MAX_YAML_BYTES = 10_000_000
-MAX_YAML_DEPTH = 100
-
-
 def load_params(path: Path | str = DEFAULT_PARAMS) -> Params:
     path = Path(path)
     what = f"--params {shown(str(path), 200)}"
@@ -562,50 +555,3 @@ def load_params(path: Path | str = DEFAULT_PARAMS) -> Params:
     except UnicodeDecodeError:
         raise MlgateError(f"{what} is not UTF-8 text: pass a YAML file") from None
     return parse_params(raw, str(path))
-
-
-def load_yaml(stream: Any, what: str) -> Any:
-    """yaml.safe_load with a bound: refuses a document that expands past MAX_YAML_NODES nodes
-    (aliases counted each time they are used) or is nested past Python's recursion limit."""
-    text = stream.read(MAX_YAML_BYTES + 1)
-    if len(text) > MAX_YAML_BYTES:
-        raise MlgateError(f"{what} is over {MAX_YAML_BYTES:,} characters: not a params file")
-    # PyYAML takes seconds per thousand levels of [ or { (minutes for a hostile file): refuse
-    # deep flow nesting before parsing (a bracket inside a quoted string only counts high)
-    depth = 0
-    for char in text:
-        depth += (char in "[{") - (char in "]}")
-        if depth > MAX_YAML_DEPTH:
-            raise MlgateError(f"{what}: the YAML is nested over {MAX_YAML_DEPTH} levels: refused")
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is not None and _expanded_nodes(node, {}) > MAX_YAML_NODES:
-            raise MlgateError(
-                f"{what}: the YAML expands to more than {MAX_YAML_NODES:,} values "
-                "(aliases repeated inside aliases?): refused"
-            )
-        return None if node is None else loader.construct_document(node)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or type(err).__name__
-        raise MlgateError(f"{what} is not valid YAML{where}: {shown(problem, 200)}") from None
-    except RecursionError:
-        raise MlgateError(f"{what}: the YAML is nested too deeply: refused") from None
-    finally:
-        loader.dispose()
-
-
-def _expanded_nodes(node: yaml.Node, seen: dict[int, int]) -> int:
-    """How many nodes the document has once aliases are expanded (each node walked once)."""
-    if id(node) in seen:
-        return seen[id(node)]
-    seen[id(node)] = 1  # a node that contains itself (a recursive alias) counts once
-    total = 1
-    if isinstance(node, yaml.SequenceNode):
-        total += sum(_expanded_nodes(child, seen) for child in node.value)
-    elif isinstance(node, yaml.MappingNode):
-        total += sum(_expanded_nodes(k, seen) + _expanded_nodes(v, seen) for k, v in node.value)
-    seen[id(node)] = total
-    return total

@@ -79,6 +79,12 @@ ESTIMATORS: dict[str, tuple[str, dict[str, Any], str]] = {
         {},
         "classification",
     ),
+    # a library a project adds itself (`uv add lightgbm`): served by its Pipeline
+    "LightGBM": (
+        "lightgbm.LGBMClassifier",
+        {"n_estimators": 100, "verbose": -1},
+        "classification",
+    ),
 }
 FLOOR_APP = """
 from fastapi import FastAPI, Request

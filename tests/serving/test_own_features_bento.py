@@ -39,6 +39,8 @@ def test_served_scores_run_the_projects_feature_code(
     featured: tuple[Path, str, Server], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo, printed, srv = featured
+    assert "build: scorer pipeline" in printed, printed
+    assert "steps are ['features', 'preprocess', 'estimator']" in printed, printed
     # this process unpickles the copy's model too: its credit_risk.features must import
     import credit_risk
 

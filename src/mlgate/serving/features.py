@@ -56,6 +56,20 @@ def plain_preprocess(model: Any) -> bool:
     return True
 
 
+def not_plain_because(model: Any) -> str:
+    """Why plain_preprocess refused MODEL, in a line `mlgate build` prints."""
+    steps = getattr(model, "steps", None)
+    if not steps:
+        return f"the model is a {type(model).__name__}, not a Pipeline"
+    names = [name for name, _ in steps]
+    if len(steps) != 2 or type(steps[0][1]).__name__ != "ColumnTransformer":
+        return (
+            f"the Pipeline's steps are {names}, not (preprocess, estimator): a step of the "
+            "project's own (features.transform) runs in scikit-learn only"
+        )
+    return "the preprocessing imputes or encodes beyond StandardScaler and plain one-hot"
+
+
 def features_spec(model: Any) -> dict[str, Any]:
     """The numbers of a plain_preprocess Pipeline's scaling and one-hot, as JSON: where each
     column lands in the feature matrix the estimator sees, and how."""

@@ -36,6 +36,7 @@ from mlgate.serving.features import (
     Row,
     class_columns,
     features_spec,
+    not_plain_because,
     plain_preprocess,
     plain_values,
 )
@@ -126,9 +127,7 @@ class OnnxScorer:
     def convert(cls, model: Any, positive_label: Any) -> OnnxScorer:
         """skl2onnx's graph of the Pipeline; OnnxUnavailable (with the reason) when it has none."""
         if not plain_preprocess(model):
-            raise OnnxUnavailable(
-                "the Pipeline is not (scaler + one-hot, estimator): imputers are not converted"
-            )
+            raise OnnxUnavailable(not_plain_because(model))
         from skl2onnx import convert_sklearn
         from skl2onnx.common.data_types import (
             DoubleTensorType,

@@ -337,3 +337,31 @@ def test_a_trial_image_failing_its_smoke_test_restores_the_champion_at_once(
     last = records[-1]
     assert (last["stage"], last["model_version"], last["image"]) == ("aborted", version, image)
     assert last["candidate"] == candidate and last["trial"]["verdict"] == "abort", last
+
+
+def test_a_trial_still_collecting_at_max_minutes_aborts_to_the_champion(
+    road: Road, champion: Champion
+) -> None:
+    """No traffic reaches the trial, so `mlgate compare` never has a verdict: at max_minutes
+    the trial ends as an abort, the champion runs alone again (recorded as the end of the
+    trial) and the job fails. Without trial.py's max_minutes rule the job would poll until
+    GitHub kills it at six hours, leaving production split between two models."""
+    github, params = champion.github, champion.repo.path / "params.yaml"
+    version, image = production_now(road)
+    champion.fault(on=False)
+    raw = yaml.safe_load(with_trial(params.read_text()))
+    raw["deploy"]["trial"]["max_minutes"] = 0.1  # six seconds: two polls
+    run_id = champion.push("A trial that sees no traffic",
+                           {"params.yaml": yaml.safe_dump(raw, sort_keys=False)})  # fmt: skip
+    run = deliver(road, champion.repo, run_id, extra=champion.secret)
+    assert run.jobs.get("production") == "failure", run.explain()
+    candidate = run.outputs["build"]["version"]
+    log = run.log("production")
+    # the smoke test's few rows are all it saw: "collect" at every poll, then the time is up
+    assert (
+        ": collect - " in log and "error: trial aborted: no verdict after max_minutes 0.1" in log
+    ), run.explain()
+    assert champion.running(road) == image, "the champion runs alone again"
+    assert alias(road, "production") == version
+    stages = [(r.get("stage"), r["model_version"]) for r in production_records(github)]
+    assert stages[-2:] == [("trial", candidate), ("aborted", version)], stages

@@ -1,0 +1,180 @@
+"""Bootstrap intervals: each resampled metric equals scikit-learn's (and each gap fairlearn's)
+on the same resampled rows, and the fast cell-count engine gives the intervals of a plain
+loop over resampled rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as m
+
+from mlgate.config import Bootstrap
+from mlgate.pipeline import bootstrap as bs
+
+SPEC = Bootstrap(resamples=2000, confidence=0.95, seed=3)
+
+
+def binary_data(n: int = 240, seed: int = 0, distinct: bool = False):
+    """Labels, scores that carry signal (rounded to 2 decimals: ties, as real scores have,
+    unless distinct) and a three-group attribute whose groups differ."""
+    rng = np.random.default_rng(seed)
+    group = pd.Series(rng.choice(["a", "b", "c"], n, p=[0.5, 0.35, 0.15]))
+    y = (rng.random(n) < np.where(group == "c", 0.4, 0.65)).astype(int)
+    scores = np.clip(0.35 * y + 0.65 * rng.random(n) - 0.08 * (group == "b").to_numpy(), 0, 1)
+    return y, scores if distinct else scores.round(2), group
+
+
+def resampled_rows(y: np.ndarray, size: int, seed: int = 1) -> np.ndarray:
+    return bs.resample_rows(np.random.default_rng(seed), y, len(y), size)
+
+
+# ---- one resample at a time: the vectorised metric is scikit-learn's / fairlearn's
+
+
+def test_each_resampled_decision_and_score_metric_equals_sklearn():
+    y, s, _ = binary_data()
+    idx = resampled_rows(y, 25)
+    yb, sb = y[idx], s[idx]
+    got = {
+        name: bs.rows_metric(name, "binary", yb, sb, 0.5, [])
+        for name in ("roc_auc", "accuracy", "precision", "recall", "f1", "brier", "log_loss")
+    }
+    for r in range(len(idx)):
+        d = (sb[r] >= 0.5).astype(int)
+        expected = {
+            "roc_auc": m.roc_auc_score(yb[r], sb[r]),
+            "accuracy": m.accuracy_score(yb[r], d),
+            "precision": m.precision_score(yb[r], d, zero_division=0),
+            "recall": m.recall_score(yb[r], d, zero_division=0),
+            "f1": m.f1_score(yb[r], d, zero_division=0),
+            "brier": m.brier_score_loss(yb[r], sb[r]),
+            "log_loss": m.log_loss(yb[r], np.clip(sb[r], 1e-15, 1 - 1e-15)),
+        }
+        for name, value in expected.items():
+            assert got[name][r] == pytest.approx(value, abs=1e-12), (name, r)
+
+
+def test_score_metrics_from_counts_per_distinct_score_equal_sklearn():
+    """The cell engine's ROC AUC, average precision, Brier and log loss, from the counts of
+    positives and negatives at each distinct score, on resampled rows."""
+    y, s, _ = binary_data()
+    idx = resampled_rows(y, 20)
+    cell = bs._score_cells(s)
+    n_cells = int(cell.max()) + 1
+    loss = bs._cell_losses(y, s, cell, n_cells)
+    flat = (np.arange(len(idx))[:, None] * 2 + y[idx]) * n_cells + cell[idx]
+    counts = np.bincount(flat.ravel(), minlength=len(idx) * 2 * n_cells).reshape(
+        len(idx), 2, n_cells
+    )
+    got = bs._score_metrics(counts[:, 1], counts[:, 0], loss)
+    for r, rows in enumerate(idx):
+        assert got["roc_auc"][r] == pytest.approx(m.roc_auc_score(y[rows], s[rows]), abs=1e-12)
+        assert got["average_precision"][r] == pytest.approx(
+            m.average_precision_score(y[rows], s[rows]), abs=1e-12
+        )
+        assert got["brier"][r] == pytest.approx(m.brier_score_loss(y[rows], s[rows]), abs=1e-12)
+        assert got["log_loss"][r] == pytest.approx(
+            m.log_loss(y[rows], np.clip(s[rows], 1e-15, 1 - 1e-15)), abs=1e-12
+        )
+
+
+def test_resampled_fairness_gaps_equal_fairlearn():
+    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+
+    y, s, group = binary_data(n=150)
+    d = (s >= 0.5).astype(int)
+    codes, g = bs._codes(group)
+    idx = resampled_rows(y, 15)
+    flat = ((np.arange(len(idx))[:, None] * 2 + y[idx]) * g + codes[idx]) * 2 + d[idx]
+    c = np.bincount(flat.ravel(), minlength=len(idx) * 4 * g).reshape(len(idx), 2, g, 2)
+    got = bs.decision_gaps(c)
+    for r, rows in enumerate(idx):
+        kw = {"sensitive_features": group.to_numpy()[rows]}
+        dpd = demographic_parity_difference(y[rows], d[rows], **kw)
+        eod = equalized_odds_difference(y[rows], d[rows], **kw)
+        assert got["demographic_parity_difference"][r] == pytest.approx(dpd, abs=1e-12)
+        assert got["equalized_odds_difference"][r] == pytest.approx(eod, abs=1e-12)
+
+
+def test_resampled_multiclass_and_regression_metrics_equal_sklearn():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 3, 150)
+    decided = np.where(rng.random(150) < 0.7, y, rng.integers(0, 3, 150))
+    idx = resampled_rows(y, 10)
+    classes = ["x", "y", "z"]
+    for name, oracle in {
+        "accuracy": m.accuracy_score,
+        "balanced_accuracy": m.balanced_accuracy_score,
+        "f1_macro": lambda a, b: m.f1_score(a, b, average="macro", zero_division=0),
+        "f1_weighted": lambda a, b: m.f1_score(a, b, average="weighted", zero_division=0),
+        "recall:y": lambda a, b: m.recall_score(a == 1, b == 1, zero_division=0),
+    }.items():
+        got = bs.rows_metric(name, "multiclass", y[idx], decided[idx], 0.5, classes)
+        expected = [oracle(y[rows], decided[rows]) for rows in idx]
+        assert got == pytest.approx(expected, abs=1e-12), name
+    target = rng.normal(10, 3, 150)
+    predicted = target + rng.normal(0, 1, 150)
+    idx = bs.resample_rows(rng, None, 150, 10)
+    for name, oracle in {
+        "rmse": lambda a, b: np.sqrt(m.mean_squared_error(a, b)),
+        "mae": m.mean_absolute_error,
+        "r2": m.r2_score,
+    }.items():
+        got = bs.rows_metric(name, "regression", target[idx], predicted[idx], 0.5, [])
+        assert got == pytest.approx([oracle(target[r], predicted[r]) for r in idx], abs=1e-9)
+
+
+# ---- whole intervals: the cell engine against a plain loop over resampled rows
+
+
+def reference_intervals(y, s, group, spec: Bootstrap) -> dict[str, list[float]]:
+    """The obvious way: an index matrix of stratified resamples, each metric per resample."""
+    idx = resampled_rows(y, spec.resamples, seed=11)
+    resampled = {
+        name: bs.rows_metric(name, "binary", y[idx], s[idx], 0.5, [])
+        for name in ("roc_auc", "accuracy", "precision", "recall", "f1", "brier")
+    }
+    d = (s >= 0.5).astype(int)
+    codes, g = bs._codes(group)
+    flat = ((np.arange(len(idx))[:, None] * 2 + y[idx]) * g + codes[idx]) * 2 + d[idx]
+    c = np.bincount(flat.ravel(), minlength=len(idx) * 4 * g).reshape(len(idx), 2, g, 2)
+    resampled.update(bs.decision_gaps(c))
+    return {k: bs.percentile_interval(v, spec.confidence) for k, v in resampled.items()}
+
+
+@pytest.mark.parametrize("distinct", [False, True], ids=["tied scores", "2500 distinct scores"])
+def test_cell_engine_intervals_match_a_loop_over_resampled_rows(distinct):
+    n = 2500 if distinct else 300
+    y, s, group = binary_data(n=n, distinct=distinct)
+    point = {
+        "roc_auc": m.roc_auc_score(y, s),
+        "brier": m.brier_score_loss(y, s),
+    }
+    got = bs.classification_intervals(y, s, 0.5, {"g": group}, point, SPEC)
+    expected = reference_intervals(y, s, group, SPEC)
+    width = {k: v[1] - v[0] for k, v in expected.items()}
+    for name in ("roc_auc", "accuracy", "precision", "recall", "f1", "brier"):
+        # two independent Monte Carlo draws of the same distribution: endpoints within ~5%
+        # of the interval's width (4 standard errors at 2000 resamples)
+        assert got["metrics"][name] == pytest.approx(expected[name], abs=0.06 * width[name])
+    for gap in ("demographic_parity_difference", "equalized_odds_difference"):
+        assert got["fairness"]["g"][gap] == pytest.approx(expected[gap], abs=0.08 * width[gap])
+
+
+def test_resamples_keep_each_class_size_and_the_seed_repeats_them():
+    y, s, group = binary_data()
+    counts = bs.stratified_cells(np.random.default_rng(0), (s >= 0.5).astype(int), y, 2, 50)
+    assert (counts.sum(axis=2) == np.bincount(y)).all()
+    first = bs.classification_intervals(y, s, 0.5, {"g": group}, {}, SPEC)
+    assert bs.classification_intervals(y, s, 0.5, {"g": group}, {}, SPEC) == first
+    other = Bootstrap(resamples=2000, confidence=0.95, seed=4)
+    assert bs.classification_intervals(y, s, 0.5, {"g": group}, {}, other) != first
+
+
+def test_a_higher_confidence_gives_a_wider_interval():
+    y, s, group = binary_data()
+    narrow = bs.classification_intervals(y, s, 0.5, {"g": group}, {}, Bootstrap(confidence=0.8))
+    wide = bs.classification_intervals(y, s, 0.5, {"g": group}, {}, Bootstrap(confidence=0.99))
+    for name, (lo, hi) in narrow["metrics"].items():
+        assert wide["metrics"][name][0] <= lo and hi <= wide["metrics"][name][1], name

@@ -36,15 +36,18 @@ EPS = 1e-15  # log loss clips probabilities as evaluate does
 # ---------------------------------------------------------------- shared pieces
 
 
-def percentile_interval(values: np.ndarray, confidence: float) -> list[float] | None:
-    """The central `confidence` share of the resampled values; None if none is defined."""
+def percentile_interval(
+    values: np.ndarray, confidence: float, digits: int | None = 4
+) -> list[float] | None:
+    """The central `confidence` share of the resampled values (NaN ones, where the metric
+    is undefined, left out); None if none is defined."""
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     if len(values) == 0:
         return None
     tail = (1 - confidence) / 2
-    lo, hi = np.quantile(values, [tail, 1 - tail])
-    return [round(float(lo), 4), round(float(hi), 4)]
+    lo, hi = (float(v) for v in np.quantile(values, [tail, 1 - tail]))
+    return [lo, hi] if digits is None else [round(lo, digits), round(hi, digits)]
 
 
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -262,12 +265,14 @@ def resample_rows(
 
 
 def _auc_ranks(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """ROC AUC of each row of y, s as the Mann-Whitney statistic over average ranks (equal to
+    scikit-learn's); NaN where a resample holds one class only."""
     from scipy.stats import rankdata
 
     pos = y.sum(axis=1)
     neg = y.shape[1] - pos
     u = (rankdata(s, axis=1) * y).sum(axis=1) - pos * (pos + 1) / 2
-    return _div(u, pos * neg)
+    return np.where((pos > 0) & (neg > 0), _div(u, pos * neg), np.nan)
 
 
 def rows_metric(

@@ -308,7 +308,7 @@ def run(params: Params) -> dict[str, Any]:
         }
     report = decide(checks, champion, run_id, intervals.get("confidence") if intervals else None)
     # MLflow first: a tracking failure leaves no fresh gate.json behind
-    _log_to_run(report, metrics, fairness)
+    _log_to_run(report, metrics, fairness, intervals)
     io.write_json(params.gate.report, report)
     print(format_report(report, fairness))
     if not report["passed"]:
@@ -326,7 +326,10 @@ def _intervals(params: Params) -> dict[str, Any] | None:
 
 
 def _log_to_run(
-    report: dict[str, Any], metrics: dict[str, float], fairness: dict[str, Any]
+    report: dict[str, Any],
+    metrics: dict[str, float],
+    fairness: dict[str, Any],
+    intervals: dict[str, Any] | None = None,
 ) -> None:
     """Test metrics, fairness gaps and the verdict join the training run: one run per model.
 
@@ -342,5 +345,7 @@ def _log_to_run(
     with tracking.resume_run(report["run_id"]):
         mlflow.log_metrics({_mlflow_name(k): v for k, v in flat.items()})
         mlflow.log_dict(fairness, "evaluation/fairness.json")
+        if intervals:
+            mlflow.log_dict(intervals, "evaluation/intervals.json")
         mlflow.set_tag("mlgate.gate_passed", str(report["passed"]).lower())
         mlflow.log_dict(report, "evaluation/gate.json")

@@ -178,3 +178,14 @@ def test_a_higher_confidence_gives_a_wider_interval():
     wide = bs.classification_intervals(y, s, 0.5, {"g": group}, {}, Bootstrap(confidence=0.99))
     for name, (lo, hi) in narrow["metrics"].items():
         assert wide["metrics"][name][0] <= lo and hi <= wide["metrics"][name][1], name
+
+
+def test_coarse_score_bins_keep_the_interval_on_the_exact_value(monkeypatch):
+    """Beyond SCORE_BINS distinct scores, ties within a bin move the binned ROC AUC; the
+    offset from the exact point value is added back. With 8 bins the move is large."""
+    monkeypatch.setattr(bs, "SCORE_BINS", 8)
+    y, s, group = binary_data(n=2500, distinct=True)
+    point = {"roc_auc": m.roc_auc_score(y, s)}
+    got = bs.classification_intervals(y, s, 0.5, {"g": group}, point, SPEC)["metrics"]["roc_auc"]
+    expected = reference_intervals(y, s, group, SPEC)["roc_auc"]
+    assert got == pytest.approx(expected, abs=0.1 * (expected[1] - expected[0]))

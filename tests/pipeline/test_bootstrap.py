@@ -189,3 +189,34 @@ def test_coarse_score_bins_keep_the_interval_on_the_exact_value(monkeypatch):
     got = bs.classification_intervals(y, s, 0.5, {"g": group}, point, SPEC)["metrics"]["roc_auc"]
     expected = reference_intervals(y, s, group, SPEC)["roc_auc"]
     assert got == pytest.approx(expected, abs=0.1 * (expected[1] - expected[0]))
+
+
+def test_row_weights_give_the_same_metrics_as_the_resampled_rows():
+    """The paired engine weighs each row by how often a resample draws it; each metric equals
+    the one computed on the resampled rows themselves (checked against sklearn above)."""
+    y, s, _ = binary_data()
+    idx = resampled_rows(y, 30)
+    w = bs.row_weights(idx, len(y))
+    names = ("roc_auc", "average_precision", "brier", "log_loss", "accuracy", "f1", "recall")
+    for name in names:
+        got = bs.weighted_metric(name, "binary", w, y, s, 0.5, [])
+        if name == "average_precision":
+            expected = [m.average_precision_score(y[r], s[r]) for r in idx]
+        else:
+            expected = bs.rows_metric(name, "binary", y[idx], s[idx], 0.5, [])
+        assert got == pytest.approx(expected, abs=1e-12), name
+    rng = np.random.default_rng(2)
+    k = rng.integers(0, 3, 200)
+    decided = np.where(rng.random(200) < 0.6, k, rng.integers(0, 3, 200))
+    idx = resampled_rows(k, 20)
+    w = bs.row_weights(idx, 200)
+    for name in ("accuracy", "balanced_accuracy", "f1_macro", "precision:b"):
+        got = bs.weighted_metric(name, "multiclass", w, k, decided, 0.5, ["a", "b", "c"])
+        expected = bs.rows_metric(name, "multiclass", k[idx], decided[idx], 0.5, ["a", "b", "c"])
+        assert got == pytest.approx(expected, abs=1e-12), name
+    target = rng.normal(5, 2, 200)
+    predicted = target + rng.normal(0, 1, 200)
+    for name in ("rmse", "mae", "r2"):
+        got = bs.weighted_metric(name, "regression", w, target, predicted, 0.5, [])
+        expected = bs.rows_metric(name, "regression", target[idx], predicted[idx], 0.5, [])
+        assert got == pytest.approx(expected, abs=1e-9), name

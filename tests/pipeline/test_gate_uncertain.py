@@ -153,3 +153,12 @@ def test_the_champion_check_shows_the_paired_interval():
     assert check.interval == [0.72, 0.76]
     assert "paired difference [-0.0300, +0.0100]" in check.detail
     assert champion_check(0.70, 0.75, params, "3", [-0.08, -0.02]).verdict == "fail"
+
+
+def test_an_uncertain_check_says_how_many_test_rows_would_tell():
+    checks = by_name(
+        threshold_checks(METRICS, FAIRNESS, parse_params(RAW), {**INTERVALS, "rows": 200})
+    )
+    # half-width 0.175, 0.025 from the bound: 200 * (0.175 / 0.025)^2 rows
+    assert checks[AGE_EOD].detail == "the test split has 200 rows; ~9,800 would tell"
+    assert checks["accuracy"].detail == ""  # passes: nothing to tell

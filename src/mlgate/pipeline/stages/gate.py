@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import operator
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -94,7 +95,25 @@ def threshold_checks(
             value, ci = fairness[attr][gap], of_gap.get(attr, {}).get(gap)
             name = f"{gap}:{attr}"
             checks.append(_check(name, "fairness", value, "<=", maximum, "", ci, rule.fairness))
-    return checks
+    rows = (intervals or {}).get("rows")
+    return [needs_rows(c, rows) for c in checks]
+
+
+def needs_rows(check: Check, rows: int | None) -> Check:
+    """An uncertain check says how many test rows would tell: the interval's half-width
+    shrinks as 1/sqrt(rows), so rows * (half-width / distance to the bound)^2 make it clear
+    the bound (with the same groups' shares and the same point value)."""
+    if check.verdict != "uncertain" or not rows or check.interval is None:
+        return check
+    assert check.value is not None and check.threshold is not None
+    distance = abs(check.value - check.threshold)
+    half = (check.interval[1] - check.interval[0]) / 2
+    if distance == 0:
+        said = "the value is on the bound: no test size tells"
+    else:
+        needed = math.ceil(rows * (half / distance) ** 2)
+        said = f"the test split has {rows} rows; ~{needed:,} would tell"
+    return replace(check, detail="; ".join(filter(None, [check.detail, said])))
 
 
 def champion_check(
@@ -299,7 +318,8 @@ def run(params: Params) -> dict[str, Any]:
     if params.gate.champion is not None:
         version, value, difference = champion_score(params)
         metric = params.gate.champion.metric
-        checks.append(champion_check(_metric(metrics, metric), value, params, version, difference))
+        check = champion_check(_metric(metrics, metric), value, params, version, difference)
+        checks.append(needs_rows(check, (intervals or {}).get("rows")))
         champion = {
             "alias": params.gate.champion.alias,
             "version": version,

@@ -156,8 +156,9 @@ def test_binary_classification_project(
         for attr in ("gender", "age")
     }
     gap = fairness["gender"]["demographic_parity_difference"]
-    # printed by the gate: the measured value beside its bound
-    printed = f"PASS  fairness  demographic_parity_difference:gender: {gap:.4f} <= "
+    # printed by the gate: the measured value and its interval beside its bound; the bound is
+    # the upper end of the first model's interval, so the same model passes it outright
+    printed = f"PASS  fairness  demographic_parity_difference:gender: {gap:.4f} ["
     assert printed in churn_project.run_output
 
     workflows = sorted((clone / ".github" / "workflows").glob("*.yml"))

@@ -248,3 +248,53 @@ def test_the_95_percent_intervals_hold_the_true_value_in_95_percent_of_test_spli
             held[name] += lo <= value <= hi
     for name, count in held.items():
         assert 0.93 <= count / 400 <= 0.97, (name, count)
+
+
+def test_regression_intervals_are_those_of_sklearn_and_the_group_table_per_resample():
+    from mlgate.pipeline.fairness import regression_group_metrics
+
+    rng = np.random.default_rng(8)
+    target = rng.normal(100, 20, 120)
+    town = pd.Series(rng.choice(["n", "s", "e"], 120))
+    predicted = target + rng.normal(0, 5 + 5 * (town == "e").to_numpy(), 120)
+    spec = Bootstrap(resamples=200, seed=5)
+    got = bs.regression_intervals(target, predicted, {"town": town}, spec)
+    # the same resamples, drawn as regression_intervals draws them, one at a time
+    idx = bs.resample_rows(np.random.default_rng(5), None, 120, 200)
+    per = {"rmse": [], "mae": [], "r2": [], "gap": []}
+    for rows in idx:
+        t, p = target[rows], predicted[rows]
+        per["rmse"].append(np.sqrt(m.mean_squared_error(t, p)))
+        per["mae"].append(m.mean_absolute_error(t, p))
+        per["r2"].append(m.r2_score(t, p))
+        table = regression_group_metrics(t, p, {"town": town.iloc[rows].reset_index(drop=True)})
+        per["gap"].append(table["town"]["mae_difference"])
+    for name in ("rmse", "mae", "r2"):
+        assert got["metrics"][name] == bs.percentile_interval(np.array(per[name]), 0.95), name
+    expected = bs.percentile_interval(np.array(per["gap"]), 0.95)
+    assert got["fairness"]["town"]["mae_difference"] == pytest.approx(expected, abs=1e-3)
+
+
+def test_multiclass_gap_intervals_match_a_loop_over_resampled_rows():
+    from mlgate.pipeline.fairness import multiclass_group_metrics
+
+    rng = np.random.default_rng(9)
+    classes = ["x", "y", "z"]
+    group = pd.Series(rng.choice(["a", "b"], 300, p=[0.7, 0.3]))
+    y = rng.choice(classes, 300)
+    decided = np.where(rng.random(300) < 0.6 + 0.2 * (group == "a").to_numpy(), y, "z")
+    spec = Bootstrap(resamples=1000, seed=1)
+    got = bs.multiclass_intervals(y, decided, classes, {"g": group}, spec)
+    codes = np.array([classes.index(v) for v in y])
+    per: dict[str, list[float]] = {}
+    for rows in resampled_rows(codes, 400, seed=12):
+        sub = group.iloc[rows].reset_index(drop=True)
+        table = multiclass_group_metrics(y[rows], decided[rows], classes, {"g": sub})["g"]
+        for gap in ("demographic_parity_difference", "equalized_odds_difference"):
+            per.setdefault(gap, []).append(table[gap])
+    for gap, values in per.items():
+        lo, hi = bs.percentile_interval(np.array(values), 0.95)
+        assert got["fairness"]["g"][gap] == pytest.approx([lo, hi], abs=0.1 * (hi - lo)), gap
+    accuracy = [m.accuracy_score(y[r], decided[r]) for r in resampled_rows(codes, 400, seed=12)]
+    lo, hi = bs.percentile_interval(np.array(accuracy), 0.95)
+    assert got["metrics"]["accuracy"] == pytest.approx([lo, hi], abs=0.1 * (hi - lo))

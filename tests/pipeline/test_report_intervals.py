@@ -102,6 +102,16 @@ def test_the_report_shows_intervals_and_verdicts_in_words():
     assert "different test rows" not in text
 
 
+def test_production_logged_intervals_give_the_other_changes_an_interval():
+    pr = side("this PR", 0.75, [0.68, 0.81])
+    prod = side("production (v1)", 0.74, [0.67, 0.80])
+    prod.metrics["brier"] = 0.20
+    text = report.render(GATE, pr, Results("base"), prod)
+    brier = next(line for line in text.splitlines() if line.startswith("| brier |"))
+    # 0.17 - 0.20 with both sides' half-widths 0.02 in quadrature: [-0.0583, -0.0017]
+    assert brier.endswith("| 0.2000 [0.1500, 0.1900] | -0.0300 [-0.0583, -0.0017] better |")
+
+
 def test_the_report_says_when_base_was_evaluated_on_other_rows():
     pr = side("this PR", 0.75, [0.68, 0.81], rows_hash="a")
     base = side("base (main)", 0.74, [0.67, 0.80], rows_hash="b")

@@ -147,7 +147,23 @@ def production_results(params: Params) -> Results:
     res.metrics = {
         k.removeprefix("test_"): v for k, v in run.data.metrics.items() if k.startswith("test_")
     }
+    res.intervals = _run_intervals(client, mv.run_id)
     return res
+
+
+def _run_intervals(client: Any, run_id: str) -> dict[str, Any]:
+    """The intervals the gate logged to a training run; {} for a run gated before them."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, "evaluation/intervals.json", tmp)
+            loaded = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (MlflowException, OSError, ValueError):
+            return {}
+    return loaded if isinstance(loaded, dict) else {}
 
 
 # ---------------------------------------------------------------- rendering
@@ -328,22 +344,25 @@ def _metrics(pr: Results, base: Results, prod: Results, gate: dict[str, Any] | N
     head = f"| metric | this PR | {base.label} | Δ vs base | {prod.label} | Δ vs production |"
     out += [head, "|---|---|---|---|---|---|"]
     mine, theirs = pr.intervals.get("metrics", {}), base.intervals.get("metrics", {})
+    champions = prod.intervals.get("metrics", {})
     paired = _paired(gate)
     for m in sorted(set(pr.metrics) | set(base.metrics)):
         new, old, champ = pr.metrics.get(m), base.metrics.get(m), prod.metrics.get(m)
-        vs_base = None
+        vs_base = vs_prod = None
         if new is not None and old is not None:
             vs_base = unpaired_interval(mine.get(m), theirs.get(m), new - old)
+        if new is not None and champ is not None:
+            vs_prod = paired.get(m) or unpaired_interval(mine.get(m), champions.get(m), new - champ)
         out.append(
             f"| {m} | {_num(new)}{_ci(mine.get(m))} | {_num(old)}{_ci(theirs.get(m))} "
-            f"| {change(m, new, old, vs_base)} | {_num(champ)} "
-            f"| {change(m, new, champ, paired.get(m))} |"
+            f"| {change(m, new, old, vs_base)} | {_num(champ)}{_ci(champions.get(m))} "
+            f"| {change(m, new, champ, vs_prod)} |"
         )
     if pr.intervals:
         out.append(
             f"> intervals: {pr.intervals.get('confidence', 0.95):.0%} bootstrap over the test "
-            "rows; Δ vs base adds both sides' uncertainty (unpaired)"
-            + ("; Δ vs production on the gated metric is paired" if paired else "")
+            "rows; a Δ adds both sides' uncertainty (unpaired)"
+            + (", except Δ vs production on the gated metric: paired" if paired else "")
         )
     if pr.intervals and base.intervals and _rows(pr) != _rows(base):
         out.append(

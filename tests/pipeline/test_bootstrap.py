@@ -298,3 +298,31 @@ def test_multiclass_gap_intervals_match_a_loop_over_resampled_rows():
     accuracy = [m.accuracy_score(y[r], decided[r]) for r in resampled_rows(codes, 400, seed=12)]
     lo, hi = bs.percentile_interval(np.array(accuracy), 0.95)
     assert got["metrics"]["accuracy"] == pytest.approx([lo, hi], abs=0.1 * (hi - lo))
+
+
+def test_multiclass_roc_auc_ovr_and_log_loss_intervals_match_sklearn_on_resampled_rows():
+    """Each resample's classes share its rows: the macro ROC AUC's interval is as wide as a
+    loop of sklearn over resampled rows finds it (independent draws per class: too narrow)."""
+    from mlgate.pipeline.stages.evaluate import multiclass_metrics
+
+    rng = np.random.default_rng(0)
+    classes = ["x", "y", "z"]
+    yi = rng.integers(0, 3, 400)
+    y = np.array(classes)[yi]
+    logits = rng.normal(size=(400, 3))
+    logits[np.arange(400), yi] += 1.0
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    decided = np.array(classes)[p.argmax(axis=1)]
+    point = multiclass_metrics(y, classes, p)
+    got = bs.multiclass_intervals(y, decided, classes, {}, SPEC, p, point)["metrics"]
+    idx = resampled_rows(yi, 400, seed=4)
+    oracle = {
+        "roc_auc_ovr": [
+            m.roc_auc_score(y[r], p[r], multi_class="ovr", labels=classes) for r in idx
+        ],
+        "log_loss": [m.log_loss(y[r], p[r], labels=classes) for r in idx],
+    }
+    for name, values in oracle.items():
+        lo, hi = bs.percentile_interval(np.array(values), 0.95)
+        assert got[name] == pytest.approx([lo, hi], abs=0.1 * (hi - lo)), name
+        assert got[name][1] - got[name][0] == pytest.approx(hi - lo, rel=0.1), name

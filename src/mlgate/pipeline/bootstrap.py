@@ -229,9 +229,12 @@ def multiclass_intervals(
     classes: list[Any],
     sensitive: dict[str, pd.Series],
     spec: Bootstrap,
+    probabilities: np.ndarray | None = None,
+    point: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Intervals of the multiclass decision metrics and of each attribute's gaps (per class
-    one-vs-rest, the largest over the classes). roc_auc_ovr and log_loss get none."""
+    one-vs-rest, the largest over the classes); with the class probabilities, of
+    roc_auc_ovr and log_loss too (score cells, offset to the exact `point` values)."""
     rng = np.random.default_rng(spec.seed)
     index = {label: i for i, label in enumerate(classes)}
     k = len(classes)
@@ -241,6 +244,10 @@ def multiclass_intervals(
     conf = stratified_cells(rng, di, yi, k, r)
     conf = np.pad(conf, ((0, 0), (0, k - conf.shape[1]), (0, 0)))
     resampled = multiclass_counts(conf, classes)
+    if probabilities is not None:
+        scored = _multiclass_scores(rng, yi, np.asarray(probabilities, dtype=float), r)
+        for name, (values, binned) in scored.items():
+            resampled[name] = values + ((point or {}).get(name, binned) - binned)
     fairness = {}
     for name, values in sensitive.items():
         codes, g = _codes(values)
@@ -257,6 +264,51 @@ def multiclass_intervals(
         gaps = {gap: np.max(np.stack([p[gap] for p in per_class]), axis=0) for gap in per_class[0]}
         fairness[name] = _intervals(gaps, spec.confidence)
     return _result(resampled, fairness, spec, len(yi))
+
+
+def _multiclass_scores(
+    rng: np.random.Generator, yi: np.ndarray, probabilities: np.ndarray, r: int
+) -> dict[str, tuple[np.ndarray, float]]:
+    """Resampled one-vs-rest macro ROC AUC (over the classes present, as evaluate) and log
+    loss, each with its value on the whole split's cells (the offset's reference). The
+    classes' AUCs of one resample must share its rows, so they come from row weights (cost:
+    resamples x rows x classes); the log loss of a row is one number, a score cell."""
+    k, n = probabilities.shape[1], len(yi)
+    present = [j for j in range(k) if 0 < int((yi == j).sum()) < n]
+    cells = {j: _score_cells(probabilities[:, j]) for j in present}
+    flat = np.zeros((2, 2, 1))
+
+    def macro_auc(w: np.ndarray) -> np.ndarray:
+        aucs = []
+        for j, cell in cells.items():
+            n_cells = int(cell.max()) + 1
+            pos = _cell_sums(w * (yi == j), cell, n_cells)
+            neg = _cell_sums(w, cell, n_cells) - pos
+            aucs.append(
+                _score_metrics(pos, neg, np.broadcast_to(flat, (2, 2, n_cells)), ("roc_auc",))[
+                    "roc_auc"
+                ]
+            )
+        return np.mean(aucs, axis=0)
+
+    loss = -np.log(np.clip(probabilities[np.arange(n), yi], np.finfo(float).eps, 1))
+    cell = _score_cells(loss)
+    n_cells = int(cell.max()) + 1
+    mean = _div(
+        np.bincount(cell, weights=loss, minlength=n_cells), np.bincount(cell, minlength=n_cells)
+    )
+    draws = [
+        stratified_cells(rng, cell, yi, n_cells, size).sum(axis=1) @ mean
+        for size in _chunks(r, k * n_cells)
+    ]
+    whole_loss = float(np.bincount(cell, minlength=n_cells) @ mean) / n
+    out = {"log_loss": (np.concatenate(draws) / n, whole_loss)}
+    if cells:
+        resampled = [
+            macro_auc(row_weights(resample_rows(rng, yi, n, size), n)) for size in _chunks(r, n)
+        ]
+        out["roc_auc_ovr"] = (np.concatenate(resampled), float(macro_auc(np.ones((1, n)))[0]))
+    return out
 
 
 # ---------------------------------------------------------------- rows engine

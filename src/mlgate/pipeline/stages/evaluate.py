@@ -228,11 +228,12 @@ def evaluate_multiclass(model: Any, test: pd.DataFrame, params: Params) -> dict[
     sensitive = {
         name: fairness.groups(test, name, spec) for name, spec in params.evaluate.sensitive.items()
     }
+    metrics = multiclass_metrics(y_true, classes, probabilities)
     return {
-        "metrics": multiclass_metrics(y_true, classes, probabilities),
+        "metrics": metrics,
         "fairness": fairness.multiclass_group_metrics(y_true, y_pred, classes, sensitive),
         "intervals": bootstrap.multiclass_intervals(
-            y_true, y_pred, classes, sensitive, params.evaluate.bootstrap
+            y_true, y_pred, classes, sensitive, params.evaluate.bootstrap, probabilities, metrics
         ),
         "confusion": multiclass_confusion(y_true, y_pred, classes),
     }

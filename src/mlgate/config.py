@@ -164,11 +164,22 @@ class SensitiveAttribute(_Section):
         return bands
 
 
+class Bootstrap(_Section):
+    """The bootstrap behind every interval evaluate writes and the champion rule uses."""
+
+    resamples: int = Field(default=1000, ge=100, le=100_000)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)  # of each interval
+    seed: int = 0  # the same test rows give the same intervals
+
+
 class Evaluate(_Section):
     threshold: float = Field(default=0.5, ge=0, le=1)
     metrics: Path
     fairness: Path
     plots: Path
+    # the bootstrap intervals of every metric and fairness gap (docs/CUSTOMIZING.md#intervals)
+    intervals: Path = Path("artifacts/intervals.json")
+    bootstrap: Bootstrap = Field(default_factory=Bootstrap)
     sensitive: dict[str, SensitiveAttribute] = Field(default_factory=dict)
 
 
@@ -191,8 +202,20 @@ PER_CLASS_METRICS = ("precision:", "recall:")
 NON_NEGATIVE_METRICS = frozenset({"log_loss", "mae", "rmse"})
 
 
+# What a gate does when the interval straddles its bound (the check is "uncertain"):
+# pass (with a warning), fail, or point: the point estimate decides, as before intervals.
+UncertainRule = Literal["pass", "fail", "point"]
+
+
+class Uncertain(_Section):
+    quality: UncertainRule = "pass"  # min_metrics / max_metrics
+    fairness: UncertainRule = "pass"  # max_fairness_gap
+    champion: UncertainRule = "pass"  # the paired difference with the champion
+
+
 class Gate(_Section):
     report: Path
+    uncertain: Uncertain = Field(default_factory=Uncertain)
     min_metrics: dict[str, float] = Field(default_factory=dict)
     max_metrics: dict[str, float] = Field(default_factory=dict)
     max_fairness_gap: dict[
@@ -200,6 +223,14 @@ class Gate(_Section):
         dict[str, float],
     ] = Field(default_factory=dict)
     champion: Champion | None = None
+
+    @field_validator("uncertain", mode="before")
+    @classmethod
+    def _one_rule_for_all(cls, value: Any) -> Any:
+        # `uncertain: point` (or pass, fail) is the same rule for every gate kind
+        if isinstance(value, str):
+            return {"quality": value, "fairness": value, "champion": value}
+        return value
 
     @field_validator("min_metrics", "max_metrics")
     @classmethod

@@ -156,3 +156,32 @@ def test_build_flags_override_the_strategy_and_are_validated_as_params_are():
     assert params.serving.strategy.mode == "none"  # the loaded params are not changed
     with pytest.raises(MlgateError, match=r"--strategy/--challenger:\n  - serving: Value error"):
         with_strategy(params, "canary", params.serving.model)
+
+
+def test_params_written_before_intervals_load_with_the_documented_defaults():
+    raw = copy.deepcopy(RAW)
+    for section, key in (
+        ("evaluate", "intervals"),
+        ("evaluate", "bootstrap"),
+        ("gate", "uncertain"),
+    ):
+        del raw[section][key]
+    params = parse_params(raw)
+    assert params.evaluate.intervals == Path("artifacts/intervals.json")
+    spec = params.evaluate.bootstrap
+    assert (spec.resamples, spec.confidence, spec.seed) == (1000, 0.95, 0)
+    rule = params.gate.uncertain
+    assert (rule.quality, rule.fairness, rule.champion) == ("pass", "pass", "pass")
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("evaluate.bootstrap.resamples", 10, "resamples"),
+        ("evaluate.bootstrap.confidence", 1.5, "confidence"),
+        ("gate.uncertain.fairness", "warn", "fairness"),
+    ],
+)
+def test_a_bad_bootstrap_or_uncertain_rule_is_named(path, value, message):
+    with pytest.raises(MlgateError, match=message):
+        parse_params(with_change(path, value))

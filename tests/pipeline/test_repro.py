@@ -37,6 +37,17 @@ def test_a_clean_run_produces_a_gated_registered_model(trained_repo):
     assert {c["kind"] for c in gate["checks"]} == {"quality", "fairness", "champion"}
     metrics = read_json(trained_repo / "artifacts/metrics.json")
     assert metrics["roc_auc"] >= 0.7
+    # beside each point value its bootstrap interval, and each bound checked against it
+    intervals = read_json(trained_repo / "artifacts/intervals.json")
+    assert set(intervals["metrics"]) == set(metrics)
+    for name, (lo, hi) in intervals["metrics"].items():
+        assert lo <= metrics[name] <= hi, name
+    fairness = read_json(trained_repo / "artifacts/fairness.json")
+    for attr, gaps in intervals["fairness"].items():
+        for gap, (lo, hi) in gaps.items():
+            assert lo <= fairness[attr][gap] <= hi, (attr, gap)
+    bounded = [c for c in gate["checks"] if c["kind"] != "champion"]
+    assert all(c["interval"] and c["verdict"] in ("pass", "uncertain") for c in bounded)
     state = registry_state(trained_repo)
     assert list(state) == ["1"]
     tags = state["1"]["tags"]
@@ -173,8 +184,11 @@ def test_a_candidate_worse_than_production_beyond_tolerance_fails_the_champion_r
     assert out.returncode != 0
     assert "FAIL  champion  champion:roc_auc" in out.stdout
     assert "production is version 1" in out.stdout
+    assert "paired difference [-" in out.stdout
     champion = read_json(repo / "artifacts/gate.json")["champion"]
     assert champion["version"] == "1"
+    # worse beyond the tolerance with 95 % confidence: the paired interval is all below -0.01
+    assert champion["difference_interval"][1] < -0.01
     baseline = read_json(repo / "artifacts/metrics.json")
     assert champion["roc_auc"] > baseline["roc_auc"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -56,6 +57,9 @@ def test_promotion_road_rollback_and_lineage(retrained_repo, tmp_path):
     assert info["metrics"]["test_roc_auc"] > 0.7
     assert info["gate_passed"] == "true"
     assert info["gates"]["demographic_parity_difference:sex"].startswith("pass: ")
+    # lineage shows the interval the gate judged, and an uncertain verdict as such
+    shown = info["gates"]["demographic_parity_difference:sex"]
+    assert re.fullmatch(r"pass: [\d.]+ \[[\d.]+, [\d.]+\] <= 0\.1( \(uncertain\))?", shown), shown
     actions = [(e["action"], e["alias"]) for e in info["alias_history"]]
     assert actions == [
         ("register", "candidate"), ("promote", "staging"), ("promote", "production"),

@@ -241,3 +241,24 @@ def test_the_summary_warns_of_a_protected_feature_and_of_no_fairness(
     for column in ("gender", "age", "sex"):
         assert f"WARNING: {column!r} is a feature and its name suggests a protected" in err
     assert "tenure" not in err
+
+
+def test_with_intervals_each_fairness_bound_is_the_upper_end_of_the_first_gaps_interval() -> None:
+    gaps = {"demographic_parity_difference": 0.0746, "equalized_odds_difference": 0.2}
+    measured = {
+        "metrics": {},
+        "fairness": {"g": gaps},
+        "confidence": 0.95,
+        "intervals": {
+            "g": {
+                "demographic_parity_difference": [0.01, 0.1812],
+                "equalized_odds_difference": [0.1, 0.9991],
+            }
+        },
+    }
+    chosen = fairness_gate("classification", measured)
+    assert chosen["fairness_gate"] == {
+        "demographic_parity_difference": {"g": [0.19, 0.0746]},
+        "equalized_odds_difference": {"g": [1.0, 0.2]},
+    }
+    assert chosen["fairness_margin"] == "raised to the upper end of its 95% bootstrap interval"

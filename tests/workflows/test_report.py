@@ -55,9 +55,10 @@ def pr_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineRun]:
     params = origin / "params.yaml"
     text = params.read_text()
     assert "    C: 1.0\n" in text and "    roc_auc: 0.70\n" in text
+    # a ROC AUC gate above the whole interval of the model's ROC AUC: a sure failure
     params.write_text(
         text.replace("    C: 1.0\n", "    C: 0.05\n").replace(
-            "    roc_auc: 0.70\n", "    roc_auc: 0.80\n"
+            "    roc_auc: 0.70\n", "    roc_auc: 0.85\n"
         )
     )
     git(origin, "commit", "-qam", "PR: weaker regularisation, stricter ROC AUC gate")
@@ -166,23 +167,48 @@ def test_report_shows_the_right_deltas_and_verdicts(pr_run: PipelineRun) -> None
     base = json.loads(run(["git", "show", "origin/main:artifacts/metrics.json"], clone).stdout)
     assert pr != base
     assert "**❌ gate FAILED: roc_auc**" in report
+    mine = json.loads((clone / "artifacts/intervals.json").read_text())["metrics"]
+    shown = run(["git", "show", "origin/main:artifacts/intervals.json"], clone).stdout
+    theirs = json.loads(shown)["metrics"]
     for metric in ("roc_auc", "accuracy", "brier"):
-        d = round(pr[metric] - base[metric], 4)
-        better = d < 0 if metric == "brier" else d > 0
-        shown = "±0" if d == 0 else f"{d:+.4f} ({'better' if better else 'worse'})"
-        row = f"| {metric} | {pr[metric]:.4f} | {base[metric]:.4f} | {shown} | {base[metric]:.4f} |"
+        # Δ vs base: both sides' intervals added in quadrature (unpaired), then in words
+        d = pr[metric] - base[metric]
+        half = (
+            (mine[metric][1] - mine[metric][0]) ** 2 + (theirs[metric][1] - theirs[metric][0]) ** 2
+        ) ** 0.5 / 2
+        lo, hi = round(d - half, 4), round(d + half, 4)
+        word = "no detectable change"
+        if not lo <= 0 <= hi:
+            word = "better" if (lo > 0) != (metric == "brier") else "worse"
+        row = (
+            f"| {metric} | {pr[metric]:.4f} [{mine[metric][0]:.4f}, {mine[metric][1]:.4f}] "
+            f"| {base[metric]:.4f} [{theirs[metric][0]:.4f}, {theirs[metric][1]:.4f}] "
+            f"| {d:+.4f} [{lo:+.4f}, {hi:+.4f}] {word} "
+            # production is main's model: its gate logged the same intervals to its run
+            f"| {base[metric]:.4f} [{theirs[metric][0]:.4f}, {theirs[metric][1]:.4f}] |"
+        )
         assert row in report, (row, report)
     gate = json.loads((clone / "artifacts/gate.json").read_text())
+    # Δ vs production on the champion metric: the gate's paired interval
+    paired = gate["champion"]["difference_interval"]
+    d = pr["roc_auc"] - gate["champion"]["roc_auc"]
+    assert f"| {d:+.4f} [{paired[0]:+.4f}, {paired[1]:+.4f}] " in report
     roc = next(c for c in gate["checks"] if c["name"] == "roc_auc")
-    assert f"| `roc_auc` | quality | {roc['value']:.4f} | >= 0.8 | ❌ fail |" in report
-    assert "| `accuracy` | quality |" in report and "✅ pass" in report
+    lo, hi = roc["interval"]
+    assert roc["verdict"] == "fail" and hi < 0.85
+    value = f"{roc['value']:.4f} [{lo:.4f}, {hi:.4f}]"
+    assert f"| `roc_auc` | quality | {value} | >= 0.85 | ❌ fail |" in report
+    acc = next(c for c in gate["checks"] if c["name"] == "accuracy")
+    assert acc["passed"]
+    mark = "⚠️ uncertain, passes" if acc["verdict"] == "uncertain" else "✅ pass"
+    assert f"| `accuracy` | quality | {acc['value']:.4f} [" in report and mark in report
     assert "production is version 1" in report  # the champion gate compared with production
 
 
 def test_report_diffs_params_and_compares_with_production(pr_run: PipelineRun) -> None:
     report = pr_run.report
     assert "| `train.hyperparameters.C` | 1.0 | 0.05 |" in report
-    assert "| `gate.min_metrics.roc_auc` | 0.7 | 0.8 |" in report
+    assert "| `gate.min_metrics.roc_auc` | 0.7 | 0.85 |" in report
     assert "`features" not in report  # unchanged params are not listed
     assert "| metric | this PR | base (origin/main) | Δ vs base | production (v1) |" in report
 

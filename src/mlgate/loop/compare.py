@@ -171,40 +171,29 @@ def metric_value(name: str, y: np.ndarray, s: np.ndarray) -> float | None:
 
 
 def metric_resampled(name: str, y: np.ndarray, s: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """The metric on each resample (rows of `idx`), vectorised: NaN where undefined.
-    ROC AUC as the Mann-Whitney statistic over average ranks (equal to scikit-learn's)."""
+    """The metric on each resample (rows of `idx`), vectorised, in blocks of CELLS values:
+    NaN where undefined. The pipeline's bootstrap computes it (ROC AUC by ranks)."""
     import numpy as np
-    from scipy.stats import rankdata
 
+    from mlgate.pipeline.bootstrap import rows_metric
+
+    task = "binary" if name == "roc_auc" else "regression"
     out = np.empty(len(idx))
     step = max(1, CELLS // max(1, idx.shape[1]))
     for start in range(0, len(idx), step):
         part = idx[start : start + step]
-        yb, sb = y[part], s[part]
-        if name == "roc_auc":
-            pos = yb.sum(axis=1)
-            neg = yb.shape[1] - pos
-            ranks = rankdata(sb, axis=1)
-            u = (ranks * yb).sum(axis=1) - pos * (pos + 1) / 2
-            with np.errstate(divide="ignore", invalid="ignore"):
-                out[start : start + len(part)] = np.where(
-                    (pos > 0) & (neg > 0), u / (pos * neg), np.nan
-                )
-        elif name in ROW_MEANS:
-            out[start : start + len(part)] = sb.mean(axis=1)
-        elif name == "rmse":
-            out[start : start + len(part)] = np.sqrt(((sb - yb) ** 2).mean(axis=1))
+        if name in ROW_MEANS:  # per-row values (a correct answer, a row's log loss): the mean
+            out[start : start + len(part)] = s[part].mean(axis=1)
         else:
-            out[start : start + len(part)] = np.abs(sb - yb).mean(axis=1)
+            out[start : start + len(part)] = rows_metric(name, task, y[part], s[part], 0.5, [])
     return out
 
 
 def _interval(values: np.ndarray, confidence: float) -> list[float]:
-    import numpy as np
+    from mlgate.pipeline.bootstrap import percentile_interval
 
-    tail = (1 - confidence) / 2
-    lo, hi = np.nanquantile(values, [tail, 1 - tail])
-    return [float(lo), float(hi)]
+    interval = percentile_interval(values, confidence, digits=None)
+    return interval if interval is not None else [float("nan"), float("nan")]
 
 
 def bootstrap_difference(

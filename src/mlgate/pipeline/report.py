@@ -33,6 +33,8 @@ class Results:
     pr: list[dict[str, float]] = field(default_factory=list)
     # multiclass: the confusion matrix's cells (actual, predicted, count)
     confusion: list[dict[str, Any]] = field(default_factory=list)
+    # evaluate's bootstrap intervals (absent for results older than intervals)
+    intervals: dict[str, Any] = field(default_factory=dict)
     note: str = ""
 
 
@@ -57,6 +59,7 @@ def _paths(params: Params) -> dict[str, Path]:
         "roc": params.evaluate.plots / "roc.json",
         "pr": params.evaluate.plots / "precision_recall.json",
         "confusion": params.evaluate.plots / "confusion.csv",
+        "intervals": params.evaluate.intervals,
     }
 
 
@@ -69,6 +72,7 @@ def _fill(res: Results, read: Any, params: Params, params_text: str | None) -> R
     res.summary = _load(read(p["summary"]), p["summary"])
     res.roc = _load(read(p["roc"]), p["roc"]).get("roc", [])
     res.pr = _load(read(p["pr"]), p["pr"]).get("precision_recall", [])
+    res.intervals = _load(read(p["intervals"]), p["intervals"])
     res.params = yaml.safe_load(params_text) if params_text else {}
     if params.data.task == "multiclass":
         res.confusion = _cells(read(p["confusion"]), p["confusion"])
@@ -143,7 +147,23 @@ def production_results(params: Params) -> Results:
     res.metrics = {
         k.removeprefix("test_"): v for k, v in run.data.metrics.items() if k.startswith("test_")
     }
+    res.intervals = _run_intervals(client, mv.run_id)
     return res
+
+
+def _run_intervals(client: Any, run_id: str) -> dict[str, Any]:
+    """The intervals the gate logged to a training run; {} for a run gated before them."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, "evaluation/intervals.json", tmp)
+            loaded = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (MlflowException, OSError, ValueError):
+            return {}
+    return loaded if isinstance(loaded, dict) else {}
 
 
 # ---------------------------------------------------------------- rendering
@@ -166,6 +186,37 @@ def delta(metric: str, new: float | None, old: float | None) -> str:
         return "±0"
     better = (d < 0) if metric in LOWER_IS_BETTER else (d > 0)
     return f"{d:+.4f} ({'better' if better else 'worse'})"
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "" if not ci else f" [{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
+def change(metric: str, new: float | None, old: float | None, interval: list[float] | None) -> str:
+    """The difference new - old with its interval and a verdict in plain words: "better" or
+    "worse" when the interval excludes 0, else "no detectable change"; without an interval
+    the point difference alone (`delta`)."""
+    if new is None or old is None or interval is None:
+        return delta(metric, new, old)
+    lo, hi = interval
+    if lo <= 0 <= hi:
+        said = "no detectable change"
+    else:
+        up = lo > 0
+        said = "worse" if up == (metric in LOWER_IS_BETTER) else "better"
+    return f"{new - old:+.4f} [{lo:+.4f}, {hi:+.4f}] {said}"
+
+
+def unpaired_interval(
+    new: list[float] | None, old: list[float] | None, d: float
+) -> list[float] | None:
+    """An interval of new - old from the two sides' own intervals, as if independent
+    (their half-widths add in quadrature): wider than the paired interval of two models on
+    the same rows, so it says "better" or "worse" only when the change is clear."""
+    if not new or not old:
+        return None
+    half = ((new[1] - new[0]) ** 2 + (old[1] - old[0]) ** 2) ** 0.5 / 2
+    return [round(d - half, 4), round(d + half, 4)]
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -226,7 +277,7 @@ def render(
 ) -> str:
     out = ["## mlgate report", "", f"**{_verdict(gate, pipeline_ok)}**", ""]
     out += _gates(gate)
-    out += _metrics(pr, base, prod)
+    out += _metrics(pr, base, prod, gate)
     out += _parameters(pr, base)
     out += _classes(pr)
     out += _fairness(pr, base)
@@ -262,29 +313,78 @@ def _gates(gate: dict[str, Any] | None) -> list[str]:
     out = ["### Gates", ""]
     if gate is None:
         return [*out, "No gate report: the pipeline stopped earlier.", ""]
-    out += ["| check | kind | value | bound | verdict |", "|---|---|---|---|---|"]
+    confidence = gate.get("confidence")
+    interval = f" [{confidence:.0%} interval]" if confidence else ""
+    out += [f"| check | kind | value{interval} | bound | verdict |", "|---|---|---|---|---|"]
     for c in gate["checks"]:
         bound = "–" if c["threshold"] is None else f"{c['op']} {c['threshold']}"
-        mark = "✅ pass" if c["passed"] else "❌ fail"
         detail = f" <sub>{c['detail']}</sub>" if c.get("detail") else ""
-        out.append(
-            f"| `{c['name']}` | {c['kind']} | {_num(c['value'])} | {bound} | {mark}{detail} |"
-        )
+        value = _num(c["value"]) + _ci(c.get("interval"))
+        out.append(f"| `{c['name']}` | {c['kind']} | {value} | {bound} | {_mark(c)}{detail} |")
+    if any(c.get("verdict") == "uncertain" for c in gate["checks"]):
+        out += [
+            "",
+            "> uncertain: the interval straddles the bound, so this test split cannot tell "
+            "(`gate.uncertain` says whether that passes or fails).",
+        ]
     return [*out, ""]
 
 
-def _metrics(pr: Results, base: Results, prod: Results) -> list[str]:
+def _mark(c: dict[str, Any]) -> str:
+    if c.get("verdict") == "uncertain":
+        return "⚠️ uncertain, passes" if c["passed"] else "❌ uncertain, fails"
+    return "✅ pass" if c["passed"] else "❌ fail"
+
+
+def _metrics(pr: Results, base: Results, prod: Results, gate: dict[str, Any] | None) -> list[str]:
+    """Each metric with its interval; the change against base and production with an
+    interval and a verdict in words. Against production, the champion metric's interval is
+    the gate's paired one (both models on the same rows); other changes are unpaired."""
     out = ["### Metrics", ""]
     head = f"| metric | this PR | {base.label} | Δ vs base | {prod.label} | Δ vs production |"
     out += [head, "|---|---|---|---|---|---|"]
+    mine, theirs = pr.intervals.get("metrics", {}), base.intervals.get("metrics", {})
+    champions = prod.intervals.get("metrics", {})
+    paired = _paired(gate)
     for m in sorted(set(pr.metrics) | set(base.metrics)):
         new, old, champ = pr.metrics.get(m), base.metrics.get(m), prod.metrics.get(m)
+        vs_base = vs_prod = None
+        if new is not None and old is not None:
+            vs_base = unpaired_interval(mine.get(m), theirs.get(m), new - old)
+        if new is not None and champ is not None:
+            vs_prod = paired.get(m) or unpaired_interval(mine.get(m), champions.get(m), new - champ)
         out.append(
-            f"| {m} | {_num(new)} | {_num(old)} | {delta(m, new, old)} | {_num(champ)} "
-            f"| {delta(m, new, champ)} |"
+            f"| {m} | {_num(new)}{_ci(mine.get(m))} | {_num(old)}{_ci(theirs.get(m))} "
+            f"| {change(m, new, old, vs_base)} | {_num(champ)}{_ci(champions.get(m))} "
+            f"| {change(m, new, champ, vs_prod)} |"
+        )
+    if pr.intervals:
+        out.append(
+            f"> intervals: {pr.intervals.get('confidence', 0.95):.0%} bootstrap over the test "
+            "rows; a Δ adds both sides' uncertainty (unpaired)"
+            + (", except Δ vs production on the gated metric: paired" if paired else "")
+        )
+    if pr.intervals and base.intervals and _rows(pr) != _rows(base):
+        out.append(
+            f"> ⚠️ {base.label} and this PR were evaluated on different test rows (the data or "
+            "the split changed): Δ vs base mixes that change with the model's"
         )
     out += [f"> {r.label}: {r.note}" for r in (base, prod) if r.note]
     return [*out, ""]
+
+
+def _rows(res: Results) -> Any:
+    return res.intervals.get("rows_hash"), res.intervals.get("rows")
+
+
+def _paired(gate: dict[str, Any] | None) -> dict[str, list[float]]:
+    """The gate's paired interval of this PR - production on the champion metric."""
+    champion = (gate or {}).get("champion") or {}
+    interval = champion.get("difference_interval")
+    metric = next(
+        (k for k in champion if k not in ("alias", "version", "difference_interval")), None
+    )
+    return {metric: interval} if metric and interval else {}
 
 
 def _parameters(pr: Results, base: Results) -> list[str]:
@@ -321,11 +421,17 @@ def _classes(pr: Results) -> list[str]:
 
 def _fairness(pr: Results, base: Results) -> list[str]:
     out = ["### Fairness by group", ""]
+    mine = pr.intervals.get("fairness", {})
     for attr, res in pr.fairness.items():
         b = base.fairness.get(attr, {})
+        ci = mine.get(attr, {})
         gaps = [
-            f"{g} {res[g]:.4f} (base {_num(b.get(g))})"
-            for g in ("demographic_parity_difference", "equalized_odds_difference")
+            f"{g} {res[g]:.4f}{_ci(ci.get(g))} (base {_num(b.get(g))})"
+            for g in (
+                "demographic_parity_difference",
+                "equalized_odds_difference",
+                "mae_difference",
+            )
             if g in res
         ]
         out += [f"**{attr}** — {'; '.join(gaps)}", ""]

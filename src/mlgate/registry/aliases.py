@@ -87,8 +87,12 @@ def register(params: Params) -> str:
 
 
 def _verdict(check: dict[str, Any]) -> str:
+    """A gate check as lineage shows it: "pass: 0.0833 [0.0041, 0.2125] <= 0.1 (uncertain)"."""
     bound = "" if check["threshold"] is None else f" {check['op']} {check['threshold']}"
-    return f"{'pass' if check['passed'] else 'fail'}: {check['value']}{bound}"
+    ci = check.get("interval")
+    interval = f" [{ci[0]}, {ci[1]}]" if ci else ""
+    unsure = " (uncertain)" if check.get("verdict") == "uncertain" else ""
+    return f"{'pass' if check['passed'] else 'fail'}: {check['value']}{interval}{bound}{unsure}"
 
 
 def _get_run(client: MlflowClient, run_id: str) -> Any:

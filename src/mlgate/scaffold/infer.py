@@ -310,11 +310,17 @@ def _ceil(value: float, digits: int) -> float:
 
 
 def fairness_gate(task: str, measured: dict[str, Any]) -> dict[str, Any]:
-    """gate.max_fairness_gap from the first model's gaps plus a margin (FAIRNESS_MARGIN): a
-    bar the first model passes with room for retraining noise, that a clearly less fair
-    model fails. The answers `fairness_gate` ({gap: {attr: [bound, measured]}}) and
-    `fairness_margin` (what was added, in words)."""
-    if task != "regression":  # gaps of decision rates, 0 to 1
+    """gate.max_fairness_gap from the first model's gaps: each bound the upper end of the
+    gap's bootstrap interval on the test split (`measured["intervals"]`: what another split
+    of the same data may show), else the gap plus a margin (FAIRNESS_MARGIN). A bar the first
+    model passes with room for split noise, that a clearly less fair model fails. The
+    answers `fairness_gate` ({gap: {attr: [bound, measured]}}) and `fairness_margin` (how
+    the bound was chosen, in words)."""
+    intervals = measured.get("intervals") or {}
+    if intervals:
+        margin = 0.0
+        why = f"raised to the upper end of its {measured['confidence']:.0%} bootstrap interval"
+    elif task != "regression":  # gaps of decision rates, 0 to 1
         margin = FAIRNESS_MARGIN[task]
         why = f"+ {margin}"
     else:
@@ -326,7 +332,8 @@ def fairness_gate(task: str, measured: dict[str, Any]) -> dict[str, Any]:
         for gap, value in gaps.items():
             if not math.isfinite(value):  # e.g. a group with no positives: nothing to bound
                 continue
-            bound = value + margin
+            ci = intervals.get(attr, {}).get(gap)
+            bound = max(value, ci[1]) if ci else value + margin
             if task != "regression":
                 bound = min(1.0, _ceil(bound, 2))
             elif bound > 0:

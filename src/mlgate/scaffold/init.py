@@ -436,7 +436,16 @@ def _measure(out: str) -> None:
     except MlgateError as err:
         sys.exit(f"the data does not pass its inferred schema or cannot be fitted: {err}")
     gaps = {attr: fairness.gaps(measured) for attr, measured in result["fairness"].items()}
-    io.write_json(out, {"metrics": result["metrics"], "fairness": gaps})
+    intervals = result["intervals"]
+    io.write_json(
+        out,
+        {
+            "metrics": result["metrics"],
+            "fairness": gaps,
+            "intervals": intervals["fairness"],
+            "confidence": intervals["confidence"],
+        },
+    )
 
 
 def _summary(dest: Path, answers: dict[str, Any]) -> None:

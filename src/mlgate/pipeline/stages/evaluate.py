@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlgate import io
-from mlgate.pipeline import data, fairness
+from mlgate.pipeline import bootstrap, data, fairness
 from mlgate.pipeline.model import class_probabilities, decided_classes, positive_scores
 
 if TYPE_CHECKING:
@@ -181,6 +181,21 @@ def test_metrics(model: Any, test: pd.DataFrame, params: Params) -> dict[str, fl
     return classification_metrics(y_true, scores, params.evaluate.threshold)
 
 
+def test_outputs(model: Any, test: pd.DataFrame, params: Params) -> tuple[np.ndarray, np.ndarray]:
+    """Each test row's target and the model's output the metrics are computed from: the
+    positive class's score (two classes), the decided class (multiclass) or the prediction
+    (regression). Paired comparisons resample these."""
+    features = test.drop(columns=[params.data.target])
+    y = test[params.data.target].to_numpy()
+    if params.data.task == "regression":
+        return y.astype(float), np.asarray(model.predict(features), dtype=float)
+    if params.data.task == "multiclass":
+        classes, probabilities = class_probabilities(model, features)
+        return y, np.asarray(decided_classes(classes, probabilities))
+    scores = positive_scores(model, features, params.data.positive_label)
+    return (y == params.data.positive_label).astype(np.int64), np.asarray(scores, dtype=float)
+
+
 def evaluate(model: Any, test: pd.DataFrame, params: Params) -> dict[str, Any]:
     """Everything evaluate measures, as plain data; no decisions here."""
     if params.data.task == "regression":
@@ -193,9 +208,13 @@ def evaluate(model: Any, test: pd.DataFrame, params: Params) -> dict[str, Any]:
     sensitive = {
         name: fairness.groups(test, name, spec) for name, spec in params.evaluate.sensitive.items()
     }
+    metrics = classification_metrics(y_true, scores, params.evaluate.threshold)
     return {
-        "metrics": classification_metrics(y_true, scores, params.evaluate.threshold),
+        "metrics": metrics,
         "fairness": fairness.group_metrics(y_true, y_pred, sensitive),
+        "intervals": bootstrap.classification_intervals(
+            y_true, scores, params.evaluate.threshold, sensitive, metrics, params.evaluate.bootstrap
+        ),
         "curves": curves(y_true, scores),
         "confusion": confusion_counts(y_true, y_pred),
     }
@@ -209,9 +228,13 @@ def evaluate_multiclass(model: Any, test: pd.DataFrame, params: Params) -> dict[
     sensitive = {
         name: fairness.groups(test, name, spec) for name, spec in params.evaluate.sensitive.items()
     }
+    metrics = multiclass_metrics(y_true, classes, probabilities)
     return {
-        "metrics": multiclass_metrics(y_true, classes, probabilities),
+        "metrics": metrics,
         "fairness": fairness.multiclass_group_metrics(y_true, y_pred, classes, sensitive),
+        "intervals": bootstrap.multiclass_intervals(
+            y_true, y_pred, classes, sensitive, params.evaluate.bootstrap, probabilities, metrics
+        ),
         "confusion": multiclass_confusion(y_true, y_pred, classes),
     }
 
@@ -226,6 +249,9 @@ def evaluate_regression(model: Any, test: pd.DataFrame, params: Params) -> dict[
     return {
         "metrics": regression_metrics(y_true, y_pred),
         "fairness": fairness.regression_group_metrics(y_true, y_pred, sensitive),
+        "intervals": bootstrap.regression_intervals(
+            y_true, y_pred, sensitive, params.evaluate.bootstrap
+        ),
         "points": regression_points(y_true, y_pred),
     }
 
@@ -244,9 +270,23 @@ def run(params: Params) -> dict[str, Any]:
     else:
         _write_classification_plots(plots, result)
     io.write_json(params.evaluate.fairness, result["fairness"])
+    io.write_json(params.evaluate.intervals, {**result["intervals"], "rows_hash": rows_hash(test)})
     io.write_json(params.evaluate.metrics, result["metrics"])
     print("evaluate: " + json.dumps(result["metrics"]))
+    shown = ", ".join(
+        f"{k} [{v[0]:.4f}, {v[1]:.4f}]" for k, v in result["intervals"]["metrics"].items() if v
+    )
+    print(f"evaluate: {params.evaluate.bootstrap.confidence:.0%} intervals: {shown}")
     return result
+
+
+def rows_hash(test: pd.DataFrame) -> str:
+    """A fingerprint of the test rows (order-free): the PR report tells a model change from
+    a change of the rows both sides were evaluated on."""
+    import pandas as pd
+
+    hashed = pd.util.hash_pandas_object(test, index=False).to_numpy()
+    return f"{int(np.sort(hashed).view(np.uint64).sum(dtype=np.uint64)):016x}"
 
 
 def _write_classification_plots(plots: Path, result: dict[str, Any]) -> None:

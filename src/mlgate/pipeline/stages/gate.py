@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import operator
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from mlgate import io
 from mlgate.errors import GateFailed, MlgateError
@@ -19,6 +22,9 @@ _OPS = {">=": operator.ge, "<=": operator.le}
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "brier", "log_loss"})
 
 
+VERDICTS = ("pass", "fail", "uncertain")
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -26,29 +32,88 @@ class Check:
     value: float | None
     threshold: float | None
     op: str
-    passed: bool
+    passed: bool  # what the gate counts: the verdict, an uncertain one ruled by gate.uncertain
     detail: str = ""
+    interval: list[float] | None = None  # the value's bootstrap interval, when there is one
+    verdict: str = ""  # pass | fail | uncertain (the interval straddles the bound)
+
+
+def verdict(value: float, op: str, threshold: float, interval: list[float] | None) -> str:
+    """pass or fail when the whole interval (or, without one, the value) is on one side of
+    the bound; uncertain when the interval straddles it."""
+    if interval is None:
+        return "pass" if _OPS[op](value, threshold) else "fail"
+    lo, hi = interval
+    worst, best = (lo, hi) if op == ">=" else (hi, lo)
+    if _OPS[op](worst, threshold):
+        return "pass"
+    return "uncertain" if _OPS[op](best, threshold) else "fail"
 
 
 def _check(
-    name: str, kind: str, value: float, op: str, threshold: float, detail: str = ""
+    name: str,
+    kind: str,
+    value: float,
+    op: str,
+    threshold: float,
+    detail: str = "",
+    interval: list[float] | None = None,
+    rule: str = "point",
 ) -> Check:
-    return Check(name, kind, value, threshold, op, bool(_OPS[op](value, threshold)), detail)
+    """One check. An uncertain verdict passes or fails as `rule` says (gate.uncertain):
+    pass, fail, or point (the point estimate decides)."""
+    said = verdict(value, op, threshold, interval)
+    if said != "uncertain":
+        passed = said == "pass"
+    elif rule == "point":
+        passed = bool(_OPS[op](value, threshold))
+    else:
+        passed = rule == "pass"
+    return Check(name, kind, value, threshold, op, passed, detail, interval, said)
 
 
 def threshold_checks(
-    metrics: dict[str, float], fairness: dict[str, Any], params: Params
+    metrics: dict[str, float],
+    fairness: dict[str, Any],
+    params: Params,
+    intervals: dict[str, Any] | None = None,
 ) -> list[Check]:
+    """The quality and fairness bounds of params.yaml; with evaluate's intervals, each check
+    is pass, fail or uncertain, an uncertain one ruled by gate.uncertain per kind."""
+    rule = params.gate.uncertain
+    of_metric = (intervals or {}).get("metrics", {})
+    of_gap = (intervals or {}).get("fairness", {})
     checks = []
     for name, minimum in params.gate.min_metrics.items():
-        checks.append(_check(name, "quality", _metric(metrics, name), ">=", minimum))
+        value, ci = _metric(metrics, name), of_metric.get(name)
+        checks.append(_check(name, "quality", value, ">=", minimum, "", ci, rule.quality))
     for name, maximum in params.gate.max_metrics.items():
-        checks.append(_check(name, "quality", _metric(metrics, name), "<=", maximum))
+        value, ci = _metric(metrics, name), of_metric.get(name)
+        checks.append(_check(name, "quality", value, "<=", maximum, "", ci, rule.quality))
     for gap, limits in params.gate.max_fairness_gap.items():
         for attr, maximum in limits.items():
-            value = fairness[attr][gap]
-            checks.append(_check(f"{gap}:{attr}", "fairness", value, "<=", maximum))
-    return checks
+            value, ci = fairness[attr][gap], of_gap.get(attr, {}).get(gap)
+            name = f"{gap}:{attr}"
+            checks.append(_check(name, "fairness", value, "<=", maximum, "", ci, rule.fairness))
+    rows = (intervals or {}).get("rows")
+    return [needs_rows(c, rows) for c in checks]
+
+
+def needs_rows(check: Check, rows: int | None) -> Check:
+    """An uncertain check says how many test rows would tell: the interval's half-width
+    shrinks as 1/sqrt(rows), so rows * (half-width / distance to the bound)^2 make it clear
+    the bound (with the same groups' shares and the same point value)."""
+    if check.verdict != "uncertain" or not rows or check.interval is None:
+        return check
+    assert check.value is not None and check.threshold is not None
+    distance = abs(check.value - check.threshold)
+    half = (check.interval[1] - check.interval[0]) / 2
+    if distance == 0:
+        said = "the value is on the bound: no test size tells"
+    else:
+        needed = math.ceil(rows * (half / distance) ** 2)
+        said = f"the test split has {rows} rows; ~{needed:,} would tell"
+    return replace(check, detail="; ".join(filter(None, [check.detail, said])))
 
 
 def champion_check(
@@ -56,34 +121,52 @@ def champion_check(
     champion_value: float | None,
     params: Params,
     champion_version: str | None,
+    difference: list[float] | None = None,
 ) -> Check:
+    """The candidate may be worse than the champion by at most `tolerance`. With the paired
+    bootstrap interval of candidate - champion (`difference`), it fails only when the whole
+    interval is beyond the tolerance; uncertain when it straddles it (gate.uncertain)."""
     rule = params.gate.champion
     assert rule is not None
+    lower = rule.metric in LOWER_IS_BETTER
     if champion_value is None:
         return Check(
             f"champion:{rule.metric}",
             "champion",
             candidate_value,
             None,
-            "<=" if rule.metric in LOWER_IS_BETTER else ">=",
+            "<=" if lower else ">=",
             True,
             f"no model holds alias {rule.alias!r} yet: nothing to compare with",
+            verdict="pass",
         )
-    # the candidate may be worse than the champion by at most `tolerance`, in either direction
     margin = rule.tolerance * abs(champion_value) if rule.relative else rule.tolerance
-    if rule.metric in LOWER_IS_BETTER:
-        op, bound = "<=", round(champion_value + margin, 6)
-    else:
-        op, bound = ">=", round(champion_value - margin, 6)
+    op, bound = (
+        ("<=", round(champion_value + margin, 6))
+        if lower
+        else (
+            ">=",
+            round(champion_value - margin, 6),
+        )
+    )
+    # the interval of the candidate's value implied by the paired difference
+    ci = None if difference is None else [round(champion_value + d, 4) for d in difference]
+    detail = (
+        f"{rule.alias} is version {champion_version} with {rule.metric}="
+        f"{champion_value:.4f}; tolerance {rule.tolerance:g}"
+        + (f" of it ({margin:.4g})" if rule.relative else "")
+    )
+    if difference is not None:
+        detail += f"; paired difference [{difference[0]:+.4f}, {difference[1]:+.4f}]"
     return _check(
         f"champion:{rule.metric}",
         "champion",
         candidate_value,
         op,
         bound,
-        f"{rule.alias} is version {champion_version} with {rule.metric}="
-        f"{champion_value:.4f}; tolerance {rule.tolerance:g}"
-        + (f" of it ({margin:.4g})" if rule.relative else ""),
+        detail,
+        ci,
+        params.gate.uncertain.champion,
     )
 
 
@@ -96,14 +179,16 @@ def _metric(metrics: dict[str, float], name: str) -> float:
     return metrics[name]
 
 
-def champion_score(params: Params) -> tuple[str | None, float | None]:
-    """Score the model holding the champion alias on this test set; (None, None) if none."""
+def champion_score(params: Params) -> tuple[str | None, float | None, list[float] | None]:
+    """Score the model holding the champion alias on this test set, and the paired bootstrap
+    interval of candidate - champion on the same rows; (None, None, None) if none holds it."""
     rule = params.gate.champion
     assert rule is not None
     import mlflow
     from mlflow.exceptions import MlflowException
 
     from mlgate.pipeline import data
+    from mlgate.pipeline.model import load_model
     from mlgate.pipeline.stages.evaluate import test_metrics
     from mlgate.registry import tracking
 
@@ -112,7 +197,7 @@ def champion_score(params: Params) -> tuple[str | None, float | None]:
         version = client.get_model_version_by_alias(params.model_name, rule.alias)
     except MlflowException as err:
         if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            return None, None
+            return None, None, None
         raise MlgateError(f"cannot look up the {rule.alias} model: {err.message}") from None
     model = mlflow.sklearn.load_model(f"models:/{params.model_name}/{version.version}")
     test = data.load(params.split.test, params)
@@ -124,35 +209,96 @@ def champion_score(params: Params) -> tuple[str | None, float | None]:
             "compare them; retire the champion rule for this change in params.yaml"
         )
     metrics = test_metrics(model, test, params)
-    return str(version.version), _metric(metrics, rule.metric)
+    difference = paired_interval(load_model(params.train.model), model, test, params)
+    return str(version.version), _metric(metrics, rule.metric), difference
 
 
-def decide(checks: list[Check], champion: dict[str, Any] | None, run_id: str) -> dict[str, Any]:
+def paired_interval(candidate: Any, champion: Any, test: Any, params: Params) -> list[float] | None:
+    """candidate - champion on the champion rule's metric: the paired bootstrap interval
+    over the test rows both models scored (None: the metric has no resampled form)."""
+    from mlgate.pipeline.bootstrap import paired_difference
+    from mlgate.pipeline.stages.evaluate import test_outputs
+
+    assert params.gate.champion is not None
+    y, ours = test_outputs(candidate, test, params)
+    _, theirs = test_outputs(champion, test, params)
+    classes: list[Any] = []
+    if params.data.task == "multiclass":
+        classes = sorted(set(y.tolist()) | set(ours.tolist()) | set(theirs.tolist()), key=str)
+        index = {label: i for i, label in enumerate(classes)}
+        y, ours, theirs = (np.array([index[v] for v in a.tolist()]) for a in (y, ours, theirs))
+    return paired_difference(
+        params.gate.champion.metric,
+        params.data.task,
+        y,
+        ours,
+        theirs,
+        params.evaluate.bootstrap,
+        params.evaluate.threshold,
+        classes,
+    )
+
+
+def decide(
+    checks: list[Check],
+    champion: dict[str, Any] | None,
+    run_id: str,
+    confidence: float | None = None,
+) -> dict[str, Any]:
     return {
         "passed": all(c.passed for c in checks),
         "run_id": run_id,
+        "confidence": confidence,
         "checks": [asdict(c) for c in checks],
         "champion": champion,
     }
 
 
+MARKS = {"pass": "PASS", "fail": "FAIL"}
+
+
+def _mark(c: dict[str, Any]) -> str:
+    """PASS, FAIL, or for an uncertain check WARN (it passes) or FAIL?: fails by rule."""
+    said = c.get("verdict") or ("pass" if c["passed"] else "fail")
+    if said != "uncertain":
+        return MARKS[said]
+    return "WARN" if c["passed"] else "FAIL?"
+
+
+def _interval(ci: list[float] | None) -> str:
+    return "" if ci is None else f" [{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
 def format_report(report: dict[str, Any], fairness: dict[str, Any] | None = None) -> str:
-    """The verdict, every check, then every fairness gap evaluate measured that no
-    `gate.max_fairness_gap` threshold covers (shown, marked "not gated")."""
+    """The verdict, every check (value, its interval, bound, and pass, fail or uncertain),
+    then every fairness gap evaluate measured that no `gate.max_fairness_gap` threshold
+    covers (shown, marked "not gated")."""
     lines = []
     for c in report["checks"]:
-        mark = "PASS" if c["passed"] else "FAIL"
         bound = "" if c["threshold"] is None else f" {c['op']} {c['threshold']}"
-        detail = f"  ({c['detail']})" if c["detail"] else ""
-        lines.append(f"  {mark}  {c['kind']:<9} {c['name']}: {c['value']:.4f}{bound}{detail}")
+        notes = [c["detail"]] if c["detail"] else []
+        if c.get("verdict") == "uncertain":
+            ruled = "passes with a warning" if c["passed"] else "fails"
+            notes.insert(0, f"uncertain: the interval straddles the bound; {ruled}")
+        detail = f"  ({'; '.join(notes)})" if notes else ""
+        lines.append(
+            f"  {_mark(c):<5} {c['kind']:<9} {c['name']}: {c['value']:.4f}"
+            f"{_interval(c.get('interval'))}{bound}{detail}"
+        )
     gated = {c["name"] for c in report["checks"]}
     for attr, measured in (fairness or {}).items():
         for gap, value in gaps(measured).items():
             if f"{gap}:{attr}" not in gated:
                 lines.append(f"  ----  fairness  {gap}:{attr}: {value:.4f}  (not gated)")
-    verdict = "passed" if report["passed"] else "FAILED"
+    outcome = "passed" if report["passed"] else "FAILED"
     failed = [c["name"] for c in report["checks"] if not c["passed"]]
-    head = f"gate: {verdict}" + (f" ({', '.join(failed)})" if failed else "")
+    unsure = [
+        c["name"] for c in report["checks"] if c["passed"] and c.get("verdict") == "uncertain"
+    ]
+    head = f"gate: {outcome}" + (f" ({', '.join(failed)})" if failed else "")
+    head += f"; uncertain, passed with a warning: {', '.join(unsure)}" if unsure else ""
+    if report.get("confidence"):
+        head += f"  [intervals: {report['confidence']:.0%} bootstrap]"
     return "\n".join([head, *lines])
 
 
@@ -166,16 +312,23 @@ def run(params: Params) -> dict[str, Any]:
     run_id = io.read_json(params.train.run, "training run record")["run_id"]
     metrics = io.read_json(params.evaluate.metrics, "metrics")
     fairness = io.read_json(params.evaluate.fairness, "fairness report")
-    checks = threshold_checks(metrics, fairness, params)
+    intervals = _intervals(params)
+    checks = threshold_checks(metrics, fairness, params, intervals)
     champion = None
     if params.gate.champion is not None:
-        version, value = champion_score(params)
+        version, value, difference = champion_score(params)
         metric = params.gate.champion.metric
-        checks.append(champion_check(_metric(metrics, metric), value, params, version))
-        champion = {"alias": params.gate.champion.alias, "version": version, metric: value}
-    report = decide(checks, champion, run_id)
+        check = champion_check(_metric(metrics, metric), value, params, version, difference)
+        checks.append(needs_rows(check, (intervals or {}).get("rows")))
+        champion = {
+            "alias": params.gate.champion.alias,
+            "version": version,
+            metric: value,
+            "difference_interval": difference,
+        }
+    report = decide(checks, champion, run_id, intervals.get("confidence") if intervals else None)
     # MLflow first: a tracking failure leaves no fresh gate.json behind
-    _log_to_run(report, metrics, fairness)
+    _log_to_run(report, metrics, fairness, intervals)
     io.write_json(params.gate.report, report)
     print(format_report(report, fairness))
     if not report["passed"]:
@@ -183,8 +336,20 @@ def run(params: Params) -> dict[str, Any]:
     return report
 
 
+def _intervals(params: Params) -> dict[str, Any] | None:
+    """evaluate's intervals; None when its file is absent (evaluated before intervals
+    existed: every check is then decided on its point value, as it was)."""
+    if not params.evaluate.intervals.exists():
+        print(f"gate: {params.evaluate.intervals} not found: point estimates only (rerun evaluate)")
+        return None
+    return io.read_json(params.evaluate.intervals, "intervals")
+
+
 def _log_to_run(
-    report: dict[str, Any], metrics: dict[str, float], fairness: dict[str, Any]
+    report: dict[str, Any],
+    metrics: dict[str, float],
+    fairness: dict[str, Any],
+    intervals: dict[str, Any] | None = None,
 ) -> None:
     """Test metrics, fairness gaps and the verdict join the training run: one run per model.
 
@@ -200,5 +365,7 @@ def _log_to_run(
     with tracking.resume_run(report["run_id"]):
         mlflow.log_metrics({_mlflow_name(k): v for k, v in flat.items()})
         mlflow.log_dict(fairness, "evaluation/fairness.json")
+        if intervals:
+            mlflow.log_dict(intervals, "evaluation/intervals.json")
         mlflow.set_tag("mlgate.gate_passed", str(report["passed"]).lower())
         mlflow.log_dict(report, "evaluation/gate.json")

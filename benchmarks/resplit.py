@@ -1,0 +1,68 @@
+"""How often the example's gates fail on re-splits of unchanged data (issue 28).
+
+    python benchmarks/resplit.py [--seeds 20]
+
+For each split seed: split the example's data, fit the model, evaluate on the test split and
+apply the quality and fairness gates of params.yaml twice: with `gate.uncertain: point` (the
+point estimate decides, the rule before intervals) and with the params' own rule (intervals).
+Then the same with the training labels shuffled (a model that learned nothing), which must
+fail every time. Nothing but the split moves: a gate that fails here judges the noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+
+from mlgate.config import load_params, parse_params
+from mlgate.pipeline import data
+from mlgate.pipeline.stages import evaluate, gate, split, train
+
+
+def failures(raw: dict, frame, seed: int, shuffle: bool) -> tuple[list[str], list[str]]:
+    """The checks failed with the point rule and with the params' rule on split `seed`."""
+    raw = {**raw, "split": {**raw["split"], "seed": seed}}
+    params = parse_params(raw)
+    tr, te = split.split_frame(frame, params)
+    if shuffle:
+        labels = tr[params.data.target].tolist()
+        random.Random(seed).shuffle(labels)
+        tr = tr.assign(**{params.data.target: labels})
+    result = evaluate.evaluate(train.fit(tr, params), te, params)
+    point = parse_params({**raw, "gate": {**raw["gate"], "uncertain": "point"}})
+    out = []
+    for p in (point, params):
+        checks = gate.threshold_checks(
+            result["metrics"], result["fairness"], p, result["intervals"]
+        )
+        out.append([c.name for c in checks if not c.passed])
+    return out[0], out[1]
+
+
+def main() -> None:
+    import yaml
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=20)
+    args = parser.parse_args()
+    with open("params.yaml", encoding="utf-8") as f:
+        raw = yaml.safe_load(f)
+    params = load_params("params.yaml")
+    frame = data.load(params.data.validated, params)
+    for shuffle in (False, True):
+        failed = {"point": 0, "intervals": 0}
+        for seed in range(1, args.seeds + 1):
+            by_point, by_interval = failures(raw, frame, seed, shuffle)
+            failed["point"] += bool(by_point)
+            failed["intervals"] += bool(by_interval)
+            shown = f"point fails {by_point or '-'}; intervals fail {by_interval or '-'}"
+            print(f"  seed {seed:>2}: {shown}")
+        model = "shuffled-label model" if shuffle else "the example's model"
+        print(
+            f"{model}: the gate fails {failed['point']} of {args.seeds} re-splits with point "
+            f"estimates, {failed['intervals']} of {args.seeds} with intervals"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""The PR report with intervals: each metric and gap with its interval, each change with an
+interval and a verdict in words, the gate's three-way verdicts."""
+
+from __future__ import annotations
+
+from mlgate.pipeline import report
+from mlgate.pipeline.report import Results, change, unpaired_interval
+
+
+def side(label: str, roc_auc: float, ci: list[float], rows_hash: str = "a") -> Results:
+    return Results(
+        label,
+        metrics={"roc_auc": roc_auc, "brier": 0.17},
+        fairness={
+            "sex": {
+                "groups": {"f": {"count": 60}, "m": {"count": 140}},
+                "demographic_parity_difference": 0.08,
+                "equalized_odds_difference": 0.09,
+            }
+        },
+        intervals={
+            "confidence": 0.95,
+            "rows": 200,
+            "rows_hash": rows_hash,
+            "metrics": {"roc_auc": ci, "brier": [0.15, 0.19]},
+            "fairness": {
+                "sex": {
+                    "demographic_parity_difference": [0.01, 0.2],
+                    "equalized_odds_difference": [0.02, 0.3],
+                }
+            },
+        },
+    )
+
+
+GATE = {
+    "passed": True,
+    "confidence": 0.95,
+    "checks": [
+        {
+            "name": "roc_auc",
+            "kind": "quality",
+            "value": 0.75,
+            "threshold": 0.7,
+            "op": ">=",
+            "passed": True,
+            "detail": "",
+            "interval": [0.68, 0.81],
+            "verdict": "uncertain",
+        },
+        {
+            "name": "champion:roc_auc",
+            "kind": "champion",
+            "value": 0.75,
+            "threshold": 0.73,
+            "op": ">=",
+            "passed": True,
+            "detail": "",
+            "interval": [0.75, 0.78],
+            "verdict": "pass",
+        },
+    ],
+    "champion": {
+        "alias": "production",
+        "version": "1",
+        "roc_auc": 0.74,
+        "difference_interval": [0.004, 0.03],
+    },
+}
+
+
+def test_a_change_says_better_worse_or_no_detectable_change():
+    assert change("roc_auc", 0.76, 0.75, [-0.02, 0.04]).endswith("no detectable change")
+    assert change("roc_auc", 0.80, 0.75, [0.02, 0.08]) == "+0.0500 [+0.0200, +0.0800] better"
+    assert change("roc_auc", 0.70, 0.75, [-0.08, -0.02]).endswith("worse")
+    # a smaller brier is better: a change below zero is an improvement
+    assert change("brier", 0.15, 0.17, [-0.03, -0.01]).endswith("better")
+    # without an interval: the point difference, as before
+    assert change("roc_auc", 0.76, 0.75, None) == "+0.0100 (better)"
+
+
+def test_the_unpaired_interval_adds_both_sides_uncertainty():
+    ci = unpaired_interval([0.70, 0.80], [0.70, 0.80], 0.02)
+    assert ci == [round(0.02 - 0.0707, 4), round(0.02 + 0.0707, 4)]
+    assert unpaired_interval(None, [0.7, 0.8], 0.02) is None
+
+
+def test_the_report_shows_intervals_and_verdicts_in_words():
+    pr = side("this PR", 0.75, [0.68, 0.81])
+    base = side("base (main)", 0.74, [0.67, 0.80])
+    prod = Results("production (v1)", metrics={"roc_auc": 0.74})
+    text = report.render(GATE, pr, base, prod)
+    assert (
+        "| `roc_auc` | quality | 0.7500 [0.6800, 0.8100] | >= 0.7 | ⚠️ uncertain, passes |" in text
+    )
+    row = next(line for line in text.splitlines() if line.startswith("| roc_auc |"))
+    assert "| 0.7500 [0.6800, 0.8100] | 0.7400 [0.6700, 0.8000] |" in row
+    assert "no detectable change" in row  # vs base: unpaired, inside the noise
+    # vs production: the gate's paired interval, all above zero
+    assert row.endswith("| +0.0100 [+0.0040, +0.0300] better |")
+    assert "demographic_parity_difference 0.0800 [0.0100, 0.2000] (base 0.0800)" in text
+    assert "different test rows" not in text
+
+
+def test_production_logged_intervals_give_the_other_changes_an_interval():
+    pr = side("this PR", 0.75, [0.68, 0.81])
+    prod = side("production (v1)", 0.74, [0.67, 0.80])
+    prod.metrics["brier"] = 0.20
+    text = report.render(GATE, pr, Results("base"), prod)
+    brier = next(line for line in text.splitlines() if line.startswith("| brier |"))
+    # 0.17 - 0.20 with both sides' half-widths 0.02 in quadrature: [-0.0583, -0.0017]
+    assert brier.endswith("| 0.2000 [0.1500, 0.1900] | -0.0300 [-0.0583, -0.0017] better |")
+
+
+def test_the_report_says_when_base_was_evaluated_on_other_rows():
+    pr = side("this PR", 0.75, [0.68, 0.81], rows_hash="a")
+    base = side("base (main)", 0.74, [0.67, 0.80], rows_hash="b")
+    text = report.render(GATE, pr, base, Results("production"))
+    assert "were evaluated on different test rows" in text

@@ -9,17 +9,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from mlgate.config_deploy import Deploy
 from mlgate.errors import MlgateError, shown
 from mlgate.io import load_yaml
 from mlgate.names import CHALLENGER, PRODUCTION
+from mlgate.section import Section as _Section
 
 DEFAULT_PARAMS = Path("params.yaml")
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Project(_Section):
@@ -147,10 +145,31 @@ class Train(_Section):
     seed: int = 42
     # any scikit-learn-compatible estimator by its import path: sklearn.linear_model.
     # LogisticRegression, lightgbm.LGBMClassifier, or a class of the project's own package
-    estimator: str = Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+    estimator: str | None = Field(default=None, pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    # full control: `package.module:function` returning the whole model (features + estimator,
+    # e.g. a Pipeline) instead of mlgate's preprocessing + train.estimator
+    pipeline: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$"
+    )
     model: Path
     run: Path
+
+    @model_validator(mode="after")
+    def _estimator_or_pipeline(self) -> Train:
+        if (self.estimator is None) == (self.pipeline is None):
+            raise ValueError("name the model: train.estimator, or train.pipeline (not both)")
+        if self.pipeline and self.hyperparameters:
+            raise ValueError(
+                "train.hyperparameters apply to train.estimator; train.pipeline's function "
+                "sets its own"
+            )
+        return self
+
+    @property
+    def name(self) -> str:
+        """What is trained, for messages and run names."""
+        return self.estimator or str(self.pipeline)
 
 
 class SensitiveAttribute(_Section):
@@ -383,85 +402,6 @@ class Batch(_Section):
 # ---------------------------------------------------------------- deploy (docs/WORKFLOWS.md)
 
 
-class Health(_Section):
-    live: str = "/livez"
-    ready: str = "/readyz"
-    metrics: str = "/metrics"
-
-
-class Smoke(_Section):
-    path: str = "/predict"  # the prediction endpoint
-    field: str = ""  # the JSON field that carries one request row; "" => serving.request_field
-    rows: int = Field(default=5, ge=1)  # rows of the test split sent, one request each
-
-
-class PerEnv(_Section):
-    staging: str = ""
-    production: str = ""
-
-    def of(self, env: str) -> str:
-        return str(getattr(self, env))
-
-
-class Kubernetes(_Section):
-    manifests: Path = Path("deploy/k8s")
-    name: str = ""  # the Deployment/Service name; "" => project.name
-    namespace: PerEnv = PerEnv(staging="ml-staging", production="ml-production")
-    url: PerEnv = PerEnv()  # public URL per environment; "" => smoke-test via port-forward
-    replicas: dict[str, int] = Field(default_factory=lambda: {"min": 2, "max": 10})
-    cpu_target: int = Field(default=70, ge=1, le=100)  # HPA average CPU utilisation, percent
-    resources: dict[str, dict[str, str]] = Field(
-        default_factory=lambda: {
-            "requests": {"cpu": "250m", "memory": "512Mi"},
-            "limits": {"cpu": "1", "memory": "1Gi"},
-        }
-    )
-    rollout_timeout: str = "300s"
-    oidc_audience: str = ""  # set: authenticate kubectl with the job's GitHub OIDC token
-    image_pull_secret: str = ""  # a docker-registry Secret in each namespace (private images)
-
-
-class Trial(_Section):
-    """The optional trial stage of ml-cd's production job (docs/WORKFLOWS.md#the-trial-stage):
-    the approved candidate serves beside the champion until `mlgate compare` decides."""
-
-    mode: Literal["none", "shadow", "canary"] = "none"  # canary: serving.strategy.share/.key
-    min_minutes: float = Field(default=0, ge=0)  # a promote verdict before this => keep collecting
-    # still "collect" after this => abort (the champion alone again); GitHub-hosted jobs end at 6 h
-    max_minutes: float = Field(default=120, gt=0, le=340)
-    poll_seconds: float = Field(default=60, gt=0)  # fetch the traffic and compare this often
-
-    @model_validator(mode="after")
-    def _min_below_max(self) -> Trial:
-        if self.min_minutes > self.max_minutes:
-            raise ValueError(
-                f"min_minutes {self.min_minutes:g} > max_minutes {self.max_minutes:g}: "
-                "the trial would abort before it may promote"
-            )
-        return self
-
-
-class Deploy(_Section):
-    target: Literal["local", "kubernetes"] = "local"
-    image: str = ""  # "" => ghcr.io/<github repository, lower case>
-    port: int = 3000  # the service's port inside the container
-    startup_seconds: int = Field(default=120, ge=1)
-    health: Health = Health()
-    smoke: Smoke = Smoke()
-    kubernetes: Kubernetes = Kubernetes()
-    trial: Trial = Trial()
-
-    def image_repository(self) -> str:
-        if self.image:
-            return self.image
-        repo = os.environ.get("GITHUB_REPOSITORY", "")
-        if not repo:
-            raise MlgateError(
-                "set deploy.image in params.yaml (or run where GITHUB_REPOSITORY is set)"
-            )
-        return f"ghcr.io/{repo.lower()}"
-
-
 class Params(_Section):
     project: Project
     data: Data
@@ -482,6 +422,11 @@ class Params(_Section):
         if self.data.target in self.features.all:
             raise ValueError(f"data.target {self.data.target!r} is also listed as a feature")
         self._check_roles()
+        if self.train.pipeline and self.features.transform:
+            raise ValueError(
+                "features.transform runs inside mlgate's model; with train.pipeline (your whole "
+                "model) put the feature step in that pipeline"
+            )
         stratified = self.split.stratify and self.data.classes and self.split.by == "random"
         if stratified and self.data.contract.min_rows_per_class < 2:
             raise ValueError(

@@ -44,7 +44,7 @@ def estimator_class(dotted: str) -> type:
 
 
 def build_estimator(params: Params) -> Any:
-    cls = estimator_class(params.train.estimator)
+    cls = estimator_class(str(params.train.estimator))
     hyper = dict(params.train.hyperparameters)
     accepted = inspect.signature(cls).parameters
     open_ended = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
@@ -93,9 +93,37 @@ def predict_fn(params: Params) -> str:
     return "predict" if params.data.task == "regression" else "predict_proba"
 
 
+def own_pipeline(params: Params) -> Any:
+    """train.pipeline: the project's function returning the whole model, checked as an
+    estimator is; parameters named `*random_state` it leaves unset get train.seed."""
+    from mlgate.io import import_ref
+
+    spec = str(params.train.pipeline)
+    try:
+        model = import_ref(spec)()
+    except MlgateError as err:
+        raise MlgateError(f"train.pipeline: {err}") from None
+    missing = [m for m in ESTIMATOR_METHODS if not callable(getattr(model, m, None))]
+    if params.data.classes and not callable(getattr(model, "predict_proba", None)):
+        missing.append("predict_proba")
+    if missing:
+        raise MlgateError(
+            f"train.pipeline: {spec}() returned a {type(model).__name__}, not a "
+            f"scikit-learn-compatible model (no {', '.join(missing)}): return e.g. a Pipeline"
+        )
+    seeds = {
+        k: params.train.seed
+        for k, v in model.get_params().items()
+        if k.endswith("random_state") and v is None
+    }
+    return model.set_params(**seeds) if seeds else model
+
+
 def build_pipeline(params: Params) -> Pipeline:
     """One-hot the categorical features, scale the numeric ones (imputing first if asked),
-    then the estimator."""
+    then the estimator; or train.pipeline's own model."""
+    if params.train.pipeline:
+        return own_pipeline(params)
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler

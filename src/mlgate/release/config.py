@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mlgate.config import Deploy, Health, Kubernetes, PerEnv, Smoke
+from mlgate.config_deploy import Deploy, Health, Kubernetes, PerEnv, Smoke
 from mlgate.errors import MlgateError
 
 __all__ = ["Deploy", "Health", "Kubernetes", "PerEnv", "Smoke", "deploy_config"]

@@ -4,6 +4,7 @@ pipeline's own functions on the real data."""
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from mlgate.config import Params
 from mlgate.errors import MlgateError
-from mlgate.pipeline.model import build_estimator, positive_scores
+from mlgate.pipeline.model import build_estimator, build_pipeline, positive_scores
 from mlgate.pipeline.stages import train
 
 
@@ -128,3 +129,75 @@ def test_named_hyperparameters_are_still_checked_where_the_class_names_them(
     with pytest.raises(MlgateError, match=r"\['C_value'\] not accepted by sklearn\.linear"):
         build_estimator(with_estimator(params, "sklearn.linear_model.LogisticRegression",
                                        C_value=1.0))  # fmt: skip
+
+
+WHOLE_MODEL = '''
+from sklearn.compose import make_column_transformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+
+def forest():
+    """The team's whole model: its own encoding and a forest (no random_state: mlgate seeds it)."""
+    encode = make_column_transformer(
+        (OneHotEncoder(handle_unknown="ignore"), ["housing", "saving_accounts",
+                                                  "checking_account", "purpose"]),
+        remainder="passthrough",
+    )
+    return make_pipeline(encode, RandomForestClassifier(n_estimators=30, min_samples_leaf=5))
+
+
+def not_a_model():
+    return {"kind": "forest"}
+'''
+
+
+def with_pipeline(params: Params, spec: str) -> Params:
+    data = params.model_dump(by_alias=True)
+    data["train"].update(estimator=None, hyperparameters={}, pipeline=spec)
+    return type(params).model_validate(data)
+
+
+@pytest.fixture
+def team_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    (tmp_path / "team_whole").mkdir()
+    (tmp_path / "team_whole" / "__init__.py").write_text("")
+    (tmp_path / "team_whole" / "model.py").write_text(textwrap.dedent(WHOLE_MODEL))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "team_whole.model"
+    for name in [m for m in sys.modules if m.startswith("team_whole")]:
+        del sys.modules[name]
+
+
+def test_train_pipeline_is_the_projects_whole_model_seeded_by_train_seed(
+    params: Params, splits: tuple[pd.DataFrame, pd.DataFrame], team_model: str
+) -> None:
+    own = with_pipeline(params, f"{team_model}:forest")
+    model = train.fit(splits[0], own)
+    forest = model.steps[-1][1]
+    assert type(forest).__name__ == "RandomForestClassifier"
+    assert forest.random_state == params.train.seed
+    assert list(model.feature_names_in_) == params.features.all
+    scores = positive_scores(model, splits[1], params.data.positive_label)
+    again = positive_scores(train.fit(splits[0], own), splits[1], params.data.positive_label)
+    assert np.array_equal(scores, again)
+    assert train.logged_params(own)["estimator"] == f"{team_model}:forest"
+
+
+def test_a_train_pipeline_that_is_no_model_or_clashes_is_refused(
+    params: Params, team_model: str
+) -> None:
+    with pytest.raises(MlgateError, match=r"returned a dict, not a scikit-learn-compatible model"):
+        build_pipeline(with_pipeline(params, f"{team_model}:not_a_model"))
+    data = params.model_dump(by_alias=True)
+    data["train"].update(pipeline=f"{team_model}:forest")  # and the estimator still named
+    with pytest.raises(ValueError, match=r"train\.estimator, or train\.pipeline \(not both\)"):
+        type(params).model_validate(data)
+    data["train"].update(estimator=None, hyperparameters={"C": 1.0})
+    with pytest.raises(ValueError, match=r"train.hyperparameters apply to train.estimator"):
+        type(params).model_validate(data)
+    data["train"].update(hyperparameters={})
+    data["features"].update(transform="team.features:ratios")
+    with pytest.raises(ValueError, match=r"with train.pipeline \(your whole model\) put the"):
+        type(params).model_validate(data)

@@ -29,14 +29,14 @@ def fit_pipeline(model: Pipeline, train: pd.DataFrame, params: Params) -> Pipeli
         model.fit(frame, target)
     except ValueError as err:  # the estimator refuses the data: its words, no traceback
         raise DataValidationError(
-            f"{params.train.estimator} cannot fit the {len(train)} training rows: {err}"
+            f"{params.train.name} cannot fit the {len(train)} training rows: {err}"
         ) from None
     return model
 
 
 def logged_params(params: Params) -> dict[str, Any]:
     flat: dict[str, Any] = {
-        "estimator": params.train.estimator,
+        "estimator": params.train.name,
         "seed": params.train.seed,
         "split.test_size": params.split.test_size,
         "split.seed": params.split.seed,
@@ -62,7 +62,7 @@ def run(params: Params) -> Pipeline:
     started = time.perf_counter()
     fit_pipeline(model, train, params)
     fit_seconds = time.perf_counter() - started
-    print(f"train: fitted {params.train.estimator} on {len(train)} rows in {fit_seconds:.2f}s")
+    print(f"train: fitted {params.train.name} on {len(train)} rows in {fit_seconds:.2f}s")
     record = log_to_mlflow(model, train, params, fit_seconds)
     io.write_with(params.train.model, lambda p: joblib.dump(model, p))
     io.write_json(params.train.run, record)
@@ -114,7 +114,9 @@ def log_to_mlflow(
         # "integer columns cannot represent missing values": the schema forbids nulls anyway.
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         signature = infer_signature(example, getattr(model, predict_fn(params))(example))
-    with mlflow.start_run(run_name=f"train-{params.train.estimator.rsplit('.', 1)[-1]}") as run:
+    with mlflow.start_run(
+        run_name=f"train-{params.train.name.rsplit('.', 1)[-1].rsplit(':', 1)[-1]}"
+    ) as run:
         mlflow.set_tags({**lineage.collect(params), "mlgate.stage": "train"})
         mlflow.log_params(logged_params(params))
         mlflow.log_metrics({"train_rows": len(train), "fit_seconds": fit_seconds})

@@ -198,6 +198,9 @@ class Evaluate(_Section):
     plots: Path
     # the bootstrap intervals of every metric and fairness gap (docs/CUSTOMIZING.md#intervals)
     intervals: Path = Path("artifacts/intervals.json")
+    # what drives the model: mean |contribution| per column on the test split
+    # (docs/CUSTOMIZING.md#what-drives-the-model)
+    importance: Path = Path("artifacts/importance.json")
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
     sensitive: dict[str, SensitiveAttribute] = Field(default_factory=dict)
 

@@ -117,3 +117,24 @@ def test_the_report_says_when_base_was_evaluated_on_other_rows():
     base = side("base (main)", 0.74, [0.67, 0.80], rows_hash="b")
     text = report.render(GATE, pr, base, Results("production"))
     assert "were evaluated on different test rows" in text
+
+
+def test_the_report_ranks_what_drives_the_model_against_base():
+    def importance(method, **columns):
+        return {"method": method, "unit": "mean |contribution|", "columns": columns}
+
+    pr = Results("this PR", importance=importance("exact-linear", checking_account=0.7,
+                                                  age=0.3, duration=0.2))  # fmt: skip
+    base = Results("main", importance=importance("exact-linear", checking_account=0.6,
+                                                 duration=0.31))  # fmt: skip
+    text = report.render(GATE, pr, base, Results("production"))
+    assert "### What drives the model" in text
+    assert "| 1 | checking_account | 0.7 | 0.6 | +0.1 |" in text
+    assert "| 2 | age | 0.3 | – | new |" in text
+    assert "| 3 | duration | 0.2 | 0.31 | -0.11, was #2 |" in text
+    # another method's numbers are another unit: ranks only, no differences
+    other = Results("main", importance=importance("permutation", age=0.02, duration=0.05))
+    text = report.render(GATE, pr, other, Results("production"))
+    assert "| 2 | age | 0.3 | – | was #1 |" in text
+    # results from before importance.json: no section, no error
+    assert "What drives" not in report.render(GATE, Results("pr"), base, Results("production"))

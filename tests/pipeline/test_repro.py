@@ -48,6 +48,11 @@ def test_a_clean_run_produces_a_gated_registered_model(trained_repo):
             assert lo <= fairness[attr][gap] <= hi, (attr, gap)
     bounded = [c for c in gate["checks"] if c["kind"] != "champion"]
     assert all(c["interval"] and c["verdict"] in ("pass", "uncertain") for c in bounded)
+    # what drives it: every feature ranked, exactly (a linear model), the largest first
+    drivers = read_json(trained_repo / "artifacts/importance.json")
+    assert drivers["method"] == "exact-linear"
+    ranked = list(drivers["columns"].values())
+    assert len(ranked) == 8 and ranked == sorted(ranked, reverse=True) and ranked[-1] > 0
     state = registry_state(trained_repo)
     assert list(state) == ["1"]
     tags = state["1"]["tags"]

@@ -35,6 +35,8 @@ class Results:
     confusion: list[dict[str, Any]] = field(default_factory=list)
     # evaluate's bootstrap intervals (absent for results older than intervals)
     intervals: dict[str, Any] = field(default_factory=dict)
+    # what drives the model (evaluate: importance.json; absent for older results)
+    importance: dict[str, Any] = field(default_factory=dict)
     note: str = ""
 
 
@@ -60,6 +62,7 @@ def _paths(params: Params) -> dict[str, Path]:
         "pr": params.evaluate.plots / "precision_recall.json",
         "confusion": params.evaluate.plots / "confusion.csv",
         "intervals": params.evaluate.intervals,
+        "importance": params.evaluate.importance,
     }
 
 
@@ -73,6 +76,7 @@ def _fill(res: Results, read: Any, params: Params, params_text: str | None) -> R
     res.roc = _load(read(p["roc"]), p["roc"]).get("roc", [])
     res.pr = _load(read(p["pr"]), p["pr"]).get("precision_recall", [])
     res.intervals = _load(read(p["intervals"]), p["intervals"])
+    res.importance = _load(read(p["importance"]), p["importance"])
     res.params = yaml.safe_load(params_text) if params_text else {}
     if params.data.task == "multiclass":
         res.confusion = _cells(read(p["confusion"]), p["confusion"])
@@ -281,6 +285,7 @@ def render(
     out += _parameters(pr, base)
     out += _classes(pr)
     out += _fairness(pr, base)
+    out += _drivers(pr, base)
     out += _data(pr, base)
     charts = [
         chart("ROC curve", "fpr", "tpr", [(pr.label, pr.roc), (base.label, base.roc)]),
@@ -293,6 +298,36 @@ def render(
     if plots_url:
         out.append(f"Full `dvc plots` HTML: the `ml-report` artifact of [this run]({plots_url}).")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _drivers(pr: Results, base: Results, top: int = 10) -> list[str]:
+    """What the model leans on, ranked, with the change against base (same method only:
+    a linear model's contributions and a forest's permutation drops are different units)."""
+    mine = pr.importance.get("columns") or {}
+    if not mine:
+        return []
+    theirs = base.importance.get("columns") or {}
+    comparable = base.importance.get("method") == pr.importance.get("method")
+    rank_before = {c: i + 1 for i, c in enumerate(theirs)}
+    out = [
+        "### What drives the model",
+        "",
+        f"{pr.importance.get('unit', 'importance')} on the test split "
+        f"({pr.importance.get('method', '?')}); the change against {base.label}:",
+        "",
+        f"| # | column | {pr.label} | {base.label} | change |",
+        "|---|---|---|---|---|",
+    ]
+    for i, (column, value) in enumerate(list(mine.items())[:top], start=1):
+        old = theirs.get(column) if comparable else None
+        moved = rank_before.get(column)
+        was = "new" if moved is None else ("" if moved == i else f"was #{moved}")
+        change = ", ".join(x for x in ("" if old is None else f"{value - old:+.3g}", was) if x)
+        before = "–" if old is None else f"{old:.3g}"
+        out.append(f"| {i} | {column} | {value:.3g} | {before} | {change} |")
+    if len(mine) > top:
+        out.append(f"| | … {len(mine) - top} more in importance.json | | | |")
+    return [*out, ""]
 
 
 def _verdict(gate: dict[str, Any] | None, pipeline_ok: bool) -> str:

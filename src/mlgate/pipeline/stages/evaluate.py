@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlgate import io
-from mlgate.pipeline import bootstrap, data, fairness
+from mlgate.pipeline import bootstrap, data, explain, fairness
 from mlgate.pipeline.model import class_probabilities, decided_classes, positive_scores
 
 if TYPE_CHECKING:
@@ -273,6 +273,10 @@ def run(params: Params) -> dict[str, Any]:
     io.write_json(params.evaluate.intervals, {**result["intervals"], "rows_hash": rows_hash(test)})
     io.write_json(params.evaluate.metrics, result["metrics"])
     print("evaluate: " + json.dumps(result["metrics"]))
+    drivers = explain.importance(model, test, data.load(params.split.train, params), params)
+    io.write_json(params.evaluate.importance, drivers)
+    top = ", ".join(f"{k} {v:.3g}" for k, v in list(drivers["columns"].items())[:5])
+    print(f"evaluate: what drives the model ({drivers['method']}): {top}")
     shown = ", ".join(
         f"{k} [{v[0]:.4f}, {v[1]:.4f}]" for k, v in result["intervals"]["metrics"].items() if v
     )

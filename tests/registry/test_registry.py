@@ -66,11 +66,15 @@ def test_promotion_road_rollback_and_lineage(retrained_repo, tmp_path):
         ("rollback", "production"),
     ]  # fmt: skip
     assert info["alias_history"][-1]["note"] == "latency regression"
+    # what drives it, as the gate kept it with the run: the example's strongest column first
+    assert info["drivers"]["method"] == "exact-linear"
+    assert next(iter(info["drivers"]["columns"])) == "checking_account"
 
     text = run(["mlgate", "lineage", "credit-risk/2"], repo).stdout
     assert text.startswith("credit-risk version 2  (aliases: candidate, staging)")
     assert "promote  production by alice" in text
     assert f"commit:      {commit}" in text
+    assert "  drivers:     checking_account " in text and "(exact-linear)" in text
 
 
 def test_a_version_registered_outside_mlgate_without_gates_cannot_be_promoted(repo):

@@ -151,23 +151,9 @@ def production_results(params: Params) -> Results:
     res.metrics = {
         k.removeprefix("test_"): v for k, v in run.data.metrics.items() if k.startswith("test_")
     }
-    res.intervals = _run_intervals(client, mv.run_id)
+    res.intervals = tracking.run_json(client, mv.run_id, "evaluation/intervals.json")
+    res.importance = tracking.run_json(client, mv.run_id, "evaluation/importance.json")
     return res
-
-
-def _run_intervals(client: Any, run_id: str) -> dict[str, Any]:
-    """The intervals the gate logged to a training run; {} for a run gated before them."""
-    import tempfile
-
-    from mlflow.exceptions import MlflowException
-
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(run_id, "evaluation/intervals.json", tmp)
-            loaded = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (MlflowException, OSError, ValueError):
-            return {}
-    return loaded if isinstance(loaded, dict) else {}
 
 
 # ---------------------------------------------------------------- rendering

@@ -280,6 +280,10 @@ def lineage_of(params: Params, ref: str) -> dict[str, Any]:
         "gate_passed": tags.get("mlgate.gate_passed"),
         "alias_history": entries,
         "deployments": deployments_of(tags),
+        # what drives the model, as the gate kept it with the run (evaluate's importance.json)
+        "drivers": tracking.run_json(client, mv.run_id, "evaluation/importance.json")
+        if mv.run_id
+        else {},
     }
 
 
@@ -324,9 +328,19 @@ def lineage_text(params: Params, ref: str, as_json: bool = False) -> str:
             + (f"  ({e['note']})" if e.get("note") else "")
             for e in info["alias_history"]
         ),
+        _drivers_line(info["drivers"]),
         *_deployment_lines(info["deployments"]),
     ]
     return "\n".join(lines)
+
+
+def _drivers_line(drivers: dict[str, Any], top: int = 5) -> str:
+    columns = list((drivers.get("columns") or {}).items())
+    if not columns:
+        return "  drivers:     (not recorded: gated before importance.json)"
+    shown = ", ".join(f"{k} {v:.3g}" for k, v in columns[:top])
+    more = f", … {len(columns) - top} more" if len(columns) > top else ""
+    return f"  drivers:     {shown}{more} ({drivers.get('method', '?')})"
 
 
 def _deployment_lines(deployments: dict[str, dict[str, Any]]) -> list[str]:

@@ -199,3 +199,20 @@ def resume_run(run_id: str) -> Any:
 
 def _is_remote(uri: str) -> bool:
     return uri.startswith(("http://", "https://", "databricks"))
+
+
+def run_json(client: MlflowClient, run_id: str, artifact: str) -> dict[str, Any]:
+    """A JSON object the pipeline logged to a run (evaluation/intervals.json, …); {} when the
+    run has none (gated by an older mlgate) or it is not an object."""
+    import json
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, artifact, tmp)
+            loaded = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (MlflowException, OSError, ValueError):
+            return {}
+    return loaded if isinstance(loaded, dict) else {}

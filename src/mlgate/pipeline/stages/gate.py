@@ -328,7 +328,9 @@ def run(params: Params) -> dict[str, Any]:
         }
     report = decide(checks, champion, run_id, intervals.get("confidence") if intervals else None)
     # MLflow first: a tracking failure leaves no fresh gate.json behind
-    _log_to_run(report, metrics, fairness, intervals)
+    importance = params.evaluate.importance
+    drivers = io.read_json(importance, "importance") if importance.exists() else None
+    _log_to_run(report, metrics, fairness, intervals, drivers)
     io.write_json(params.gate.report, report)
     print(format_report(report, fairness))
     if not report["passed"]:
@@ -350,6 +352,7 @@ def _log_to_run(
     metrics: dict[str, float],
     fairness: dict[str, Any],
     intervals: dict[str, Any] | None = None,
+    drivers: dict[str, Any] | None = None,
 ) -> None:
     """Test metrics, fairness gaps and the verdict join the training run: one run per model.
 
@@ -367,5 +370,7 @@ def _log_to_run(
         mlflow.log_dict(fairness, "evaluation/fairness.json")
         if intervals:
             mlflow.log_dict(intervals, "evaluation/intervals.json")
+        if drivers:
+            mlflow.log_dict(drivers, "evaluation/importance.json")
         mlflow.set_tag("mlgate.gate_passed", str(report["passed"]).lower())
         mlflow.log_dict(report, "evaluation/gate.json")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -271,18 +270,17 @@ def model_packages(estimator: str, context: Path) -> tuple[list[str], list[str]]
     return dists, sorted({n for d in dists for n in SYSTEM_NEEDS.get(d.lower(), [])})
 
 
-def _canonical(requirement: str) -> str:
-    return re.split(r"[=<>~!\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
-
-
 def with_model_packages(config: dict[str, Any], estimator: str, context: Path) -> None:
     """Add what the model needs to bentofile's packages and the image's system packages."""
+    from packaging.requirements import Requirement  # BentoML's own dependency
+    from packaging.utils import canonicalize_name
+
     dists, system = model_packages(estimator, context)
     python = config.setdefault("python", {})
-    listed = {_canonical(p) for p in python.get("packages", [])}
+    listed = {canonicalize_name(Requirement(p).name) for p in python.get("packages", [])}
     python["packages"] = [
         *python.get("packages", []),
-        *(d for d in dists if _canonical(d) not in listed),
+        *(d for d in dists if canonicalize_name(d) not in listed),
     ]
     if system:
         docker = config.setdefault("docker", {})

@@ -19,6 +19,7 @@ from mlgate.scaffold.infer import (
     infer_task,
     looks_protected,
     parse_monotone,
+    quality_gate,
     sensitive_specs,
     widened_bounds,
 )
@@ -262,3 +263,40 @@ def test_with_intervals_each_fairness_bound_is_the_upper_end_of_the_first_gaps_i
         "equalized_odds_difference": {"g": [1.0, 0.2]},
     }
     assert chosen["fairness_margin"] == "raised to the upper end of its 95% bootstrap interval"
+
+
+def test_the_quality_bar_is_the_lower_end_of_the_first_models_interval_never_below_chance() -> None:
+    def measured(metric: str, value: float, low: float, high: float) -> dict:
+        return {"metrics": {metric: value}, "metric_intervals": {metric: [low, high]},
+                "confidence": 0.95, "fairness": {}}  # fmt: skip
+
+    chosen = quality_gate("classification", measured("roc_auc", 0.7476, 0.6681, 0.8158))
+    assert chosen["quality_gate"] == {"roc_auc": [0.66, 0.7476, 0.6681, 0.8158]}
+    assert chosen["quality_why"].startswith("the lower end of a first model's 95% bootstrap")
+    # a first model whose interval reaches below chance: the bar stays at chance, and says so
+    weak = quality_gate("multiclass", measured("roc_auc_ovr", 0.61, 0.49, 0.72))
+    assert weak["quality_gate"] == {"roc_auc_ovr": [0.55, 0.61, 0.49, 0.72]}
+    assert weak["quality_why"].startswith("better than chance (a first model's 95% interval")
+    regression = quality_gate("regression", measured("r2", 0.83, 0.7949, 0.86))
+    assert regression["quality_gate"] == {"r2": [0.79, 0.83, 0.7949, 0.86]}
+    # no interval (e.g. too few rows to resample): chance, with nothing claimed measured
+    bare = quality_gate("classification", {"metrics": {"roc_auc": 0.7}, "fairness": {}})
+    assert bare == {"quality_gate": {"roc_auc": [0.55, None, None, None]},
+                    "quality_why": "better than chance"}  # fmt: skip
+
+
+def test_the_first_quality_bar_reaches_params_and_the_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    request = InitRequest(dest=tmp_path / "churn", data=tmp_path / "c.csv", target="churned")
+    answers = answers_for(request, churn_frame())
+    answers.update(quality_gate("classification", {
+        "metrics": {"roc_auc": 0.8}, "metric_intervals": {"roc_auc": [0.7123, 0.88]},
+        "confidence": 0.9, "fairness": {}}))  # fmt: skip
+    _summary(request.dest, answers)
+    out = capsys.readouterr().out
+    assert "roc_auc >= 0.71 (a first model: 0.8 [0.7123, 0.88])" in out
+    assert "the lower end of a first model's 90% bootstrap interval, rounded down" in out
+    render(str(TEMPLATE_DIR), request.dest, answers, None)
+    params = load_params(request.dest / "params.yaml")
+    assert params.gate.min_metrics == {"roc_auc": 0.71}

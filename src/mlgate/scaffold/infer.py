@@ -65,6 +65,14 @@ PROTECTED_WORDS = (
 # classification gaps, a share of the model's MAE for the regression gap, in target units)
 FAIRNESS_MARGIN = {"classification": 0.05, "multiclass": 0.05, "regression": 0.10}
 
+# The metric init bounds in gate.min_metrics for each task, and the bar it never goes below
+# (better than chance; better than always predicting the mean)
+QUALITY_FLOOR = {
+    "classification": ("roc_auc", 0.55),
+    "multiclass": ("roc_auc_ovr", 0.55),
+    "regression": ("r2", 0.0),
+}
+
 
 def attr_name(column: str, taken: set[str]) -> str:
     """A Python identifier for a column (the schema keeps the real name as an alias)."""
@@ -307,6 +315,32 @@ def _shown(value: float) -> str:
 def _ceil(value: float, digits: int) -> float:
     scale = 10.0**digits
     return math.ceil(round(value * scale, 6)) / scale
+
+
+def quality_gate(task: str, measured: dict[str, Any]) -> dict[str, Any]:
+    """gate.min_metrics from the first model: the lower end of its metric's bootstrap interval
+    on the test split, rounded down to 2 decimals, and never below chance (QUALITY_FLOOR). A
+    model as good as the first passes whatever the split; one clearly worse (its whole
+    interval below the bar, the default `gate.uncertain.quality: pass`) fails, and so does a
+    model that learnt nothing. The answers `quality_gate` ({metric: [bound, measured, low,
+    high]}, measured and the interval null when there was none) and `quality_why` (how the
+    bound was chosen, in words)."""
+    metric, floor = QUALITY_FLOOR[task]
+    value = (measured.get("metrics") or {}).get(metric)
+    ci = (measured.get("metric_intervals") or {}).get(metric)
+    if value is None or not ci or not all(math.isfinite(x) for x in (value, *ci)):
+        return {"quality_gate": {metric: [floor, None, None, None]},
+                "quality_why": "better than chance"}  # fmt: skip
+    low = math.floor(round(ci[0] * 100, 6)) / 100
+    confidence = f"{measured.get('confidence', 0.95):.0%}"
+    if low > floor:
+        why = f"the lower end of a first model's {confidence} bootstrap interval, rounded down"
+    else:
+        why = f"better than chance (a first model's {confidence} interval reaches below it)"
+    return {
+        "quality_gate": {metric: [max(floor, low), round(value, 4), *(round(x, 4) for x in ci)]},
+        "quality_why": why,
+    }
 
 
 def fairness_gate(task: str, measured: dict[str, Any]) -> dict[str, Any]:

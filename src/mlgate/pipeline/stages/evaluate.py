@@ -274,6 +274,7 @@ def run(params: Params) -> dict[str, Any]:
     io.write_json(params.evaluate.metrics, result["metrics"])
     print("evaluate: " + json.dumps(result["metrics"]))
     drivers = explain.importance(model, test, data.load(params.split.train, params), params)
+    drivers["proxies"] = fairness.proxies(test, params.features.all, params.evaluate.sensitive)
     io.write_json(params.evaluate.importance, drivers)
     top = ", ".join(f"{k} {v:.3g}" for k, v in list(drivers["columns"].items())[:5])
     print(f"evaluate: what drives the model ({drivers['method']}): {top}")

@@ -224,9 +224,13 @@ def paired_interval(candidate: Any, champion: Any, test: Any, params: Params) ->
     _, theirs = test_outputs(champion, test, params)
     classes: list[Any] = []
     if params.data.task == "multiclass":
-        classes = sorted(set(y.tolist()) | set(ours.tolist()) | set(theirs.tolist()), key=str)
+        models = (candidate, champion)
+        seen = {c for m in models for c in m.classes_} | set(y.tolist())
+        classes = sorted(seen | set(ours.tolist()) | set(theirs.tolist()), key=str)
         index = {label: i for i, label in enumerate(classes)}
         y, ours, theirs = (np.array([index[v] for v in a.tolist()]) for a in (y, ours, theirs))
+        if params.gate.champion.metric in ("roc_auc_ovr", "log_loss"):  # from probabilities
+            ours, theirs = (class_columns(m, test, params, classes) for m in models)
     return paired_difference(
         params.gate.champion.metric,
         params.data.task,
@@ -237,6 +241,18 @@ def paired_interval(candidate: Any, champion: Any, test: Any, params: Params) ->
         params.evaluate.threshold,
         classes,
     )
+
+
+def class_columns(model: Any, test: Any, params: Params, classes: list[Any]) -> np.ndarray:
+    """The model's probability of each of `classes` on the test rows, in that order (0 for a
+    class the model never saw)."""
+    from mlgate.pipeline.model import class_probabilities
+
+    own, probabilities = class_probabilities(model, test.drop(columns=[params.data.target]))
+    out = np.zeros((len(test), len(classes)))
+    for j, label in enumerate(own):
+        out[:, classes.index(label)] = probabilities[:, j]
+    return out
 
 
 def decide(

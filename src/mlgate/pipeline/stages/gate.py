@@ -99,6 +99,23 @@ def threshold_checks(
     return [needs_rows(c, rows) for c in checks]
 
 
+def quality_checks(model: Any, rows: Any, params: Params) -> list[Check]:
+    """The gate's quality bounds (gate.min_metrics, gate.max_metrics) on these rows, e.g. one
+    group's: each value with its bootstrap interval on them, ruled as the gate rules the test
+    split (gate.uncertain.quality), so a group of a few dozen rows is not failed by the noise
+    of its point estimate against a bar set from the whole split's interval."""
+    from mlgate.pipeline.stages.evaluate import evaluate
+
+    bare = params.model_copy(
+        update={
+            "evaluate": params.evaluate.model_copy(update={"sensitive": {}}),
+            "gate": params.gate.model_copy(update={"max_fairness_gap": {}}),
+        }
+    )
+    result = evaluate(model, rows, bare)
+    return threshold_checks(result["metrics"], {}, bare, result["intervals"])
+
+
 def needs_rows(check: Check, rows: int | None) -> Check:
     """An uncertain check says how many test rows would tell: the interval's half-width
     shrinks as 1/sqrt(rows), so rows * (half-width / distance to the bound)^2 make it clear

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -126,8 +127,29 @@ def test_the_summary_and_params_name_each_role_and_its_reason(
     assert "not a feature: ticket (key: every value is distinct)" in out
     assert "not a feature: ordered at (timestamp: every value reads as a date/time, 2023-" in out
     assert "`split.by: time` in params.yaml tests on the latest rows by ordered at" in out
+    # free text stays out of the model unless asked for, and the summary says how to ask
+    assert (
+        "not a feature: comment (text: 58 distinct text values, free text rather than a "
+        "category; left out by default; params.yaml features.from_text makes it TF-IDF "
+        "features)" in out
+    )
+    assert "features.from_timestamp can derive its days_since, month, weekday, hour)" in out
     render(str(TEMPLATE_DIR), tmp_path / "orders", answers, None)
     params = load_params(tmp_path / "orders" / "params.yaml")
+    assert (params.features.from_timestamp, params.features.from_text) == ({}, {})
+    # the commented examples name this data's own columns and are valid as they stand
+    text = (tmp_path / "orders" / "params.yaml").read_text()
+    examples = re.findall(r"^  #   (from_\w+: .*)$", text, re.M)
+    assert examples == [
+        'from_timestamp: {"ordered at": [days_since, month, weekday]}',
+        'from_text: {"comment": {max_features: 100}}',
+    ]
+    for example in examples:
+        key = example.split(":", 1)[0]
+        text = re.sub(rf"^  {key}: {{}}$", f"  {example}", text, flags=re.M)
+    (tmp_path / "orders" / "params.yaml").write_text(text)
+    derived = load_params(tmp_path / "orders" / "params.yaml").features
+    assert derived.inputs == [*params.features.all, "ordered at", "comment"]
     assert params.data.roles == {
         "OrderID": "key",
         "ticket": "key",

@@ -284,7 +284,7 @@ def reference(params: Params) -> tuple[pd.DataFrame, np.ndarray | pd.Series]:
     # carries beside them (IDs, dates, free text): new IDs and today's dates are not drift
     watched = {*params.features.all, *params.evaluate.sensitive}
     frame = train[[c for c in data.input_schema(params).columns if c in watched]]
-    scores = model_scores(model, train[params.features.all], params)
+    scores = model_scores(model, train[params.features.inputs], params)
     return frame, predicted_classes(scores) if params.data.task == "multiclass" else scores
 
 

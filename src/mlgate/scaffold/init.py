@@ -488,9 +488,15 @@ def _summary(dest: Path, answers: dict[str, Any]) -> None:
             f"  champion: a candidate's {answers['primary_metric']} may exceed the production "
             "model's by at most 1% of it (gate.champion.tolerance, relative)"
         )
+    can_derive = {
+        "timestamp": "params.yaml features.from_timestamp can derive its days_since, month, "
+        "weekday, hour",
+        "text": "left out by default; params.yaml features.from_text makes it TF-IDF features",
+    }
     for c in cols:
         if c["kind"] in ROLES:
-            print(f"  not a feature: {c['name']} ({c['kind']}: {c['why']})")
+            also = f"; {can_derive[c['kind']]}" if c["kind"] in can_derive else ""
+            print(f"  not a feature: {c['name']} ({c['kind']}: {c['why']}{also})")
     stamps = [c["name"] for c in cols if c["kind"] == "timestamp"]
     if stamps:
         print(

@@ -151,7 +151,7 @@ def _variant(name: str, model: Any, lineage: dict[str, str], stored: Any) -> Var
         threshold=PARAMS.evaluate.threshold,
         positive=PARAMS.data.positive_label,
         classifier=CLASSIFIER,
-        features=PARAMS.features.all,
+        features=PARAMS.features.inputs,
         multiclass=MULTICLASS,
     )
 

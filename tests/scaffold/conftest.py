@@ -56,6 +56,48 @@ def houses_frame(n: int = 500, seed: int = 3) -> pd.DataFrame:
     return pd.DataFrame({"area": area, "rooms": rooms, "town": town, "price": price.round(0)})
 
 
+def accounts_frame(n: int = 800, seed: int = 21) -> pd.DataFrame:
+    """An account export as a team's CRM writes it: three account states to predict under a
+    target name with spaces, an ID, a signup date, free-text notes, a town of 120 values,
+    column names with spaces, slashes, dots, unicode and a leading digit, and a fifth of the
+    values missing in seven columns. The notes' words, the spend, the plan, the score and the
+    signup month tell the state (with noise)."""
+    rng = np.random.default_rng(seed)
+    spend = rng.gamma(4, 20, n).round(2)
+    height = rng.normal(172, 9, n).round(1)
+    score = rng.integers(0, 100, n).astype(float)
+    plan = rng.choice(["basic", "plus", "pro"], n).astype(object)
+    signup = pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 900, n), unit="D")
+    z = 0.03 * (spend - 80) + 0.8 * (plan == "pro") - 0.02 * (score - 50)
+    z = z + 0.6 * (signup.month.to_numpy() > 6) + rng.normal(0, 0.7, n)
+    state = np.where(z > 0.6, "churned", np.where(z > -0.4, "at risk", "active"))
+    words = {"active": ["happy", "renewed"], "at risk": ["complaint", "slow"]}
+    words["churned"] = ["cancel", "refund"]
+    topics = rng.choice(["billing", "app", "delivery", "price"], n)
+    frame = pd.DataFrame(
+        {
+            "Customer ID": 100_000 + rng.permutation(n),
+            "signup date": signup.strftime("%Y-%m-%d"),
+            "notes / comments": [
+                f"customer {rng.choice(words[s])} call about {t}, ticket #{i}"
+                for i, (s, t) in enumerate(zip(state, topics, strict=True))
+            ],
+            "monthly spend ($)": spend,
+            "Größe (cm)": height,
+            "2nd.score": score,
+            "tenure years": rng.uniform(0, 10, n).round(2),
+            "plan/tier": plan,
+            "région": rng.choice(["île-de-france", "nord", "sud-ouest", "Zürich"], n),
+            "town": rng.choice([f"town-{i:03d}" for i in range(120)], n),
+            "Account Status": state,
+        }
+    )
+    gaps = ["notes / comments", "monthly spend ($)", "Größe (cm)", "2nd.score", "plan/tier"]
+    for column in [*gaps, "région", "town"]:
+        frame.loc[rng.random(n) < 0.2, column] = None
+    return frame
+
+
 @pytest.fixture
 def churn_csv(tmp_path: Path) -> Path:
     path = tmp_path / "input" / "churn.csv"

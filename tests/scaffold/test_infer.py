@@ -284,3 +284,21 @@ def test_with_intervals_each_fairness_bound_is_the_upper_end_of_the_first_gaps_i
         "equalized_odds_difference": {"g": [1.0, 0.2]},
     }
     assert chosen["fairness_margin"] == "raised to the upper end of its 95% bootstrap interval"
+
+
+def test_a_town_of_many_values_is_a_category_and_a_sentence_is_free_text() -> None:
+    """More than 20 values made every text column free text, so a town of 120 values (or a
+    product code) was left out of the model; one that repeats and has no spaces is a category,
+    unbounded: the next export's new towns are no contract failure."""
+    from tests.scaffold.conftest import accounts_frame
+
+    frame = accounts_frame()
+    cols = {c["name"]: c for c in infer_columns(frame, "Account Status", "multiclass", ())}
+    town = cols["town"]
+    levels = frame["town"].nunique()
+    assert (town["kind"], town["isin"], town["levels"]) == ("categorical", None, levels)
+    assert levels > 100
+    assert cols["notes / comments"]["kind"] == "text"
+    assert cols["région"]["isin"] == ["Zürich", "nord", "sud-ouest", "île-de-france"]
+    every_row_a_town = frame.assign(town=[f"town-{i}" for i in range(len(frame))])
+    assert infer_columns(every_row_a_town, "Account Status", "multiclass", ())[9]["kind"] == "key"

@@ -24,6 +24,9 @@ MAX_CLASSES = 50  # a class label with more distinct values is refused (not a mu
 MAX_CODES = 3  # an integer-valued column with at most this many values is a code (1/2, 0/1/9)
 
 
+MAX_LEVELS = 500  # a text column of more distinct words or codes than this is no category
+
+
 WIDEN = 0.10  # schema bounds: the observed range widened by this share of its span
 
 
@@ -140,6 +143,8 @@ def infer_columns(
             distinct = values.astype(str).unique()
             if len(distinct) <= MAX_CATEGORIES:
                 col.update(kind="categorical", isin=sorted(distinct.tolist()))
+            elif many_levels(values):  # unbounded: the next export brings new towns
+                col.update(kind="categorical", levels=len(distinct))
         role = column_role(str(name), series, len(frame))
         if name in sensitive:
             col["kind"] = "sensitive"
@@ -193,9 +198,18 @@ def column_role(name: str, series: pd.Series, rows: int) -> tuple[str, str] | No
     if distinct and (named or (len(values) == rows and not spaced)):
         return "key", "every value is distinct" + (", named like an id" if named else "")
     texts = values.astype(str).nunique()
-    if text and texts > MAX_CATEGORIES:
+    if text and texts > MAX_CATEGORIES and not many_levels(values):
         return "text", f"{texts} distinct text values, free text rather than a category"
     return None
+
+
+def many_levels(values: pd.Series) -> bool:
+    """Text of more than MAX_CATEGORIES values that still reads as a category (a town, a
+    product code): words or codes without spaces, each repeating (at most one distinct value
+    per two rows), at most MAX_LEVELS of them. Sentences are free text."""
+    text = values.astype(str)
+    levels = text.nunique()
+    return levels <= min(MAX_LEVELS, len(text) / 2) and text.str.contains(r"\s").mean() <= 0.5
 
 
 def _is_code(values: pd.Series) -> bool:

@@ -464,6 +464,12 @@ def _summary(dest: Path, answers: dict[str, Any]) -> None:
     for c in codes:
         shown = ", ".join(map(str, c["isin"]))
         print(f"  {c['name']}: numbers taken as category codes ({shown}), not a range")
+    for c in cols:
+        if c.get("levels"):
+            print(
+                f"  {c['name']}: a category of {c['levels']} values, unbounded (a value training "
+                "never saw scores as none of them)"
+            )
     for name, direction in answers.get("monotone", {}).items():
         way = "rises" if direction > 0 else "falls"
         print(f"  monotone (directional test): the prediction {way} with {name}")

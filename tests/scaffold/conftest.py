@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import re
 import subprocess
 import sys
 import threading
@@ -96,6 +97,19 @@ def accounts_frame(n: int = 800, seed: int = 21) -> pd.DataFrame:
     for column in [*gaps, "région", "town"]:
         frame.loc[rng.random(n) < 0.2, column] = None
     return frame
+
+
+def turn_on_derived_features(params: Path) -> list[str]:
+    """What init's summary offers, done as a user does it: params.yaml's commented examples of
+    features.from_timestamp / from_text (naming this data's own columns) in place of the empty
+    entries. Returns the examples."""
+    text = params.read_text()
+    examples = re.findall(r"^  #   (from_\w+: .*)$", text, re.M)
+    for example in examples:
+        key = example.split(":", 1)[0]
+        text = re.sub(rf"^  {key}: {{}}$", lambda _, e=example: f"  {e}", text, flags=re.M)
+    params.write_text(text)
+    return examples
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from mlgate.scaffold.infer import (
 )
 from mlgate.scaffold.init import InitRequest, _summary, answers_for, render
 from mlgate.scaffold.source import TEMPLATE_DIR
-from tests.scaffold.conftest import churn_frame
+from tests.scaffold.conftest import churn_frame, turn_on_derived_features
 
 
 def test_bounds_widen_by_a_tenth_of_the_span_and_keep_non_negative() -> None:
@@ -138,16 +137,10 @@ def test_the_summary_and_params_name_each_role_and_its_reason(
     params = load_params(tmp_path / "orders" / "params.yaml")
     assert (params.features.from_timestamp, params.features.from_text) == ({}, {})
     # the commented examples name this data's own columns and are valid as they stand
-    text = (tmp_path / "orders" / "params.yaml").read_text()
-    examples = re.findall(r"^  #   (from_\w+: .*)$", text, re.M)
-    assert examples == [
+    assert turn_on_derived_features(tmp_path / "orders" / "params.yaml") == [
         'from_timestamp: {"ordered at": [days_since, month, weekday]}',
         'from_text: {"comment": {max_features: 100}}',
     ]
-    for example in examples:
-        key = example.split(":", 1)[0]
-        text = re.sub(rf"^  {key}: {{}}$", f"  {example}", text, flags=re.M)
-    (tmp_path / "orders" / "params.yaml").write_text(text)
     derived = load_params(tmp_path / "orders" / "params.yaml").features
     assert derived.inputs == [*params.features.all, "ordered at", "comment"]
     assert params.data.roles == {

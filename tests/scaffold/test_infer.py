@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,35 @@ def test_column_names_become_identifiers_without_clashes() -> None:
     assert attr_name("monthly-income", taken) == "monthly_income_2"
     assert attr_name("2nd", taken) == "c_2nd"
     assert attr_name("class", taken) == "class_"
+    # what a regex calls a word character Python may not take in a name, or reads otherwise
+    assert attr_name("lot m²", taken) == "lot_m_"
+    assert attr_name("µs ½", taken) == "μs__"
+    assert attr_name("ﬁle", taken) == "file"
+    assert attr_name("١٢", taken) == "c_١٢"
+    assert attr_name("empty", taken) == "empty_"  # pandera's DataFrameModel.empty
+    assert all(name.isidentifier() for name in taken)
+
+
+def test_a_schema_of_any_column_names_is_python_that_reads_those_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`lot m²` became the attribute `lot_m²`, which is no Python: the generated schema.py did
+    not import. Every name a CSV header can hold comes back as the column's name."""
+    import importlib.util
+
+    names = ["lot m²", "µs", "ﬁle", "2nd.score", "plan/tier", "canal d'achat", 'say "hi"', "empty"]
+    frame = pd.DataFrame({**{n: [1.5, 2.5] * 30 for n in names}, "label": [0, 1] * 30})
+    request = InitRequest(dest=tmp_path / "odd", data=tmp_path / "odd.csv", target="label")
+    answers = answers_for(request, frame)
+    render(str(TEMPLATE_DIR), tmp_path / "odd", answers, None)
+    path = tmp_path / "odd" / "src" / answers["package_name"] / "schema.py"
+    spec = importlib.util.spec_from_file_location("odd_schema", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "odd_schema", module)  # pandera reads its annotations there
+    spec.loader.exec_module(module)
+    assert list(module.LabelledRecord.to_schema().columns) == [*names, "label"]
+    module.LabelledRecord.validate(frame)
 
 
 def frame() -> pd.DataFrame:

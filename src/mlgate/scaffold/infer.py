@@ -3,9 +3,11 @@ label, sensitive groups and first gate a new project starts with."""
 
 from __future__ import annotations
 
+import functools
 import keyword
 import math
 import re
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,17 +72,28 @@ FAIRNESS_MARGIN = {"classification": 0.05, "multiclass": 0.05, "regression": 0.1
 
 
 def attr_name(column: str, taken: set[str]) -> str:
-    """A Python identifier for a column (the schema keeps the real name as an alias)."""
-    name = re.sub(r"\W", "_", column.strip()) or "column"
-    if name[0].isdigit():
+    """A Python identifier for a column (the schema keeps the real name as an alias): each
+    character no identifier may hold is `_` (`²` and `½` are word characters to a regex, not
+    to Python), in the NFKC form Python reads identifiers in (`µ` is read as `μ`, `ﬁ` as
+    `fi`), never a keyword or an attribute pandera's DataFrameModel has (`validate`)."""
+    kept = "".join(c if f"a{c}".isidentifier() else "_" for c in column.strip())
+    name = unicodedata.normalize("NFKC", kept) or "column"
+    if not name.isidentifier():  # a digit first
         name = f"c_{name}"
-    if keyword.iskeyword(name) or name in {"Config"}:
+    if keyword.iskeyword(name) or name in _model_attributes():
         name = f"{name}_"
     base, i = name, 2
     while name in taken:
         name, i = f"{base}_{i}", i + 1
     taken.add(name)
     return name
+
+
+@functools.cache
+def _model_attributes() -> frozenset[str]:
+    import pandera.pandas as pa
+
+    return frozenset(n for n in dir(pa.DataFrameModel) if not n.startswith("_"))
 
 
 def widened_bounds(low: float, high: float, integer: bool) -> tuple[float, float]:

@@ -25,6 +25,7 @@ from mlgate.scaffold.infer import (
 )
 from mlgate.scaffold.init import InitRequest, _summary, answers_for, render
 from mlgate.scaffold.source import TEMPLATE_DIR
+from mlgate.serving.contract import Contract
 from tests.scaffold.conftest import churn_frame, turn_on_derived_features
 
 
@@ -48,6 +49,7 @@ def test_column_names_become_identifiers_without_clashes() -> None:
     assert attr_name("ﬁle", taken) == "file"
     assert attr_name("١٢", taken) == "c_١٢"
     assert attr_name("empty", taken) == "empty_"  # pandera's DataFrameModel.empty
+    assert attr_name("_id", taken) == "c__id"  # pandera leaves private attributes out
     assert all(name.isidentifier() for name in taken)
 
 
@@ -58,7 +60,8 @@ def test_a_schema_of_any_column_names_is_python_that_reads_those_names(
     not import. Every name a CSV header can hold comes back as the column's name."""
     import importlib.util
 
-    names = ["lot m²", "µs", "ﬁle", "2nd.score", "plan/tier", "canal d'achat", 'say "hi"', "empty"]
+    names = ["lot m²", "µs", "ﬁle", "2nd.score", "plan/tier", "canal d'achat", 'say "hi"']
+    names += ["empty", "_id", "schema", "model_config"]
     frame = pd.DataFrame({**{n: [1.5, 2.5] * 30 for n in names}, "label": [0, 1] * 30})
     request = InitRequest(dest=tmp_path / "odd", data=tmp_path / "odd.csv", target="label")
     answers = answers_for(request, frame)
@@ -69,8 +72,15 @@ def test_a_schema_of_any_column_names_is_python_that_reads_those_names(
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "odd_schema", module)  # pandera reads its annotations there
     spec.loader.exec_module(module)
-    assert list(module.LabelledRecord.to_schema().columns) == [*names, "label"]
+    schema = module.LabelledRecord.to_schema()
+    assert list(schema.columns) == [*names, "label"]
     module.LabelledRecord.validate(frame)
+    # served: the request row takes each name as it is (pydantic keeps `_id` private and
+    # `schema` as BaseModel's: those fields are named otherwise, the name is their alias)
+    row = Contract.from_schema(schema.remove_columns(["label"]), "Row").row_model
+    sent = {n: 2.5 for n in names}
+    assert row.model_validate(sent).model_dump(by_alias=True) == sent
+    assert set(row.model_json_schema()["properties"]) == set(names)
 
 
 def frame() -> pd.DataFrame:

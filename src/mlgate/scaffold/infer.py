@@ -75,10 +75,11 @@ def attr_name(column: str, taken: set[str]) -> str:
     """A Python identifier for a column (the schema keeps the real name as an alias): each
     character no identifier may hold is `_` (`²` and `½` are word characters to a regex, not
     to Python), in the NFKC form Python reads identifiers in (`µ` is read as `μ`, `ﬁ` as
-    `fi`), never a keyword or an attribute pandera's DataFrameModel has (`validate`)."""
+    `fi`), never a keyword or an attribute pandera's DataFrameModel has (`validate`), nor
+    private to it (`_id`: pandera leaves out an attribute with a leading `_`)."""
     kept = "".join(c if f"a{c}".isidentifier() else "_" for c in column.strip())
     name = unicodedata.normalize("NFKC", kept) or "column"
-    if not name.isidentifier():  # a digit first
+    if not name.isidentifier() or name.startswith("_"):  # a digit first, or private
         name = f"c_{name}"
     if keyword.iskeyword(name) or name in _model_attributes():
         name = f"{name}_"

@@ -65,3 +65,15 @@ def test_the_report_draws_a_numeric_column_with_missing_values() -> None:
         drift = feature_drift("age", reference, recorded, PARAMS, MAX_PSI)
         png = base64.b64decode(_plot(drift, reference, recorded))
         assert png.startswith(b"\x89PNG")
+
+
+def test_the_summary_table_keeps_a_column_name_with_a_pipe_in_its_cell() -> None:
+    from mlgate.loop.monitor import compare, summary_markdown
+
+    rng = np.random.default_rng(5)
+    reference = pd.DataFrame({"in|out ratio": ages(rng, 500)})
+    current = pd.DataFrame({"in|out ratio": ages(rng, 200)})
+    scores = pd.Series(rng.random(500))
+    report = compare(PARAMS, reference, scores, current, scores[:200], 0, ["1"])
+    row = next(line for line in summary_markdown(report).splitlines() if "ratio" in line)
+    assert row.startswith("| in\\|out ratio | numeric | ") and row.count(" | ") == 5

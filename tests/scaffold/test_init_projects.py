@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -79,14 +80,29 @@ def generate(tmp: Path, name: str, frame: pd.DataFrame, *args: str) -> Generated
 
 def churn_export(n: int = 600) -> pd.DataFrame:
     """The churn data as a CRM exports it: besides the ID, a signup date (in no order: the
-    file is sorted by ID) and a free-text note."""
+    file is sorted by ID), a free-text note, and two columns whose names no identifier could
+    be (a leading `_` and digit, unicode, a quote, a slash)."""
     frame = churn_frame(n)
     days = pd.Series(range(n)).sample(frac=1, random_state=4).to_numpy()
     signup = pd.Timestamp("2022-01-01") + pd.to_timedelta(days, unit="D")
+    rng = np.random.default_rng(12)
     return frame.assign(
-        signup=signup.strftime("%Y-%m-%d"),
-        notes=[f"called {i % 50} times" for i in range(n)],
+        **{
+            "signup": signup.strftime("%Y-%m-%d"),
+            "notes": [f"called {i % 50} times" for i in range(n)],
+            "_visits (n°)": rng.integers(0, 30, n),
+            "2nd canal d'achat/vente": rng.choice(["web", "magasin", "téléphone"], n),
+        }
     )
+
+
+def houses_export() -> pd.DataFrame:
+    """The houses with a lot size named as a surveyor writes it, and a column pydantic's
+    BaseModel has an attribute of (`schema`)."""
+    frame = houses_frame()
+    rng = np.random.default_rng(13)
+    lot = (frame["area"] * rng.uniform(1.5, 4, len(frame))).round(1)
+    return frame.assign(**{"lot.size / m²": lot, "schema": rng.choice(["old", "new"], len(frame))})
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +119,7 @@ def house_project(tmp_path_factory: pytest.TempPathFactory) -> Generated:
     """Regression with a sensitive attribute and two features declared monotone."""
     tmp = tmp_path_factory.mktemp("houses")
     args = ("--target", "price", "--sensitive", "town", "--monotone", "area:+1,rooms:+1")
-    return generate(tmp, "house-price", houses_frame(), *args)
+    return generate(tmp, "house-price", houses_export(), *args)
 
 
 def passed_count(generated: Generated) -> int:
@@ -238,7 +254,7 @@ def test_monitor_watches_features_not_ids_and_counts_missing_values(
     report = json.loads((out / "drift.json").read_text())
     watched = {f["name"]: f for f in report["features"]}
     assert not {"customer_id", "signup", "notes"} & set(watched)  # no key, timestamp, text
-    assert {"plan", "gender", "tenure"} <= set(watched)
+    assert {"plan", "gender", "tenure", "_visits (n°)", "2nd canal d'achat/vente"} <= set(watched)
     assert watched["plan"]["reference_share"]["(missing)"] > 0
     assert not any(f["drifted"] for f in report["features"])
 
@@ -258,7 +274,7 @@ def test_a_column_that_is_no_feature_is_neither_bounded_nor_required(
         from mlgate.serving.contract import Contract
 
         row = {"monthly income": 52000.0, "tenure": 12, "plan": "pro", "gender": "female",
-               "age": 41}
+               "age": 41, "_visits (n°)": 3, "2nd canal d'achat/vente": "web"}
         model = Contract.from_schema(Record.to_schema(), "Record").row_model
         print(model.model_validate(row).model_dump(by_alias=True)["customer_id"])
         print(model.model_validate({**row, "customer_id": "Z99999"}).customer_id)
@@ -436,6 +452,17 @@ def test_regression_project(house_project: Generated, tmp_path: Path) -> None:
     drift = json.loads((tmp_path / "m" / "drift.json").read_text())
     assert drift["rows"] == len(test) + 5 and drift["enough_data"], drift
     assert drift["prediction"] is not None and not drift["prediction_drifted"], drift
+    assert {"lot.size / m²", "schema"} <= {f["name"] for f in drift["features"]}
+
+    # batch-scored as served: every column under its own name, the model's predictions
+    export = clone / "data" / "house-price.csv"
+    command = [mlgate, "predict", "--model", "1", "--input", str(export)]
+    run([*command, "--output", str(tmp_path / "batch"), "--format", "csv"], clone)
+    scored = pd.read_csv(tmp_path / "batch" / "scored.csv")
+    raw = pd.read_csv(export)
+    assert list(scored.columns[: len(raw.columns)]) == list(raw.columns)
+    model = joblib.load(clone / "artifacts" / "model" / "model.joblib")
+    assert scored["prediction"].to_numpy() == pytest.approx(model.predict(raw), abs=1e-6)
 
 
 @contextmanager

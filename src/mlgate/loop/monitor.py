@@ -373,8 +373,9 @@ def summary_markdown(report: DriftReport) -> str:
             "|---|---|---:|---|---:|---|",
         ]
         for f in [*report.features, *([report.prediction] if report.prediction else [])]:
+            name = f.name.replace("|", "\\|")  # a column's own pipe would end the cell
             lines.append(
-                f"| {f.name} | {f.kind} | {f.psi:.3f} | {f.test} | {f.p_value:.2g} | "
+                f"| {name} | {f.kind} | {f.psi:.3f} | {f.test} | {f.p_value:.2g} | "
                 f"{'**yes**' if f.drifted else 'no'} |"
             )
     return "\n".join(lines) + "\n"

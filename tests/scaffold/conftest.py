@@ -10,10 +10,12 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from tests.conftest import ROOT, run
 
@@ -57,6 +59,33 @@ def houses_frame(n: int = 500, seed: int = 3) -> pd.DataFrame:
     return pd.DataFrame({"area": area, "rooms": rooms, "town": town, "price": price.round(0)})
 
 
+def churn_export(n: int = 600) -> pd.DataFrame:
+    """The churn data as a CRM exports it: besides the ID, a signup date (in no order: the
+    file is sorted by ID), a free-text note, and two columns whose names no identifier could
+    be (a leading `_` and digit, unicode, a quote, a slash)."""
+    frame = churn_frame(n)
+    days = pd.Series(range(n)).sample(frac=1, random_state=4).to_numpy()
+    signup = pd.Timestamp("2022-01-01") + pd.to_timedelta(days, unit="D")
+    rng = np.random.default_rng(12)
+    return frame.assign(
+        **{
+            "signup": signup.strftime("%Y-%m-%d"),
+            "notes": [f"called {i % 50} times" for i in range(n)],
+            "_visits (n°)": rng.integers(0, 30, n),
+            "2nd canal d'achat/vente": rng.choice(["web", "magasin", "téléphone"], n),
+        }
+    )
+
+
+def houses_export() -> pd.DataFrame:
+    """The houses with a lot size named as a surveyor writes it, and a column pydantic's
+    BaseModel has an attribute of (`schema`)."""
+    frame = houses_frame()
+    rng = np.random.default_rng(13)
+    lot = (frame["area"] * rng.uniform(1.5, 4, len(frame))).round(1)
+    return frame.assign(**{"lot.size / m²": lot, "schema": rng.choice(["old", "new"], len(frame))})
+
+
 def accounts_frame(n: int = 800, seed: int = 21) -> pd.DataFrame:
     """An account export as a team's CRM writes it: three account states to predict under a
     target name with spaces, an ID, a signup date, free-text notes, a town of 120 values,
@@ -97,6 +126,16 @@ def accounts_frame(n: int = 800, seed: int = 21) -> pd.DataFrame:
     for column in [*gaps, "région", "town"]:
         frame.loc[rng.random(n) < 0.2, column] = None
     return frame
+
+
+def with_params(clone: Path, tmp: Path, change: dict[str, dict[str, Any]]) -> Path:
+    """A copy of the project's params.yaml with some sections' keys changed."""
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    for section, values in change.items():
+        params[section].update(values)
+    path = tmp / f"params-{len(list(tmp.glob('params-*')))}.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
 
 
 def turn_on_derived_features(params: Path) -> list[str]:

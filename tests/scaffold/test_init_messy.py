@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from tests.conftest import run
-from tests.scaffold.conftest import accounts_frame, turn_on_derived_features
+from tests.scaffold.conftest import accounts_frame, turn_on_derived_features, with_params
 from tests.scaffold.test_init_multiclass import Served, served_traffic
 from tests.scaffold.test_init_projects import (
     MIN_PROJECT_TESTS,
@@ -31,7 +31,6 @@ from tests.scaffold.test_init_projects import (
     generate,
     passed_count,
     served,
-    with_params,
 )
 
 pytestmark = pytest.mark.slow

@@ -20,13 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import joblib
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from tests.conftest import ROOT, free_port, run, stop_group, tool_env
-from tests.scaffold.conftest import VENV_BIN, churn_frame, houses_frame, mlgate_init
+from tests.scaffold.conftest import (
+    VENV_BIN,
+    churn_export,
+    houses_export,
+    mlgate_init,
+    with_params,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -76,33 +81,6 @@ def generate(tmp: Path, name: str, frame: pd.DataFrame, *args: str) -> Generated
     outputs = [run(command, clone).stdout for command in readme_commands(clone)]
     run(["make", "lint"], clone)
     return Generated(origin, clone, init.stdout + init.stderr, *outputs)
-
-
-def churn_export(n: int = 600) -> pd.DataFrame:
-    """The churn data as a CRM exports it: besides the ID, a signup date (in no order: the
-    file is sorted by ID), a free-text note, and two columns whose names no identifier could
-    be (a leading `_` and digit, unicode, a quote, a slash)."""
-    frame = churn_frame(n)
-    days = pd.Series(range(n)).sample(frac=1, random_state=4).to_numpy()
-    signup = pd.Timestamp("2022-01-01") + pd.to_timedelta(days, unit="D")
-    rng = np.random.default_rng(12)
-    return frame.assign(
-        **{
-            "signup": signup.strftime("%Y-%m-%d"),
-            "notes": [f"called {i % 50} times" for i in range(n)],
-            "_visits (n°)": rng.integers(0, 30, n),
-            "2nd canal d'achat/vente": rng.choice(["web", "magasin", "téléphone"], n),
-        }
-    )
-
-
-def houses_export() -> pd.DataFrame:
-    """The houses with a lot size named as a surveyor writes it, and a column pydantic's
-    BaseModel has an attribute of (`schema`)."""
-    frame = houses_frame()
-    rng = np.random.default_rng(13)
-    lot = (frame["area"] * rng.uniform(1.5, 4, len(frame))).round(1)
-    return frame.assign(**{"lot.size / m²": lot, "schema": rng.choice(["old", "new"], len(frame))})
 
 
 @pytest.fixture(scope="module")
@@ -286,16 +264,6 @@ def test_a_column_that_is_no_feature_is_neither_bounded_nor_required(
     assert out == ["None", "Z99999", "1", "1"]
 
 
-def with_params(clone: Path, tmp: Path, change: dict[str, dict[str, Any]]) -> Path:
-    """A copy of the project's params.yaml with some sections' keys changed."""
-    params = yaml.safe_load((clone / "params.yaml").read_text())
-    for section, values in change.items():
-        params[section].update(values)
-    path = tmp / f"params-{len(list(tmp.glob('params-*')))}.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
-
-
 def test_roles_check_timestamps_split_by_time_and_echo_the_key(
     churn_project: Generated, tmp_path: Path
 ) -> None:
@@ -454,9 +422,11 @@ def test_regression_project(house_project: Generated, tmp_path: Path) -> None:
     assert drift["prediction"] is not None and not drift["prediction_drifted"], drift
     assert {"lot.size / m²", "schema"} <= {f["name"] for f in drift["features"]}
 
-    # batch-scored as served: every column under its own name, the model's predictions
-    export = clone / "data" / "house-price.csv"
-    command = [mlgate, "predict", "--model", "1", "--input", str(export)]
+
+def test_regression_batch_keeps_every_name(house_project: Generated, tmp_path: Path) -> None:
+    """Batch-scored: every input column under its own name, beside the model's prediction."""
+    clone, export = house_project.clone, house_project.clone / "data" / "house-price.csv"
+    command = [str(clone / ".venv/bin/mlgate"), "predict", "--model", "1", "--input", str(export)]
     run([*command, "--output", str(tmp_path / "batch"), "--format", "csv"], clone)
     scored = pd.read_csv(tmp_path / "batch" / "scored.csv")
     raw = pd.read_csv(export)

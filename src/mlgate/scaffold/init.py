@@ -467,6 +467,12 @@ def _summary(dest: Path, answers: dict[str, Any]) -> None:
     for c in codes:
         shown = ", ".join(map(str, c["isin"]))
         print(f"  {c['name']}: numbers taken as category codes ({shown}), not a range")
+    for c in cols:
+        if c.get("levels"):
+            print(
+                f"  {c['name']}: a category of {c['levels']} values, unbounded (a value training "
+                "never saw scores as none of them)"
+            )
     for name, direction in answers.get("monotone", {}).items():
         way = "rises" if direction > 0 else "falls"
         print(f"  monotone (directional test): the prediction {way} with {name}")
@@ -495,9 +501,15 @@ def _summary(dest: Path, answers: dict[str, Any]) -> None:
             f"  champion: a candidate's {answers['primary_metric']} may exceed the production "
             "model's by at most 1% of it (gate.champion.tolerance, relative)"
         )
+    can_derive = {
+        "timestamp": "params.yaml features.from_timestamp can derive its days_since, month, "
+        "weekday, hour",
+        "text": "left out by default; params.yaml features.from_text makes it TF-IDF features",
+    }
     for c in cols:
         if c["kind"] in ROLES:
-            print(f"  not a feature: {c['name']} ({c['kind']}: {c['why']})")
+            also = f"; {can_derive[c['kind']]}" if c["kind"] in can_derive else ""
+            print(f"  not a feature: {c['name']} ({c['kind']}: {c['why']}{also})")
     stamps = [c["name"] for c in cols if c["kind"] == "timestamp"]
     if stamps:
         print(

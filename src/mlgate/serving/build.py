@@ -208,7 +208,7 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
     }
     rows = reference_rows(params)
     positive = scored_classes(params)
-    pipeline = PipelineScorer(model, positive, params.features.all)
+    pipeline = PipelineScorer(model, positive, params.features.inputs)
     expected = pipeline.scores(rows).tolist()
     # The fast path must give the Pipeline's scores on the whole test split, from what the
     # service will load (the exported numbers, the tree arrays, the serialized graph), or it

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import ROOT, run
+from tests.conftest import ROOT, run, warm_uv_cache
 
 HERE = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
@@ -163,6 +163,7 @@ def mlgate_init(dest: Path, *args: str | Path) -> subprocess.CompletedProcess[st
     """`mlgate init` in development mode (--mlgate-path: this checkout as it is): offline (its
     lock starts from this checkout's, whose packages `make install` put in the uv cache), and
     the code under test. test_release.py covers the default path, a release."""
+    warm_uv_cache()  # the project's fresh .venv starts with bytecode
     cmd = [str(VENV_BIN / "mlgate"), "init", str(dest), "--no-input", "--mlgate-path", str(ROOT)]
     return run([*cmd, *map(str, args)], ROOT, UV_OFFLINE="1")
 

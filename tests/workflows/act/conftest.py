@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import start_mlflow_server, stop_group
+from tests.conftest import start_mlflow_server, stop_group, warm_uv_cache
 from tests.workflows.act.road import RemoteHeads, Repo, Road, snapshot
 from tests.workflows.fake_github import FakeGitHub, serve
 
@@ -43,6 +43,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def road(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Road]:
     home = tmp_path_factory.mktemp("road")
+    warm_uv_cache()  # every job's fresh .venv starts with bytecode, as on a warm runner
     proc, url = start_mlflow_server(home / "mlflow")
     road = Road(home=home, mlflow_url=url)
     try:

@@ -38,7 +38,7 @@ from tests.conftest import run
 from tests.scaffold.conftest import mlgate_init
 from tests.scaffold.test_init_multiclass import CULTIVARS, wine_frame
 from tests.workflows.act.conftest import pr_event, push_event, with_registry
-from tests.workflows.act.road import ActRun, RemoteHeads, Repo, Road, git, snapshot
+from tests.workflows.act.road import UV_DIR, ActRun, RemoteHeads, Repo, Road, git, snapshot
 from tests.workflows.act.test_delivery import DELIVERED, approval
 from tests.workflows.act.test_pull_request import MARKER
 from tests.workflows.fake_github import FakeGitHub
@@ -91,7 +91,32 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = base / "wine"
     init = mlgate_init(path, "--data", data, "--target", "cultivar", "--sensitive", "region")
     assert "multiclass of 'cultivar', 3 classes" in init.stdout, init.stdout
+    with_own_model_code(path)
     return path
+
+
+def with_own_model_code(path: Path) -> None:
+    """What a team does next (issue 27's road): `uv add lightgbm`, LightGBM as the estimator,
+    and its own feature in the generated hook (src/<package>/features.py: the commented
+    ratio switched on, its column named under features.derived); committed."""
+    package = next(p.name for p in (path / "src").iterdir() if (p / "features.py").exists())
+    hook = path / "src" / package / "features.py"
+    ratio = 'out["alcohol_per_malic_acid"] = frame["alcohol"] / frame["malic_acid"]'
+    code, n = re.subn(rf"^(\s+)# ({re.escape(ratio)}.*)$", r"\1\2", hook.read_text(), flags=re.M)
+    assert n == 1, "the generated feature hook's example moved: update the test"
+    hook.write_text(code)
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    params["features"] |= {
+        "transform": f"{package}.features:features",
+        "derived": {"numeric": ["alcohol_per_malic_acid"], "categorical": []},
+    }
+    params["train"] |= {"estimator": "lightgbm.LGBMClassifier",
+                        "hyperparameters": {"n_estimators": 60, "num_leaves": 7,
+                                            "min_child_samples": 5, "verbose": -1}}  # fmt: skip
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run([str(UV_DIR / "uv"), "add", "-q", "lightgbm"], path, UV_OFFLINE="1")
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "LightGBM over our own feature (uv add lightgbm)")
 
 
 @pytest.fixture

@@ -78,15 +78,15 @@ class _Group:
         one = ((values > self.lo) & (values <= self.hi)) | (np.isnan(values) & self.nan_ok)
         g = np.where(one[:, :, None, :], self.known, self.unknown)  # (rows, leaves, points, d)
         # the product of the others' factors: the whole product over each one's (where a
-        # factor is 0 the leaf adds nothing: 0, not 0 / 0)
+        # factor is 0 the leaf adds nothing: 0, not 0 / 0), weighted by the points' weights
         whole = g.prod(axis=-1, keepdims=True)
+        whole *= self.weights[:, None]
         if self.covered:
             others = np.divide(whole, g, out=g)
         else:
             others = np.divide(whole, g, out=np.zeros_like(g), where=g > 0)
-        # summed point by point (not BLAS): a row gets the same bits in any batch
-        others *= self.weights[:, None]
-        integral = others.sum(axis=-2)  # (rows, leaves, d)
+        # summed point by point (no BLAS): a row gets the same bits in any batch
+        integral = np.einsum("nlqd->nld", others)  # (rows, leaves, d)
         terms = self.value[:, None] * (one - self.zero) * integral
         n = len(x)
         where = (np.arange(n)[:, None, None] * width + self.feature).ravel()

@@ -323,6 +323,15 @@ class Strategy(_Section):
         return self.key if self.key and not self.key.startswith("header:") else None
 
 
+class Explain(_Section):
+    """POST /explain and /explain_batch (docs/SERVING.md#reason-codes-explain)."""
+
+    top_k: int = Field(default=4, ge=1)  # reasons in each answer, by |contribution|
+    # each explained row's feedback record carries its reasons (column, contribution; the
+    # values are the record's inputs already)
+    record: bool = True
+
+
 class Serving(_Section):
     model: str = PRODUCTION
     workers: int = Field(default=1, ge=1)
@@ -352,6 +361,7 @@ class Serving(_Section):
     batch_field: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     feedback: Feedback = Feedback()
     strategy: Strategy = Strategy()
+    explain: Explain = Explain()
 
     @model_validator(mode="after")
     def _challenger_is_another_model(self) -> Serving:
@@ -429,6 +439,16 @@ class Params(_Section):
             raise ValueError(
                 "features.transform runs inside mlgate's model; with train.pipeline (your whole "
                 "model) put the feature step in that pipeline"
+            )
+        columns = (
+            len(self.features.all)
+            + len(self.features.derived.numeric)
+            + len(self.features.derived.categorical)
+        )
+        if self.serving.explain.top_k > columns:
+            raise ValueError(
+                f"serving.explain.top_k {self.serving.explain.top_k} is more than the model's "
+                f"{columns} feature column(s): at most {columns} reasons exist"
             )
         stratified = self.split.stratify and self.data.classes and self.split.by == "random"
         if stratified and self.data.contract.min_rows_per_class < 2:

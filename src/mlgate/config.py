@@ -326,7 +326,8 @@ class Strategy(_Section):
 class Explain(_Section):
     """POST /explain and /explain_batch (docs/SERVING.md#reason-codes-explain)."""
 
-    top_k: int = Field(default=4, ge=1)  # reasons in each answer, by |contribution|
+    # reasons in each answer, by |contribution| (a model with fewer columns: all of them)
+    top_k: int = Field(default=4, ge=1)
     # each explained row's feedback record carries its reasons (column, contribution; the
     # values are the record's inputs already)
     record: bool = True
@@ -439,16 +440,6 @@ class Params(_Section):
             raise ValueError(
                 "features.transform runs inside mlgate's model; with train.pipeline (your whole "
                 "model) put the feature step in that pipeline"
-            )
-        columns = (
-            len(self.features.all)
-            + len(self.features.derived.numeric)
-            + len(self.features.derived.categorical)
-        )
-        if self.serving.explain.top_k > columns:
-            raise ValueError(
-                f"serving.explain.top_k {self.serving.explain.top_k} is more than the model's "
-                f"{columns} feature column(s): at most {columns} reasons exist"
             )
         stratified = self.split.stratify and self.data.classes and self.split.by == "random"
         if stratified and self.data.contract.min_rows_per_class < 2:

@@ -100,7 +100,7 @@ def test_served_reasons_are_lightgbms_own_over_the_projects_features(
     from mlgate.pipeline import explain
 
     repo, printed, srv = own_model
-    assert "build: explain lightgbm-treeshap: lightgbm-treeshap to the log-odds" in printed
+    assert "build: explain lightgbm-treeshap: contributions to the log-odds" in printed
     import credit_risk
 
     copy = str(repo / "src/credit_risk")

@@ -64,7 +64,9 @@ def test_served_reasons_are_treeshap_of_the_forest(forest: tuple[Path, str, Serv
     from mlgate.serving.explainers import make_explainer
 
     repo, printed, srv = forest
-    assert "build: explain treeshap: treeshap to the probability (base + contributions" in printed
+    assert (
+        "build: explain treeshap: contributions to the probability (base + contributions" in printed
+    )
     model = joblib.load(repo / "artifacts/model/model.joblib")
     columns = list(model.feature_names_in_)
     rows = pd.read_parquet(repo / "artifacts/data/test.parquet").drop(columns=["risk"])

@@ -306,8 +306,8 @@ def check(explainer: Any, rows: Sequence[Row], expected: np.ndarray) -> str:
     if not delta <= PARITY:
         raise Unexplained(f"the raw score differs from the Pipeline's by up to {delta:.3g}")
     return (
-        f"{explainer.method} to the {explainer.scale} (base + contributions = raw score "
-        f"within {gap:.1e}, raw score = the Pipeline's within {delta:.1e} on {len(rows)} rows)"
+        f"contributions to the {explainer.scale} (base + contributions = raw score within "
+        f"{gap:.1e}, raw score = the Pipeline's within {delta:.1e} on {len(rows)} rows)"
     )
 
 

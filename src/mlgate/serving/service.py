@@ -339,12 +339,16 @@ class ModelService:
             for variant in variants:
                 if variant.explainer is None:
                     raise NotExplained(f"/explain: {variant.unexplained}; see {EXPLAIN_DOCS}")
+
+        def scored(variant: Variant, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return variant.explained(rows, EXPLAIN.top_k) if explain else variant.answers(rows)
+
+        if len(variants) == 1:
+            return scored(variants[0], records)
         out: list[dict[str, Any]] = [{} for _ in records]
         for variant in variants:
             mine = [i for i, v in enumerate(assigned) if v is variant]
-            rows = records if len(mine) == len(records) else [records[i] for i in mine]
-            answers = variant.explained(rows, EXPLAIN.top_k) if explain else variant.answers(rows)
-            for i, answer in zip(mine, answers, strict=True):
+            for i, answer in zip(mine, scored(variant, [records[i] for i in mine]), strict=True):
                 out[i] = answer
         return out
 

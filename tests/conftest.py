@@ -48,6 +48,7 @@ ONE_WORKER_FIXTURES = {
     "tests.readme.conftest:fresh_clone": "fresh-clone",
     "tests.scaffold.test_init_projects:churn_project": "init-churn",
     "tests.scaffold.test_init_projects:house_project": "init-houses",
+    "tests.scaffold.test_init_messy:messy": "init-messy",
 }
 
 

@@ -103,9 +103,24 @@ class Derived(_Section):
     categorical: tuple[str, ...] = ()
 
 
+# What features.from_timestamp derives from a timestamp column inside the model: the days from
+# it to the latest training date (fixed at fit), its month (1-12), weekday (0 = Monday), hour
+TimestampPart = Literal["days_since", "month", "weekday", "hour"]
+
+
+class FromText(_Section):
+    """features.from_text: a text column (data.roles) as TF-IDF features inside the model."""
+
+    max_features: int = Field(default=100, ge=1, le=5000)  # the vocabulary: its commonest terms
+
+
 class Features(_Section):
     numeric: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
+    # features computed inside the model from a timestamp or a text column of data.roles
+    # (docs/CUSTOMIZING.md#dates-and-free-text-as-features): fitted in train, pickled with it
+    from_timestamp: dict[str, tuple[TimestampPart, ...]] = Field(default_factory=dict)
+    from_text: dict[str, FromText] = Field(default_factory=dict)
     # fill missing values (median / most frequent) before scaling and encoding
     impute: bool = False
     # numeric features the prediction must follow: +1 rises with it, -1 falls (model tests)
@@ -118,10 +133,21 @@ class Features(_Section):
     )
     derived: Derived = Field(default_factory=Derived)
 
+    @field_validator("from_timestamp")
+    @classmethod
+    def _parts_named_once(cls, stamps: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for column, parts in stamps.items():
+            if not parts or len(set(parts)) != len(parts):
+                raise ValueError(f"{column}: name each part once, e.g. [days_since, month]")
+        return stamps
+
     @model_validator(mode="after")
     def _not_empty_no_overlap(self) -> Features:
-        if not self.numeric and not self.categorical:
-            raise ValueError("list at least one feature under numeric or categorical")
+        if not self.all and not self.derived_from:
+            raise ValueError(
+                "list at least one feature under numeric or categorical (or from_timestamp, "
+                "from_text)"
+            )
         both = set(self.numeric) & set(self.categorical)
         if both:
             raise ValueError(f"features listed as both numeric and categorical: {sorted(both)}")
@@ -139,6 +165,17 @@ class Features(_Section):
     @property
     def all(self) -> list[str]:
         return [*self.numeric, *self.categorical]
+
+    @property
+    def derived_from(self) -> list[str]:
+        """The timestamp and text columns the model derives features from (not features
+        themselves: never bounded by the training range nor monitored)."""
+        return [*self.from_timestamp, *self.from_text]  # one role a column: never both
+
+    @property
+    def inputs(self) -> list[str]:
+        """The columns the model reads: the features and the columns it derives some from."""
+        return [*self.all, *self.derived_from]
 
 
 class Train(_Section):
@@ -480,6 +517,13 @@ class Params(_Section):
                 )
             if name in self.evaluate.sensitive:
                 raise ValueError(f"{name!r} is a {role} (data.roles) and a sensitive attribute")
+        for key, role in (("from_timestamp", "timestamp"), ("from_text", "text")):
+            wrong = [c for c in getattr(self.features, key) if self.data.roles.get(c) != role]
+            if wrong:
+                raise ValueError(
+                    f"features.{key} names {wrong}, which data.roles does not make a {role} "
+                    f"(e.g. `roles: {{{wrong[0]!r}: {role}}}`)"
+                )
         stamps = self.data.role_columns("timestamp")
         if self.split.by == "time" and len(stamps) != 1:
             raise ValueError(

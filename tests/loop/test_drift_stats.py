@@ -48,3 +48,32 @@ def test_a_categorical_column_with_missing_values_counts_them_as_a_category() ->
     emptied = pd.Series(rng.choice(["A", None], 500, p=[0.2, 0.8]))
     drift = feature_drift("deck", reference, emptied, PARAMS, MAX_PSI)
     assert drift.drifted and drift.current_share["(missing)"] > 0.7
+
+
+def test_the_report_draws_a_numeric_column_with_missing_values() -> None:
+    """The HTML report's histogram took its range from every value, NaN included: `make
+    monitor` raised "autodetected range of [nan, nan] is not finite" on a project whose numeric
+    feature had a missing value, after the drift statistics were right. A column missing on
+    every recorded row is drawn too (its training side alone)."""
+    import base64
+
+    from mlgate.loop.monitor import _plot
+
+    rng = np.random.default_rng(4)
+    reference, current = ages(rng, 2000), ages(rng, 500, shift=40)
+    for recorded in (current, pd.Series([np.nan] * 500)):
+        drift = feature_drift("age", reference, recorded, PARAMS, MAX_PSI)
+        png = base64.b64decode(_plot(drift, reference, recorded))
+        assert png.startswith(b"\x89PNG")
+
+
+def test_the_summary_table_keeps_a_column_name_with_a_pipe_in_its_cell() -> None:
+    from mlgate.loop.monitor import compare, summary_markdown
+
+    rng = np.random.default_rng(5)
+    reference = pd.DataFrame({"in|out ratio": ages(rng, 500)})
+    current = pd.DataFrame({"in|out ratio": ages(rng, 200)})
+    scores = pd.Series(rng.random(500))
+    report = compare(PARAMS, reference, scores, current, scores[:200], 0, ["1"])
+    row = next(line for line in summary_markdown(report).splitlines() if "ratio" in line)
+    assert row.startswith("| in\\|out ratio | numeric | ") and row.count(" | ") == 5

@@ -9,6 +9,7 @@ import pytest
 
 from mlgate.config import SensitiveAttribute, load_params
 from mlgate.pipeline.fairness import (
+    association,
     band_labels,
     classification_table,
     group_metrics,
@@ -175,3 +176,17 @@ def test_rows_without_a_group_are_refused_by_name():
     bands = groups(ages, "age", SensitiveAttribute(bands=(25, 35, 50)))
     with pytest.raises(MlgateError, match="'age': 1 rows have no value"):
         group_metrics([1, 0, 1], [1, 1, 0], {"age": bands})
+
+
+def test_association_is_cramers_v_for_categories_and_eta_for_numbers():
+    group = pd.Series(["f", "m"] * 50)
+    assert association(pd.Series(["a", "b"] * 50), group) == pytest.approx(1.0)  # determines
+    assert association(pd.Series(["a"] * 50 + ["b"] * 50), group) == pytest.approx(0.0)
+    numbers = pd.Series([1.0, 3.0] * 50)
+    assert association(numbers, group) == pytest.approx(1.0)
+    assert association(pd.Series(np.arange(100.0)), pd.Series(["f"] * 50 + ["m"] * 50)) > 0.8
+    noise = pd.Series(np.random.default_rng(0).normal(size=100))
+    assert association(noise, group) < 0.3
+    # missing values: their own category, or left out of η; never NaN
+    assert association(pd.Series(["a", None] * 50), group) == pytest.approx(1.0)
+    assert association(pd.Series([1.0, np.nan] * 50), group) == 0.0

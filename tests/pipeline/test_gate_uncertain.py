@@ -162,3 +162,44 @@ def test_an_uncertain_check_says_how_many_test_rows_would_tell():
     # half-width 0.175, 0.025 from the bound: 200 * (0.175 / 0.025)^2 rows
     assert checks[AGE_EOD].detail == "the test split has 200 rows; ~9,800 would tell"
     assert checks["accuracy"].detail == ""  # passes: nothing to tell
+
+
+def three_class_split(seed: int, n: int = 400) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels 0..2 and two models' class probabilities: the candidate sharper than production."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, size=n)
+    signal = np.eye(3)[y]
+
+    def model(noise: float) -> np.ndarray:
+        logits = 2 * signal + rng.normal(scale=noise, size=(n, 3))
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    return y, model(1.0), model(2.0)
+
+
+@pytest.mark.parametrize("metric", ["roc_auc_ovr", "log_loss"])
+def test_the_multiclass_champion_rule_pairs_the_probability_metrics(metric: str) -> None:
+    """roc_auc_ovr and log_loss come from the class probabilities, so the paired difference
+    is resampled from them: its interval holds the whole split's difference (scikit-learn's)
+    and is narrower than the two models' own intervals added up."""
+    from sklearn.metrics import log_loss
+
+    y, candidate, production = three_class_split(3)
+
+    def score(p: np.ndarray) -> float:
+        if metric == "log_loss":
+            return log_loss(y, p, labels=[0, 1, 2])
+        return roc_auc_score(y, p, multi_class="ovr", labels=[0, 1, 2])
+
+    spec = Bootstrap(resamples=1000)
+    diff = paired_difference(metric, "multiclass", y, candidate, production, spec, 0.5, [0, 1, 2])
+    assert diff is not None
+    whole = score(candidate) - score(production)
+    assert diff[0] < whole < diff[1]
+    # the sharper candidate is better on both: a higher AUC, a lower log loss
+    assert (diff[0] > 0) if metric == "roc_auc_ovr" else (diff[1] < 0)
+    # decided classes alone (1-D) still give the confusion metrics, and no probability metric
+    decided = candidate.argmax(axis=1), production.argmax(axis=1)
+    assert paired_difference("accuracy", "multiclass", y, *decided, spec, 0.5, [0, 1, 2])
+    assert paired_difference(metric, "multiclass", y, *decided, spec, 0.5, [0, 1, 2]) is None

@@ -119,22 +119,46 @@ def test_the_report_says_when_base_was_evaluated_on_other_rows():
     assert "were evaluated on different test rows" in text
 
 
-def test_the_report_ranks_what_drives_the_model_against_base():
-    def importance(method, **columns):
-        return {"method": method, "unit": "mean |contribution|", "columns": columns}
+def importance(method: str, proxies: dict | None = None, **columns: float) -> dict:
+    found = {"method": method, "unit": "mean |contribution|", "columns": columns}
+    return found | ({"proxies": proxies} if proxies else {})
 
+
+def test_the_report_ranks_what_drives_the_model_against_base_and_production():
     pr = Results("this PR", importance=importance("exact-linear", checking_account=0.7,
                                                   age=0.3, duration=0.2))  # fmt: skip
     base = Results("main", importance=importance("exact-linear", checking_account=0.6,
                                                  duration=0.31))  # fmt: skip
-    text = report.render(GATE, pr, base, Results("production"))
+    prod = Results(
+        "production (v3)",
+        importance=importance("exact-linear", duration=0.4, checking_account=0.5, age=0.1),
+    )
+    text = report.render(GATE, pr, base, prod)
     assert "### What drives the model" in text
-    assert "| 1 | checking_account | 0.7 | 0.6 | +0.1 |" in text
-    assert "| 2 | age | 0.3 | – | new |" in text
-    assert "| 3 | duration | 0.2 | 0.31 | -0.11, was #2 |" in text
+    assert "| # | column | this PR | main | change | production (v3) | change |" in text
+    assert "| 1 | checking_account | 0.7 | 0.6 | +0.1 | 0.5 | +0.2, was #2 |" in text
+    assert "| 2 | age | 0.3 | – | new | 0.1 | +0.2, was #3 |" in text
+    assert "| 3 | duration | 0.2 | 0.31 | -0.11, was #2 | 0.4 | -0.2, was #1 |" in text
     # another method's numbers are another unit: ranks only, no differences
     other = Results("main", importance=importance("permutation", age=0.02, duration=0.05))
     text = report.render(GATE, pr, other, Results("production"))
-    assert "| 2 | age | 0.3 | – | was #1 |" in text
-    # results from before importance.json: no section, no error
+    assert "| 2 | age | 0.3 | – | was #1 | – |  |" in text
     assert "What drives" not in report.render(GATE, Results("pr"), base, Results("production"))
+
+
+def test_a_proxy_of_a_sensitive_attribute_the_model_leans_on_more_is_flagged():
+    proxies = {"duration": {"age": 0.42, "sex": 0.05}, "job": {"age": 0.35}}
+    pr = Results("this PR", importance=importance("exact-linear", proxies, duration=0.5,
+                                                  job=0.1, housing=0.05))  # fmt: skip
+    base = Results("main", importance=importance("exact-linear", proxies, duration=0.3,
+                                                 job=0.1, housing=0.02))  # fmt: skip
+    text = report.render(GATE, pr, base, Results("production"))
+    flags = [line for line in text.splitlines() if line.startswith("> ⚠️")]
+    # duration: associated with age (0.42 >= 0.3) and leaned on more (0.3 -> 0.5): flagged;
+    # job: associated but leaned on the same; housing: leaned on more but no proxy
+    assert flags == [
+        "> ⚠️ **duration** may stand in for the sensitive attribute **age** (association "
+        "0.42): the model leans on it more than main (0.3 → 0.5). Check the fairness gaps above."
+    ]
+    # the same model as base: nothing rises, nothing flagged
+    assert "may stand in for" not in report.render(GATE, pr, pr, Results("production"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +20,14 @@ from mlgate.scaffold.infer import (
     infer_task,
     looks_protected,
     parse_monotone,
+    quality_gate,
     sensitive_specs,
     widened_bounds,
 )
 from mlgate.scaffold.init import InitRequest, _summary, answers_for, render
 from mlgate.scaffold.source import TEMPLATE_DIR
-from tests.scaffold.conftest import churn_frame
+from mlgate.serving.contract import Contract
+from tests.scaffold.conftest import churn_frame, turn_on_derived_features
 
 
 def test_bounds_widen_by_a_tenth_of_the_span_and_keep_non_negative() -> None:
@@ -41,6 +44,44 @@ def test_column_names_become_identifiers_without_clashes() -> None:
     assert attr_name("monthly-income", taken) == "monthly_income_2"
     assert attr_name("2nd", taken) == "c_2nd"
     assert attr_name("class", taken) == "class_"
+    # what a regex calls a word character Python may not take in a name, or reads otherwise
+    assert attr_name("lot m²", taken) == "lot_m_"
+    assert attr_name("µs ½", taken) == "μs__"
+    assert attr_name("ﬁle", taken) == "file"
+    assert attr_name("١٢", taken) == "c_١٢"
+    assert attr_name("empty", taken) == "empty_"  # pandera's DataFrameModel.empty
+    assert attr_name("_id", taken) == "c__id"  # pandera leaves private attributes out
+    assert all(name.isidentifier() for name in taken)
+
+
+def test_a_schema_of_any_column_names_is_python_that_reads_those_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`lot m²` became the attribute `lot_m²`, which is no Python: the generated schema.py did
+    not import. Every name a CSV header can hold comes back as the column's name."""
+    import importlib.util
+
+    names = ["lot m²", "µs", "ﬁle", "2nd.score", "plan/tier", "canal d'achat", 'say "hi"']
+    names += ["empty", "_id", "schema", "model_config"]
+    frame = pd.DataFrame({**{n: [1.5, 2.5] * 30 for n in names}, "label": [0, 1] * 30})
+    request = InitRequest(dest=tmp_path / "odd", data=tmp_path / "odd.csv", target="label")
+    answers = answers_for(request, frame)
+    render(str(TEMPLATE_DIR), tmp_path / "odd", answers, None)
+    path = tmp_path / "odd" / "src" / answers["package_name"] / "schema.py"
+    spec = importlib.util.spec_from_file_location("odd_schema", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "odd_schema", module)  # pandera reads its annotations there
+    spec.loader.exec_module(module)
+    schema = module.LabelledRecord.to_schema()
+    assert list(schema.columns) == [*names, "label"]
+    module.LabelledRecord.validate(frame)
+    # served: the request row takes each name as it is (pydantic keeps `_id` private and
+    # `schema` as BaseModel's: those fields are named otherwise, the name is their alias)
+    row = Contract.from_schema(schema.remove_columns(["label"]), "Row").row_model
+    sent = {n: 2.5 for n in names}
+    assert row.model_validate(sent).model_dump(by_alias=True) == sent
+    assert set(row.model_json_schema()["properties"]) == set(names)
 
 
 def frame() -> pd.DataFrame:
@@ -126,8 +167,23 @@ def test_the_summary_and_params_name_each_role_and_its_reason(
     assert "not a feature: ticket (key: every value is distinct)" in out
     assert "not a feature: ordered at (timestamp: every value reads as a date/time, 2023-" in out
     assert "`split.by: time` in params.yaml tests on the latest rows by ordered at" in out
+    # free text stays out of the model unless asked for, and the summary says how to ask
+    assert (
+        "not a feature: comment (text: 58 distinct text values, free text rather than a "
+        "category; left out by default; params.yaml features.from_text makes it TF-IDF "
+        "features)" in out
+    )
+    assert "features.from_timestamp can derive its days_since, month, weekday, hour)" in out
     render(str(TEMPLATE_DIR), tmp_path / "orders", answers, None)
     params = load_params(tmp_path / "orders" / "params.yaml")
+    assert (params.features.from_timestamp, params.features.from_text) == ({}, {})
+    # the commented examples name this data's own columns and are valid as they stand
+    assert turn_on_derived_features(tmp_path / "orders" / "params.yaml") == [
+        'from_timestamp: {"ordered at": [days_since, month, weekday]}',
+        'from_text: {"comment": {max_features: 100}}',
+    ]
+    derived = load_params(tmp_path / "orders" / "params.yaml").features
+    assert derived.inputs == [*params.features.all, "ordered at", "comment"]
     assert params.data.roles == {
         "OrderID": "key",
         "ticket": "key",
@@ -262,3 +318,58 @@ def test_with_intervals_each_fairness_bound_is_the_upper_end_of_the_first_gaps_i
         "equalized_odds_difference": {"g": [1.0, 0.2]},
     }
     assert chosen["fairness_margin"] == "raised to the upper end of its 95% bootstrap interval"
+
+
+def test_the_quality_bar_is_the_lower_end_of_the_first_models_interval_never_below_chance() -> None:
+    def measured(metric: str, value: float, low: float, high: float) -> dict:
+        return {"metrics": {metric: value}, "metric_intervals": {metric: [low, high]},
+                "confidence": 0.95, "fairness": {}}  # fmt: skip
+
+    chosen = quality_gate("classification", measured("roc_auc", 0.7476, 0.6681, 0.8158))
+    assert chosen["quality_gate"] == {"roc_auc": [0.66, 0.7476, 0.6681, 0.8158]}
+    assert chosen["quality_why"].startswith("the lower end of a first model's 95% bootstrap")
+    # a first model whose interval reaches below chance: the bar stays at chance, and says so
+    weak = quality_gate("multiclass", measured("roc_auc_ovr", 0.61, 0.49, 0.72))
+    assert weak["quality_gate"] == {"roc_auc_ovr": [0.55, 0.61, 0.49, 0.72]}
+    assert weak["quality_why"].startswith("better than chance (a first model's 95% interval")
+    regression = quality_gate("regression", measured("r2", 0.83, 0.7949, 0.86))
+    assert regression["quality_gate"] == {"r2": [0.79, 0.83, 0.7949, 0.86]}
+    # no interval (e.g. too few rows to resample): chance, with nothing claimed measured
+    bare = quality_gate("classification", {"metrics": {"roc_auc": 0.7}, "fairness": {}})
+    assert bare == {"quality_gate": {"roc_auc": [0.55, None, None, None]},
+                    "quality_why": "better than chance"}  # fmt: skip
+
+
+def test_the_first_quality_bar_reaches_params_and_the_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    request = InitRequest(dest=tmp_path / "churn", data=tmp_path / "c.csv", target="churned")
+    answers = answers_for(request, churn_frame())
+    answers.update(quality_gate("classification", {
+        "metrics": {"roc_auc": 0.8}, "metric_intervals": {"roc_auc": [0.7123, 0.88]},
+        "confidence": 0.9, "fairness": {}}))  # fmt: skip
+    _summary(request.dest, answers)
+    out = capsys.readouterr().out
+    assert "roc_auc >= 0.71 (a first model: 0.8 [0.7123, 0.88])" in out
+    assert "the lower end of a first model's 90% bootstrap interval, rounded down" in out
+    render(str(TEMPLATE_DIR), request.dest, answers, None)
+    params = load_params(request.dest / "params.yaml")
+    assert params.gate.min_metrics == {"roc_auc": 0.71}
+
+
+def test_a_town_of_many_values_is_a_category_and_a_sentence_is_free_text() -> None:
+    """More than 20 values made every text column free text, so a town of 120 values (or a
+    product code) was left out of the model; one that repeats and has no spaces is a category,
+    unbounded: the next export's new towns are no contract failure."""
+    from tests.scaffold.conftest import accounts_frame
+
+    frame = accounts_frame()
+    cols = {c["name"]: c for c in infer_columns(frame, "Account Status", "multiclass", ())}
+    town = cols["town"]
+    levels = frame["town"].nunique()
+    assert (town["kind"], town["isin"], town["levels"]) == ("categorical", None, levels)
+    assert levels > 100
+    assert cols["notes / comments"]["kind"] == "text"
+    assert cols["région"]["isin"] == ["Zürich", "nord", "sud-ouest", "île-de-france"]
+    every_row_a_town = frame.assign(town=[f"town-{i}" for i in range(len(frame))])
+    assert infer_columns(every_row_a_town, "Account Status", "multiclass", ())[9]["kind"] == "key"

@@ -25,7 +25,13 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, free_port, run, stop_group, tool_env
-from tests.scaffold.conftest import VENV_BIN, churn_frame, houses_frame, mlgate_init
+from tests.scaffold.conftest import (
+    VENV_BIN,
+    churn_export,
+    houses_export,
+    mlgate_init,
+    with_params,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -77,18 +83,6 @@ def generate(tmp: Path, name: str, frame: pd.DataFrame, *args: str) -> Generated
     return Generated(origin, clone, init.stdout + init.stderr, *outputs)
 
 
-def churn_export(n: int = 600) -> pd.DataFrame:
-    """The churn data as a CRM exports it: besides the ID, a signup date (in no order: the
-    file is sorted by ID) and a free-text note."""
-    frame = churn_frame(n)
-    days = pd.Series(range(n)).sample(frac=1, random_state=4).to_numpy()
-    signup = pd.Timestamp("2022-01-01") + pd.to_timedelta(days, unit="D")
-    return frame.assign(
-        signup=signup.strftime("%Y-%m-%d"),
-        notes=[f"called {i % 50} times" for i in range(n)],
-    )
-
-
 @pytest.fixture(scope="module")
 def churn_project(tmp_path_factory: pytest.TempPathFactory) -> Generated:
     """Binary classification with two sensitive attributes, one of them banded (age), and a
@@ -103,7 +97,7 @@ def house_project(tmp_path_factory: pytest.TempPathFactory) -> Generated:
     """Regression with a sensitive attribute and two features declared monotone."""
     tmp = tmp_path_factory.mktemp("houses")
     args = ("--target", "price", "--sensitive", "town", "--monotone", "area:+1,rooms:+1")
-    return generate(tmp, "house-price", houses_frame(), *args)
+    return generate(tmp, "house-price", houses_export(), *args)
 
 
 def passed_count(generated: Generated) -> int:
@@ -238,7 +232,7 @@ def test_monitor_watches_features_not_ids_and_counts_missing_values(
     report = json.loads((out / "drift.json").read_text())
     watched = {f["name"]: f for f in report["features"]}
     assert not {"customer_id", "signup", "notes"} & set(watched)  # no key, timestamp, text
-    assert {"plan", "gender", "tenure"} <= set(watched)
+    assert {"plan", "gender", "tenure", "_visits (n°)", "2nd canal d'achat/vente"} <= set(watched)
     assert watched["plan"]["reference_share"]["(missing)"] > 0
     assert not any(f["drifted"] for f in report["features"])
 
@@ -258,7 +252,7 @@ def test_a_column_that_is_no_feature_is_neither_bounded_nor_required(
         from mlgate.serving.contract import Contract
 
         row = {"monthly income": 52000.0, "tenure": 12, "plan": "pro", "gender": "female",
-               "age": 41}
+               "age": 41, "_visits (n°)": 3, "2nd canal d'achat/vente": "web"}
         model = Contract.from_schema(Record.to_schema(), "Record").row_model
         print(model.model_validate(row).model_dump(by_alias=True)["customer_id"])
         print(model.model_validate({**row, "customer_id": "Z99999"}).customer_id)
@@ -268,16 +262,6 @@ def test_a_column_that_is_no_feature_is_neither_bounded_nor_required(
     )
     out = run([str(clone / ".venv/bin/python"), "-c", script], clone).stdout.split()
     assert out == ["None", "Z99999", "1", "1"]
-
-
-def with_params(clone: Path, tmp: Path, change: dict[str, dict[str, Any]]) -> Path:
-    """A copy of the project's params.yaml with some sections' keys changed."""
-    params = yaml.safe_load((clone / "params.yaml").read_text())
-    for section, values in change.items():
-        params[section].update(values)
-    path = tmp / f"params-{len(list(tmp.glob('params-*')))}.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
 
 
 def test_roles_check_timestamps_split_by_time_and_echo_the_key(
@@ -440,6 +424,19 @@ def test_regression_project(house_project: Generated, tmp_path: Path) -> None:
     drift = json.loads((tmp_path / "m" / "drift.json").read_text())
     assert drift["rows"] == len(test) + 5 and drift["enough_data"], drift
     assert drift["prediction"] is not None and not drift["prediction_drifted"], drift
+    assert {"lot.size / m²", "schema"} <= {f["name"] for f in drift["features"]}
+
+
+def test_regression_batch_keeps_every_name(house_project: Generated, tmp_path: Path) -> None:
+    """Batch-scored: every input column under its own name, beside the model's prediction."""
+    clone, export = house_project.clone, house_project.clone / "data" / "house-price.csv"
+    command = [str(clone / ".venv/bin/mlgate"), "predict", "--model", "1", "--input", str(export)]
+    run([*command, "--output", str(tmp_path / "batch"), "--format", "csv"], clone)
+    scored = pd.read_csv(tmp_path / "batch" / "scored.csv")
+    raw = pd.read_csv(export)
+    assert list(scored.columns[: len(raw.columns)]) == list(raw.columns)
+    model = joblib.load(clone / "artifacts" / "model" / "model.joblib")
+    assert scored["prediction"].to_numpy() == pytest.approx(model.predict(raw), abs=1e-6)
 
 
 @contextmanager

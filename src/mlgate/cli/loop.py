@@ -64,8 +64,10 @@ def _outcomes_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="import observed outcomes from a CSV or Parquet file",
         description="Read FILE (CSV or Parquet; columns request_id, outcome and optionally "
-        "row, default 0) and check every row against the recorded predictions: the request "
-        "id and row must name a prediction; a classification outcome must be one of the "
+        "row, default 0; or, without request_id, the key column(s) of data.roles and outcome: "
+        "each key's latest recorded prediction) and check every row against the recorded "
+        "predictions: the request id and row, or the key, must name a prediction; a "
+        "classification outcome must be one of the "
         "model's classes, a regression outcome a finite number; a row repeating another "
         "with a different outcome is refused. Any refused row: exit 2, the counts and the "
         "first examples (row of the file, column, value) printed, nothing written. "

@@ -258,7 +258,7 @@ class LoadedModel:
         self.lineage = {"ref": ref, **lineage_of(self.version)}
         self.name, self.number = self.version.name, str(self.version.version)
         self.pipeline = mlflow.sklearn.load_model(f"models:/{self.name}/{self.number}")
-        self.features = list(params.features.all)
+        self.features = list(params.features.inputs)
         self.regression = params.data.task == "regression"
         self.multiclass = params.data.task == "multiclass"
         self.threshold = params.evaluate.threshold

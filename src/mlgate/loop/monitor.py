@@ -284,7 +284,7 @@ def reference(params: Params) -> tuple[pd.DataFrame, np.ndarray | pd.Series]:
     # carries beside them (IDs, dates, free text): new IDs and today's dates are not drift
     watched = {*params.features.all, *params.evaluate.sensitive}
     frame = train[[c for c in data.input_schema(params).columns if c in watched]]
-    scores = model_scores(model, train[params.features.all], params)
+    scores = model_scores(model, train[params.features.inputs], params)
     return frame, predicted_classes(scores) if params.data.task == "multiclass" else scores
 
 
@@ -373,8 +373,9 @@ def summary_markdown(report: DriftReport) -> str:
             "|---|---|---:|---|---:|---|",
         ]
         for f in [*report.features, *([report.prediction] if report.prediction else [])]:
+            name = f.name.replace("|", "\\|")  # a column's own pipe would end the cell
             lines.append(
-                f"| {f.name} | {f.kind} | {f.psi:.3f} | {f.test} | {f.p_value:.2g} | "
+                f"| {name} | {f.kind} | {f.psi:.3f} | {f.test} | {f.p_value:.2g} | "
                 f"{'**yes**' if f.drifted else 'no'} |"
             )
     return "\n".join(lines) + "\n"
@@ -389,11 +390,15 @@ def _plot(f: FeatureDrift, ref: Any, cur: Any) -> str:
 
     fig, ax = plt.subplots(figsize=(5, 2.6))
     if f.kind == "numeric":
-        ref = np.asarray(ref, dtype=float)
-        cur = np.asarray(cur, dtype=float)
-        edges = np.histogram_bin_edges(np.concatenate([ref, cur]), bins=30)
-        ax.hist(ref, edges, density=True, alpha=0.5, label="training")
-        ax.hist(cur, edges, density=True, alpha=0.5, label="production")
+        # the values present (missing ones are counted in the test, not drawn): a histogram
+        # of a column with a NaN has no range and raised
+        ref, cur = (np.asarray(v, dtype=float) for v in (ref, cur))
+        ref, cur = ref[np.isfinite(ref)], cur[np.isfinite(cur)]
+        present = np.concatenate([ref, cur])
+        edges = np.histogram_bin_edges(present if len(present) else [0.0], bins=30)
+        for values, label in ((ref, "training"), (cur, "production")):
+            if len(values):  # a density of no values divides by zero
+                ax.hist(values, edges, density=True, alpha=0.5, label=label)
     else:
         cats = list(f.reference_share)
         x = np.arange(len(cats))
@@ -401,7 +406,8 @@ def _plot(f: FeatureDrift, ref: Any, cur: Any) -> str:
         ax.bar(x + 0.2, [f.current_share.get(c, 0) for c in cats], 0.4, label="production")
         ax.set_xticks(x, cats, rotation=30, ha="right", fontsize=7)
     ax.set_title(f"{f.name}  PSI {f.psi:.3f}", fontsize=9)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     buf = _io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)

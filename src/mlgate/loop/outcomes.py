@@ -1,9 +1,11 @@
-"""`mlgate outcomes import`: late ground truth in bulk, checked against the recorded predictions."""
+"""`mlgate outcomes import`: late ground truth in bulk, checked against the recorded predictions,
+named by request id or by the key columns of data.roles (the latest prediction for the key)."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +26,8 @@ EXAMPLES = 5  # problems shown per kind; the counts cover them all
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # unknown request id | row not recorded | wrong type | conflicting duplicate
+    # unknown request id | unknown key | row not recorded | wrong type | conflicting duplicate
+    kind: str
     line: int  # data row of the file, 1 = the first row after the header
     column: str
     value: Any
@@ -103,14 +106,12 @@ def check_outcomes(
     chosen: dict[tuple[str, int], tuple[int, Any]] = {}
     duplicates = 0
     has_row = "row" in frame.columns
-    for line, (request_id, outcome, row_value) in enumerate(
-        zip(
-            frame["request_id"],
-            frame["outcome"],
-            frame["row"] if has_row else [0] * len(frame),
-            strict=True,
-        ),
-        start=1,
+    for line, request_id, outcome, row_value in zip(
+        frame.index + 1,  # the file's row (a frame by key keeps the rows it could name)
+        frame["request_id"],
+        frame["outcome"],
+        frame["row"] if has_row else [0] * len(frame),
+        strict=True,
     ):
         request_id = "" if request_id is None else str(request_id).strip()
         if request_id not in recorded:
@@ -165,25 +166,70 @@ def format_problems(
     expected = "a finite number" if task == "regression" else f"one of the classes {classes}"
     lines.append(
         f"  (rows count from 1 after the header; an outcome must be {expected}; request_id "
-        "and row must name a recorded prediction)"
+        "and row, or the key, must name a recorded prediction)"
     )
     return "\n".join(lines)
 
 
-def recorded_predictions(folder: Path) -> tuple[dict[str, set[int]], set[Any]]:
-    """(request id -> recorded rows, the decisions given: a two-class model's `decision`, a
-    multiclass model's `class`) of the folder's prediction records."""
+def _key_text(value: Any) -> str | None:
+    """A key's value as text, whoever wrote it: 100244 (JSON), "100244" (CSV) and 100244.0 (a
+    Parquet column with gaps) are one customer; missing or blank is None."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip() or None
+
+
+@dataclass
+class Recorded:
+    """What the folder's prediction records answer to: request id -> its rows, the decisions
+    given (a two-class model's `decision`, a multiclass model's `class`), and for the key
+    columns asked for, their values -> (time, request id, row) of the latest prediction."""
+
+    rows: dict[str, set[int]]
+    decisions: set[Any]
+    by_key: dict[tuple[str | None, ...], tuple[str, str, int]]
+
+
+def recorded_predictions(folder: Path, keys: Sequence[str] = ()) -> Recorded:
     from mlgate.serving.feedback import read_records
 
-    recorded: dict[str, set[int]] = {}
-    decisions: set[Any] = set()
+    found = Recorded({}, set(), {})
     for r in read_records(folder):
-        if r.get("kind") == "prediction" and r.get("request_id") is not None:
-            recorded.setdefault(str(r["request_id"]), set()).add(int(r.get("row", 0)))
-            decided = r.get("decision", r.get("class"))
-            if decided is not None:
-                decisions.add(decided)
-    return recorded, decisions
+        if r.get("kind") != "prediction" or r.get("request_id") is None:
+            continue
+        request_id, row = str(r["request_id"]), int(r.get("row", 0))
+        found.rows.setdefault(request_id, set()).add(row)
+        decided = r.get("decision", r.get("class"))
+        if decided is not None:
+            found.decisions.add(decided)
+        inputs = r.get("inputs") or {}
+        key = tuple(_key_text(inputs.get(k)) for k in keys)
+        latest = (str(r.get("ts", "")), request_id, row)
+        if keys and None not in key and latest > found.by_key.get(key, ("",)):
+            found.by_key[key] = latest
+    return found
+
+
+def named_by_key(
+    frame: pd.DataFrame, keys: list[str], recorded: Recorded
+) -> tuple[pd.DataFrame, list[Problem]]:
+    """The rows of a file that names predictions by key, each given the request id and row of
+    the latest prediction that carried its key (a customer scored twice: what became of the
+    last answer), and a problem for each key no prediction carried."""
+    import pandas as pd
+
+    problems, ids, rows = [], {}, {}
+    for line, values in zip(frame.index, zip(*(frame[k] for k in keys), strict=True), strict=True):
+        found = recorded.by_key.get(tuple(_key_text(v) for v in values))
+        if found is None:
+            shown = values[0] if len(keys) == 1 else dict(zip(keys, values, strict=True))
+            problems.append(Problem("unknown key", line + 1, ", ".join(keys), shown))
+        else:
+            ids[line], rows[line] = found[1], found[2]
+    named = frame.loc[list(ids)].assign(request_id=pd.Series(ids), row=pd.Series(rows))
+    return named, problems
 
 
 def import_outcomes(params: Params, file: Path, feedback: Path | None = None) -> Path:
@@ -193,29 +239,43 @@ def import_outcomes(params: Params, file: Path, feedback: Path | None = None) ->
 
     folder = feedback_folder(params, feedback)
     frame = read_file(file)
-    missing = [c for c in REQUIRED if c not in frame.columns]
+    # no request id: the key columns of data.roles the file has name the predictions
+    keys = [] if "request_id" in frame.columns else _file_keys(params, frame)
+    missing = [c for c in REQUIRED if c not in frame.columns and not (keys and c == "request_id")]
     if missing:
+        named = params.data.role_columns("key")
+        by_key = f" (or the key column(s) {named} of data.roles)" if named else ""
         raise MlgateError(
             f"{file}: missing column(s) {missing} (it has {list(frame.columns)}; "
-            "expected request_id, outcome and optionally row)"
+            f"expected request_id{by_key}, outcome and optionally row)"
         )
     if frame.empty:
         raise MlgateError(f"{file}: no rows")
-    recorded, decisions = recorded_predictions(folder)
-    if not recorded:
+    recorded = recorded_predictions(folder, keys)
+    if not recorded.rows:
         raise MlgateError(f"{folder}: no prediction records to attach outcomes to")
     task = params.data.task
-    classes = [] if task == "regression" else known_classes(params, decisions)
-    records, problems, duplicates = check_outcomes(frame, recorded, task, classes)
+    classes = [] if task == "regression" else known_classes(params, recorded.decisions)
+    unnamed: list[Problem] = []
+    read = len(frame)
+    if keys:
+        frame, unnamed = named_by_key(frame, keys, recorded)
+    records, problems, duplicates = check_outcomes(frame, recorded.rows, task, classes)
+    problems = sorted([*unnamed, *problems], key=lambda p: p.line)
     if problems:
-        raise MlgateError(format_problems(file, problems, len(frame), task, classes))
+        raise MlgateError(format_problems(file, problems, read, task, classes))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     out = folder / f"outcomes-import-{stamp}.jsonl"
     io.write_text(out, "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
-    predictions = sum(len(rows) for rows in recorded.values())
+    predictions = sum(len(rows) for rows in recorded.rows.values())
+    joined = f", joined by {', '.join(keys)}" if keys else ""
     print(
         f"outcomes import: {len(records)} outcomes written to {out} "
-        f"({len(frame)} rows read, {duplicates} identical duplicates skipped; "
+        f"({read} rows read{joined}, {duplicates} identical duplicates skipped; "
         f"{predictions} recorded predictions)"
     )
     return out
+
+
+def _file_keys(params: Params, frame: pd.DataFrame) -> list[str]:
+    return [k for k in params.data.role_columns("key") if k in frame.columns]

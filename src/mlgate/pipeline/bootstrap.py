@@ -266,6 +266,42 @@ def multiclass_intervals(
     return _result(resampled, fairness, spec, len(yi))
 
 
+def macro_auc_cells(yi: np.ndarray, probabilities: np.ndarray) -> dict[int, np.ndarray]:
+    """For each class present and absent somewhere on the split (its one-vs-rest AUC is
+    defined), each row's score cell of that class's probability."""
+    n = len(yi)
+    present = [j for j in range(probabilities.shape[1]) if 0 < int((yi == j).sum()) < n]
+    return {j: _score_cells(probabilities[:, j]) for j in present}
+
+
+def weighted_macro_auc(w: np.ndarray, yi: np.ndarray, cells: dict[int, np.ndarray]) -> np.ndarray:
+    """One-vs-rest macro ROC AUC (over `macro_auc_cells`' classes, as evaluate) of each
+    resample given as row weights w[R, n]; every class's AUC of a resample shares its rows."""
+    flat = np.zeros((2, 2, 1))
+    aucs = []
+    for j, cell in cells.items():
+        n_cells = int(cell.max()) + 1
+        pos = _cell_sums(w * (yi == j), cell, n_cells)
+        neg = _cell_sums(w, cell, n_cells) - pos
+        loss = np.broadcast_to(flat, (2, 2, n_cells))
+        aucs.append(_score_metrics(pos, neg, loss, ("roc_auc",))["roc_auc"])
+    return np.mean(aucs, axis=0)
+
+
+def multiclass_score_metric(
+    name: str, w: np.ndarray, yi: np.ndarray, probabilities: np.ndarray
+) -> np.ndarray | None:
+    """roc_auc_ovr or log_loss of each resample (row weights w[R, n]) from class indices and
+    one probability column per class; None for any other metric."""
+    if name == "roc_auc_ovr":
+        cells = macro_auc_cells(yi, probabilities)
+        return weighted_macro_auc(w, yi, cells) if cells else None
+    if name == "log_loss":
+        p = np.clip(probabilities[np.arange(len(yi)), yi], EPS, 1)
+        return _div(w @ -np.log(p), w.sum(axis=1))
+    return None
+
+
 def _multiclass_scores(
     rng: np.random.Generator, yi: np.ndarray, probabilities: np.ndarray, r: int
 ) -> dict[str, tuple[np.ndarray, float]]:
@@ -274,22 +310,10 @@ def _multiclass_scores(
     classes' AUCs of one resample must share its rows, so they come from row weights (cost:
     resamples x rows x classes); the log loss of a row is one number, a score cell."""
     k, n = probabilities.shape[1], len(yi)
-    present = [j for j in range(k) if 0 < int((yi == j).sum()) < n]
-    cells = {j: _score_cells(probabilities[:, j]) for j in present}
-    flat = np.zeros((2, 2, 1))
+    cells = macro_auc_cells(yi, probabilities)
 
     def macro_auc(w: np.ndarray) -> np.ndarray:
-        aucs = []
-        for j, cell in cells.items():
-            n_cells = int(cell.max()) + 1
-            pos = _cell_sums(w * (yi == j), cell, n_cells)
-            neg = _cell_sums(w, cell, n_cells) - pos
-            aucs.append(
-                _score_metrics(pos, neg, np.broadcast_to(flat, (2, 2, n_cells)), ("roc_auc",))[
-                    "roc_auc"
-                ]
-            )
-        return np.mean(aucs, axis=0)
+        return weighted_macro_auc(w, yi, cells)
 
     loss = -np.log(np.clip(probabilities[np.arange(n), yi], np.finfo(float).eps, 1))
     cell = _score_cells(loss)
@@ -406,6 +430,8 @@ def weighted_metric(
             return 1 - _div(squares, w @ y**2 - (w @ y) ** 2 / n)
         return {"rmse": np.sqrt(squares / n), "mae": w @ np.abs(err) / n}.get(name)
     if task == "multiclass":
+        if out.ndim == 2:  # one probability column per class: the score metrics
+            return multiclass_score_metric(name, w, y, out)
         k = len(classes)
         conf = _cell_sums(w, y * k + out, k * k).reshape(len(w), k, k)
         return multiclass_counts(conf, classes).get(name)

@@ -35,7 +35,7 @@ def load_schema(params: Params) -> pa.DataFrameSchema:
         raise MlgateError(
             f"data.target {params.data.target!r} is not a column of {params.data.schema_ref}"
         )
-    missing = [f for f in params.features.all if f not in schema.columns]
+    missing = [f for f in params.features.inputs if f not in schema.columns]
     if missing:
         raise MlgateError(f"features {missing} are not columns of {params.data.schema_ref}")
     return with_roles(schema, params.data.roles, params.data.schema_ref)
@@ -63,13 +63,14 @@ def with_roles(schema: pa.DataFrameSchema, roles: dict[str, str], ref: str) -> p
 
 
 def _parses_as_time(values: pd.Series) -> pd.Series:
-    parsed = pd.to_datetime(values.astype("string"), format="ISO8601", errors="coerce", utc=True)
-    return values.isna() | parsed.notna()
+    return values.isna() | parse_times(values, coerce=True).notna()
 
 
-def parse_times(values: pd.Series) -> pd.Series:
-    """A timestamp column as UTC datetimes (validated: every value parses)."""
-    return pd.to_datetime(values.astype("string"), format="ISO8601", utc=True)
+def parse_times(values: pd.Series, coerce: bool = False) -> pd.Series:
+    """A timestamp column as UTC datetimes (validated: every value parses; `coerce`: NaT for
+    a value that does not)."""
+    errors = "coerce" if coerce else "raise"
+    return pd.to_datetime(values.astype("string"), format="ISO8601", utc=True, errors=errors)
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,7 @@ def load(
 
 def used_columns(params: Params) -> list[str]:
     """The columns the stages read: the target, the features and the sensitive attributes."""
-    names = [params.data.target, *params.features.all, *params.evaluate.sensitive]
+    names = [params.data.target, *params.features.inputs, *params.evaluate.sensitive]
     if params.split.by == "time":
         names += params.data.role_columns("timestamp")
     return list(dict.fromkeys(names))

@@ -36,11 +36,15 @@ def _split(model: Any) -> tuple[list[Any], Any, Any] | None:
 
 def output_columns(preprocess: Any) -> list[str]:
     """For each output column of the fitted ColumnTransformer, the input column it came from
-    (a one-hot encoder's outputs, one per category, all name their column)."""
+    (a one-hot encoder's outputs, one per category, all name their column; so do a timestamp's
+    derived parts and a text's terms: every output of a one-column transformer)."""
     owners: list[str] = [""] * sum(s.stop - s.start for s in preprocess.output_indices_.values())
     for name, transformer, columns in preprocess.transformers_:
         where = preprocess.output_indices_.get(name)
         if where is None or where.stop == where.start or name == "remainder":
+            continue
+        if len(columns) == 1:
+            owners[where.start : where.stop] = [columns[0]] * (where.stop - where.start)
             continue
         last = transformer.steps[-1][1] if hasattr(transformer, "steps") else transformer
         categories = getattr(last, "categories_", None)
@@ -121,7 +125,7 @@ def importance(
 ) -> dict[str, Any]:
     """Global importance on the test split, largest first: mean |contribution| per column
     (exact methods), else the mean drop of the primary metric when the column is shuffled."""
-    features = params.features.all
+    features = params.features.inputs
     exact = (
         None
         if params.data.task == "multiclass"
@@ -155,7 +159,7 @@ def _permutation(model: Any, test: pd.DataFrame, params: Params) -> dict[str, fl
             return float(roc_auc_score(truth, positive_scores(est, x, positive)))
 
     found = permutation_importance(
-        model, test[params.features.all], y, scoring=scoring,
+        model, test[params.features.inputs], y, scoring=scoring,
         n_repeats=PERMUTATION_REPEATS, random_state=params.train.seed,
     )  # fmt: skip
-    return dict(zip(params.features.all, found.importances_mean.tolist(), strict=True))
+    return dict(zip(params.features.inputs, found.importances_mean.tolist(), strict=True))

@@ -191,3 +191,45 @@ def regression_group_metrics(
             "mae_difference": _round(_between_groups(table["mae"])),
         }
     return result
+
+
+# A feature this associated with a sensitive attribute can stand in for it (a proxy): the PR
+# report flags it when the model leans on it more than base did (docs/FAIRNESS.md).
+PROXY_ASSOCIATION = 0.3
+
+
+def association(feature: pd.Series, group: pd.Series) -> float:
+    """How much a feature tells about a sensitive group, 0 (nothing) to 1 (determines it):
+    Cramér's V for a categorical feature (a missing value is its own category), the
+    correlation ratio η for a numeric one (rows without a value left out)."""
+    group = group.astype(str)
+    if pd.api.types.is_numeric_dtype(feature) and not pd.api.types.is_bool_dtype(feature):
+        known = feature.notna().to_numpy()
+        x = feature.to_numpy(dtype=float)[known]
+        codes, _ = _group_codes(group[known])
+        if x.size < 2 or float(x.var()) == 0.0:
+            return 0.0
+        n = np.bincount(codes)
+        means = np.bincount(codes, weights=x) / np.maximum(n, 1)
+        between = float((n * (means - x.mean()) ** 2).sum())
+        return float(np.sqrt(between / float(((x - x.mean()) ** 2).sum())))
+    table = pd.crosstab(feature.astype(str).fillna("<missing>"), group).to_numpy(dtype=float)
+    if min(table.shape) < 2:
+        return 0.0
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    chi2 = float(((table - expected) ** 2 / expected).sum())
+    return float(np.sqrt(chi2 / table.sum() / (min(table.shape) - 1)))
+
+
+def proxies(
+    frame: pd.DataFrame, features: list[str], sensitive: dict[str, SensitiveAttribute]
+) -> dict[str, dict[str, float]]:
+    """Each feature's association with each sensitive attribute on frame (the test split):
+    {feature: {attribute: 0..1}}; empty without sensitive attributes."""
+    found: dict[str, dict[str, float]] = {}
+    for attr, spec in sensitive.items():
+        group = groups(frame, attr, spec)
+        for column in features:
+            if column != attr:
+                found.setdefault(column, {})[attr] = round(association(frame[column], group), 4)
+    return found

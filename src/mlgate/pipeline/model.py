@@ -121,7 +121,8 @@ def own_pipeline(params: Params) -> Any:
 
 def build_pipeline(params: Params) -> Pipeline:
     """One-hot the categorical features, scale the numeric ones (imputing first if asked),
-    then the estimator; or train.pipeline's own model."""
+    derive those of features.from_timestamp / from_text, then the estimator; or
+    train.pipeline's own model."""
     if params.train.pipeline:
         return own_pipeline(params)
     from sklearn.compose import ColumnTransformer
@@ -143,6 +144,11 @@ def build_pipeline(params: Params) -> Pipeline:
     if features.categorical or derived.categorical:
         columns = [*features.categorical, *derived.categorical]
         transformers.append(("categorical", categorical, columns))
+    if features.from_timestamp or features.from_text:
+        from mlgate.pipeline.derive import derived_transformers
+
+        texts = {c: spec.max_features for c, spec in features.from_text.items()}
+        transformers += derived_transformers(features.from_timestamp, texts)
     preprocess = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
     steps = [("preprocess", preprocess), ("estimator", build_estimator(params))]
     if features.transform:
@@ -191,7 +197,7 @@ def check_own_features(model: Any, frame: Any, target: Any, params: Params) -> N
         ) from None
     columns = set(getattr(out, "columns", []))
     derived = params.features.derived
-    wanted = [*params.features.all, *derived.numeric, *derived.categorical]
+    wanted = [*params.features.inputs, *derived.numeric, *derived.categorical]
     missing = [c for c in wanted if c not in columns]
     if missing:
         raise MlgateError(

@@ -271,7 +271,7 @@ def render(
     out += _parameters(pr, base)
     out += _classes(pr)
     out += _fairness(pr, base)
-    out += _drivers(pr, base)
+    out += _drivers(pr, base, prod)
     out += _data(pr, base)
     charts = [
         chart("ROC curve", "fpr", "tpr", [(pr.label, pr.roc), (base.label, base.roc)]),
@@ -286,34 +286,66 @@ def render(
     return "\n".join(out).rstrip() + "\n"
 
 
-def _drivers(pr: Results, base: Results, top: int = 10) -> list[str]:
-    """What the model leans on, ranked, with the change against base (same method only:
-    a linear model's contributions and a forest's permutation drops are different units)."""
+def _drivers(pr: Results, base: Results, prod: Results, top: int = 10) -> list[str]:
+    """What the model leans on, ranked, with the change against base and production (same
+    method only: a linear model's contributions and a forest's permutation drops are
+    different units), and the proxies of a sensitive attribute it leans on more than base."""
     mine = pr.importance.get("columns") or {}
     if not mine:
         return []
-    theirs = base.importance.get("columns") or {}
-    comparable = base.importance.get("method") == pr.importance.get("method")
-    rank_before = {c: i + 1 for i, c in enumerate(theirs)}
     out = [
         "### What drives the model",
         "",
         f"{pr.importance.get('unit', 'importance')} on the test split "
-        f"({pr.importance.get('method', '?')}); the change against {base.label}:",
+        f"({pr.importance.get('method', '?')}):",
         "",
-        f"| # | column | {pr.label} | {base.label} | change |",
-        "|---|---|---|---|---|",
+        f"| # | column | {pr.label} | {base.label} | change | {prod.label} | change |",
+        "|---|---|---|---|---|---|---|",
     ]
     for i, (column, value) in enumerate(list(mine.items())[:top], start=1):
-        old = theirs.get(column) if comparable else None
-        moved = rank_before.get(column)
-        was = "new" if moved is None else ("" if moved == i else f"was #{moved}")
-        change = ", ".join(x for x in ("" if old is None else f"{value - old:+.3g}", was) if x)
-        before = "–" if old is None else f"{old:.3g}"
-        out.append(f"| {i} | {column} | {value:.3g} | {before} | {change} |")
+        cells = [cell for res in (base, prod) for cell in _moved(pr, res, i, column, value)]
+        out.append(f"| {i} | {column} | {value:.3g} | {' | '.join(cells)} |")
     if len(mine) > top:
-        out.append(f"| | … {len(mine) - top} more in importance.json | | | |")
-    return [*out, ""]
+        out.append(f"| | … {len(mine) - top} more in importance.json | | | | | |")
+    return [*out, "", *_proxies_rising(pr, base), ""]
+
+
+def _moved(pr: Results, res: Results, rank: int, column: str, value: float) -> tuple[str, str]:
+    """(res's importance of column, the change to this PR's: difference and rank move)."""
+    theirs = res.importance.get("columns") or {}
+    comparable = res.importance.get("method") == pr.importance.get("method")
+    old = theirs.get(column) if comparable else None
+    moved = {c: n for n, c in enumerate(theirs, start=1)}.get(column)
+    was = "" if not theirs or moved == rank else "new" if moved is None else f"was #{moved}"
+    delta = "" if old is None else f"{value - old:+.3g}"
+    return "–" if old is None else f"{old:.3g}", ", ".join(x for x in (delta, was) if x)
+
+
+def _proxies_rising(pr: Results, base: Results) -> list[str]:
+    """A feature associated with a sensitive attribute (fairness.PROXY_ASSOCIATION or more, on
+    the test split) that this PR's model leans on more than base's (importance up by over
+    10 %, or new), its association not lower than base's: the model may be learning the
+    attribute through it."""
+    from mlgate.pipeline.fairness import PROXY_ASSOCIATION
+
+    mine, theirs = pr.importance.get("columns") or {}, base.importance.get("columns") or {}
+    if base.importance.get("method") != pr.importance.get("method"):
+        theirs = {}
+    now, before = pr.importance.get("proxies") or {}, base.importance.get("proxies") or {}
+    flags = []
+    for column, value in mine.items():
+        for attr, assoc in (now.get(column) or {}).items():
+            was = (before.get(column) or {}).get(attr)
+            old = theirs.get(column)
+            rising = old is None or value > 1.1 * old
+            if assoc >= PROXY_ASSOCIATION and rising and (was is None or assoc >= was):
+                lean = "new" if old is None else f"{old:.3g} → {value:.3g}"
+                flags.append(
+                    f"> ⚠️ **{column}** may stand in for the sensitive attribute **{attr}** "
+                    f"(association {assoc:.2f}): the model leans on it more than "
+                    f"{base.label} ({lean}). Check the fairness gaps above."
+                )
+    return flags
 
 
 def _verdict(gate: dict[str, Any] | None, pipeline_ok: bool) -> str:

@@ -3,9 +3,11 @@ label, sensitive groups and first gate a new project starts with."""
 
 from __future__ import annotations
 
+import functools
 import keyword
 import math
 import re
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,9 @@ MAX_CLASSES = 50  # a class label with more distinct values is refused (not a mu
 
 
 MAX_CODES = 3  # an integer-valued column with at most this many values is a code (1/2, 0/1/9)
+
+
+MAX_LEVELS = 500  # a text column of more distinct words or codes than this is no category
 
 
 WIDEN = 0.10  # schema bounds: the observed range widened by this share of its span
@@ -65,19 +70,39 @@ PROTECTED_WORDS = (
 # classification gaps, a share of the model's MAE for the regression gap, in target units)
 FAIRNESS_MARGIN = {"classification": 0.05, "multiclass": 0.05, "regression": 0.10}
 
+# The metric init bounds in gate.min_metrics for each task, and the bar it never goes below
+# (better than chance; better than always predicting the mean)
+QUALITY_FLOOR = {
+    "classification": ("roc_auc", 0.55),
+    "multiclass": ("roc_auc_ovr", 0.55),
+    "regression": ("r2", 0.0),
+}
+
 
 def attr_name(column: str, taken: set[str]) -> str:
-    """A Python identifier for a column (the schema keeps the real name as an alias)."""
-    name = re.sub(r"\W", "_", column.strip()) or "column"
-    if name[0].isdigit():
+    """A Python identifier for a column (the schema keeps the real name as an alias): each
+    character no identifier may hold is `_` (`²` and `½` are word characters to a regex, not
+    to Python), in the NFKC form Python reads identifiers in (`µ` is read as `μ`, `ﬁ` as
+    `fi`), never a keyword or an attribute pandera's DataFrameModel has (`validate`), nor
+    private to it (`_id`: pandera leaves out an attribute with a leading `_`)."""
+    kept = "".join(c if f"a{c}".isidentifier() else "_" for c in column.strip())
+    name = unicodedata.normalize("NFKC", kept) or "column"
+    if not name.isidentifier() or name.startswith("_"):  # a digit first, or private
         name = f"c_{name}"
-    if keyword.iskeyword(name) or name in {"Config"}:
+    if keyword.iskeyword(name) or name in _model_attributes():
         name = f"{name}_"
     base, i = name, 2
     while name in taken:
         name, i = f"{base}_{i}", i + 1
     taken.add(name)
     return name
+
+
+@functools.cache
+def _model_attributes() -> frozenset[str]:
+    import pandera.pandas as pa
+
+    return frozenset(n for n in dir(pa.DataFrameModel) if not n.startswith("_"))
 
 
 def widened_bounds(low: float, high: float, integer: bool) -> tuple[float, float]:
@@ -140,6 +165,8 @@ def infer_columns(
             distinct = values.astype(str).unique()
             if len(distinct) <= MAX_CATEGORIES:
                 col.update(kind="categorical", isin=sorted(distinct.tolist()))
+            elif many_levels(values):  # unbounded: the next export brings new towns
+                col.update(kind="categorical", levels=len(distinct))
         role = column_role(str(name), series, len(frame))
         if name in sensitive:
             col["kind"] = "sensitive"
@@ -193,9 +220,18 @@ def column_role(name: str, series: pd.Series, rows: int) -> tuple[str, str] | No
     if distinct and (named or (len(values) == rows and not spaced)):
         return "key", "every value is distinct" + (", named like an id" if named else "")
     texts = values.astype(str).nunique()
-    if text and texts > MAX_CATEGORIES:
+    if text and texts > MAX_CATEGORIES and not many_levels(values):
         return "text", f"{texts} distinct text values, free text rather than a category"
     return None
+
+
+def many_levels(values: pd.Series) -> bool:
+    """Text of more than MAX_CATEGORIES values that still reads as a category (a town, a
+    product code): words or codes without spaces, each repeating (at most one distinct value
+    per two rows), at most MAX_LEVELS of them. Sentences are free text."""
+    text = values.astype(str)
+    levels = text.nunique()
+    return levels <= min(MAX_LEVELS, len(text) / 2) and text.str.contains(r"\s").mean() <= 0.5
 
 
 def _is_code(values: pd.Series) -> bool:
@@ -307,6 +343,32 @@ def _shown(value: float) -> str:
 def _ceil(value: float, digits: int) -> float:
     scale = 10.0**digits
     return math.ceil(round(value * scale, 6)) / scale
+
+
+def quality_gate(task: str, measured: dict[str, Any]) -> dict[str, Any]:
+    """gate.min_metrics from the first model: the lower end of its metric's bootstrap interval
+    on the test split, rounded down to 2 decimals, and never below chance (QUALITY_FLOOR). A
+    model as good as the first passes whatever the split; one clearly worse (its whole
+    interval below the bar, the default `gate.uncertain.quality: pass`) fails, and so does a
+    model that learnt nothing. The answers `quality_gate` ({metric: [bound, measured, low,
+    high]}, measured and the interval null when there was none) and `quality_why` (how the
+    bound was chosen, in words)."""
+    metric, floor = QUALITY_FLOOR[task]
+    value = (measured.get("metrics") or {}).get(metric)
+    ci = (measured.get("metric_intervals") or {}).get(metric)
+    if value is None or not ci or not all(math.isfinite(x) for x in (value, *ci)):
+        return {"quality_gate": {metric: [floor, None, None, None]},
+                "quality_why": "better than chance"}  # fmt: skip
+    low = math.floor(round(ci[0] * 100, 6)) / 100
+    confidence = f"{measured.get('confidence', 0.95):.0%}"
+    if low > floor:
+        why = f"the lower end of a first model's {confidence} bootstrap interval, rounded down"
+    else:
+        why = f"better than chance (a first model's {confidence} interval reaches below it)"
+    return {
+        "quality_gate": {metric: [max(floor, low), round(value, 4), *(round(x, 4) for x in ci)]},
+        "quality_why": why,
+    }
 
 
 def fairness_gate(task: str, measured: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from mlgate.scaffold.infer import (
     infer_columns,
     infer_task,
     looks_protected,
+    quality_gate,
     read_data,
     sensitive_specs,
     slug,
@@ -363,10 +364,11 @@ def create(request: InitRequest) -> Path:
         render(source.src, work, answers, source.vcs_ref)
         (work / "data").mkdir()
         shutil.copy2(request.data, work / "data" / answers["data_file"])
+        measured = first_measurement(work)
+        answers.update(quality_gate(answers["task"], measured))
         if answers["sensitive"]:
-            measured = first_measurement(work)
             answers.update(fairness_gate(answers["task"], measured))
-            render(source.src, work, answers, source.vcs_ref, overwrite=True)
+        render(source.src, work, answers, source.vcs_ref, overwrite=True)
         if source.record_release:
             _point_answers_at_release(work, answers)
         _run(["git", "init", "-q", "-b", "main"], work, "git init")
@@ -410,7 +412,7 @@ def first_measurement(project: Path) -> dict[str, Any]:
         _run(
             [sys.executable, "-c", code, str(out)],
             project,
-            "training a first model (to set the fairness bounds from it)",
+            "training a first model (to set the gate's bounds from it)",
             PYTHONPATH=path,
         )
         import json
@@ -443,6 +445,7 @@ def _measure(out: str) -> None:
             "metrics": result["metrics"],
             "fairness": gaps,
             "intervals": intervals["fairness"],
+            "metric_intervals": intervals["metrics"],
             "confidence": intervals["confidence"],
         },
     )
@@ -464,9 +467,19 @@ def _summary(dest: Path, answers: dict[str, Any]) -> None:
     for c in codes:
         shown = ", ".join(map(str, c["isin"]))
         print(f"  {c['name']}: numbers taken as category codes ({shown}), not a range")
+    for c in cols:
+        if c.get("levels"):
+            print(
+                f"  {c['name']}: a category of {c['levels']} values, unbounded (a value training "
+                "never saw scores as none of them)"
+            )
     for name, direction in answers.get("monotone", {}).items():
         way = "rises" if direction > 0 else "falls"
         print(f"  monotone (directional test): the prediction {way} with {name}")
+    for metric, (bound, value, low, high) in answers.get("quality_gate", {}).items():
+        first = f" (a first model: {value} [{low}, {high}])" if value is not None else ""
+        print(f"  quality gated (params.yaml gate.min_metrics): {metric} >= {bound}{first}")
+        print(f"    {answers['quality_why']}; raise it to what the use needs")
     if answers["sensitive"]:
         print(f"  sensitive (measured, not features): {', '.join(answers['sensitive'])}")
         print("  fairness gated (params.yaml gate.max_fairness_gap):")
@@ -488,9 +501,15 @@ def _summary(dest: Path, answers: dict[str, Any]) -> None:
             f"  champion: a candidate's {answers['primary_metric']} may exceed the production "
             "model's by at most 1% of it (gate.champion.tolerance, relative)"
         )
+    can_derive = {
+        "timestamp": "params.yaml features.from_timestamp can derive its days_since, month, "
+        "weekday, hour",
+        "text": "left out by default; params.yaml features.from_text makes it TF-IDF features",
+    }
     for c in cols:
         if c["kind"] in ROLES:
-            print(f"  not a feature: {c['name']} ({c['kind']}: {c['why']})")
+            also = f"; {can_derive[c['kind']]}" if c["kind"] in can_derive else ""
+            print(f"  not a feature: {c['name']} ({c['kind']}: {c['why']}{also})")
     stamps = [c["name"] for c in cols if c["kind"] == "timestamp"]
     if stamps:
         print(

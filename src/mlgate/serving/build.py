@@ -86,26 +86,45 @@ def lineage_of(mv: Any) -> dict[str, str]:
     return info
 
 
+def project_code(model: Any, package: str) -> list[str]:
+    """The project's own classes and functions the pickled model needs (`module.name`, each
+    once, in pickling order): found by pickling it, so nothing nested escapes: a
+    FunctionTransformer of a project function inside `train.pipeline`'s ColumnTransformer, an
+    estimator class of the package, a function kept as a parameter."""
+    import io as _io
+    import pickle
+
+    found: dict[str, None] = {}
+
+    class Finder(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            named = obj if isinstance(obj, type) or callable(obj) else type(obj)
+            module = getattr(named, "__module__", None) or ""
+            if module.partition(".")[0] == package:
+                found[f"{module}.{getattr(named, '__qualname__', type(named).__name__)}"] = None
+            return NotImplemented
+
+    Finder(_io.BytesIO(), protocol=pickle.HIGHEST_PROTOCOL).dump(model)
+    return list(found)
+
+
 def refuse_other_code(params: Params, model: Any, lineage: dict[str, str]) -> None:
-    """A model that runs the project's own code (features.transform, or an estimator class of
-    its package) is never packaged beside other code than it was trained with: the bento
-    carries src/<package> as it is now, and the pickled model calls into it."""
+    """A model that runs the project's own code (features.transform, an estimator class of its
+    package, anything of it inside train.pipeline) is never packaged beside other code than it
+    was trained with: the bento carries src/<package> as it is now, and the pickled model
+    calls into it."""
     from mlgate.registry.lineage import code_hash, project_package
 
     package = project_package(params)
-    steps = getattr(model, "steps", [("estimator", model)])
-    # "features" is features.transform's step (often a FunctionTransformer of a project
-    # function: the class is scikit-learn's, the code the project's)
-    uses = [
-        n
-        for n, step in steps
-        if n == "features" or type(step).__module__.partition(".")[0] == package
-    ]
     trained, now = lineage.get("code_hash"), code_hash(package)
-    if uses and trained and now != trained:
+    if not trained or now == trained:
+        return
+    uses = project_code(model, package)
+    if uses:
+        shown = ", ".join(uses[:3]) + (f" and {len(uses) - 3} more" if len(uses) > 3 else "")
         raise MlgateError(
             f"{lineage['model_name']} version {lineage['version']} runs the project's own "
-            f"code ({', '.join(uses)} from {package}), which changed since it was trained "
+            f"code ({shown}), which changed since it was trained "
             f"(src/{package}: {str(now)[:12]} now, {trained[:12]} then): retrain it "
             "(`dvc repro`, `mlgate register`) or build from the commit it was trained at "
             f"({lineage.get('git_commit', 'unknown')[:12]})"
@@ -189,7 +208,7 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
     }
     rows = reference_rows(params)
     positive = scored_classes(params)
-    pipeline = PipelineScorer(model, positive, params.features.all)
+    pipeline = PipelineScorer(model, positive, params.features.inputs)
     expected = pipeline.scores(rows).tolist()
     # The fast path must give the Pipeline's scores on the whole test split, from what the
     # service will load (the exported numbers, the tree arrays, the serialized graph), or it
@@ -236,7 +255,7 @@ def explainer_files(
             model,
             scored_classes(params),
             lambda: split_rows(params, params.split.train),
-            params.features.all,
+            params.features.inputs,
             scorer,
         )
         why = check(explainer, rows, scores)

@@ -85,7 +85,7 @@ class Contract:
         # identifiers (data.roles) an answer echoes, so outcomes join on them
         self.keys = [c["name"] for c in spec["columns"] if c.get("role") == "key"]
         self.residual_checks: list[str] = list(spec["residual_checks"])
-        fields = {c["name"]: _field(c) for c in spec["columns"]}
+        fields = {_field_name(c["name"], i): _field(c) for i, c in enumerate(spec["columns"])}
         self.row_model: type[BaseModel] = create_model(  # type: ignore[call-overload]
             name,
             __config__=ConfigDict(extra="forbid" if spec["strict"] else "ignore", frozen=True),
@@ -107,6 +107,19 @@ class Contract:
         return {c["name"]: _example_value(c) for c in self.spec["columns"]}
 
 
+def _field_name(column: str, position: int) -> str:
+    """The row model's attribute for a column: its own name, unless pydantic would read it
+    otherwise (a leading `_` is private, `schema`, `copy`, `json`, `model_*` are BaseModel's,
+    a keyword cannot be one); then a name of its own, the column's name being its alias (what
+    the JSON, the errors' field paths and the JSON schema show)."""
+    import keyword
+
+    taken = column.startswith(("_", "model_")) or hasattr(BaseModel, column)
+    if column.isidentifier() and not taken and not keyword.iskeyword(column):
+        return column
+    return f"column_{position}"
+
+
 def _field(column: dict[str, Any]) -> tuple[Any, Any]:
     kind = column["kind"]
     if column["allowed"] is not None:
@@ -126,8 +139,8 @@ def _field(column: dict[str, Any]) -> tuple[Any, Any]:
         annotation, Field(description=column["description"], **column["constraints"])
     ]
     if column["nullable"]:
-        return (annotation | None, None)
-    return (annotation, ...)
+        return (annotation | None, Field(default=None, alias=column["name"]))
+    return (annotation, Field(alias=column["name"]))
 
 
 def _iso8601(value: str) -> str:

@@ -67,6 +67,12 @@ def not_plain_because(model: Any) -> str:
             f"the Pipeline's steps are {names}, not (preprocess, estimator): a step of the "
             "project's own (features.transform) runs in scikit-learn only"
         )
+    derived = [n for n, _, _ in steps[0][1].transformers_ if n.startswith("from_")]
+    if derived:
+        return (
+            "the model derives features from a timestamp or a text (features.from_timestamp / "
+            "from_text), computed in scikit-learn only"
+        )
     return "the preprocessing imputes or encodes beyond StandardScaler and plain one-hot"
 
 

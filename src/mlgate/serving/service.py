@@ -180,7 +180,7 @@ def _variant(name: str, model: Any, lineage: dict[str, str], stored: Any) -> Var
         threshold=PARAMS.evaluate.threshold,
         positive=PARAMS.data.positive_label,
         classifier=CLASSIFIER,
-        features=PARAMS.features.all,
+        features=PARAMS.features.inputs,
         multiclass=MULTICLASS,
     )
 
@@ -273,7 +273,7 @@ class ModelService:
         recorded with it)."""
         if not self._ready.is_set():
             raise bentoml.exceptions.ServiceUnavailable("the model is not loaded yet")
-        records = [row.model_dump() for row in rows]
+        records = [row.model_dump(by_alias=True) for row in rows]  # the columns' own names
         if CONTRACT.needs_pandera:
             self._pandera_check(records)
         if self.challenger is not None and STRATEGY.mode in ("canary", "ab"):

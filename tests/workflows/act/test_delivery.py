@@ -4,11 +4,13 @@ build once (`bentoml containerize`, pushed to the registry on 127.0.0.1) -> stag
 digest, run by the Docker daemon, smoke and contract test over HTTP, tag :staging, alias
 staging) -> production only with an approval on record (same digest, tag :production, alias
 production, a deployment record naming the approver); without one the production job refuses.
+
+The approved first delivery of a repository is asserted in test_trial.py, on the delivery that
+makes that module's champion: one real delivery, not two of the same.
 """
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -16,7 +18,6 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from mlgate.serving.feedback import read_records
-from tests.conftest import run as run_command
 from tests.workflows.act.conftest import push_event
 from tests.workflows.act.road import Repo, Road
 from tests.workflows.fake_github import FakeGitHub
@@ -51,70 +52,6 @@ def records_in(folder: str, seconds: float = 30) -> list[dict]:
     while not (found := read_records(folder)) and time.monotonic() < deadline:
         time.sleep(0.5)
     return found
-
-
-def test_push_to_main_builds_once_and_promotes_the_same_digest_with_an_approval(
-    road: Road, github: FakeGitHub, credit_repo: Repo
-) -> None:
-    github.approvals["4101"] = [approval("bob")]
-
-    run = road.act(credit_repo, "push", ".github/workflows/cd.yml", push_event(credit_repo),
-                   run_id="4101")  # fmt: skip
-    assert run.jobs == DELIVERED, run.explain()
-    assert github.refused == [], "every request within its job's permissions"
-    image, version = run.outputs["build"]["image"], run.outputs["build"]["version"]
-    repository, digest = image.split("@")
-    assert repository == f"{road.registry}/{credit_repo.name}", image
-
-    # M1: the pipeline artifact (downloadable by anyone signed in, in a public repository)
-    # holds the model and the reports, and not one row of data
-    uploaded = run.uploaded("ml-cd-pipeline")
-    assert "artifacts/model/model.joblib" in uploaded and "dvc.lock" in uploaded, uploaded
-    rows = [f for f in uploaded if f.startswith("artifacts/data/") or f.endswith(".parquet")]
-    assert rows == [], f"data in the delivery artifact: {rows}"
-
-    # one image, built once and pushed: the commit's tag, then :staging and :production moved
-    # to that digest by the deploys that tested it
-    tags = road.registry_tags(repository)
-    assert tags == {credit_repo.sha: digest, "staging": digest, "production": digest}, tags
-    built = road.docker_out("images", "--no-trunc", "--format", "{{.ID}}", repository)
-    assert len(set(built.split())) == 1, f"the image is built once: {built}"
-    # both environments run that digest, pulled and started by it
-    for env in ("staging", "production"):
-        container = road.running(repository, env)
-        assert container is not None and container["image"] == image, (env, container)
-    assert "smoke: pass" in run.log("staging") and "smoke: pass" in run.log("production")
-    # the smoke test's requests were recorded by the service in the container, on the host
-    production = road.running(repository, "production")
-    assert production is not None
-    feedback = road.home / "feedback" / credit_repo.name / "production"
-    assert production["feedback"] == str(feedback), production
-    assert records_in(production["feedback"]), f"no feedback records in {feedback}"
-
-    assert alias(road, "staging") == version
-    assert alias(road, "production") == version
-
-    records = [d for d in github.deployments if d.get("payload", {}).get("image")]
-    assert [(d["environment"], d["payload"]["image"]) for d in records] == [
-        ("staging", image),
-        ("production", image),
-    ]
-    payload = records[-1]["payload"]
-    assert payload["approved_by"] == ["bob"]
-    assert payload["model_version"] == version
-    assert payload["commit"] == credit_repo.sha
-
-    # provenance in one command, deployment half: the registry alone answers it
-    lineage = run_command(
-        ["mlgate", "lineage", f"{MODEL}@production", "--json"],
-        credit_repo.path,
-        MLFLOW_TRACKING_URI=road.mlflow_url,
-    )
-    deployed = json.loads(lineage.stdout)["deployments"]
-    assert deployed["production"]["image"] == image, deployed
-    assert deployed["production"]["approved_by"] == ["bob"], deployed
-    assert deployed["production"]["run_url"].startswith("https://github.com/"), deployed
-    assert deployed["staging"]["image"] == image, deployed
 
 
 class ProductionDeployedWithoutApproval(AssertionError):

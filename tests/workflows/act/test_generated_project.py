@@ -8,6 +8,10 @@ from its bare repository. The project is made by a real `mlgate init --mlgate-pa
 its lock installs this checkout); the default path, a published release's wheel and template,
 is covered by tests/scaffold/test_release.py.
 
+The project predicts one of three classes (wine cultivars): the binary road is the example's, so
+this one carries multiclass through the pull request, the report, the delivery and the served
+answer (each class's probability and the decided class).
+
 Scenario 1 (a passing pull request: `ml / gate` succeeds, one report comment) and scenario 3
 (push to main: its real image built once, pulled and run by digest in staging with the smoke
 test, production with an approval on record) run with the project's own lint and test commands,
@@ -17,9 +21,13 @@ remote.
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -27,7 +35,8 @@ from mlflow import MlflowClient
 
 from mlgate.scaffold.source import Release, this_release
 from tests.conftest import run
-from tests.scaffold.conftest import churn_frame, mlgate_init
+from tests.scaffold.conftest import mlgate_init
+from tests.scaffold.test_init_multiclass import CULTIVARS, wine_frame
 from tests.workflows.act.conftest import pr_event, push_event, with_registry
 from tests.workflows.act.road import ActRun, RemoteHeads, Repo, Road, git, snapshot
 from tests.workflows.act.test_delivery import DELIVERED, approval
@@ -72,13 +81,16 @@ def published(road: Road) -> Published:
 
 @pytest.fixture(scope="session")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A churn model repository made by `mlgate init`, once per session (init syncs a venv)."""
+    """A three-class model repository (wine cultivars) made by `mlgate init`, once per session
+    (init syncs a venv). Three classes on purpose: the binary road is the example's (every
+    other scenario), so this one carries multiclass through the PR, delivery and serving."""
     base = tmp_path_factory.mktemp("generated")
-    data = base / "input" / "churn.csv"
+    data = base / "input" / "wine.csv"
     data.parent.mkdir()
-    churn_frame().to_csv(data, index=False)
-    path = base / "churn"
-    mlgate_init(path, "--data", data, "--target", "churned", "--sensitive", "gender,age")
+    wine_frame().to_csv(data, index=False)
+    path = base / "wine"
+    init = mlgate_init(path, "--data", data, "--target", "cultivar", "--sensitive", "region")
+    assert "multiclass of 'cultivar', 3 classes" in init.stdout, init.stdout
     return path
 
 
@@ -88,7 +100,7 @@ def project(
 ) -> Repo:
     """A copy of the generated repository (its git history, not its venv: every job syncs
     its own), on 'GitHub' as github.repo."""
-    path = tmp_path / "churn"
+    path = tmp_path / "wine"
     shutil.copytree(generated, path, symlinks=True, ignore=shutil.ignore_patterns(".venv"))
     caller = (path / ".github/workflows/ci.yml").read_text()
     pinned = f"uses: {published.release.repo}/.github/workflows/ml-ci.yml@{published.release.tag}"
@@ -102,6 +114,14 @@ def project(
         repo.push("main")
     github.heads = RemoteHeads(repo.remote)
     return repo
+
+
+def predict(url: str, record: dict[str, Any]) -> dict[str, Any]:
+    """One POST /predict (the generated service's body: {"record": …})."""
+    req = urllib.request.Request(f"{url}/predict", data=json.dumps({"record": record}).encode(),
+                                 headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
 
 
 def test_a_generated_project_passes_its_pull_request_with_one_report_comment(
@@ -147,6 +167,15 @@ def test_a_generated_project_delivers_to_production_with_an_approval(
         container = road.running(repository, env)
         assert container is not None and container["image"] == image, (env, container)
     assert "smoke: pass" in run.log("staging") and "smoke: pass" in run.log("production")
+    # production answers each class's probability and the decided class, as the model does
+    container = road.running(repository, "production")
+    assert container is not None
+    row = wine_frame().drop(columns=["cultivar"]).iloc[[0]]  # the contract: sensitive too
+    answer = predict(container["url"], json.loads(row.to_json(orient="records"))[0])
+    probabilities = answer["probabilities"]
+    assert set(probabilities) == set(CULTIVARS), answer
+    assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-6), answer
+    assert answer["class"] == max(probabilities, key=probabilities.get), answer
 
     client = MlflowClient(tracking_uri=road.mlflow_url, registry_uri=road.mlflow_url)
     assert client.get_model_version_by_alias(model, "production").version == version
@@ -164,7 +193,7 @@ def test_a_pull_request_whose_stage_outputs_come_from_the_dvc_remote_passes_its_
 ) -> None:
     """Review finding M3: the team ran the pipeline and pushed its outputs (docs/CUSTOMIZING.md:
     `dvc push` to shared storage), so a runner's set-up restores them from the DVC remote. A
-    pull request that only raises the gate's bar reruns evaluate and gate, which resume the
+    pull request that only moves the gate's bar reruns evaluate and gate, which resume the
     training run named in the committed run.json: a run of the author's machine, unknown to the
     runner's fresh store. The project's `make repro test` must retrain there (`mlgate repro`);
     plain `dvc repro` stops with "training run … is not in the tracking store"."""
@@ -176,9 +205,11 @@ def test_a_pull_request_whose_stage_outputs_come_from_the_dvc_remote_passes_its_
     git(project.path, "commit", "-qm", "Pipeline outputs, pushed to the DVC remote")
     project.push("main")
     params = (project.path / "params.yaml").read_text()
-    assert params.count("roc_auc: 0.55") == 1, "the generated gate's bar moved: update the test"
-    project.edit("Raise the gate's bar", {"params.yaml": params.replace("roc_auc: 0.55",
-                 "roc_auc: 0.56")}, branch="bar")  # fmt: skip
+    bar = yaml.safe_load(params)["gate"]["min_metrics"]["roc_auc_ovr"]  # init's, from a first model
+    moved, n = re.subn(rf"^(\s+roc_auc_ovr: ){bar}\b", rf"\g<1>{bar - 0.01:.2f}", params,
+                       flags=re.M)  # fmt: skip
+    assert n == 1, "the generated gate's bar moved: update the test"
+    project.edit("Lower the gate's bar", {"params.yaml": moved}, branch="bar")
     project.push("bar")
 
     result = published.act(road, project, "pull_request", ".github/workflows/ci.yml",

@@ -17,6 +17,7 @@ fails. Every step is a deployment record.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import urllib.error
@@ -24,6 +25,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from subprocess import CompletedProcess
 from typing import Any
 
 import pytest
@@ -33,10 +35,11 @@ from mlflow.exceptions import MlflowException
 
 from mlgate.config import load_params
 from mlgate.pipeline import data
-from tests.conftest import run
+from tests.conftest import VENV_BIN, run
 from tests.serving.fault import FAULT_ENV, HOOK
 from tests.workflows.act.conftest import clone_on_github, fake_github, push_event
 from tests.workflows.act.road import ActRun, Repo, Road
+from tests.workflows.act.test_delivery import records_in
 from tests.workflows.fake_github import FakeGitHub
 
 MODEL = "credit-trial"  # its own registered model: the session's MLflow server is shared
@@ -193,6 +196,10 @@ class Champion:
     repository: str  # the image repository in the road's registry
     feedback: Path  # production's volume on the host: the trial's FEEDBACK_URL
     rows: list[tuple[dict[str, Any], Any]]
+    first: ActRun | None = None  # the first delivery: no champion yet, straight to production
+    first_sha: str = ""
+    first_refused: tuple[str, ...] = ()  # requests the fake GitHub refused during it
+    last_trial: dict[str, str] | None = None  # build outputs of the latest trial delivery
     runs: int = 5100
 
     @property
@@ -247,13 +254,75 @@ def champion(docker_road: Road, tmp_path_factory: pytest.TempPathFactory) -> Ite
         # no champion yet: straight to production, and the log says why there is no trial
         made.runs += 1
         github.approvals[str(made.runs)] = [approval()]
-        first = deliver(road, repo, str(made.runs), extra=made.secret)
-        assert first.jobs == DELIVERED, first.explain()
-        assert "no model holds alias production yet" in first.log("build"), first.explain()
-        v1, image1 = first.outputs["build"]["version"], first.outputs["build"]["image"]
-        assert first.outputs["build"].get("trial_image", "") == ""
-        assert alias(road, "production") == v1 and made.running(road) == image1
+        made.first_sha = repo.sha
+        made.first = deliver(road, repo, str(made.runs), extra=made.secret)
+        made.first_refused = tuple(str(r) for r in github.refused)
+        assert made.first.jobs == DELIVERED, made.first.explain()
         yield made
+
+
+def test_the_first_delivery_builds_once_and_promotes_the_same_digest_with_an_approval(
+    road: Road, champion: Champion
+) -> None:
+    """Scenario 3 (ml-cd through cd.yml), the first push of a repository: build once, staging,
+    production with an approval on record. Runs first in this module, on the delivery that
+    makes the module's champion (one real delivery serves both)."""
+    github, repo, first = champion.github, champion.repo, champion.first
+    assert first is not None
+    assert champion.first_refused == (), "every request within its job's permissions"
+    # no champion yet: straight to production, and the log says why there is no trial
+    assert "no model holds alias production yet" in first.log("build"), first.explain()
+    assert first.outputs["build"].get("trial_image", "") == ""
+    image, version = first.outputs["build"]["image"], first.outputs["build"]["version"]
+    repository, digest = image.split("@")
+    assert repository == champion.repository, image
+
+    # M1: the pipeline artifact (downloadable by anyone signed in, in a public repository)
+    # holds the model and the reports, and not one row of data
+    uploaded = first.uploaded("ml-cd-pipeline")
+    assert "artifacts/model/model.joblib" in uploaded and "dvc.lock" in uploaded, uploaded
+    rows = [f for f in uploaded if f.startswith("artifacts/data/") or f.endswith(".parquet")]
+    assert rows == [], f"data in the delivery artifact: {rows}"
+
+    # one image, built once and pushed: the commit's tag, then :staging and :production moved
+    # to that digest by the deploys that tested it
+    tags = road.registry_tags(repository)
+    assert tags == {champion.first_sha: digest, "staging": digest, "production": digest}, tags
+    built = road.docker_out("images", "--no-trunc", "--format", "{{.ID}}", repository)
+    assert len(set(built.split())) == 1, f"the image is built once: {built}"
+    # both environments run that digest, pulled and started by it
+    for env in ("staging", "production"):
+        container = road.running(repository, env)
+        assert container is not None and container["image"] == image, (env, container)
+    assert "smoke: pass" in first.log("staging") and "smoke: pass" in first.log("production")
+    # the smoke test's requests were recorded by the service in the container, on the host
+    assert champion.running(road) == image  # on production's volume, champion.feedback
+    assert records_in(str(champion.feedback)), f"no feedback records in {champion.feedback}"
+
+    assert alias(road, "staging") == version
+    assert alias(road, "production") == version
+
+    records = [d for d in github.deployments if d.get("payload", {}).get("image")]
+    assert [(d["environment"], d["payload"]["image"]) for d in records] == [
+        ("staging", image),
+        ("production", image),
+    ]
+    payload = records[-1]["payload"]
+    assert payload["approved_by"] == ["bob"]
+    assert payload["model_version"] == version
+    assert payload["commit"] == champion.first_sha
+
+    # provenance in one command, deployment half: the registry alone answers it
+    lineage = run(
+        ["mlgate", "lineage", f"{MODEL}@production", "--json"],
+        repo.path,
+        MLFLOW_TRACKING_URI=road.mlflow_url,
+    )
+    deployed = json.loads(lineage.stdout)["deployments"]
+    assert deployed["production"]["image"] == image, deployed
+    assert deployed["production"]["approved_by"] == ["bob"], deployed
+    assert deployed["production"]["run_url"].startswith("https://github.com/"), deployed
+    assert deployed["staging"]["image"] == image, deployed
 
 
 def production_now(road: Road) -> tuple[str, str]:
@@ -365,3 +434,91 @@ def test_a_trial_still_collecting_at_max_minutes_aborts_to_the_champion(
     assert alias(road, "production") == version
     stages = [(r.get("stage"), r["model_version"]) for r in production_records(github)]
     assert stages[-2:] == [("trial", candidate), ("aborted", version)], stages
+    champion.last_trial = run.outputs["build"]
+
+
+TRIAL_TOKEN = "ghs_trial"  # the production job's grant, for `mlgate release trial` on the host
+
+
+def trial_on_host(road: Road, champion: Champion, tmp: Path, **args: str) -> CompletedProcess:
+    """`mlgate release trial` as ml-cd's production job runs it, on this host against the same
+    MLflow server, Docker daemon, registry and fake GitHub; params: the trial as first set."""
+    champion.github.tokens[TRIAL_TOKEN] = {"deployments": "write", "contents": "read",
+                                           "actions": "read"}  # fmt: skip
+    repo = champion.repo.path
+    params = tmp / "params.yaml"
+    params.write_text(with_trial((repo / "params.yaml").read_text()))
+    cmd = ["mlgate", "release", "trial", "--params", str(params)]
+    cmd += [f"--{k.replace('_', '-')}={v}" for k, v in args.items()]
+    env = {
+        "PATH": os.pathsep.join([*road.path_head(), str(VENV_BIN), os.environ["PATH"]]),
+        "MLFLOW_TRACKING_URI": road.mlflow_url,
+        **road.docker_env(),
+        "GITHUB_API_URL": road.github_url,
+        "GITHUB_TOKEN": TRIAL_TOKEN,
+        "GITHUB_REPOSITORY": champion.repo.name,
+        "GITHUB_SHA": champion.repo.sha,
+        "GITHUB_RUN_ID": "5999",
+        "GITHUB_OUTPUT": str(tmp / "github_output"),
+        "GITHUB_STEP_SUMMARY": str(tmp / "summary.md"),
+        "FEEDBACK_URL": str(champion.feedback),
+    }
+    return run(cmd, repo, check=False, **env)
+
+
+def test_a_trial_against_a_champion_that_has_since_moved_deploys_nothing(
+    road: Road, champion: Champion, tmp_path: Path
+) -> None:
+    """The production job of a delivery whose build saw another champion (a rollback or another
+    delivery moved production since): it refuses before anything is deployed."""
+    assert champion.last_trial is not None, "needs the max_minutes test's trial image"
+    built = champion.last_trial
+    version, image = production_now(road)
+    records = len(production_records(champion.github))
+    stale = str(int(version) + 100)  # not what production holds
+    proc = trial_on_host(road, champion, tmp_path, version=built["version"],
+                         image=built["image"], trial_image=built["trial_image"],
+                         champion_version=stale, champion_image=image)  # fmt: skip
+    assert proc.returncode != 0, proc.stdout
+    said = proc.stderr + proc.stdout
+    assert f"production is version {version} now, not {stale}" in said, said
+    assert "nothing was deployed" in said and "Traceback" not in said, said
+    assert champion.running(road) == image, "production untouched"
+    assert alias(road, "production") == version
+    assert len(production_records(champion.github)) == records, "nothing recorded"
+
+
+def test_a_promotion_whose_own_image_fails_to_deploy_restores_the_champion(
+    road: Road, champion: Champion, tmp_path: Path
+) -> None:
+    """The trial's evidence promotes the candidate, but its own image fails to deploy (here: a
+    digest the registry never had): the champion runs alone again at once, recorded as the end
+    of the trial, the alias stays, and the command fails. Without trial.py's second restore,
+    production would be left running the trial image (champion and candidate side by side)."""
+    assert champion.last_trial is not None, "needs the max_minutes test's trial image"
+    built = champion.last_trial
+    version, image = production_now(road)
+    assert built["champion_version"] == version, "the trial image was built against production"
+    champion.fault(on=False)
+    missing = f"{champion.repository}@sha256:{'0' * 64}"
+    traffic = Traffic(road, champion.repo, champion.rows)
+    traffic.start()
+    try:
+        proc = trial_on_host(road, champion, tmp_path, version=built["version"], image=missing,
+                             trial_image=built["trial_image"], champion_version=version,
+                             champion_image=image)  # fmt: skip
+    finally:
+        traffic.stop.set()
+        traffic.join(timeout=60)
+    said = proc.stdout + proc.stderr
+    assert not traffic.problems, traffic.problems[:5]
+    assert proc.returncode != 0, said
+    assert ": promote - " in said, said  # the evidence did promote
+    assert "the candidate's own image failed to deploy: restoring the champion" in said, said
+    assert champion.running(road) == image, "the champion alone again, not the trial image"
+    assert alias(road, "production") == version
+    last = production_records(champion.github)[-1]
+    assert (last["stage"], last["model_version"], last["image"]) == ("aborted", version, image)
+    assert last["candidate"] == built["version"], last
+    assert last["trial"]["verdict"] == "abort", last
+    assert last["trial"]["reasons"][0].startswith("promotion failed: "), last

@@ -203,7 +203,7 @@ def evaluate(model: Any, test: pd.DataFrame, params: Params) -> dict[str, Any]:
     if params.data.task == "multiclass":
         return evaluate_multiclass(model, test, params)
     y_true = (test[params.data.target] == params.data.positive_label).astype(int).to_numpy()
-    scores = positive_scores(model, test[params.features.all], params.data.positive_label)
+    scores = positive_scores(model, test[params.features.inputs], params.data.positive_label)
     y_pred = (scores >= params.evaluate.threshold).astype(int)
     sensitive = {
         name: fairness.groups(test, name, spec) for name, spec in params.evaluate.sensitive.items()
@@ -223,7 +223,7 @@ def evaluate(model: Any, test: pd.DataFrame, params: Params) -> dict[str, Any]:
 def evaluate_multiclass(model: Any, test: pd.DataFrame, params: Params) -> dict[str, Any]:
     """Multiclass: the metrics, per-class fairness gaps by group, the confusion matrix."""
     y_true = test[params.data.target].to_numpy()
-    classes, probabilities = class_probabilities(model, test[params.features.all])
+    classes, probabilities = class_probabilities(model, test[params.features.inputs])
     y_pred = decided_classes(classes, probabilities)
     sensitive = {
         name: fairness.groups(test, name, spec) for name, spec in params.evaluate.sensitive.items()
@@ -242,7 +242,7 @@ def evaluate_multiclass(model: Any, test: pd.DataFrame, params: Params) -> dict[
 def evaluate_regression(model: Any, test: pd.DataFrame, params: Params) -> dict[str, Any]:
     """Regression: error metrics, error by group, predicted-vs-actual points."""
     y_true = test[params.data.target].to_numpy(dtype=float)
-    y_pred = model.predict(test[params.features.all])
+    y_pred = model.predict(test[params.features.inputs])
     sensitive = {
         name: fairness.groups(test, name, spec) for name, spec in params.evaluate.sensitive.items()
     }
@@ -274,6 +274,7 @@ def run(params: Params) -> dict[str, Any]:
     io.write_json(params.evaluate.metrics, result["metrics"])
     print("evaluate: " + json.dumps(result["metrics"]))
     drivers = explain.importance(model, test, data.load(params.split.train, params), params)
+    drivers["proxies"] = fairness.proxies(test, params.features.all, params.evaluate.sensitive)
     io.write_json(params.evaluate.importance, drivers)
     top = ", ".join(f"{k} {v:.3g}" for k, v in list(drivers["columns"].items())[:5])
     print(f"evaluate: what drives the model ({drivers['method']}): {top}")

@@ -99,6 +99,23 @@ def threshold_checks(
     return [needs_rows(c, rows) for c in checks]
 
 
+def quality_checks(model: Any, rows: Any, params: Params) -> list[Check]:
+    """The gate's quality bounds (gate.min_metrics, gate.max_metrics) on these rows, e.g. one
+    group's: each value with its bootstrap interval on them, ruled as the gate rules the test
+    split (gate.uncertain.quality), so a group of a few dozen rows is not failed by the noise
+    of its point estimate against a bar set from the whole split's interval."""
+    from mlgate.pipeline.stages.evaluate import evaluate
+
+    bare = params.model_copy(
+        update={
+            "evaluate": params.evaluate.model_copy(update={"sensitive": {}}),
+            "gate": params.gate.model_copy(update={"max_fairness_gap": {}}),
+        }
+    )
+    result = evaluate(model, rows, bare)
+    return threshold_checks(result["metrics"], {}, bare, result["intervals"])
+
+
 def needs_rows(check: Check, rows: int | None) -> Check:
     """An uncertain check says how many test rows would tell: the interval's half-width
     shrinks as 1/sqrt(rows), so rows * (half-width / distance to the bound)^2 make it clear
@@ -224,9 +241,13 @@ def paired_interval(candidate: Any, champion: Any, test: Any, params: Params) ->
     _, theirs = test_outputs(champion, test, params)
     classes: list[Any] = []
     if params.data.task == "multiclass":
-        classes = sorted(set(y.tolist()) | set(ours.tolist()) | set(theirs.tolist()), key=str)
+        models = (candidate, champion)
+        seen = {c for m in models for c in m.classes_} | set(y.tolist())
+        classes = sorted(seen | set(ours.tolist()) | set(theirs.tolist()), key=str)
         index = {label: i for i, label in enumerate(classes)}
         y, ours, theirs = (np.array([index[v] for v in a.tolist()]) for a in (y, ours, theirs))
+        if params.gate.champion.metric in ("roc_auc_ovr", "log_loss"):  # from probabilities
+            ours, theirs = (class_columns(m, test, params, classes) for m in models)
     return paired_difference(
         params.gate.champion.metric,
         params.data.task,
@@ -237,6 +258,18 @@ def paired_interval(candidate: Any, champion: Any, test: Any, params: Params) ->
         params.evaluate.threshold,
         classes,
     )
+
+
+def class_columns(model: Any, test: Any, params: Params, classes: list[Any]) -> np.ndarray:
+    """The model's probability of each of `classes` on the test rows, in that order (0 for a
+    class the model never saw)."""
+    from mlgate.pipeline.model import class_probabilities
+
+    own, probabilities = class_probabilities(model, test.drop(columns=[params.data.target]))
+    out = np.zeros((len(test), len(classes)))
+    for j, label in enumerate(own):
+        out[:, classes.index(label)] = probabilities[:, j]
+    return out
 
 
 def decide(

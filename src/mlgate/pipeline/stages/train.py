@@ -23,7 +23,7 @@ def fit(train: pd.DataFrame, params: Params) -> Pipeline:
 
 
 def fit_pipeline(model: Pipeline, train: pd.DataFrame, params: Params) -> Pipeline:
-    frame, target = train[params.features.all], train[params.data.target]
+    frame, target = train[params.features.inputs], train[params.data.target]
     check_own_features(model, frame, target, params)
     try:
         model.fit(frame, target)
@@ -108,7 +108,7 @@ def log_to_mlflow(
     # cloudpickle is chosen knowingly (skops rejects Pipeline internals unless every type is
     # trusted by name); the model is loaded only by this project's own processes.
     logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
-    features = train[params.features.all]
+    features = train[params.features.inputs]
     example = features.head(3)
     with warnings.catch_warnings():
         # "integer columns cannot represent missing values": the schema forbids nulls anyway.

@@ -18,7 +18,11 @@ Run from the repository root (`make bench-serve`; needs wrk):
    shadow,canary): version 1 as champion and a second version (C=0.3) as challenger, on
    the same single-row load (no assignment key: canary draws each request, share 0.1),
    all three up at once and measured in turns (--rounds), each cell the median round.
-3. Soak: mlgate's bento of --soak-estimators under `/predict_batch` with 1,000-row bodies
+3. Reason codes (--explain-rounds, default 3; 0: none): each estimator's bento answering
+   single-row `/predict` and `/explain` in turns on the same server (each cell the median
+   round): /explain's rps as a share of /predict's, and both p99s; in process, the
+   explainer's cost per row beside the scoring path's.
+4. Soak: mlgate's bento of --soak-estimators under `/predict_batch` with 1,000-row bodies
    (the test split repeated) at --soak-connections for --soak seconds: rows/s and the
    server's resident memory per slice, growth after the first slice (warm-up).
 
@@ -32,23 +36,19 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import yaml
+from loadgen import ROOT, Server, fmt, running, tree_rss_mb, wrk
 
-ROOT = Path.cwd()
 BIN = Path(sys.executable).parent
 ROW = {
     "sex": "male",
@@ -99,131 +99,6 @@ async def predict(request: Request) -> dict:
 """
 
 
-@dataclass
-class Server:
-    name: str
-    cmd: list[str]
-    path: str  # the prediction route
-    body: dict[str, Any]
-    env: dict[str, str] = field(default_factory=dict)
-    results: dict[str, Any] = field(default_factory=dict)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def post(url: str, body: bytes) -> int:
-    req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status
-    except urllib.error.HTTPError as err:
-        return err.code
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return 0
-
-
-def tree_rss_mb(root: int) -> float:
-    """Resident memory of the server process and all its descendants (workers included)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    tree, grew = {root}, True
-    while grew:
-        new = {pid for pid, ppid in parents.items() if ppid in tree} - tree
-        tree |= new
-        grew = bool(new)
-    total = 0
-    for pid in tree:
-        try:
-            m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-        except OSError:
-            continue
-        total += int(m.group(1)) if m else 0
-    return total / 1024
-
-
-UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
-
-
-def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    if not m:
-        raise ValueError(f"unexpected wrk latency {text!r}")
-    return float(m.group(1)) * UNITS[m.group(2)]
-
-
-def wrk(url: str, body: bytes, connections: int, duration: float, script_dir: Path) -> dict:
-    script = script_dir / "post.lua"
-    script.write_text(
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = {json.dumps(body.decode())}\n"
-    )
-    threads = min(2, connections)
-    out = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration:.0f}s",
-         "--latency", "--timeout", "10s", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout  # fmt: skip
-    socket_errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
-    )
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = (sum(map(int, socket_errors.groups())) if socket_errors else 0) + (
-        int(non2xx.group(1)) if non2xx else 0
-    )
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50_ms": _ms(re.search(r"\s50%\s+(\S+)", out).group(1)),
-        "p99_ms": _ms(re.search(r"\s99%\s+(\S+)", out).group(1)),
-        "errors": errors,
-        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-    }
-
-
-@contextmanager
-def running(server: Server, tmp: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """The server started in its own process group, until its first 200; stopped after."""
-    port = free_port()
-    cmd = [part.replace("{port}", str(port)) for part in server.cmd]
-    url = f"http://127.0.0.1:{port}{server.path}"
-    body = json.dumps(server.body).encode()
-    slug = re.sub(r"\W+", "-", server.name)
-    started = time.perf_counter()
-    with (tmp / f"{slug}.log").open("wb") as log:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=server.env.get("CWD", ROOT),
-            env={**os.environ, **server.env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            while post(url, body) != 200:
-                if proc.poll() is not None or time.perf_counter() - started > 180:
-                    raise SystemExit(f"{server.name} did not start; log: {log.name}")
-                time.sleep(0.05)
-            server.results["cold_start_s"] = time.perf_counter() - started
-            yield url, proc
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-
-
 def measure(server: Server, connections: list[int], duration: int, tmp: Path) -> None:
     body = json.dumps(server.body).encode()
     with running(server, tmp) as (url, proc):
@@ -264,6 +139,63 @@ def measure_side_by_side(
             server.results["rss_mb"] = tree_rss_mb(server.results.pop("pid"))
 
 
+def measure_explain(
+    server: Server, connections: list[int], duration: int, rounds: int, tmp: Path
+) -> None:
+    """/predict and /explain of one bento in turns on the same server (the same process and
+    load): each cell the round with the median rps; server.results["explain"][c]."""
+    body = json.dumps(server.body).encode()
+    with running(server, tmp) as (url, _):
+        urls = {"predict": url, "explain": url.rsplit("/", 1)[0] + "/explain"}
+        for route in urls.values():
+            wrk(route, body, 16, 2, tmp)  # warm-up outside the measurement
+        cells: dict[int, dict[str, dict]] = {}
+        for c in connections:
+            runs: dict[str, list[dict]] = {name: [] for name in urls}
+            for _ in range(rounds):
+                for name, route in urls.items():
+                    runs[name].append(wrk(route, body, c, duration, tmp))
+            cells[c] = {
+                name: sorted(turns, key=lambda r: r["rps"])[len(turns) // 2]
+                for name, turns in runs.items()
+            }
+            share = cells[c]["explain"]["rps"] / cells[c]["predict"]["rps"]
+            print(
+                f"  {server.name:<44} c={c:<3} /predict {fmt(cells[c]['predict'])}\n"
+                f"  {'':<44}       /explain {fmt(cells[c]['explain'])}  ({share:.0%} of "
+                "/predict's rps)",
+                flush=True,
+            )
+        server.results["explain"] = cells
+
+
+def explain_figures(clone: Path, name: str) -> str:
+    """In this process, on the clone's model: the explainer's method and its cost per row, one
+    row a call and 100 rows a call (as the service's, one OpenMP thread)."""
+    import joblib
+    import pandas as pd
+    from threadpoolctl import threadpool_limits
+
+    from mlgate.serving.explainers import Unexplained, make_explainer
+
+    model = joblib.load(clone / "artifacts" / "model" / "model.joblib")
+    test = pd.read_parquet(clone / "artifacts" / "data" / "test.parquet")
+    train = pd.read_parquet(clone / "artifacts" / "data" / "train.parquet")
+    columns = list(model.feature_names_in_)
+    rows = test[columns].to_dict("records")
+    positive = 1 if ESTIMATORS[name][2] == "classification" else None
+    try:
+        explainer = make_explainer(
+            model, positive, lambda: train[columns].to_dict("records"), columns
+        )
+    except Unexplained as err:
+        return f"no explainer: {err}"
+    with threadpool_limits(1):
+        one = _per_call(lambda: explainer.explain(rows[:1]), 0.5)
+        hundred = _per_call(lambda: explainer.explain(rows[:100]), 0.5) / 100
+    return f"{explainer.method}; 1 row {one * 1e6:,.0f} µs; 100 rows {hundred * 1e6:,.1f} µs/row"
+
+
 def soak(server: Server, rows: list[dict], seconds: int, connections: int, tmp: Path) -> list:
     """/predict_batch with 1,000-row bodies in slices: (t, rows/s, p99 ms, errors, RSS MB)."""
     field_name = next(iter(server.body))
@@ -295,13 +227,6 @@ def soak(server: Server, rows: list[dict], seconds: int, connections: int, tmp: 
         )
         print(f"  feedback records dropped (queue full): {dropped[0] if dropped else '?'}")
     return trace
-
-
-def fmt(r: dict) -> str:
-    return (
-        f"{r['rps']:7.0f} rps  p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  "
-        f"errors {r['errors']}"
-    )
 
 
 def sh(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -447,6 +372,13 @@ def main(argv: list[str] | None = None) -> int:
         help="serving.strategy modes measured beside LogisticRegression's single model "
         "(comma list; '' for none; default: %(default)s)",
     )
+    parser.add_argument(
+        "--explain-rounds",
+        type=int,
+        default=3,
+        help="turns of /predict and /explain on each estimator's bento (0: none; default: "
+        "%(default)s)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
@@ -507,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         tag, scorers[name] = train_and_build(clone, name, home, env)
         for label, figure in scorer_figures(clone, name).items():
             print(f"  {label:<28} {figure}", flush=True)
+        print(f"  {'explainer':<28} {explain_figures(clone, name)}", flush=True)
         servers.append(
             (
                 name,
@@ -562,6 +495,11 @@ def main(argv: list[str] | None = None) -> int:
     if side_by_side:
         print("single vs champion-and-challenger bentos, side by side:", flush=True)
         measure_side_by_side(side_by_side, connections, args.duration, args.rounds, tmp)
+    explained = [s for n, s in servers if n and s.name == f"{n}: mlgate ({scorers[n]})"]
+    if args.explain_rounds > 0:
+        print("/predict and /explain of each bento, in turns:", flush=True)
+        for server in explained:
+            measure_explain(server, connections, args.duration, args.explain_rounds, tmp)
 
     soaks = {}
     if args.soak > 0:
@@ -597,6 +535,17 @@ def main(argv: list[str] | None = None) -> int:
             f"| {s.name} | {cells} | {s.results['cold_start_s']:.1f} s "
             f"| {s.results['rss_mb']:.0f} MB |"
         )
+    if args.explain_rounds > 0:
+        print("\n| bento | c | /predict rps / p50 / p99 | /explain rps / p50 / p99 | share |")
+        print("|---|---|---|---|---|")
+        for server in explained:
+            for c, cell in server.results.get("explain", {}).items():
+                p, e = cell["predict"], cell["explain"]
+                print(
+                    f"| {server.name} | {c} | {p['rps']:.0f} / {p['p50_ms']:.1f} ms / "
+                    f"{p['p99_ms']:.1f} ms | {e['rps']:.0f} / {e['p50_ms']:.1f} ms / "
+                    f"{e['p99_ms']:.1f} ms ({e['errors']} errors) | {e['rps'] / p['rps']:.0%} |"
+                )
     for name, trace in soaks.items():
         warm, last = trace[0][4], trace[-1][4]
         rate = sum(p[1] for p in trace[1:]) / max(1, len(trace) - 1)

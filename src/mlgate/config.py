@@ -360,6 +360,16 @@ class Strategy(_Section):
         return self.key if self.key and not self.key.startswith("header:") else None
 
 
+class Explain(_Section):
+    """POST /explain and /explain_batch (docs/SERVING.md#reason-codes-explain)."""
+
+    # reasons in each answer, by |contribution| (a model with fewer columns: all of them)
+    top_k: int = Field(default=4, ge=1)
+    # each explained row's feedback record carries its reasons (column, contribution; the
+    # values are the record's inputs already)
+    record: bool = True
+
+
 class Serving(_Section):
     model: str = PRODUCTION
     workers: int = Field(default=1, ge=1)
@@ -389,6 +399,7 @@ class Serving(_Section):
     batch_field: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     feedback: Feedback = Feedback()
     strategy: Strategy = Strategy()
+    explain: Explain = Explain()
 
     @model_validator(mode="after")
     def _challenger_is_another_model(self) -> Serving:

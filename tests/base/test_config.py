@@ -61,6 +61,7 @@ def test_the_repository_params_load_into_typed_frozen_objects():
         ("serving.strategy.share", 0, r"serving\.strategy\.share: Input should be greater than 0"),
         ("serving.strategy.key", "customer id", r"serving\.strategy\.key: String should match"),
         ("serving.strategy.key", "header:", r"serving\.strategy\.key: String should match"),
+        ("serving.explain.top_k", 0, r"serving\.explain\.top_k: Input should be greater than"),
         ("deploy.trial.mode", "ab", r"deploy\.trial\.mode: Input should be 'none', 'shadow' or"),
         ("deploy.trial.max_minutes", 400, r"deploy\.trial\.max_minutes: Input should be less"),
         ("deploy.trial.poll_seconds", 0, r"deploy\.trial\.poll_seconds: Input should be greater"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import joblib
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -351,13 +352,49 @@ def test_too_many_quarantined_rows_exit_1_and_keep_the_output(here, capsys, monk
     assert outputs["batch_id"] == summary["batch_id"]
 
 
+def test_explain_adds_each_rows_top_reasons_as_the_service_ranks_them(here, capsys):
+    """--explain K: reason_i and reason_i_contribution, the largest |contribution| first, the
+    numbers mlgate.pipeline.explain computes in process; a K beyond the model's columns is
+    refused before anything is written."""
+    from mlgate.pipeline import explain
+
+    frame = split_frame(here)
+    with_bad_rows(frame).to_csv("batch.csv", index=False)
+    args = ["--model", "candidate", "--input", "batch.csv", "--chunk-rows", "16"]
+    assert predict(*args, "--output", "out", "--explain", "3") == 0, capsys.readouterr().err
+    scored = pd.read_parquet("out/scored.parquet")
+    reasons = ["reason_1", "reason_1_contribution", "reason_2", "reason_2_contribution"]
+    reasons += ["reason_3", "reason_3_contribution"]
+    assert list(scored.columns) == [*frame.columns, "score", "decision", *reasons,
+                                    "model_name", "model_version", "batch_id"]  # fmt: skip
+    model = joblib.load(here / "artifacts/model/model.joblib")
+    columns = list(model.feature_names_in_)
+    good = frame.drop(index=list(BAD_ROWS)).reset_index(drop=True)
+    train = pd.read_parquet(here / "artifacts/data/train.parquet")[columns]
+    features = good[columns].astype({"job": int, "credit_amount": int})
+    _, _, names, contributions = explain.contributions(model, features, train)
+    top = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :3]
+    for i in range(3):
+        assert scored[f"reason_{i + 1}"].tolist() == [names[j] for j in top[:, i]]
+        want = contributions[np.arange(len(good)), top[:, i]]
+        assert np.max(np.abs(scored[f"reason_{i + 1}_contribution"] - want)) <= 1e-12
+    capsys.readouterr()
+
+    assert predict(*args, "--output", "too-many", "--explain", "9") == 2
+    err = capsys.readouterr().err
+    assert "--explain 9: credit-risk version 1 has 8 feature columns" in err, err
+    assert "K is 1 to 8" in err and len(err.strip().splitlines()) == 1
+    assert not Path("too-many").exists()
+
+
 def test_spark_gives_the_rows_the_local_engine_gives(here):
-    """The same input through both engines: the same scored and quarantined rows."""
+    """The same input through both engines: the same scored and quarantined rows, and the
+    same reasons (--explain)."""
     from tests.conftest import run
 
     with_bad_rows(split_frame(here)).to_csv("batch.csv", index=False)
     uri = {"MLFLOW_TRACKING_URI": f"sqlite:///{here / 'mlflow.db'}"}
-    common = ["--model", "candidate", "--input", "batch.csv", "--keys", "id,age"]
+    common = ["--model", "candidate", "--input", "batch.csv", "--keys", "id,age", "--explain", "2"]
     local_run = run(
         ["mlgate", "predict", *common, "--output", "local", "--chunk-rows", "64"], here, **uri
     )
@@ -373,6 +410,7 @@ def test_spark_gives_the_rows_the_local_engine_gives(here):
     local, spark_out = table("local/scored.parquet"), table("spark/scored.parquet")
     assert len(local) == len(split_frame(here)) - len(BAD_ROWS)
     assert list(spark_out.columns) == list(local.columns)
+    assert {"reason_1", "reason_2_contribution"} <= set(local.columns)
     pd.testing.assert_frame_equal(spark_out, local, check_dtype=False, atol=1e-12)
     pd.testing.assert_frame_equal(
         table("spark/quarantine.parquet"), table("local/quarantine.parquet"), check_dtype=False

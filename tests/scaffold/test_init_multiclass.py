@@ -275,6 +275,42 @@ def wine_batch(clone: Path, out: Path, *engine: str, mlgate: Path | None = None)
     return pd.read_parquet(out / "scored.parquet")
 
 
+def test_explain_refuses_a_multiclass_model_saying_why(served_wine: Served, tmp_path: Path) -> None:
+    """No exact attributions for a model with a raw score per class: the build says so,
+    /explain and /explain_batch answer 501 with the reason (as the document declares), the
+    model's info says it, and batch --explain refuses with nothing written."""
+    _, rows, _ = wine_test_split(served_wine.clone)
+    why = "no exact attributions for LogisticRegression in a multiclass project"
+    assert f"build: explain none: {why}" in served_wine.built
+    doc = served_wine.call("/docs.json", None)[1]
+    for path, body in (("/explain", {"record": rows[0]}), ("/explain_batch", {"records": rows})):
+        status, problem = served_wine.call(path, body)
+        assert status == 501, problem
+        assert (
+            why in problem["error"] and "docs/SERVING.md#reason-codes-explain" in problem["error"]
+        )
+        assert problem["detail"][0]["type"] == "not_implemented"
+        assert "501" in doc["paths"][path]["post"]["responses"]
+    status, info = served_wine.call("/model_info", None)
+    assert info["explain"]["method"] is None and why in info["explain"]["reason"]
+    csv = tmp_path / "wine.csv"
+    pd.DataFrame.from_records(rows).to_csv(csv, index=False)
+    mlgate = str(served_wine.clone / ".venv" / "bin" / "mlgate")
+    command = [
+        mlgate,
+        "predict",
+        "--model",
+        "1",
+        "--input",
+        str(csv),
+        "--output",
+        str(tmp_path / "out"),
+    ]
+    refused = run([*command, "--explain", "2"], served_wine.clone, check=False)
+    assert refused.returncode == 2 and why in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "out").exists()
+
+
 def test_batch_scores_are_the_class_and_each_class_probability_as_served(
     served_wine: Served, tmp_path: Path
 ) -> None:

@@ -320,6 +320,10 @@ def test_roles_check_timestamps_split_by_time_and_echo_the_key(
         records = read_records(tmp_path / "feedback", 5)  # the refused request is no prediction
         doc = call("/docs.json", None)[1]["paths"]["/predict"]["post"]["responses"]["200"]
         assert "customer_id" in doc["content"]["application/json"]["schema"]["properties"]
+        # /explain echoes it too; a key is no feature, so never a reason
+        status, answer = call("/explain", {"record": rows[0]})
+        assert status == 200 and answer["customer_id"] == rows[0]["customer_id"], answer
+        assert "customer_id" not in answer["attribution"]["contributions"] and answer["reasons"]
     ids = [r["customer_id"] for r in rows]
     assert sorted(r["inputs"].get("customer_id") or "" for r in records) == sorted(["", *ids, ""])
 

@@ -40,7 +40,7 @@ def post(
         return resp.status, text, got
 
 
-@pytest.mark.parametrize("path", ["/predict", "/predict_batch"])
+@pytest.mark.parametrize("path", ["/predict", "/predict_batch", "/explain", "/explain_batch"])
 @pytest.mark.parametrize(
     "content_type",
     [

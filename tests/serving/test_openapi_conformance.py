@@ -104,8 +104,11 @@ def predicted_request_id(server: Server, rows: int) -> str:
          404),
         ("/outcome", b"{}", JSON, 400),
         ("/model_info", b"{}", {"Content-Type": "text/plain"}, 415),
+        ("/explain", b"{{{", JSON, 400),
+        ("/explain_batch", json.dumps({"applicants": []}).encode(), JSON, 400),
     ],
-    ids=["media-type", "encoding", "too-large", "not-json", "unknown-id", "no-form", "info-text"],
+    ids=["media-type", "encoding", "too-large", "not-json", "unknown-id", "no-form", "info-text",
+         "explain-not-json", "explain-empty-batch"],
 )  # fmt: skip
 def test_a_refusal_is_an_answer_the_document_declares(
     server: Server, path: str, body: bytes | None, headers: dict[str, str], status: int

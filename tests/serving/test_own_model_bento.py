@@ -89,6 +89,44 @@ def test_served_scores_run_the_projects_feature_code(
         assert status == 200 and abs(one["probability"] - expected[i]) <= 1e-12, one
 
 
+def test_served_reasons_are_lightgbms_own_over_the_projects_features(
+    own_model: tuple[Path, str, Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/explain of LightGBM behind the project's feature code: LightGBM's TreeSHAP on the
+    Pipeline, the derived columns as columns of their own with the values the code makes."""
+    import joblib
+    import pandas as pd
+
+    from mlgate.pipeline import explain
+
+    repo, printed, srv = own_model
+    assert "build: explain lightgbm-treeshap: contributions to the log-odds" in printed
+    import credit_risk
+
+    copy = str(repo / "src/credit_risk")
+    monkeypatch.setattr(credit_risk, "__path__", [*credit_risk.__path__, copy])
+    monkeypatch.delitem(sys.modules, "credit_risk.features", raising=False)
+    model = joblib.load(repo / "artifacts/model/model.joblib")
+    test = pd.read_parquet(repo / "artifacts/data/test.parquet").drop(columns=["risk"]).head(30)
+    _, base, columns, contributions = explain.contributions(
+        model, test[model.feature_names_in_], None
+    )
+    assert {"credit_per_month", "long_loan"} <= set(columns)
+    rows = test.to_dict("records")
+    status, body = srv.call("/explain_batch", {"applicants": rows})
+    assert status == 200, body
+    for i, answer in enumerate(body["predictions"]):
+        whole = answer["attribution"]
+        got = np.array([whole["contributions"][c] for c in columns])
+        assert np.max(np.abs(got - contributions[i])) <= 1e-6
+        assert abs(whole["base_value"] - base[i]) <= 1e-6
+        assert abs(whole["base_value"] + got.sum() - whole["raw_score"]) <= 1e-6
+        for reason in answer["reasons"]:
+            if reason["column"] == "credit_per_month":
+                per_month = rows[i]["credit_amount"] / rows[i]["duration"]
+                assert reason["value"] == pytest.approx(per_month)
+
+
 def test_the_version_is_refused_once_its_feature_code_changed(
     own_model: tuple[Path, str, Server], home: Path
 ) -> None:

@@ -105,10 +105,11 @@ BAD_REQUESTS = {
 }
 
 
+@pytest.mark.parametrize("route", ["/predict", "/explain"])  # /explain: the same bodies
 @pytest.mark.parametrize("case", list(BAD_REQUESTS))
-def test_bad_request_gets_4xx_with_field_and_reason(server: Server, case: str) -> None:
+def test_bad_request_gets_4xx_with_field_and_reason(server: Server, case: str, route: str) -> None:
     body, loc, reason = BAD_REQUESTS[case]
-    path = "/predict_batch" if isinstance(body, dict) and "applicants" in body else "/predict"
+    path = f"{route}_batch" if isinstance(body, dict) and "applicants" in body else route
     status, answer = server.call(path, body)
     assert 400 <= status < 500, answer
     detail = answer["detail"]

@@ -150,6 +150,7 @@ def _predict(args: argparse.Namespace) -> int:
             if args.max_quarantined_share is None
             else args.max_quarantined_share
         ),
+        explain=args.explain,
     )
     predict(params, request)
     return 0
@@ -232,6 +233,17 @@ def _predict_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--spark-master", default="local[*]", help="Spark master URL (default: %(default)s)"
+    )
+    p.add_argument(
+        "--explain",
+        type=_positive,
+        default=None,
+        metavar="K",
+        help="add each scored row's top K reasons, as /explain ranks them: columns reason_1, "
+        "reason_1_contribution, ..., reason_K, reason_K_contribution (the feature column and "
+        "its signed contribution to the raw score, largest |contribution| first); K is 1 to "
+        "the model's number of feature columns; refused, with nothing written, for a model "
+        "without exact attributions (docs/BATCH.md#reason-columns)",
     )
     p.set_defaults(handler=_predict)
 

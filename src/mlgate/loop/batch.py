@@ -217,6 +217,8 @@ def predict(params: Params, request: Request, stream: Any = None) -> dict[str, A
     files = input_files(request.input)
     check_output_folder(request.output, request.overwrite, files)
     model = LoadedModel(params, request.model)
+    if request.explain is not None:
+        model.explaining(params, request.explain)
     out = print if stream is None else (lambda *a: print(*a, file=stream))
     out(
         f"predict: {model.name} version {model.number} ({request.model}) on {len(files)} "

@@ -235,6 +235,15 @@ class Request:
     engine: str = "local"
     spark_master: str = "local[*]"
     max_quarantined_share: float = 1.0  # above it: exit 1 once the output is written
+    explain: int | None = None  # --explain K: each row's top K reasons as columns
+
+
+REASON_PREFIX = "reason_"
+
+
+def reason_columns(k: int) -> list[str]:
+    """The columns of each row's top k reasons: reason_1, reason_1_contribution, …"""
+    return [f"{REASON_PREFIX}{i}{part}" for i in range(1, k + 1) for part in ("", "_contribution")]
 
 
 class LoadedModel:
@@ -259,15 +268,60 @@ class LoadedModel:
             self.classes = [c.item() if hasattr(c, "item") else c for c in self.pipeline.classes_]
             others = [c for c in self.classes if c != self.positive]
             self.negative = others[0] if len(others) == 1 else f"not {self.positive}"
+        self.explainer: Any = None
+        self.top_k = 0
+
+    def explaining(self, params: Params, k: int) -> None:
+        """--explain K: the service's exact explainer of this model (serving.explainers);
+        refused (nothing written yet) when it has none or fewer than K feature columns."""
+        from mlgate.serving.build import scored_classes, split_rows
+        from mlgate.serving.explainers import Unexplained, make_explainer
+
+        def training_rows() -> list[dict[str, Any]]:  # a linear model's base: their mean
+            return split_rows(params, params.split.train)
+
+        positive = scored_classes(params)
+        try:
+            self.explainer = make_explainer(self.pipeline, positive, training_rows, self.features)
+        except Unexplained as err:
+            raise MlgateError(f"--explain {k}: {err} (docs/BATCH.md#reason-columns)") from None
+        columns = self.explainer.columns
+        if k > len(columns):
+            raise MlgateError(
+                f"--explain {k}: {self.name} version {self.number} has {len(columns)} feature "
+                f"columns ({', '.join(columns)}): K is 1 to {len(columns)}"
+            )
+        self.top_k = k
 
     @property
     def outputs(self) -> list[str]:
         """The columns the model adds to each scored row, in order."""
         if self.regression:
-            return ["prediction"]
-        if self.multiclass:
-            return [CLASS_COLUMN, *map(probability_column, self.classes)]
-        return ["score", "decision"]
+            out = ["prediction"]
+        elif self.multiclass:
+            out = [CLASS_COLUMN, *map(probability_column, self.classes)]
+        else:
+            out = ["score", "decision"]
+        return [*out, *reason_columns(self.top_k)]
+
+    def reasons(self, features: pd.DataFrame) -> dict[str, Any]:
+        """Each row's top K reasons as columns: the column's name and its contribution (as
+        /explain ranks them: largest |contribution| first, a tie in column order)."""
+        import numpy as np
+
+        from mlgate.serving.explainers import ranked
+
+        rows = features.astype(object).where(features.notna(), None).to_dict("records")
+        contributions = self.explainer.explain(rows).contributions
+        top = ranked(contributions, self.top_k)
+        names = np.asarray(self.explainer.columns, dtype=object)
+        at = np.arange(len(rows))
+        columns = iter(reason_columns(self.top_k))
+        out: dict[str, Any] = {}
+        for i in range(self.top_k):
+            out[next(columns)] = names[top[:, i]]
+            out[next(columns)] = contributions[at, top[:, i]]
+        return out
 
     def columns(self, valid: pd.DataFrame) -> dict[str, Any]:
         import numpy as np
@@ -275,15 +329,16 @@ class LoadedModel:
         from mlgate.pipeline.model import class_probabilities, decided_classes, positive_scores
 
         features = valid[self.features]
+        reasons = self.reasons(features) if self.explainer is not None and len(valid) else {}
         if self.regression:
-            return {"prediction": self.pipeline.predict(features)}
+            return {"prediction": self.pipeline.predict(features), **reasons}
         if self.multiclass:  # the service's answer: every class's probability, the most probable
             classes, proba = class_probabilities(self.pipeline, features)
             probabilities = {probability_column(c): proba[:, i] for i, c in enumerate(self.classes)}
             return {CLASS_COLUMN: decided_classes(classes, proba), **probabilities}
         score = positive_scores(self.pipeline, features, self.positive)
         decision = np.where(score >= self.threshold, self.positive, self.negative)
-        return {"score": score, "decision": decision}
+        return {"score": score, "decision": decision, **reasons}
 
 
 @dataclass

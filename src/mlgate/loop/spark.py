@@ -23,6 +23,7 @@ from mlgate.loop.chunks import (
     LoadedModel,
     Request,
     output_keys,
+    reason_columns,
     score_chunk,
 )
 
@@ -233,4 +234,6 @@ def model_ddl(model: LoadedModel) -> list[str]:
     else:
         label = "string" if isinstance(model.positive, str) else "bigint"
         out = ["score double", f"decision {label}"]
+    reasons = reason_columns(model.top_k)  # reason_i (a column's name), its contribution
+    out += [f"{_quote(c)} {'double' if c.endswith('_contribution') else 'string'}" for c in reasons]
     return [*out, "model_name string", "model_version string", "batch_id string"]

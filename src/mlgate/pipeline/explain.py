@@ -69,11 +69,21 @@ def _grouped(terms: np.ndarray, owners: list[str]) -> tuple[list[str], np.ndarra
     return columns, grouped
 
 
+def reference_mean(model: Any, reference: pd.DataFrame) -> np.ndarray:
+    """The mean of the reference rows (the training split) as the estimator sees them, which
+    a linear model's contributions are measured against (a service keeps this, not rows)."""
+    parts = _split(model)
+    assert parts is not None
+    head, preprocess, _ = parts
+    return _transform(head, preprocess, reference).mean(axis=0)
+
+
 def contributions(
-    model: Any, frame: pd.DataFrame, reference: pd.DataFrame
+    model: Any, frame: pd.DataFrame, reference: pd.DataFrame | np.ndarray | None
 ) -> tuple[str, np.ndarray, list[str], np.ndarray] | None:
     """(method, base value per row, columns, contributions [rows, columns]) such that base +
-    contributions.sum(1) is the raw score; None where no exact method applies."""
+    contributions.sum(1) is the raw score; None where no exact method applies. `reference`:
+    the training rows, or their reference_mean (None: the model is not linear)."""
     parts = _split(model)
     if parts is None:
         return None
@@ -83,7 +93,9 @@ def contributions(
     coef = getattr(estimator, "coef_", None)
     if coef is not None and (np.ndim(coef) == 1 or np.shape(coef)[0] == 1):
         w = np.asarray(coef, dtype=float).reshape(-1)
-        mean = _transform(head, preprocess, reference).mean(axis=0)
+        if reference is None:
+            raise ValueError("a linear model's contributions need the reference rows")
+        mean = reference if isinstance(reference, np.ndarray) else reference_mean(model, reference)
         base = float(np.ravel(estimator.intercept_)[0]) + float(mean @ w)
         columns, grouped = _grouped((x - mean) * w, owners)
         return "exact-linear", np.full(len(x), base), columns, grouped

@@ -224,10 +224,15 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
             raise MlgateError("the stored scorer disagrees with the Pipeline; not building")
     kind = "pipeline" if scorer is None else scorer.kind
     metadata["scorer"] = kind
+    role = "" if name == BENTO_MODEL_NAME else "challenger "
     print(
-        f"build: {'' if name == BENTO_MODEL_NAME else 'challenger '}scorer {kind}: {why}",
-        file=sys.stderr if kind == "pipeline" else sys.stdout,
+        f"build: {role}scorer {kind}: {why}", file=sys.stderr if kind == "pipeline" else sys.stdout
     )
+    explained, metadata["explain"], why = explainer_files(
+        params, model, scorer, test_rows, test_scores
+    )
+    files.update(explained)
+    print(f"build: {role}explain {metadata['explain']}: {why}")
     with bentoml.models.create(name, labels=labels, metadata=metadata) as stored:
         joblib.dump(model, stored.path_of(MODEL_FILE))
         with open(stored.path_of(REFERENCE_FILE), "w", encoding="utf-8") as fh:
@@ -235,6 +240,28 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
         for file, data in files.items():
             Path(stored.path_of(file)).write_bytes(data)
     return str(stored.tag), lineage
+
+
+def explainer_files(
+    params: Params, model: Any, scorer: Any, rows: list[dict[str, Any]], scores: Any
+) -> tuple[dict[str, bytes], str, str]:
+    """What /explain answers with (serving.explainers), checked on the test split `rows`
+    against the Pipeline's `scores`: the files to store, the method (or none) and a line
+    saying how exact it is, or why there is none (then /explain answers 501 with it)."""
+    from mlgate.serving.explainers import Unexplained, check, make_explainer, refusal_files
+
+    try:
+        explainer = make_explainer(
+            model,
+            scored_classes(params),
+            lambda: split_rows(params, params.split.train),
+            params.features.inputs,
+            scorer,
+        )
+        why = check(explainer, rows, scores)
+    except Unexplained as err:
+        return refusal_files(str(err)), "none", f"{err} (/explain answers 501)"
+    return explainer.files(), explainer.method, why
 
 
 def check_strategy_key(params: Params) -> None:

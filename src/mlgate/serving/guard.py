@@ -122,11 +122,12 @@ class RequestGuard:
       further than the limit;
     - gives every request an id (the client's X-Request-Id or a new one), echoed in the
       response header and carried by every feedback record;
-    - answers the `lean_paths` (/predict and /predict_batch) itself, once the worker's
-      service exists (the lean route: the service's `respond` parses the body against the
-      contract in one pydantic call, scores, records and answers). BentoML's middleware in
-      front of this one still runs (request metrics, timeout, tracing when on); its router,
-      context and IO descriptors do not: about half a request's CPU (docs/SERVING.md#speed).
+    - answers the `lean_paths` (/predict, /predict_batch, /explain, /explain_batch) itself,
+      once the worker's service exists (the lean route: the service's `respond` parses the
+      body against the contract in one pydantic call, scores, records and answers).
+      BentoML's middleware in front of this one still runs (request metrics, timeout,
+      tracing when on); its router, context and IO descriptors do not: about half a
+      request's CPU (docs/SERVING.md#speed).
       With serving.lean_route: false (no lean paths), BentoML's router answers them (the
       same predictions and records; error bodies as BentoML words them);
     - counts every answer that is not a 2xx in /metrics, logs it once at WARNING with the

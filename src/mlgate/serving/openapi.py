@@ -10,6 +10,7 @@ the service to."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,8 @@ class ApiFacts:
     batch_field: str
     multiclass: bool = False  # the class and every class's probability, no threshold
     keys: tuple[str, ...] = ()  # data.roles' keys: echoed in an answer when the request sent them
+    explain_paths: tuple[str, ...] = ()  # /explain (one row), /explain_batch
+    top_k: int = 4  # serving.explain.top_k: reasons in an explained row's answer, at most
 
 
 def describe(spec: dict[str, Any], facts: ApiFacts) -> dict[str, Any]:
@@ -83,6 +86,12 @@ def describe(spec: dict[str, Any], facts: ApiFacts) -> dict[str, Any]:
     _example(paths[one]["post"], {facts.request_field: facts.example})
     _operation(paths[batch]["post"], facts, _answer(facts, batch=True), predicts=True)
     _example(paths[batch]["post"], {facts.batch_field: [facts.example]})
+    if facts.explain_paths:
+        one, batch = facts.explain_paths
+        _operation(paths[one]["post"], facts, _explained(facts, False), True, explains=True)
+        _example(paths[one]["post"], {facts.request_field: facts.example})
+        _operation(paths[batch]["post"], facts, _explained(facts, True), True, explains=True)
+        _example(paths[batch]["post"], {facts.batch_field: [facts.example]})
     _outcome(paths["/outcome"]["post"], schemas, facts)
     info = paths["/model_info"]["post"]
     _operation(info, facts, _model_info())
@@ -105,12 +114,18 @@ def describe(spec: dict[str, Any], facts: ApiFacts) -> dict[str, Any]:
 
 
 def _operation(
-    op: dict[str, Any], facts: ApiFacts, answer: dict[str, Any], predicts: bool = False
+    op: dict[str, Any],
+    facts: ApiFacts,
+    answer: dict[str, Any],
+    predicts: bool = False,
+    explains: bool = False,
 ) -> None:
     """The POST operation's body is required and its answers are what the service sends
-    (a prediction also 503 until the model is loaded, and names the variant)."""
+    (a prediction also 503 until the model is loaded, and names the variant; an explanation
+    501 when the model has none)."""
     op["requestBody"]["required"] = True
-    statuses = (400, 413, 415, 500, *((503,) if predicts else ()), 504)
+    statuses = (400, 413, 415, 500, *((501,) if explains else ()), *((503,) if predicts else ()))
+    statuses = (*statuses, 504)
     op["responses"] = {
         "200": {
             "description": "Answered",
@@ -140,6 +155,8 @@ def _errors(
         415: "The body is not plain JSON: Content-Type application/json and no "
         "Content-Encoding (or identity) are required.",
         500: "The service failed; its log says why (the answer does not).",
+        501: "The model has no exact attributions (a multiclass model, an estimator without "
+        "an exact method, or a bento built before explanations): `error` says why.",
         503: "The model is not loaded yet (see /readyz).",
         504: f"Not answered within {timeout_seconds:g} seconds.",
     }
@@ -209,6 +226,54 @@ def _answer(facts: ApiFacts, batch: bool) -> dict[str, Any]:
     return body
 
 
+REASON: dict[str, Any] = {
+    "type": "object",
+    "required": ["column", "contribution", "value"],
+    "properties": {
+        "column": {
+            "type": "string",
+            "description": "a feature column: the contract's name, or one the project's "
+            "feature code makes",
+        },
+        "contribution": {
+            "type": "number",
+            "description": "what the column's value adds to the raw score (signed), against "
+            "the base value",
+        },
+        "value": {"description": "the row's value of the column, as sent (or as made)"},
+    },
+}
+ATTRIBUTION: dict[str, Any] = {
+    "type": "object",
+    "description": "base_value + the sum of contributions = raw_score (to rounding): the "
+    "positive class's log-odds, a forest's probability, or the prediction (`scale`)",
+    "required": ["method", "scale", "base_value", "raw_score", "contributions"],
+    "properties": {
+        "method": {"type": "string", "enum": ["exact-linear", "treeshap", "lightgbm-treeshap"]},
+        "scale": {"type": "string", "enum": ["log-odds", "probability", "prediction"]},
+        "base_value": {"type": "number"},
+        "raw_score": {"type": "number"},
+        "contributions": {
+            "type": "object",
+            "description": "every feature column's contribution",
+            "additionalProperties": {"type": "number"},
+        },
+    },
+}
+
+
+def _explained(facts: ApiFacts, batch: bool) -> dict[str, Any]:
+    """The 200 body of /explain or /explain_batch: /predict's, each row with its reasons
+    (largest |contribution| first) and its attribution."""
+    body = _answer(facts, batch)
+    body["title"] = body["title"].replace("Predict", "Explain")
+    row = body["properties"]["predictions"]["items"] if batch else body
+    reasons = {"type": "array", "minItems": 1, "maxItems": facts.top_k, "items": REASON}
+    row["properties"] |= {"reasons": reasons, "attribution": ATTRIBUTION}
+    row["required"] += ["reasons", "attribution"]
+    return body
+
+
 def _multiclass_answer(facts: ApiFacts) -> dict[str, Any]:
     """A multiclass row's answer: the decided class and each class's probability."""
     probability = {"type": "number", "minimum": 0, "maximum": 1}
@@ -247,6 +312,11 @@ def _model_info() -> dict[str, Any]:
             "lineage": {**strings, "description": "run, commit, data and params hashes"},
             "threshold": {"type": "number"},
             "scorer": {"type": "string", "description": "numpy, tree, onnx or pipeline"},
+            "explain": {
+                "type": "object",
+                "description": "how /explain answers: `method` and `scale`, or (`method` "
+                "null) the `reason` it answers 501",
+            },
             "contract": {"type": "object", "description": "the row's JSON schema"},
             "strategy": {"type": "object", "description": "serving.strategy"},
             "challenger": {"type": "object", "description": "with a challenger: its lineage"},
@@ -305,3 +375,26 @@ def _outcome(op: dict[str, Any], schemas: dict[str, Any], facts: ApiFacts) -> No
 
 def _example(op: dict[str, Any], body: dict[str, Any]) -> None:
     op["requestBody"]["content"]["application/json"]["example"] = body
+
+
+class PublishedDocument:
+    """ASGI middleware: GET /docs.json answers the OpenAPI document that says what the service
+    answers (`document()`: its bytes and whether they are final, i.e. made once the model is
+    loaded: kept from then on), not BentoML's own."""
+
+    def __init__(self, app: Any, *, document: Callable[[], tuple[bytes, bool]]) -> None:
+        self.app = app
+        self.make = document
+        self.document: bytes | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/docs.json" or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        body = self.document
+        if body is None:
+            body, final = self.make()
+            self.document = body if final else None
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -4,6 +4,7 @@
 # (its input_spec) and the /outcome API's signature types at the service's import.
 
 import math
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 from pydantic import (
@@ -18,7 +19,13 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from mlgate.serving.feedback import SCHEMA_VERSION, record_time
+from mlgate.serving.guard import _problem_body
+
 OutcomeValue = StrictInt | StrictFloat | StrictStr
+# request ids a worker answered -> their row counts, for POST /outcome (bounded: older ids
+# are unknown to the service; `mlgate outcomes import` joins them from the records)
+RECENT_REQUEST_IDS = 50_000
 Loc = tuple[str | int, ...]
 
 
@@ -120,3 +127,50 @@ def checked_outcomes(
     if errors:
         invalid("OutcomeRequest", errors)
     return items, locs
+
+
+def outcome_answer(
+    items: list[Outcome],
+    locs: list[Loc],
+    recent: Mapping[str, int],
+    one_worker: bool,
+    record: Callable[[dict[str, Any]], Any],
+) -> tuple[int, dict[str, Any]]:
+    """POST /outcome's status and body for its checked outcomes, each recorded (`record`: the
+    feedback sink's) when answered. `recent`: the request ids this worker answered lately,
+    with their rows. 404 for a row beyond its request's rows, or (one worker) an id this
+    worker did not answer; 202 and "verified": false for an id another worker may have."""
+    absent = []
+    for loc, item in zip(locs, items, strict=True):
+        rows = recent.get(item.request_id)
+        if rows is not None and item.row >= rows:
+            absent.append(
+                {"type": "row_range", "loc": [*loc, "row"], "msg": f"the request had {rows} row(s)"}
+            )
+    if absent:
+        return 404, {
+            "error": f"{len(absent)} row(s) not among their request's rows",
+            "detail": absent,
+        }
+    unknown = [item.request_id for item in items if item.request_id not in recent]
+    if unknown and one_worker:
+        return 404, _problem_body(
+            "not_found",
+            f"request id {unknown[0]} is not among the last {RECENT_REQUEST_IDS} requests "
+            "this service answered since it started; older outcomes: mlgate outcomes import",
+        )
+    ts = record_time()
+    for item in items:
+        record(
+            {
+                "schema": SCHEMA_VERSION,
+                "kind": "outcome",
+                "ts": ts,
+                "request_id": item.request_id,
+                "row": item.row,
+                "outcome": item.outcome,
+                "source": "api",
+                "verified": item.request_id in recent,
+            }
+        )
+    return (202 if unknown else 200), {"recorded": len(items), "verified": not unknown}

@@ -1,4 +1,5 @@
-"""The BentoML service: the registered model behind /predict and /predict_batch, observed."""
+"""The BentoML service: the registered model behind /predict and /predict_batch (and, with
+each row's reasons, /explain and /explain_batch), observed."""
 
 # No `from __future__ import annotations` here: BentoML reads the API signatures' types at
 # class-definition time, and the request types are built at import from the stored contract.
@@ -11,6 +12,7 @@ import threading
 import time
 import uuid
 from collections import Counter, OrderedDict
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +24,7 @@ from pydantic import ValidationError as PydanticValidationError
 from mlgate.config import Params, parse_params
 from mlgate.serving.build import BENTO_MODEL_NAME, CHALLENGER_MODEL_NAME, MODEL_ENV
 from mlgate.serving.contract import Contract, request_models, row_model_name
+from mlgate.serving.explainers import DOCS as EXPLAIN_DOCS
 from mlgate.serving.feedback import SCHEMA_VERSION, FeedbackSink, error_record, record_time
 from mlgate.serving.guard import (
     VARIANT_HEADER,
@@ -33,8 +36,15 @@ from mlgate.serving.guard import (
     _problem_body,
 )
 from mlgate.serving.metrics import FEEDBACK_DROPPED, PREDICTIONS
-from mlgate.serving.openapi import ApiFacts, describe
-from mlgate.serving.outcome import Outcome, OutcomeValue, checked_outcomes, outcome_request
+from mlgate.serving.openapi import ApiFacts, PublishedDocument, describe
+from mlgate.serving.outcome import (
+    RECENT_REQUEST_IDS,
+    Outcome,
+    OutcomeValue,
+    checked_outcomes,
+    outcome_answer,
+    outcome_request,
+)
 from mlgate.serving.strategy import Shadow, Variant, assign
 
 
@@ -97,10 +107,15 @@ PredictRequest, PredictBatchRequest = request_models(
 )
 
 PREDICT_PATHS = ("/predict", "/predict_batch")
+# the same bodies, answered with each row's reasons (serving.explain)
+EXPLAIN_PATHS = ("/explain", "/explain_batch")
+EXPLAIN = SERVING.explain
+EXPLAIN_ENDPOINTS = frozenset(p[1:] for p in EXPLAIN_PATHS)
+ONE_ROW_ENDPOINTS = frozenset(("predict", "explain"))
 # answered by the lean route in RequestGuard (serving.lean_route: false => BentoML's router)
-LEAN_PATHS = PREDICT_PATHS if SERVING.lean_route else ()
+LEAN_PATHS = (*PREDICT_PATHS, *EXPLAIN_PATHS) if SERVING.lean_route else ()
 # the paths RequestGuard guards (JSON bodies within the size limit)
-GUARDED_PATHS = (*PREDICT_PATHS, "/outcome", "/model_info")
+GUARDED_PATHS = (*PREDICT_PATHS, *EXPLAIN_PATHS, "/outcome", "/model_info")
 MAX_BODY_BYTES = SERVING.max_body_kb * 1024
 
 LOG = logging.getLogger("mlgate.service")
@@ -113,13 +128,27 @@ JSON = ContentType("application/json")
 _service: "ModelService | None" = None
 # serving.strategy.key's header as ASGI names it (lower-case bytes), for the lean route
 STRATEGY_HEADER = STRATEGY.header.lower().encode("latin-1") if STRATEGY.header else None
-# request ids this worker answered -> their row counts, for POST /outcome (bounded: older
-# ids are unknown to the service; `mlgate outcomes import` joins them from the records)
-RECENT_REQUEST_IDS = 50_000
 
 
 def _sent_keys(record: dict[str, Any]) -> dict[str, Any]:
     return {k: record[k] for k in CONTRACT.keys if record.get(k) is not None}
+
+
+class NotExplained(bentoml.exceptions.BentoMLException):
+    """/explain of a model with no exact attributions: 501 Not Implemented, saying why."""
+
+    error_code = HTTPStatus.NOT_IMPLEMENTED
+
+
+def _recorded(result: dict[str, Any]) -> dict[str, Any]:
+    """An explained row's answer as its feedback record keeps it: no attribution, and its
+    reasons (serving.explain.record) as column and contribution (the values are its inputs)."""
+    kept = {k: v for k, v in result.items() if k not in ("reasons", "attribution")}
+    if EXPLAIN.record:
+        kept["reasons"] = [
+            {"column": r["column"], "contribution": r["contribution"]} for r in result["reasons"]
+        ]
+    return kept
 
 
 def tune_gc(freeze: bool, thresholds: tuple[int, int, int] | None) -> None:
@@ -237,10 +266,11 @@ class ModelService:
         state: dict[str, Any],
         started: float,
     ) -> tuple[dict[str, Any], str | None]:
-        """The answer to /predict (one row) or /predict_batch, recorded and counted, and the
-        variant to name in the x-mlgate-variant header (with a challenger). `header` is the
-        value of serving.strategy.key's header; `state` is the request's state dict (the
-        variant is noted there before scoring, so a failure is recorded with it)."""
+        """The answer to /predict (one row), /predict_batch, /explain or /explain_batch,
+        recorded and counted, and the variant to name in the x-mlgate-variant header (with a
+        challenger). `header` is the value of serving.strategy.key's header; `state` is the
+        request's state dict (the variant is noted there before scoring, so a failure is
+        recorded with it)."""
         if not self._ready.is_set():
             raise bentoml.exceptions.ServiceUnavailable("the model is not loaded yet")
         records = [row.model_dump(by_alias=True) for row in rows]  # the columns' own names
@@ -254,16 +284,8 @@ class ModelService:
         names = {v.name for v in assigned}
         only = names.pop() if len(names) == 1 else None  # the one variant answering, if one
         state[VARIANT_STATE] = only
-        if only is not None:
-            out = assigned[0].answers(records)
-        else:  # a field key splits a batch: each model scores its own rows, in one call
-            out = [{} for _ in records]
-            for variant in (self.champion, self.challenger):
-                mine = [i for i, v in enumerate(assigned) if v is variant]
-                if variant is not None and mine:
-                    answers = variant.answers([records[i] for i in mine])
-                    for i, answer in zip(mine, answers, strict=True):
-                        out[i] = answer
+        explain = endpoint in EXPLAIN_ENDPOINTS
+        out = self._scored(records, assigned, explain)
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         ts = record_time()
         counted: Counter[tuple[str, Variant]] = Counter()
@@ -280,7 +302,7 @@ class ModelService:
                     "variant": variant.name,
                     "model_version": variant.version,
                     "inputs": features,
-                    **result,
+                    **(_recorded(result) if explain else result),
                     **({"threshold": variant.threshold} if CLASSIFIER else {}),
                     "latency_ms": latency_ms,
                 }
@@ -294,7 +316,7 @@ class ModelService:
         said = (only or "mixed") if STRATEGY.mode != "none" else None
         if CONTRACT.keys:  # data.roles' keys the request carried come back with the answer
             out = [{**_sent_keys(r), **o} for r, o in zip(records, out, strict=True)]
-        if endpoint == "predict":
+        if endpoint in ONE_ROW_ENDPOINTS:
             body = {**out[0], "model_version": assigned[0].version, "request_id": request_id}
         else:
             if said == "mixed":  # each row says which model answered it
@@ -305,6 +327,30 @@ class ModelService:
             version = assigned[0].version if said != "mixed" else "mixed"
             body = {"predictions": out, "model_version": version, "request_id": request_id}
         return ({**body, "variant": said} if said else body), said
+
+    def _scored(
+        self, records: list[dict[str, Any]], assigned: list[Variant], explain: bool
+    ) -> list[dict[str, Any]]:
+        """Each row's answer by the variant assigned to it (with its reasons: `explain`; a
+        model without exact attributions refuses the request, 501). A field key splits a
+        batch: each model scores its own rows, in one call."""
+        variants = [v for v in (self.champion, self.challenger) if v is not None and v in assigned]
+        if explain:
+            for variant in variants:
+                if variant.explainer is None:
+                    raise NotExplained(f"/explain: {variant.unexplained}; see {EXPLAIN_DOCS}")
+
+        def scored(variant: Variant, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return variant.explained(rows, EXPLAIN.top_k) if explain else variant.answers(rows)
+
+        if len(variants) == 1:
+            return scored(variants[0], records)
+        out: list[dict[str, Any]] = [{} for _ in records]
+        for variant in variants:
+            mine = [i for i, v in enumerate(assigned) if v is variant]
+            for i, answer in zip(mine, scored(variant, [records[i] for i in mine]), strict=True):
+                out[i] = answer
+        return out
 
     def _predicted(self, decision: str, variant: Variant) -> Any:
         """The mlgate_predictions counter of (decision, variant), looked up once (labels()
@@ -350,12 +396,13 @@ class ModelService:
         checked its media type and size): status, JSON body, the variant to name in the
         header. The raw JSON is validated against the contract in one pydantic call, and the
         errors are shaped as BentoML's (`error`, and `detail` with each field path)."""
-        model = PredictRequest if endpoint == "predict" else PredictBatchRequest
+        one = endpoint in ONE_ROW_ENDPOINTS
+        model = PredictRequest if one else PredictBatchRequest
         value = headers.get(STRATEGY_HEADER) if STRATEGY_HEADER else None
         header = value.decode("latin-1") if value is not None else None
         try:
             parsed = model.model_validate_json(body)
-            rows = [parsed.row] if endpoint == "predict" else parsed.rows
+            rows = [parsed.row] if one else parsed.rows
             answer, said = self.answer(endpoint, rows, request_id, header, state, started)
         except PydanticValidationError as exc:
             problem = {
@@ -432,6 +479,26 @@ class ModelService:
         """Score a batch of rows (1 to serving.max_batch_rows)."""
         return self._bentoml_answer("predict_batch", rows, ctx)
 
+    @bentoml.api(route="/explain", input_spec=PredictRequest)
+    async def explain(
+        self,
+        row: Row,  # type: ignore[valid-type]
+        ctx: bentoml.Context,
+    ) -> Annotated[dict[str, Any], JSON]:
+        """One row, as /predict answers it, with why: its top serving.explain.top_k reasons
+        (column, signed contribution, the row's value) and every column's contribution,
+        the base value and the raw score they add up to (docs/SERVING.md)."""
+        return self._bentoml_answer("explain", [row], ctx)
+
+    @bentoml.api(route="/explain_batch", input_spec=PredictBatchRequest)
+    async def explain_batch(
+        self,
+        rows: list[Row],  # type: ignore[valid-type]
+        ctx: bentoml.Context,
+    ) -> Annotated[dict[str, Any], JSON]:
+        """A batch of rows, as /predict_batch answers it, each with its reasons."""
+        return self._bentoml_answer("explain_batch", rows, ctx)
+
     @bentoml.api(route="/outcome", input_spec=OutcomeRequest)
     async def outcome(
         self,
@@ -449,50 +516,12 @@ class ModelService:
         items, locs = checked_outcomes(
             request_id, row, outcome, outcomes, CLASSIFIER or MULTICLASS, self.champion.classes
         )
-        # A row or a request this service has not answered is not found (404), as the
-        # document says; answered here, not raised: BentoML words a raised 4xx as a list.
-        absent = []
-        for loc, item in zip(locs, items, strict=True):
-            rows = self.recent.get(item.request_id)
-            if rows is not None and item.row >= rows:
-                absent.append(
-                    {
-                        "type": "row_range",
-                        "loc": [*loc, "row"],
-                        "msg": f"the request had {rows} row(s)",
-                    }
-                )
-        if absent:
-            ctx.response.status_code = 404
-            return {
-                "error": f"{len(absent)} row(s) not among their request's rows",
-                "detail": absent,
-            }
-        unknown = [item.request_id for item in items if item.request_id not in self.recent]
-        if unknown and SERVING.workers == 1:
-            ctx.response.status_code = 404
-            return _problem_body(
-                "not_found",
-                f"request id {unknown[0]} is not among the last {RECENT_REQUEST_IDS} requests "
-                "this service answered since it started; older outcomes: mlgate outcomes import",
-            )
-        ts = record_time()
-        for item in items:
-            self.sink.record(
-                {
-                    "schema": SCHEMA_VERSION,
-                    "kind": "outcome",
-                    "ts": ts,
-                    "request_id": item.request_id,
-                    "row": item.row,
-                    "outcome": item.outcome,
-                    "source": "api",
-                    "verified": item.request_id in self.recent,
-                }
-            )
-        if unknown:
-            ctx.response.status_code = 202
-        return {"recorded": len(items), "verified": not unknown}
+        # answered here, not raised: BentoML words a raised 4xx as a list
+        status, body = outcome_answer(
+            items, locs, self.recent, SERVING.workers == 1, self.sink.record
+        )
+        ctx.response.status_code = status
+        return body
 
     @bentoml.api(route="/model_info")
     async def model_info(self) -> Annotated[dict[str, Any], JSON]:
@@ -504,6 +533,7 @@ class ModelService:
             "lineage": LINEAGE,
             "threshold": self.threshold,
             "scorer": self.champion.scorer_kind,
+            "explain": self.champion.explain_info(),
             "contract": Row.model_json_schema(),  # type: ignore[attr-defined]
             "strategy": STRATEGY.model_dump(mode="json"),
         }
@@ -512,49 +542,33 @@ class ModelService:
                 "model_version": self.challenger.version,
                 "lineage": self.challenger.lineage,
                 "scorer": self.challenger.scorer_kind,
+                "explain": self.challenger.explain_info(),
             }
         return info
 
 
-class PublishedDocument:
-    """ASGI middleware: GET /docs.json answers the OpenAPI document that says what this
-    service answers (mlgate.serving.openapi.describe), not BentoML's own. Made once the
-    model's classes are known (loaded); before that, without them."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.document: bytes | None = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != "/docs.json" or scope["method"] != "GET":
-            await self.app(scope, receive, send)
-            return
-        body = self.document or self.make()
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    def make(self) -> bytes:
-        loaded = _service is not None and _service._ready.is_set()
-        classes = tuple(_service.champion.classes) if _service is not None and loaded else ()
-        facts = ApiFacts(
-            predict_paths=PREDICT_PATHS,
-            max_body_bytes=MAX_BODY_BYTES,
-            timeout_seconds=SERVING.timeout_seconds,
-            classifier=CLASSIFIER or MULTICLASS,
-            multiclass=MULTICLASS,
-            classes=classes,
-            variants=STRATEGY.mode != "none",
-            one_worker=SERVING.workers == 1,
-            example=CONTRACT.example_row(),
-            request_field=SERVING.request_field,
-            batch_field=SERVING.batch_request_field,
-            keys=tuple(CONTRACT.keys),
-        )
-        body = json.dumps(describe(ModelService.openapi_spec.asdict(), facts)).encode()
-        if loaded:
-            self.document = body
-        return body
+def _document() -> tuple[bytes, bool]:
+    """The OpenAPI document this service answers (GET /docs.json), and whether it is final:
+    made once the model's classes are known (loaded); before that, without them."""
+    loaded = _service is not None and _service._ready.is_set()
+    classes = tuple(_service.champion.classes) if _service is not None and loaded else ()
+    facts = ApiFacts(
+        predict_paths=PREDICT_PATHS,
+        explain_paths=EXPLAIN_PATHS,
+        top_k=EXPLAIN.top_k,
+        max_body_bytes=MAX_BODY_BYTES,
+        timeout_seconds=SERVING.timeout_seconds,
+        classifier=CLASSIFIER or MULTICLASS,
+        multiclass=MULTICLASS,
+        classes=classes,
+        variants=STRATEGY.mode != "none",
+        one_worker=SERVING.workers == 1,
+        example=CONTRACT.example_row(),
+        request_field=SERVING.request_field,
+        batch_field=SERVING.batch_request_field,
+        keys=tuple(CONTRACT.keys),
+    )
+    return json.dumps(describe(ModelService.openapi_spec.asdict(), facts)).encode(), loaded
 
 
 ModelService.add_asgi_middleware(
@@ -566,4 +580,4 @@ ModelService.add_asgi_middleware(
     service=lambda: _service,
 )
 ModelService.add_asgi_middleware(InfoByGet)
-ModelService.add_asgi_middleware(PublishedDocument)
+ModelService.add_asgi_middleware(PublishedDocument, document=_document)

@@ -9,6 +9,7 @@ import logging
 import os
 import queue
 import random
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -23,6 +24,9 @@ from mlgate.serving.metrics import SHADOW
 # shadow mode: requests waiting for the challenger; when full, the challenger's work is
 # dropped and counted (a slow challenger never holds memory or the champion's answers)
 SHADOW_QUEUE_REQUESTS = 1000
+# reference rows the explainer re-explains at load (a forest's TreeSHAP: milliseconds a row;
+# the build checked it on the whole test split)
+EXPLAIN_CHECK_ROWS = 20
 LOG = logging.getLogger("mlgate.service")
 
 
@@ -57,6 +61,8 @@ class Variant:
         self.negative: Any = None
         self.classes: list[Any] = []
         self.scorer: Any = None
+        self.explainer: Any = None  # what /explain answers with; None: `unexplained` says why
+        self.unexplained = "not loaded"
 
     def load(self) -> str | None:
         """Load the scorer and self-check it; the reason it cannot serve, or None."""
@@ -91,7 +97,41 @@ class Variant:
         got = self.scorer.scores(reference["rows"])
         if not np.allclose(got, reference["scores"], rtol=0, atol=PARITY_TOLERANCE):
             return f"the {self.name}'s scorer disagrees with the Pipeline on the reference rows"
+        self._load_explainer(read, reference)
         return None
+
+    def _load_explainer(self, read: Any, reference: dict[str, Any]) -> None:
+        """The explainer `mlgate build` stored and checked, checked again as the scorer is:
+        its raw score through the link gives the first reference rows' scores."""
+        import numpy as np
+
+        from mlgate.serving.explainers import PARITY, Unexplained, load_explainer
+        from mlgate.serving.scorer import PipelineScorer
+
+        def pipeline() -> Any:  # the Pipeline explains: unpickled once, here
+            import joblib
+
+            if isinstance(self.scorer, PipelineScorer):
+                return self.scorer.model
+            return joblib.load(self.model.path_of(MODEL_FILE))
+
+        try:
+            self.explainer = load_explainer(read, self.scorer, pipeline)
+        except Unexplained as err:  # no exact method: the build said so, /explain says so
+            self.unexplained = str(err)
+            return
+        # a damaged explainer file: /predict still serves, /explain answers 501 saying why
+        except (OSError, ValueError, KeyError) as err:
+            self.unexplained = f"the {self.name}'s explainer did not load ({type(err).__name__})"
+        else:
+            rows = reference["rows"][:EXPLAIN_CHECK_ROWS]
+            raw = self.explainer.explain(rows).raw
+            score = 1.0 / (1.0 + np.exp(-raw)) if self.explainer.scale == "log-odds" else raw
+            if np.allclose(score, reference["scores"][: len(rows)], rtol=0, atol=PARITY):
+                return
+            self.unexplained = f"the {self.name}'s explainer disagrees with the Pipeline"
+        self.explainer = None
+        print(f"mlgate service: /explain unavailable: {self.unexplained}", file=sys.stderr)
 
     def answers(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Each row's answer: probability and decision at the threshold (a regressor's
@@ -109,6 +149,24 @@ class Variant:
             }
             for score in scores
         ]
+
+    def explain_info(self) -> dict[str, Any]:
+        """How /explain answers for this model (/model_info): its method and scale, or why not."""
+        if self.explainer is None:
+            return {"method": None, "reason": self.unexplained}
+        return {"method": self.explainer.method, "scale": self.explainer.scale}
+
+    def explained(self, records: list[dict[str, Any]], top_k: int) -> list[dict[str, Any]]:
+        """Each row's answer with its reasons and attribution (an explainer is loaded)."""
+        from mlgate.serving.explainers import explanations
+
+        answers = self.answers(records)
+        found = self.explainer.explain(records)
+        for answer, why in zip(
+            answers, explanations(self.explainer, found, records, top_k), strict=True
+        ):
+            answer.update(why)
+        return answers
 
     def _classes(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A multiclass answer: the most probable class, the first of them in the model's

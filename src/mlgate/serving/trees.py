@@ -39,6 +39,9 @@ BOOSTING_ESTIMATORS = ("HistGradientBoostingClassifier", "HistGradientBoostingRe
 
 
 TREE_ARRAYS = ("feature", "threshold", "left", "right", "missing_left", "value", "roots")
+# each node's training cover (weighted samples), for TreeSHAP (explain); a bento built
+# before it was stored has none: its trees are walked, not explained
+COVER = "cover"
 
 
 class TreesUnavailable(Exception):
@@ -52,7 +55,8 @@ class TreeScorer:
     The trees are flattened into arrays over all their nodes (TREE_ARRAYS, stored as .npz):
     a node's `feature`, `threshold`, `left` and `right` children (global indices; a leaf is
     its own child both ways, so a walk that reached it stays), `missing_left` (where a null
-    goes, as scikit-learn sends it) and `value` (what its leaf adds to the score); `roots`.
+    goes, as scikit-learn sends it) and `value` (what its leaf adds to the score); `roots`;
+    and each node's training `cover`, which TreeSHAP needs (serving.explainers).
     `depth` steps take every (tree, row) to its leaf. The score is
     link((value of tree 0 + tree 1 + ...) / divisor): a forest's mean (divisor: its number of
     trees), or a HistGradientBoosting's raw prediction (tree 0 is a single leaf holding its
@@ -78,6 +82,7 @@ class TreeScorer:
                 self.value,
                 self.roots,
             ) = (stored[name] for name in TREE_ARRAYS)
+            self.cover = stored[COVER] if COVER in stored.files else None
         # node n's left child at 2n, its right child at 2n + 1: one gather a step
         self.children = np.stack([self.left, self.right], axis=1).ravel()
         self.depth = int(spec["depth"])
@@ -91,32 +96,41 @@ class TreeScorer:
         self.complement = bool(spec["complement"])
 
     def scores(self, rows: Sequence[Row]) -> np.ndarray:
+        raw = self.raw_sum(self.leaves(self.walked(rows)))
+        if not self.logistic:
+            return raw
+        p = 1.0 / (1.0 + np.exp(-raw))  # scipy's expit, which scikit-learn uses
+        return 1.0 - p if self.complement else p
+
+    def walked(self, rows: Sequence[Row]) -> np.ndarray:
+        """The feature matrix as the walk compares it."""
         x = self.matrix(rows)
         if self.float32:  # rounded as scikit-learn rounds it, compared in float64 (faster)
             x = x.astype(np.float32).astype(np.float64)
-        if len(rows) == 1:  # /predict
-            return self._score(self.one_row.leaves(x[0].tolist())[:, None])
+        return x
+
+    def leaves(self, x: np.ndarray) -> np.ndarray:
+        """The leaf each tree sends each row of `x` (walked) to, (trees, rows)."""
+        if len(x) == 1:  # /predict
+            return self.one_row.leaves(x[0].tolist())[:, None]
         nulls = bool(np.isnan(x).any())
         flat = x.ravel()
-        row_start = np.arange(len(rows)) * x.shape[1]
-        node = np.repeat(self.roots[:, None], len(rows), axis=1)  # (trees, rows)
+        row_start = np.arange(len(x)) * x.shape[1]
+        node = np.repeat(self.roots[:, None], len(x), axis=1)  # (trees, rows)
         for _ in range(self.depth):
             here = flat[row_start + self.feature[node]]
             right = here > self.threshold[node]  # scikit-learn: x <= threshold goes left
             if nulls:
                 right = np.where(np.isnan(here), ~self.missing_left[node], right)
             node = self.children[2 * node + right]
-        return self._score(node)
+        return node
 
-    def _score(self, node: np.ndarray) -> np.ndarray:
-        """The score of each row from the leaf each tree reached, (trees, rows)."""
+    def raw_sum(self, node: np.ndarray) -> np.ndarray:
+        """The score before the link (a forest's mean, a boosting's log-odds of classes_[1]
+        or prediction) of each row from the leaf each tree reached, (trees, rows)."""
         # Tree after tree, in scikit-learn's order: np.sum's pairwise order can differ in
         # the last bit, a cumulative sum is sequential.
-        raw = np.cumsum(self.value[node], axis=0)[-1] / self.divisor
-        if not self.logistic:
-            return raw
-        p = 1.0 / (1.0 + np.exp(-raw))  # scipy's expit, which scikit-learn uses
-        return 1.0 - p if self.complement else p
+        return np.cumsum(self.value[node], axis=0)[-1] / self.divisor
 
     def files(self) -> dict[str, bytes]:
         return {TREES_FILE: self.arrays, TREES_SPEC_FILE: json.dumps(self.spec).encode()}
@@ -235,6 +249,7 @@ def _forest(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.ndar
             right=tree.children_right,
             missing_left=tree.missing_go_to_left,
             value=tree.value[:, 0, column],
+            cover=tree.weighted_n_node_samples,
         )
         for tree in [e.tree_ for e in getattr(estimator, "estimators_", [estimator])]
     ]
@@ -255,8 +270,9 @@ def _boosting(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.nd
     if getattr(estimator, "_preprocessor", None) is not None:
         raise TreesUnavailable(f"{name} with categorical features")
     baseline = float(np.asarray(estimator._baseline_prediction).ravel()[0])
-    zero = np.zeros(1)
-    trees = [_tree(np.ones(1, dtype=bool), zero, zero, zero, zero, zero, np.array([baseline]))]
+    zero, one = np.zeros(1), np.ones(1)
+    leaf = np.ones(1, dtype=bool)
+    trees = [_tree(leaf, zero, zero, zero, zero, zero, np.array([baseline]), one)]
     for (predictor,) in estimator._predictors:
         nodes = predictor.nodes
         if nodes["is_categorical"].any():
@@ -270,6 +286,7 @@ def _boosting(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.nd
                 right=nodes["right"],
                 missing_left=nodes["missing_go_to_left"],
                 value=nodes["value"],
+                cover=nodes["count"],
             )
         )
     classifier = positive_label is not None
@@ -290,6 +307,7 @@ def _tree(
     right: Any,
     missing_left: Any,
     value: Any,
+    cover: Any,
 ) -> dict[str, np.ndarray]:
     """One tree's node arrays (children as indices within the tree), typed as stored; a leaf
     is its own child both ways and reads feature 0."""
@@ -301,6 +319,7 @@ def _tree(
         "right": np.where(leaf, own, right).astype(np.intp),
         "missing_left": np.asarray(missing_left, dtype=bool),
         "value": np.asarray(value, dtype=np.float64),
+        COVER: np.asarray(cover, dtype=np.float64),
     }
 
 
@@ -309,7 +328,7 @@ def _flatten(trees: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     roots = np.cumsum([0] + [len(t["value"]) for t in trees[:-1]]).astype(np.intp)
     arrays = {
         key: np.concatenate([t[key] for t in trees])
-        for key in ("feature", "threshold", "missing_left", "value")
+        for key in ("feature", "threshold", "missing_left", "value", COVER)
     }
     for key in ("left", "right"):
         arrays[key] = np.concatenate([t[key] + root for t, root in zip(trees, roots, strict=True)])

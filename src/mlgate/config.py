@@ -423,6 +423,9 @@ class Monitor(_Section):
     alpha: float = Field(default=0.01, gt=0, lt=1)
     max_prediction_psi: float = Field(default=0.2, gt=0)
     max_error_rate: float = Field(default=0.05, ge=0, le=1)
+    # attribution drift: half the summed change of each column's share of the model's mean
+    # |contribution|, training rows against served ones (0: leans the same; 1: on other columns)
+    max_attribution_shift: float = Field(default=0.1, gt=0, le=1)
 
 
 class Compare(_Section):

@@ -74,6 +74,28 @@ def test_training_like_traffic_shows_no_drift(trained_repo: Path, tmp_path: Path
     assert code == 0, report
     assert report["drifted_features"] == [] and not report["prediction_drifted"]
     assert report["rows"] == 600 and report["errors"] == 3
+    # the model leans on the same columns as on its training rows
+    leans = report["attribution"]
+    assert leans["method"] == "exact-linear" and not leans["shifted"], leans
+    assert leans["shift"] < 0.05, leans
+    assert sum(after for _, after in leans["shares"].values()) == pytest.approx(1, abs=1e-3)
+
+
+def test_a_model_leaning_on_another_column_is_reported_as_attribution_drift(
+    trained_repo: Path, tmp_path: Path
+) -> None:
+    """Quadrupled loan durations: duration's share of the model's contributions grows far
+    beyond its training share (its feature drift is reported too, separately)."""
+    frame = traffic(trained_repo)
+    frame["duration"] = frame["duration"] * 4
+    record_traffic(trained_repo, tmp_path / "fb", frame)
+    _, report = monitor(trained_repo, tmp_path / "fb", tmp_path / "out")
+    leans = report["attribution"]
+    assert leans["shifted"] and leans["shift"] > leans["max_shift"], leans
+    before, after = leans["shares"]["duration"]
+    assert after > 2 * before and next(iter(leans["shares"])) == "duration", leans
+    summary = (tmp_path / "out/summary.md").read_text()
+    assert "What the model leans on (exact-linear contributions): **shifted**" in summary
 
 
 def test_doubled_credit_amounts_are_reported(trained_repo: Path, tmp_path: Path) -> None:

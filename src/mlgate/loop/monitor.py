@@ -52,6 +52,9 @@ class DriftReport:
     drifted_features: list[str]
     prediction_drifted: bool
     error_rate_exceeded: bool
+    # what the model leans on, training rows against served ones (attribution_drift); None
+    # without enough traffic or without exact contributions for this model
+    attribution: dict[str, Any] | None = None
 
     @property
     def drift(self) -> bool:
@@ -336,6 +339,61 @@ def compare(
     )
 
 
+def attribution_drift(
+    params: Params, model: Any, train: pd.DataFrame, served: pd.DataFrame
+) -> dict[str, Any] | None:
+    """Attribution drift: each column's share of the model's mean |contribution| on the
+    training rows and on the served ones (pipeline/explain.py's exact contributions), and the
+    shift between them, half their summed absolute change (0 to 1). The model now leaning on
+    other columns than it learnt to shows here even when no single feature's PSI moves.
+    None where the model has no exact contributions (e.g. a forest, a multiclass model)."""
+    import numpy as np
+
+    from mlgate.pipeline import explain
+
+    columns = list(params.features.inputs)
+    if params.data.task == "multiclass" or not set(columns) <= set(served.columns):
+        return None
+    reference = train[columns]
+    found = explain.contributions(model, reference, reference)
+    if found is None:
+        return None
+    method, _, names, ref = found
+    now = explain.contributions(model, served[columns], reference)
+    assert now is not None
+    before, after = (np.abs(c).mean(axis=0) for c in (ref, now[3]))
+    before, after = before / max(before.sum(), 1e-12), after / max(after.sum(), 1e-12)
+    shift = float(np.abs(after - before).sum() / 2)
+    limit = params.monitor.max_attribution_shift
+    order = np.argsort(-after, kind="stable")
+    return {
+        "method": method,
+        "shift": round(shift, 4),
+        "max_shift": limit,
+        "shifted": shift > limit,
+        "shares": {
+            names[i]: [round(float(before[i]), 4), round(float(after[i]), 4)] for i in order
+        },
+    }
+
+
+def _attribution_lines(found: dict[str, Any] | None) -> list[str]:
+    if found is None:
+        return []
+    verdict = "**shifted**" if found["shifted"] else "steady"
+    lines = [
+        "",
+        f"What the model leans on ({found['method']} contributions): {verdict}, shift "
+        f"{found['shift']:.3f} (max {found['max_shift']}); reported beside drift, not part of it.",
+        "",
+        "| column | share on training rows | share on served rows |",
+        "|---|---:|---:|",
+    ]
+    for name, (before, after) in list(found["shares"].items())[:8]:
+        lines.append(f"| {name.replace('|', chr(92) + '|')} | {before:.1%} | {after:.1%} |")
+    return lines
+
+
 # ---------------------------------------------------------------- reports
 
 
@@ -378,6 +436,7 @@ def summary_markdown(report: DriftReport) -> str:
                 f"| {name} | {f.kind} | {f.psi:.3f} | {f.test} | {f.p_value:.2g} | "
                 f"{'**yes**' if f.drifted else 'no'} |"
             )
+        lines += _attribution_lines(report.attribution)
     return "\n".join(lines) + "\n"
 
 
@@ -451,6 +510,14 @@ def run(
         )
         ref_inputs, ref_scores = reference(params)
     report = compare(params, ref_inputs, ref_scores, inputs, scores, errors, versions)
+    if report.enough_data:
+        from mlgate.pipeline import data
+        from mlgate.pipeline.model import load_model
+
+        train = data.load(params.split.train, params)
+        report.attribution = attribution_drift(
+            params, load_model(params.train.model), train, inputs
+        )
     plots: dict[str, str] = {}
     if report.enough_data:
         for f in report.features:

@@ -1,4 +1,5 @@
-"""GitHub Actions' step outputs and job summary, and the one UTC timestamp format mlgate writes.
+"""GitHub Actions' step outputs and job summary, their Markdown table cells, and the one UTC
+timestamp format mlgate writes.
 
 Outside GitHub Actions (no $GITHUB_OUTPUT / $GITHUB_STEP_SUMMARY) both writers do nothing, so
 every command runs the same on a laptop. The CLI checks both files before any work
@@ -11,6 +12,12 @@ import os
 from datetime import UTC, datetime
 
 STAMP = "%Y-%m-%dT%H:%M:%SZ"  # e.g. 2026-12-07T05:02:39Z: alias history, reports, records
+
+
+def table_cell(text: object) -> str:
+    """A name from the data (a column, a class, a group) as a Markdown table cell, in the
+    reports and summaries mlgate writes: its own `|` would end the cell."""
+    return str(text).replace("|", "\\|")
 
 
 def utc_now() -> str:

@@ -162,3 +162,9 @@ def test_a_proxy_of_a_sensitive_attribute_the_model_leans_on_more_is_flagged():
     ]
     # the same model as base: nothing rises, nothing flagged
     assert "may stand in for" not in report.render(GATE, pr, pr, Results("production"))
+
+
+def test_a_pipe_in_a_column_name_stays_in_its_table_cell():
+    pr = Results("this PR", importance=importance("exact-linear", **{"a|b": 0.5, "c": 0.1}))
+    text = report.render(GATE, pr, Results("main"), Results("production"))
+    assert "| 1 | a\\|b | 0.5 |" in text

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlgate import io
-from mlgate.actions import utc_now
+from mlgate.actions import table_cell, utc_now
 from mlgate.errors import MlgateError
 
 if TYPE_CHECKING:
@@ -390,7 +390,7 @@ def _attribution_lines(found: dict[str, Any] | None) -> list[str]:
         "|---|---:|---:|",
     ]
     for name, (before, after) in list(found["shares"].items())[:8]:
-        lines.append(f"| {name.replace('|', chr(92) + '|')} | {before:.1%} | {after:.1%} |")
+        lines.append(f"| {table_cell(name)} | {before:.1%} | {after:.1%} |")
     return lines
 
 
@@ -431,7 +431,7 @@ def summary_markdown(report: DriftReport) -> str:
             "|---|---|---:|---|---:|---|",
         ]
         for f in [*report.features, *([report.prediction] if report.prediction else [])]:
-            name = f.name.replace("|", "\\|")  # a column's own pipe would end the cell
+            name = table_cell(f.name)
             lines.append(
                 f"| {name} | {f.kind} | {f.psi:.3f} | {f.test} | {f.p_value:.2g} | "
                 f"{'**yes**' if f.drifted else 'no'} |"

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlgate.actions import table_cell
 from mlgate.errors import MlgateError
 from mlgate.names import PRODUCTION
 
@@ -304,7 +305,7 @@ def _drivers(pr: Results, base: Results, prod: Results, top: int = 10) -> list[s
     ]
     for i, (column, value) in enumerate(list(mine.items())[:top], start=1):
         cells = [cell for res in (base, prod) for cell in _moved(pr, res, i, column, value)]
-        out.append(f"| {i} | {column} | {value:.3g} | {' | '.join(cells)} |")
+        out.append(f"| {i} | {table_cell(column)} | {value:.3g} | {' | '.join(cells)} |")
     if len(mine) > top:
         out.append(f"| | … {len(mine) - top} more in importance.json | | | | | |")
     return [*out, "", *_proxies_rising(pr, base), ""]
@@ -407,7 +408,7 @@ def _metrics(pr: Results, base: Results, prod: Results, gate: dict[str, Any] | N
         if new is not None and champ is not None:
             vs_prod = paired.get(m) or unpaired_interval(mine.get(m), champions.get(m), new - champ)
         out.append(
-            f"| {m} | {_num(new)}{_ci(mine.get(m))} | {_num(old)}{_ci(theirs.get(m))} "
+            f"| {table_cell(m)} | {_num(new)}{_ci(mine.get(m))} | {_num(old)}{_ci(theirs.get(m))} "
             f"| {change(m, new, old, vs_base)} | {_num(champ)}{_ci(champions.get(m))} "
             f"| {change(m, new, champ, vs_prod)} |"
         )
@@ -464,11 +465,16 @@ def _classes(pr: Results) -> list[str]:
     for label in labels:
         support = sum(count.get((label, p), 0) for p in labels)
         precision, recall = pr.metrics.get(f"precision:{label}"), pr.metrics.get(f"recall:{label}")
-        out.append(f"| {label} | {_num(precision)} | {_num(recall)} | {support} |")
+        out.append(f"| {table_cell(label)} | {_num(precision)} | {_num(recall)} | {support} |")
     out += ["", "Confusion matrix (rows: actual class, columns: decided class):", ""]
-    out += ["| actual \\ decided | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    out += [
+        "| actual \\ decided | " + " | ".join(map(table_cell, labels)) + " |",
+        "|---" * (len(labels) + 1) + "|",
+    ]
     for a in labels:
-        out.append(f"| {a} | " + " | ".join(str(count.get((a, p), 0)) for p in labels) + " |")
+        out.append(
+            f"| {table_cell(a)} | " + " | ".join(str(count.get((a, p), 0)) for p in labels) + " |"
+        )
     return [*out, ""]
 
 
@@ -498,7 +504,7 @@ def _fairness(pr: Results, base: Results) -> list[str]:
                 str(int(row[col])) if col == "count" and col in row else _num(row.get(col))
                 for col in columns
             )
-            out.append(f"| {group} | {cells} |")
+            out.append(f"| {table_cell(group)} | {cells} |")
         out.append("")
         out += _class_gaps(res.get("classes", {}))
     return out
@@ -511,7 +517,7 @@ def _class_gaps(by_class: dict[str, dict[str, float]]) -> list[str]:
     gaps = ("demographic_parity_difference", "equalized_odds_difference")
     out = ["| class (one vs rest) | " + " | ".join(gaps) + " |", "|---|---|---|"]
     out += [
-        f"| {label} | " + " | ".join(_num(res.get(g)) for g in gaps) + " |"
+        f"| {table_cell(label)} | " + " | ".join(_num(res.get(g)) for g in gaps) + " |"
         for label, res in by_class.items()
     ]
     return [*out, ""]

@@ -275,14 +275,14 @@ def predicted_classes(labels: Any) -> pd.Series:
     return pd.Series([str(label) for label in labels], dtype=object)
 
 
-def reference(params: Params) -> tuple[pd.DataFrame, np.ndarray | pd.Series]:
-    """The training split and the model's scores on it (multiclass: its decided classes, as
-    text): what production is compared with."""
+def reference(
+    params: Params, train: pd.DataFrame, model: Any
+) -> tuple[pd.DataFrame, np.ndarray | pd.Series]:
+    """The training split's watched columns and the model's scores on it (multiclass: its
+    decided classes, as text): what production is compared with."""
     from mlgate.pipeline import data
-    from mlgate.pipeline.model import load_model, model_scores
+    from mlgate.pipeline.model import model_scores
 
-    train = data.load(params.split.train, params)
-    model = load_model(params.train.model)
     # what the model reads and the groups fairness is judged on; not the columns the contract
     # carries beside them (IDs, dates, free text): new IDs and today's dates are not drift
     watched = {*params.features.all, *params.evaluate.sensitive}
@@ -497,27 +497,23 @@ def run(
     out: Path | None = None,
     batch: Path | None = None,
 ) -> DriftReport:
+    from mlgate.pipeline import data
+    from mlgate.pipeline.model import load_model
+
     out = out or params.monitor.report
+    if batch is not None and not batch.is_dir():
+        raise MlgateError(f"--batch {batch}: not a folder (a `mlgate predict` --output)")
+    folder = feedback_folder(params, feedback) if batch is None else batch
+    train, model = data.load(params.split.train, params), load_model(params.train.model)
+    ref_inputs, ref_scores = reference(params, train, model)
     if batch is not None:
-        if not batch.is_dir():
-            raise MlgateError(f"--batch {batch}: not a folder (a `mlgate predict` --output)")
-        ref_inputs, ref_scores = reference(params)
-        inputs, scores, errors, versions = load_batch(batch, list(ref_inputs.columns))
+        inputs, scores, errors, versions = load_batch(folder, list(ref_inputs.columns))
     else:
         multiclass = params.data.task == "multiclass"
-        inputs, scores, errors, versions = load_traffic(
-            feedback_folder(params, feedback), multiclass
-        )
-        ref_inputs, ref_scores = reference(params)
+        inputs, scores, errors, versions = load_traffic(folder, multiclass)
     report = compare(params, ref_inputs, ref_scores, inputs, scores, errors, versions)
     if report.enough_data:
-        from mlgate.pipeline import data
-        from mlgate.pipeline.model import load_model
-
-        train = data.load(params.split.train, params)
-        report.attribution = attribution_drift(
-            params, load_model(params.train.model), train, inputs
-        )
+        report.attribution = attribution_drift(params, model, train, inputs)
     plots: dict[str, str] = {}
     if report.enough_data:
         for f in report.features:

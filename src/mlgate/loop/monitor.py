@@ -503,14 +503,14 @@ def run(
     out = out or params.monitor.report
     if batch is not None and not batch.is_dir():
         raise MlgateError(f"--batch {batch}: not a folder (a `mlgate predict` --output)")
-    folder = feedback_folder(params, feedback) if batch is None else batch
+    if batch is None:  # the traffic's own problems are said before the reference's
+        multiclass = params.data.task == "multiclass"
+        traffic = load_traffic(feedback_folder(params, feedback), multiclass)
     train, model = data.load(params.split.train, params), load_model(params.train.model)
     ref_inputs, ref_scores = reference(params, train, model)
-    if batch is not None:
-        inputs, scores, errors, versions = load_batch(folder, list(ref_inputs.columns))
-    else:
-        multiclass = params.data.task == "multiclass"
-        inputs, scores, errors, versions = load_traffic(folder, multiclass)
+    if batch is not None:  # the batch output's columns are the reference's
+        traffic = load_batch(batch, list(ref_inputs.columns))
+    inputs, scores, errors, versions = traffic
     report = compare(params, ref_inputs, ref_scores, inputs, scores, errors, versions)
     if report.enough_data:
         report.attribution = attribution_drift(params, model, train, inputs)

@@ -275,6 +275,37 @@ def test_regression_intervals_are_those_of_sklearn_and_the_group_table_per_resam
     assert got["fairness"]["town"]["mae_difference"] == pytest.approx(expected, abs=1e-3)
 
 
+def test_regression_intervals_at_many_rows_are_the_normal_limit_of_the_row_bootstrap():
+    # from NORMAL_ROWS rows on, the resampled sums are drawn from their normal limit: at
+    # 20,000 rows (both engines affordable) its intervals are the rows engine's, to within
+    # the Monte Carlo noise of 1,000 resamples' 2.5 % quantiles
+    rng = np.random.default_rng(4)
+    n = 20_000
+    target = rng.normal(100, 20, n)
+    town = pd.Series(rng.choice(["n", "s", "e", "w"], n, p=[0.4, 0.3, 0.2, 0.1]))
+    predicted = target + rng.normal(0, 5 + 5 * (town == "e").to_numpy(), n)
+    spec = Bootstrap(resamples=1000, seed=3)
+    rows = bs.regression_intervals(target, predicted, {"town": town}, spec)
+    coded = {"town": bs._codes(town)}
+    normal = bs._regression_normal(np.random.default_rng(3), target, predicted, coded, spec)
+    assert normal["method"].startswith("bootstrap, normal limit") and normal["rows"] == n
+    for name, (lo, hi) in rows["metrics"].items():
+        assert normal["metrics"][name] == pytest.approx([lo, hi], abs=0.1 * (hi - lo)), name
+    lo, hi = rows["fairness"]["town"]["mae_difference"]
+    got = normal["fairness"]["town"]["mae_difference"]
+    assert got == pytest.approx([lo, hi], abs=0.15 * (hi - lo))
+
+
+def test_regression_intervals_switch_to_the_normal_limit_at_normal_rows():
+    n = bs.NORMAL_ROWS
+    rng = np.random.default_rng(0)
+    target = rng.normal(0, 1, n)
+    got = bs.regression_intervals(target, target + rng.normal(0, 1, n), {}, Bootstrap(seed=1))
+    assert got["method"].startswith("bootstrap, normal limit")
+    lo, hi = got["metrics"]["rmse"]
+    assert lo < 1.0 < hi and hi - lo < 0.02  # sd of the rmse at 100k rows: ~0.0022
+
+
 def test_multiclass_gap_intervals_match_a_loop_over_resampled_rows():
     from mlgate.pipeline.fairness import multiclass_group_metrics
 

@@ -13,7 +13,8 @@ Two engines, one definition of each metric:
   Classification resamples are stratified: each class keeps its number of test rows.
 - **rows** (regression intervals, `mlgate compare`): an index matrix of resampled rows, in
   chunks of CELLS values, ROC AUC by ranks (the Mann-Whitney statistic), the others from
-  counts or means.
+  counts or means. Regression from NORMAL_ROWS test rows on: the resampled sums its
+  metrics are made of, drawn from their normal limit (same mean and covariance).
 - **row weights** (`paired_difference`, the champion rule): the candidate and the production
   model scored the same rows, and one resample serves both (paired); each resample is the
   number of times it draws each row, and each model's metric a segment sum of those weights
@@ -483,11 +484,14 @@ def regression_intervals(
     y: np.ndarray, predicted: np.ndarray, sensitive: dict[str, pd.Series], spec: Bootstrap
 ) -> dict[str, Any]:
     """Intervals of rmse, mae and r2 and of each attribute's mae_difference (rows engine:
-    a regression error is no cell; its cost grows with resamples x rows)."""
+    a regression error is no cell; its cost grows with resamples x rows), or from NORMAL_ROWS
+    rows on, the normal limit of the resampled sums (`_normal_sums`)."""
     rng = np.random.default_rng(spec.seed)
     y = np.asarray(y, dtype=float)
     predicted = np.asarray(predicted, dtype=float)
     coded = {name: _codes(values) for name, values in sensitive.items()}
+    if len(y) >= NORMAL_ROWS:
+        return _regression_normal(rng, y, predicted, coded, spec)
     metrics: dict[str, list[np.ndarray]] = {}
     gaps: dict[str, list[np.ndarray]] = {name: [] for name in coded}
     for size in _chunks(spec.resamples, len(y)):
@@ -507,6 +511,54 @@ def regression_intervals(
         for name, v in gaps.items()
     }
     return _result(resampled, fairness, spec, len(y))
+
+
+NORMAL_ROWS = 100_000  # regression: from this many test rows, resampled sums drawn at once
+
+
+def _normal_sums(
+    rng: np.random.Generator, total: np.ndarray, products: np.ndarray, n: int, size: int
+) -> np.ndarray:
+    """`size` draws of a bootstrap resample's column sums of per-row values q (n rows): a
+    resample takes each row a multinomial number of times, so its sums have mean
+    `total` (Σ q) and covariance Σ q qᵀ - total totalᵀ / n (`products`: Σ q qᵀ); at many
+    rows they are that normal (the central limit theorem), whose draw costs nothing a row."""
+    cov = products - np.outer(total, total) / n
+    return rng.multivariate_normal(total, cov, size=size, method="eigh")
+
+
+def _regression_normal(
+    rng: np.random.Generator,
+    y: np.ndarray,
+    predicted: np.ndarray,
+    coded: dict[str, tuple[np.ndarray, int]],
+    spec: Bootstrap,
+) -> dict[str, Any]:
+    """regression_intervals at NORMAL_ROWS rows and more: the metrics from the resampled
+    sums of (e², |e|, y, y²), each attribute's mae_difference from its groups' resampled
+    (rows, Σ|e|); each interval needs only its own sums' joint law, so each is drawn apart."""
+    n, err = len(y), y - predicted
+    q = np.column_stack([err**2, np.abs(err), y, y**2])
+    s = _normal_sums(rng, q.sum(axis=0), q.T @ q, n, spec.resamples)
+    resampled = {
+        "rmse": np.sqrt(np.maximum(s[:, 0], 0) / n),
+        "mae": s[:, 1] / n,
+        "r2": 1 - s[:, 0] / (s[:, 3] - s[:, 2] ** 2 / n),
+    }
+    fairness = {}
+    for name, (codes, g) in coded.items():
+        count = np.bincount(codes, minlength=g).astype(float)
+        absolute = np.bincount(codes, weights=q[:, 1], minlength=g)
+        squared = np.bincount(codes, weights=q[:, 0], minlength=g)
+        products = np.block([[np.diag(count), np.diag(absolute)],
+                             [np.diag(absolute), np.diag(squared)]])  # fmt: skip
+        sums = _normal_sums(rng, np.concatenate([count, absolute]), products, n, spec.resamples)
+        rows = sums[:, :g]
+        gap = _spread(_div(sums[:, g:], rows), rows > 0.5)
+        fairness[name] = _intervals({"mae_difference": gap}, spec.confidence)
+    result = _result(resampled, fairness, spec, n)
+    result["method"] = f"bootstrap, normal limit of the resampled sums ({n} rows >= {NORMAL_ROWS})"
+    return result
 
 
 # ---------------------------------------------------------------- results

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlgate.pipeline.treeshap import TreeShap
 from mlgate.serving.explainers import TreeExplainer
 from mlgate.serving.trees import TreeScorer
-from mlgate.serving.treeshap import TreeShap
 
 COLUMNS = ["a", "b", "c", "d", "e"]
 

@@ -346,7 +346,7 @@ def attribution_drift(
     training rows and on the served ones (pipeline/explain.py's exact contributions), and the
     shift between them, half their summed absolute change (0 to 1). The model now leaning on
     other columns than it learnt to shows here even when no single feature's PSI moves.
-    None where the model has no exact contributions (e.g. a forest, a multiclass model)."""
+    None where the model has no exact contributions, and for a multiclass model."""
     import numpy as np
 
     from mlgate.pipeline import explain

@@ -8,7 +8,7 @@ batch), never an approximation:
   NumPy: each output column's `coef * (x - mean)` (mean: the training split's transformed
   rows) summed back to the column it came from, as mlgate.pipeline.explain computes it;
 - `TreeExplainer`: the tree walk's trees (RandomForest, ExtraTrees, DecisionTree,
-  HistGradientBoosting) by exact TreeSHAP over their node arrays (serving.treeshap), in NumPy;
+  HistGradientBoosting) by exact TreeSHAP over their node arrays (pipeline.treeshap), in NumPy;
 - `PipelineExplainer`: anything else mlgate.pipeline.explain explains exactly (LightGBM's
   own TreeSHAP, a linear model behind the project's feature code), on the scikit-learn
   Pipeline;
@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from mlgate.pipeline.treeshap import TreeShap
 from mlgate.serving.features import (
     EVERY_CLASS,
     FeatureMatrix,
@@ -34,7 +35,6 @@ from mlgate.serving.features import (
 )
 from mlgate.serving.scorer import filled, without_imputers
 from mlgate.serving.trees import TREE_ARRAYS, TREES_FILE, TreeScorer, TreesUnavailable
-from mlgate.serving.treeshap import TreeShap
 
 EXPLAIN_FILE = "explain.json"  # what explains the model (or why nothing does), in the model
 EXPLAIN_TREES_FILE = "explain-trees.npz"  # the trees, when the scorer is not their walk

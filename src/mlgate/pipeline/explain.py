@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from mlgate.config import Params
 
 PERMUTATION_REPEATS = 5
-# evaluate's exact importance reads at most this many test rows (a seeded sample, said in
-# importance.json): a 100-tree unbounded forest's TreeSHAP costs ~10 ms a row
+# evaluate's exact importance (and the monitor's attribution drift) reads at most this many
+# rows (a seeded sample, said in importance.json): a 100-tree unbounded forest's TreeSHAP
+# costs ~10-20 ms a row
 IMPORTANCE_ROWS = 500
 
 
@@ -190,9 +191,7 @@ def importance(
     shuffled. Says the method and the number of test rows read (IMPORTANCE_ROWS at most, a
     seeded sample, for an exact method)."""
     features = params.features.inputs
-    rows = test[features]
-    if len(rows) > IMPORTANCE_ROWS:
-        rows = rows.sample(IMPORTANCE_ROWS, random_state=params.train.seed).sort_index()
+    rows = sample(test[features], params.train.seed)
     exact = contributions(model, rows, train[features])
     if exact is not None:
         method, _, columns, grouped = exact
@@ -212,6 +211,13 @@ def importance(
         "rows": len(rows),
         "columns": {k: round(v, 6) for k, v in ranked},
     }
+
+
+def sample(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """At most IMPORTANCE_ROWS of the frame's rows, drawn with the seed, in their order."""
+    if len(frame) <= IMPORTANCE_ROWS:
+        return frame
+    return frame.sample(IMPORTANCE_ROWS, random_state=seed).sort_index()
 
 
 def _permutation(model: Any, test: pd.DataFrame, params: Params) -> dict[str, float]:

@@ -76,7 +76,7 @@ def _transform(head: list[Any], preprocess: Any, frame: pd.DataFrame) -> np.ndar
 def _grouped(terms: np.ndarray, owners: list[str]) -> tuple[list[str], np.ndarray]:
     columns = list(dict.fromkeys(owners))
     index = np.array([columns.index(o) for o in owners])
-    grouped = np.zeros((terms.shape[0], len(columns)))
+    grouped = np.zeros((terms.shape[0], len(columns), *terms.shape[2:]))
     np.add.at(grouped, (slice(None), index), terms)
     return columns, grouped
 
@@ -107,7 +107,7 @@ def contributions(
         if reference is None:
             raise ValueError("a linear model's contributions need the reference rows")
         mean = reference if isinstance(reference, np.ndarray) else reference_mean(model, reference)
-        w, b = _centred(np.atleast_2d(estimator.coef_).T, np.ravel(estimator.intercept_))
+        w, b = centred(np.atleast_2d(estimator.coef_).T, np.ravel(estimator.intercept_))
         if w.shape[1] == 1:
             w, b = w[:, 0], b[0]
         columns, grouped = _grouped(
@@ -140,7 +140,7 @@ def _per_row(base: Any, n: int) -> np.ndarray:
     return np.tile(base, (n, 1)) if np.ndim(base) else np.full(n, float(base))
 
 
-def _centred(w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def centred(w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A softmax's weights (features, classes) and intercepts less their mean over classes:
     the same probabilities, and each class's logit minus the mean logit (one score: as is)."""
     if w.shape[1] == 1:

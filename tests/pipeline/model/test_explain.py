@@ -101,3 +101,32 @@ def test_importance_reads_a_seeded_sample_of_a_large_test_split(
     model = train.fit(train_frame, params)
     found = explain.importance(model, test, train_frame, params)
     assert found["rows"] == 50 and found == explain.importance(model, test, train_frame, params)
+
+
+def test_a_multiclass_models_importance_is_its_decided_class_contributions(
+    params: Params, splits: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    """Several classes: each row's contributions to the score of the class the model decides
+    for it (a softmax's centred logit: softmax of them is predict_proba), exact per class."""
+    features = params.features.model_copy(
+        update={"categorical": [c for c in params.features.categorical if c != "purpose"]}
+    )
+    data = params.data.model_copy(update={"target": "purpose", "positive_label": None})
+    p = params.model_copy(update={"features": features, "data": data})
+    train_frame, test = splits
+    model = train.fit(train_frame, p)
+    rows = test[p.features.inputs]
+    _, base, columns, terms = explain.contributions(model, rows, train_frame[p.features.inputs])  # type: ignore[misc]
+    raw = explain.raw_score(model, rows)
+    assert terms.shape == (len(rows), len(columns), len(model.classes_))
+    assert np.max(np.abs(base + terms.sum(axis=1) - raw)) <= 1e-6  # every class's
+    softmax = np.exp(raw) / np.exp(raw).sum(axis=1, keepdims=True)
+    assert np.max(np.abs(softmax - model.predict_proba(rows))) <= 1e-9
+    found = explain.importance(model, test, train_frame, p)
+    assert found["method"] == "exact-linear" and found["unit"].endswith("of the decided class")
+    decided = np.searchsorted(model.classes_, model.predict(rows))
+    mine = np.abs(terms[np.arange(len(rows)), :, decided]).mean(axis=0)
+    assert found["columns"] == {
+        c: round(float(v), 6)
+        for c, v in sorted(zip(columns, mine, strict=True), key=lambda kv: -kv[1])
+    }

@@ -386,6 +386,19 @@ def test_explain_adds_each_rows_top_reasons_as_the_service_ranks_them(here, caps
     assert "K is 1 to 8" in err and len(err.strip().splitlines()) == 1
     assert not Path("too-many").exists()
 
+    # a model without exact attributions (the service's explainer says why): refused, as K is
+    import mlgate.serving.explainers as explainers
+
+    def unexplained(*_: object, **__: object) -> None:
+        raise explainers.Unexplained("no exact attributions for KNeighborsClassifier")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(explainers, "make_explainer", unexplained)
+        assert predict(*args, "--output", "none", "--explain", "2") == 2
+    err = capsys.readouterr().err
+    assert "--explain 2: no exact attributions for KNeighborsClassifier" in err, err
+    assert "docs/BATCH.md#reason-columns" in err and not Path("none").exists()
+
 
 def test_spark_gives_the_rows_the_local_engine_gives(here):
     """The same input through both engines: the same scored and quarantined rows, and the

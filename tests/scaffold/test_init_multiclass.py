@@ -275,40 +275,55 @@ def wine_batch(clone: Path, out: Path, *engine: str, mlgate: Path | None = None)
     return pd.read_parquet(out / "scored.parquet")
 
 
-def test_explain_refuses_a_multiclass_model_saying_why(served_wine: Served, tmp_path: Path) -> None:
-    """No exact attributions for a model with a raw score per class: the build says so,
-    /explain and /explain_batch answer 501 with the reason (as the document declares), the
-    model's info says it, and batch --explain refuses with nothing written."""
-    _, rows, _ = wine_test_split(served_wine.clone)
-    why = "no exact attributions for LogisticRegression in a multiclass project"
-    assert f"build: explain none: {why}" in served_wine.built
-    doc = served_wine.call("/docs.json", None)[1]
-    for path, body in (("/explain", {"record": rows[0]}), ("/explain_batch", {"records": rows})):
-        status, problem = served_wine.call(path, body)
-        assert status == 501, problem
-        assert (
-            why in problem["error"] and "docs/SERVING.md#reason-codes-explain" in problem["error"]
-        )
-        assert problem["detail"][0]["type"] == "not_implemented"
-        assert "501" in doc["paths"][path]["post"]["responses"]
+def test_explain_answers_the_decided_classs_reasons(served_wine: Served, tmp_path: Path) -> None:
+    """A multinomial model's reasons are for the class it decided: each class's centred logit
+    (its logit less the mean of every class's, softmax of them is the probabilities) is
+    attributed exactly; /explain says the class, as the document declares; batch --explain
+    writes the same reasons."""
+    model, rows, proba = wine_test_split(served_wine.clone)
+    classes = list(model.classes_)
+    assert "build: explain exact-linear: contributions to the centred log-odds of each class" in (
+        served_wine.built
+    )
     status, info = served_wine.call("/model_info", None)
-    assert info["explain"]["method"] is None and why in info["explain"]["reason"]
+    assert info["explain"] == {"method": "exact-linear", "scale": "centred log-odds"}
+    status, batch = served_wine.call("/explain_batch", {"records": rows})
+    assert status == 200, batch
+    status, plain = served_wine.call("/predict_batch", {"records": rows})
+    doc = served_wine.call("/docs.json", None)[1]
+    schema = doc["paths"]["/explain_batch"]["post"]["responses"]["200"]["content"]
+    jsonschema.validate(batch, schema["application/json"]["schema"])
+    features = list(model.feature_names_in_)
+    x = model.steps[0][1].transform(pd.DataFrame.from_records(rows))
+    logits = x @ model.steps[-1][1].coef_.T + model.steps[-1][1].intercept_
+    for i, (answer, predicted) in enumerate(
+        zip(batch["predictions"], plain["predictions"], strict=True)
+    ):
+        assert {k: answer[k] for k in predicted} == predicted  # /predict's answer
+        whole = answer["attribution"]
+        k = classes.index(answer["class"])
+        assert whole["class"] == answer["class"] and k == int(np.argmax(proba[i]))
+        assert list(whole["contributions"]) == features
+        total = whole["base_value"] + sum(whole["contributions"].values())
+        assert abs(total - whole["raw_score"]) <= 1e-6
+        assert abs(whole["raw_score"] - (logits[i, k] - logits[i].mean())) <= 1e-9
+        assert [r["column"] for r in answer["reasons"]] == sorted(
+            features, key=lambda c: -abs(whole["contributions"][c])
+        )[: len(answer["reasons"])]
+    status, one = served_wine.call("/explain", {"record": rows[5]})
+    assert status == 200 and one["attribution"] == batch["predictions"][5]["attribution"]
+    assert one["class"] == one["attribution"]["class"]
     csv = tmp_path / "wine.csv"
     pd.DataFrame.from_records(rows).to_csv(csv, index=False)
     mlgate = str(served_wine.clone / ".venv" / "bin" / "mlgate")
-    command = [
-        mlgate,
-        "predict",
-        "--model",
-        "1",
-        "--input",
-        str(csv),
-        "--output",
-        str(tmp_path / "out"),
-    ]
-    refused = run([*command, "--explain", "2"], served_wine.clone, check=False)
-    assert refused.returncode == 2 and why in refused.stderr, refused.stderr
-    assert "Traceback" not in refused.stderr and not (tmp_path / "out").exists()
+    out = tmp_path / "out"
+    command = [mlgate, "predict", "--model", "1", "--input", str(csv), "--output", str(out)]
+    run([*command, "--explain", "2"], served_wine.clone)
+    scored = pd.read_parquet(out / "scored.parquet")
+    for i in (0, 5, len(rows) - 1):
+        reasons = batch["predictions"][i]["reasons"][:2]
+        assert scored["reason_1"][i] == reasons[0]["column"]
+        assert abs(scored["reason_1_contribution"][i] - reasons[0]["contribution"]) <= 1e-9
 
 
 def test_batch_scores_are_the_class_and_each_class_probability_as_served(

@@ -82,9 +82,7 @@ def test_tree_models_are_explained_by_treeshap_from_the_stored_arrays(
 ) -> None:
     model, rows, expected = fitted_on_example(example_model, estimator, target, positive)
     if positive is not None and target != "risk":  # a multiclass model: one score per class
-        with pytest.raises(Unexplained, match="no exact attributions for"):
-            make_explainer(model, EVERY_CLASS, list, list(rows[0]))
-        return
+        return  # test_a_multiclass_model_is_explained_for_the_decided_class
     explainer = make_explainer(model, positive, list, list(rows[0]))
     assert isinstance(explainer, TreeExplainer) and explainer.method == "treeshap"
     scale = {"risk": "probability", "credit_amount": "prediction"}[target]
@@ -163,18 +161,72 @@ def test_lightgbm_over_the_projects_feature_code_is_explained_by_its_pipeline(
     assert reason["value"] == pytest.approx(found.derived[1]["per_month"])
 
 
-def test_a_model_without_an_exact_method_is_refused_with_the_reason(example_model: Path) -> None:
+def multiclass_models() -> list[Any]:
+    from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
+
+    return [
+        pytest.param(LogisticRegression(max_iter=2000), LinearExplainer, id="multinomial"),
+        pytest.param(RandomForestClassifier(30, random_state=0), TreeExplainer, id="forest"),
+    ]
+
+
+@pytest.mark.parametrize(("estimator", "kind"), multiclass_models())
+def test_a_multiclass_model_is_explained_for_the_decided_class(
+    example_model: Path, estimator: Any, kind: type
+) -> None:
+    """Every class's raw score is attributed exactly (to 1e-6, per class): a forest's class
+    probability, a softmax's centred logit (softmax of them: the probabilities); a row's
+    reasons are its decided class's, or those of the class the caller decided."""
+    model, rows, expected = fitted_on_example(example_model, estimator, "purpose", EVERY_CLASS)
+    train = pd.read_parquet(example_model / "artifacts/data/train.parquet")
+    columns = list(rows[0])
+    reference = train[columns].to_dict("records")
+    explainer = make_explainer(model, EVERY_CLASS, lambda: reference, columns)
+    assert isinstance(explainer, kind) and explainer.multiclass
+    assert explainer.classes == list(model.classes_)
+    served = stored(explainer)
+    assert "of each class (/explain: the decided one's)" in check(served, rows, expected)
+    every = served.every_class(rows)
+    k = len(model.classes_)
+    assert every.contributions.shape == (len(rows), len(columns), k)
+    gap = np.abs(every.base + every.contributions.sum(axis=1) - every.raw)
+    assert gap.max(axis=0).shape == (k,) and gap.max() <= 1e-6  # per class
+    frame = pd.DataFrame.from_records(rows, columns=columns)
+    _, base, names, terms = explain.contributions(model, frame, train[columns])
+    assert names == served.columns and np.max(np.abs(terms - every.contributions)) <= 1e-9
+    assert np.max(np.abs(base - every.base)) <= 1e-9
+    if kind is LinearExplainer:  # centred: the same probabilities, the mean logit 0
+        assert served.scale == "centred log-odds"
+        assert np.max(np.abs(every.raw.sum(axis=1))) <= 1e-9
+        assert np.max(np.abs(every.raw - explain.raw_score(model, frame))) <= 1e-9
+    else:
+        assert served.scale == "probability"
+    decided = np.argmax(expected, axis=1)
+    found = served.explain(rows)
+    assert np.array_equal(found.explained, decided)
+    assert np.array_equal(
+        found.contributions, every.contributions[np.arange(len(rows)), :, decided]
+    )
+    other = (decided + 1) % k  # the caller's decision rules
+    assert np.array_equal(served.explain(rows, other).raw, every.raw[np.arange(len(rows)), other])
+    answers = explanations(served, found, rows, 3)
+    assert [a["attribution"]["class"] for a in answers] == list(model.classes_[decided])
+    json.dumps(answers)
+
+
+def test_a_model_without_an_exact_method_is_refused_with_the_reason(example_model: Path) -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.neighbors import KNeighborsClassifier
 
     model, rows, _ = fitted_on_example(example_model, KNeighborsClassifier())
     with pytest.raises(Unexplained, match=r"^no exact attributions for KNeighborsClassifier"):
         make_explainer(model, 1, lambda: rows, list(rows[0]))
-    multinomial, rows, _ = fitted_on_example(
-        example_model, LogisticRegression(max_iter=1000), "purpose", EVERY_CLASS
+    boosting, rows, _ = fitted_on_example(
+        example_model, HistGradientBoostingClassifier(max_iter=10), "purpose", EVERY_CLASS
     )
-    with pytest.raises(Unexplained, match="LogisticRegression in a multiclass project"):
-        make_explainer(multinomial, EVERY_CLASS, lambda: rows, list(rows[0]))
+    with pytest.raises(Unexplained, match="HistGradientBoostingClassifier of several classes"):
+        make_explainer(boosting, EVERY_CLASS, lambda: rows, list(rows[0]))
     # what such a bento stores, and a bento built before explanations: the service says why
     from mlgate.serving.explainers import refusal_files
 

@@ -29,6 +29,7 @@ from tests.serving.test_service import GOOD, metric
 pytestmark = pytest.mark.slow
 
 SHARE = 0.3
+EXPLAIN_PATHS = ("/explain", "/explain_batch")
 
 
 @pytest.fixture(scope="module")
@@ -478,3 +479,53 @@ def test_a_failing_canary_challenger_is_counted_and_recorded_as_the_challengers(
     (error,) = failure(records_of(srv, failure))
     assert (error["kind"], error["variant"], error["model_version"]) == ("error", "challenger", "2")
     assert "shadow" not in error
+
+
+def test_explain_gives_the_answering_models_reasons_or_501_naming_it(
+    canary_server: tuple[Server, Path], shadow_server: tuple[Server, Path]
+) -> None:
+    """/explain with two models: the reasons are those of the model whose answer it is (the
+    body and header say which); while the challenger has no exact attributions, a request it
+    answers is refused 501 naming it and why (never the champion's reasons for the
+    challenger's decision), the champion's are explained, /predict is unchanged. In shadow
+    mode the champion answers and explains; the challenger only scores."""
+    srv, fault = canary_server
+    seen: dict[str, tuple[str, dict[str, Any]]] = {}
+    for n in range(40):
+        status, headers, body = post(srv, "/explain", {"applicant": GOOD}, {"X-Customer": f"e{n}"})
+        assert status == 200 and headers["x-mlgate-variant"] == body["variant"], body
+        seen.setdefault(body["variant"], (f"e{n}", body))
+    assert set(seen) == {"champion", "challenger"}
+    for name, (_, body) in seen.items():
+        assert body["model_version"] == {"champion": "1", "challenger": "2"}[name]
+        whole = body["attribution"]
+        assert (
+            abs(whole["base_value"] + sum(whole["contributions"].values()) - whole["raw_score"])
+            <= 1e-6
+        )
+    assert seen["champion"][1]["attribution"] != seen["challenger"][1]["attribution"]
+    fault.write_text("unexplained")
+    try:
+        challenger, champion = seen["challenger"][0], seen["champion"][0]
+        status, _, problem = post(srv, "/explain", {"applicant": GOOD}, {"X-Customer": challenger})
+        assert status == 501, problem
+        said = "/explain: the challenger (version 2) answers these rows: no exact attributions"
+        assert problem["error"].startswith(said) and "KNeighborsClassifier" in problem["error"]
+        assert problem["detail"][0]["type"] == "not_implemented"
+        doc = srv.call("/docs.json")[1]
+        assert all("501" in doc["paths"][path]["post"]["responses"] for path in EXPLAIN_PATHS)
+        status, _, body = post(srv, "/explain", {"applicant": GOOD}, {"X-Customer": champion})
+        assert status == 200 and body == {**seen["champion"][1], "request_id": body["request_id"]}
+        status, _, body = post(srv, "/predict", {"applicant": GOOD}, {"X-Customer": challenger})
+        assert status == 200 and body["variant"] == "challenger"
+        info = srv.call("/model_info")[1]
+        assert info["challenger"]["explain"]["method"] is None
+        assert info["explain"]["method"] == "exact-linear"
+        shadow, switch = shadow_server
+        switch.write_text("unexplained")
+        status, headers, body = post(shadow, "/explain", {"applicant": GOOD})
+        assert status == 200 and (body["variant"], body["model_version"]) == ("champion", "1")
+        assert headers["x-mlgate-variant"] == "champion" and body["reasons"]
+    finally:
+        fault.unlink()
+        shadow_server[1].unlink(missing_ok=True)

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlgate.pipeline.treeshap import TreeShap
 from mlgate.serving.explainers import TreeExplainer
 from mlgate.serving.trees import TreeScorer
-from mlgate.serving.treeshap import TreeShap
 
 COLUMNS = ["a", "b", "c", "d", "e"]
 
@@ -194,3 +194,35 @@ def test_a_child_without_training_cover_adds_nothing_unknown() -> None:
         assert shap.base == pytest.approx(base, abs=1e-12)
         found = shap.contributions(np.array([row]))[0]
         assert np.all(np.isfinite(found)) and np.max(np.abs(found - phi)) <= 1e-12, (row, phi)
+
+
+@pytest.mark.parametrize("estimator", ["forest", "boosting"])
+def test_treeshap_agrees_with_the_shap_library(estimator: str) -> None:
+    """Another implementation of the same definition: the shap library's TreeExplainer with
+    its default feature_perturbation="tree_path_dependent" (the trees' training cover, no
+    background rows) gives the contributions /explain serves and evaluate ranks by."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+
+    # the dev group has it everywhere but on Intel macs (pyproject.toml says why)
+    shap = pytest.importorskip("shap", reason="shap is not installed on Intel macs")
+
+    from mlgate.pipeline import explain
+
+    x, y = frame(400, seed=4, nulls=False)
+    if estimator == "forest":
+        model = scaled(RandomForestClassifier(30, max_depth=8, random_state=0), x, y)
+    else:
+        model = scaled(HistGradientBoostingClassifier(max_iter=40, random_state=0), x, y)
+    rows = x.head(60)
+    scorer = TreeScorer.from_pipeline(model, 1)
+    walked = scorer.walked(rows.to_dict("records"))  # the row as scikit-learn compares it
+    theirs = shap.TreeExplainer(model.steps[-1][1])
+    values, base = np.asarray(theirs.shap_values(walked)), np.ravel(theirs.expected_value)
+    if values.ndim == 3:  # a forest's every class: the positive class's (classes_[1])
+        values, base = values[..., 1], base[1:]
+    served = TreeExplainer(scorer).explain(rows.to_dict("records"))
+    _, evaluated_base, columns, evaluated = explain.contributions(model, rows, None)  # type: ignore[misc]
+    assert columns == COLUMNS
+    for ours, our_base in ((served.contributions, served.base), (evaluated, evaluated_base)):
+        assert np.max(np.abs(ours - values)) <= 1e-9
+        assert np.max(np.abs(our_base - base[0])) <= 1e-9

@@ -304,15 +304,16 @@ class LoadedModel:
             out = ["score", "decision"]
         return [*out, *reason_columns(self.top_k)]
 
-    def reasons(self, features: pd.DataFrame) -> dict[str, Any]:
+    def reasons(self, features: pd.DataFrame, decided: Any = None) -> dict[str, Any]:
         """Each row's top K reasons as columns: the column's name and its contribution (as
-        /explain ranks them: largest |contribution| first, a tie in column order)."""
+        /explain ranks them: largest |contribution| first, a tie in column order); a
+        multiclass model's for the class `decided` for the row (indices in its classes)."""
         import numpy as np
 
         from mlgate.serving.explainers import ranked
 
         rows = features.astype(object).where(features.notna(), None).to_dict("records")
-        contributions = self.explainer.explain(rows).contributions
+        contributions = self.explainer.explain(rows, decided).contributions
         top = ranked(contributions, self.top_k)
         names = np.asarray(self.explainer.columns, dtype=object)
         at = np.arange(len(rows))
@@ -329,13 +330,16 @@ class LoadedModel:
         from mlgate.pipeline.model import class_probabilities, decided_classes, positive_scores
 
         features = valid[self.features]
-        reasons = self.reasons(features) if self.explainer is not None and len(valid) else {}
-        if self.regression:
-            return {"prediction": self.pipeline.predict(features), **reasons}
+        explain = self.explainer is not None and len(valid)
         if self.multiclass:  # the service's answer: every class's probability, the most probable
             classes, proba = class_probabilities(self.pipeline, features)
             probabilities = {probability_column(c): proba[:, i] for i, c in enumerate(self.classes)}
-            return {CLASS_COLUMN: decided_classes(classes, proba), **probabilities}
+            decided = decided_classes(classes, proba)
+            reasons = self.reasons(features, np.argmax(proba, axis=1)) if explain else {}
+            return {CLASS_COLUMN: decided, **probabilities, **reasons}
+        reasons = self.reasons(features) if explain else {}
+        if self.regression:
+            return {"prediction": self.pipeline.predict(features), **reasons}
         score = positive_scores(self.pipeline, features, self.positive)
         decision = np.where(score >= self.threshold, self.positive, self.negative)
         return {"score": score, "decision": decision, **reasons}

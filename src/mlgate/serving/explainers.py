@@ -8,12 +8,21 @@ batch), never an approximation:
   NumPy: each output column's `coef * (x - mean)` (mean: the training split's transformed
   rows) summed back to the column it came from, as mlgate.pipeline.explain computes it;
 - `TreeExplainer`: the tree walk's trees (RandomForest, ExtraTrees, DecisionTree,
-  HistGradientBoosting) by exact TreeSHAP over their node arrays (serving.treeshap), in NumPy;
+  HistGradientBoosting) by exact TreeSHAP over their node arrays (pipeline.treeshap), in NumPy;
 - `PipelineExplainer`: anything else mlgate.pipeline.explain explains exactly (LightGBM's
   own TreeSHAP, a linear model behind the project's feature code), on the scikit-learn
   Pipeline;
-- none, with the reason (a multiclass model, an estimator with no exact method).
+- none, with the reason (an estimator with no exact method, a HistGradientBoosting of several
+  classes).
 A Pipeline that imputes is explained on the filled row (`Filled`), as it is scored.
+
+A multiclass model is explained for the class decided for the row (its reasons are what a
+reader of that decision asks for): `every_class` attributes every class's raw score, `explain`
+keeps the decided one's (given by the caller, who decided it, else the largest raw score) and
+says which in `Attribution.explained`. A class's raw score is a forest's probability of it,
+or a softmax model's centred logit: its logit minus the mean of every class's (log p_k -
+mean_j log p_j), the one representative softmax's shift-free logits have; softmax of the
+centred logits gives the probabilities.
 """
 
 from __future__ import annotations
@@ -25,16 +34,17 @@ from typing import Any
 
 import numpy as np
 
+from mlgate.pipeline.treeshap import TreeShap
 from mlgate.serving.features import (
     EVERY_CLASS,
     FeatureMatrix,
     Row,
     features_spec,
     plain_preprocess,
+    plain_values,
 )
 from mlgate.serving.scorer import filled, without_imputers
 from mlgate.serving.trees import TREE_ARRAYS, TREES_FILE, TreeScorer, TreesUnavailable
-from mlgate.serving.treeshap import TreeShap
 
 EXPLAIN_FILE = "explain.json"  # what explains the model (or why nothing does), in the model
 EXPLAIN_TREES_FILE = "explain-trees.npz"  # the trees, when the scorer is not their walk
@@ -48,14 +58,41 @@ DOCS = "docs/SERVING.md#reason-codes-explain"
 @dataclass(frozen=True)
 class Attribution:
     """Rows explained: `raw` the model's raw score of each row (`scale`: log-odds of the
-    positive class, a forest's probability, or the prediction), `base` + the sum of a row's
-    `contributions` (one per column) = `raw`; `derived` the values of the columns the
-    project's feature code makes (not in the request), per row."""
+    positive class, a forest's probability, a class's centred logit, or the prediction),
+    `base` + the sum of a row's `contributions` (one per column) = `raw`; `derived` the
+    values of the columns the project's feature code makes (not in the request), per row;
+    `explained` the index (in the model's classes) of the class each row is explained for
+    (multiclass). `every_class` gives one of each per class, on a last axis."""
 
     base: np.ndarray
     contributions: np.ndarray
     raw: np.ndarray
     derived: list[dict[str, Any]] | None = None
+    explained: np.ndarray | None = None
+
+
+def decided_class(found: Attribution, decided: Sequence[int] | None) -> Attribution:
+    """Every class's attribution reduced to each row's decided class: `decided` (class
+    indices), else the largest raw score (the most probable: softmax keeps the order)."""
+    at = np.arange(len(found.raw))
+    pick = np.argmax(found.raw, axis=1) if decided is None else np.asarray(decided, dtype=int)
+    return Attribution(
+        found.base[at, pick],
+        found.contributions[at, :, pick],
+        found.raw[at, pick],
+        found.derived,
+        pick,
+    )
+
+
+def scores_of(scale: str, raw: np.ndarray) -> np.ndarray:
+    """The Pipeline's scores from raw scores on `scale` (several classes: every class's)."""
+    if scale == "log-odds":
+        return 1.0 / (1.0 + np.exp(-raw))
+    if scale == "centred log-odds":
+        z = np.exp(raw - raw.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+    return raw
 
 
 class Unexplained(Exception):
@@ -107,38 +144,68 @@ class LinearExplainer:
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
         self.matrix = FeatureMatrix(spec)
-        self.coef = np.asarray(spec["coef"], dtype=float) * spec["sign"]
-        self.intercept = float(spec["intercept"]) * spec["sign"]
+        self.coef = np.asarray(spec["coef"], dtype=float) * spec["sign"]  # (features[, classes])
+        self.multiclass = self.coef.ndim == 2
+        intercept = np.asarray(spec["intercept"], dtype=float) * spec["sign"]
+        self.intercept = intercept if self.multiclass else float(intercept)
         self.mean = np.asarray(spec["mean"], dtype=float)
         self.scale = spec["scale"]
+        self.classes = spec.get("classes")
         self.grouped = _Grouped(_owners(spec))
         self.columns = self.grouped.columns
 
     @classmethod
     def from_pipeline(cls, model: Any, positive: Any, reference: Sequence[Row]) -> LinearExplainer:
+        from mlgate.pipeline.explain import centred
+
         estimator = model.steps[-1][1]
         spec: dict[str, Any] = features_spec(model)
-        spec.update(
-            coef=np.ravel(estimator.coef_).tolist(),
-            intercept=float(np.ravel(estimator.intercept_)[0]),
-            sign=_sign(estimator, positive),
-            scale="prediction" if positive is None else "log-odds",
-        )
+        if positive is EVERY_CLASS:  # each class's centred logit
+            coef, intercept = centred(estimator.coef_.T, np.ravel(estimator.intercept_))
+            spec.update(
+                coef=coef.tolist(),
+                intercept=intercept.tolist(),
+                sign=1.0,
+                scale="centred log-odds",
+                classes=plain_values(estimator.classes_),
+            )
+        else:
+            spec.update(
+                coef=np.ravel(estimator.coef_).tolist(),
+                intercept=float(np.ravel(estimator.intercept_)[0]),
+                sign=_sign(estimator, positive),
+                scale="prediction" if positive is None else "log-odds",
+            )
         spec["mean"] = FeatureMatrix(spec)(reference).mean(axis=0).tolist()
         return cls(spec)
 
     @staticmethod
-    def supports(model: Any) -> bool:
+    def supports(model: Any, positive: Any) -> bool:
+        """A linear estimator: one score, or (multiclass) a logistic regression's softmax."""
         estimator = model.steps[-1][1]
         coef = getattr(estimator, "coef_", None)
-        one_score = coef is not None and np.size(coef) == np.shape(coef)[-1]
-        return one_score and hasattr(estimator, "intercept_")
+        if coef is None or not hasattr(estimator, "intercept_"):
+            return False
+        if positive is EVERY_CLASS:
+            return type(estimator).__name__ == "LogisticRegression" and np.ndim(coef) == 2
+        return np.size(coef) == np.shape(coef)[-1]
 
-    def explain(self, rows: Sequence[Row]) -> Attribution:
+    def explain(self, rows: Sequence[Row], decided: Sequence[int] | None = None) -> Attribution:
+        if self.multiclass:
+            return decided_class(self.every_class(rows), decided)
         x = self.matrix(rows)
         base = self.intercept + float(self.mean @ self.coef)
         contributions = self.grouped((x - self.mean) * self.coef)
         return Attribution(np.full(len(x), base), contributions, x @ self.coef + self.intercept)
+
+    def every_class(self, rows: Sequence[Row]) -> Attribution:
+        """(Multiclass: every class's; else the one score's.)"""
+        if not self.multiclass:
+            return self.explain(rows)
+        x = self.matrix(rows)
+        base = np.tile(self.intercept + self.mean @ self.coef, (len(x), 1))
+        contributions = self.grouped((x - self.mean)[:, :, None] * self.coef)
+        return Attribution(base, contributions, x @ self.coef + self.intercept)
 
     def files(self) -> dict[str, bytes]:
         return {EXPLAIN_FILE: json.dumps({"kind": "linear", **self.spec}).encode()}
@@ -162,15 +229,28 @@ class TreeExplainer:
         self.scale = (
             "log-odds" if scorer.logistic else "probability" if "classes" in spec else "prediction"
         )
+        self.classes = spec.get("classes")
+        self.multiclass = np.ndim(scorer.value) == 2  # a forest's class fractions
         self.grouped = _Grouped(_owners(spec))
         self.columns = self.grouped.columns
 
-    def explain(self, rows: Sequence[Row]) -> Attribution:
+    def explain(self, rows: Sequence[Row], decided: Sequence[int] | None = None) -> Attribution:
+        if self.multiclass:
+            return decided_class(self.every_class(rows), decided)
+        return self.every_class(rows)
+
+    def every_class(self, rows: Sequence[Row]) -> Attribution:
+        """(Multiclass: every class's; else the one score's.)"""
         x = self.scorer.walked(rows)
         scaled = self.sign / self.scorer.divisor
         contributions = self.grouped(self.shap.contributions(x)) * scaled
         raw = self.scorer.raw_sum(self.scorer.leaves(x)) * self.sign
-        return Attribution(np.full(len(x), self.shap.base * scaled), contributions, raw)
+        base = self.shap.base * scaled
+        return Attribution(
+            np.tile(base, (len(x), 1)) if self.multiclass else np.full(len(x), base),
+            contributions,
+            raw,
+        )
 
     def files(self) -> dict[str, bytes]:
         spec = {"kind": "trees", "arrays": "own" if self.own_arrays else "scorer"}
@@ -194,6 +274,8 @@ class PipelineExplainer:
         self.mean = None if spec["mean"] is None else np.asarray(spec["mean"], dtype=float)
         self.sign = float(spec["sign"])
         self.scale = spec["scale"]
+        self.classes = spec.get("classes")
+        self.multiclass = self.classes is not None
 
     @classmethod
     def from_pipeline(
@@ -212,17 +294,26 @@ class PipelineExplainer:
             )
         method, _, columns, _ = found
         linear = method == "exact-linear"  # its base: the training split's mean, kept
+        every = positive is EVERY_CLASS
+        estimator = model.steps[-1][1]
         spec = {
             "method": method,
             "columns": columns,
             "features": list(features),
             "mean": explain.reference_mean(model, frame).tolist() if linear else None,
-            "sign": _sign(model.steps[-1][1], positive),
-            "scale": "prediction" if positive is None else "log-odds",
+            "sign": 1.0 if every else _sign(estimator, positive),
+            "scale": explain.scale(model),
+            "classes": plain_values(estimator.classes_) if every else None,
         }
         return cls(model, spec)
 
-    def explain(self, rows: Sequence[Row]) -> Attribution:
+    def explain(self, rows: Sequence[Row], decided: Sequence[int] | None = None) -> Attribution:
+        if self.multiclass:
+            return decided_class(self.every_class(rows), decided)
+        return self.every_class(rows)
+
+    def every_class(self, rows: Sequence[Row]) -> Attribution:
+        """(Multiclass: every class's; else the positive class's or the prediction's.)"""
         import pandas as pd
 
         from mlgate.pipeline import explain
@@ -232,13 +323,17 @@ class PipelineExplainer:
         assert found is not None  # the same model explained at build
         _, base, _, contributions = found
         raw = explain.raw_score(self.model, frame) * self.sign
+        # classes_[0]'s probability is 1 - classes_[1]'s (log-odds: their negation)
+        offset = 1.0 if self.scale == "probability" and self.sign < 0 else 0.0
         made = [c for c in self.columns if c not in self.features]
         derived = None
         if made:  # the project's feature code made them: their values, as it computes them
             for step in [s for _, s in self.model.steps[:-2]]:
                 frame = step.transform(frame)
             derived = frame[made].to_dict("records")
-        return Attribution(base * self.sign, contributions * self.sign, raw, derived)
+        return Attribution(
+            offset + base * self.sign, contributions * self.sign, offset + raw, derived
+        )
 
     def files(self) -> dict[str, bytes]:
         return {EXPLAIN_FILE: json.dumps({"kind": "pipeline", **self.spec}).encode()}
@@ -250,9 +345,13 @@ class Filled:
     def __init__(self, inner: Any, fills: dict[str, Any]) -> None:
         self.inner, self.fills = inner, fills
         self.method, self.scale, self.columns = inner.method, inner.scale, inner.columns
+        self.classes, self.multiclass = inner.classes, inner.multiclass
 
-    def explain(self, rows: Sequence[Row]) -> Attribution:
-        return self.inner.explain(filled(rows, self.fills))
+    def explain(self, rows: Sequence[Row], decided: Sequence[int] | None = None) -> Attribution:
+        return self.inner.explain(filled(rows, self.fills), decided)
+
+    def every_class(self, rows: Sequence[Row]) -> Attribution:
+        return self.inner.every_class(filled(rows, self.fills))
 
     def files(self) -> dict[str, bytes]:
         files = self.inner.files()
@@ -270,18 +369,13 @@ def make_explainer(
     """The exact explainer of the fitted Pipeline (`positive`: as the scorer's; `reference`:
     the training split's rows, read only for a linear model; `scorer`: the fast path chosen,
     whose tree arrays a TreeExplainer shares); Unexplained with the reason when none."""
-    if positive is EVERY_CLASS:
-        raise Unexplained(
-            f"no exact attributions for {_estimator(model)} in a multiclass project (one raw "
-            "score per class)"
-        )
     unwrapped = without_imputers(model)
     if unwrapped is not None:
         plain, fills = unwrapped
         walk = getattr(scorer, "inner", None)
         inner = make_explainer(plain, positive, lambda: filled(reference(), fills), features, walk)
         return Filled(inner, fills)
-    if plain_preprocess(model) and LinearExplainer.supports(model):
+    if plain_preprocess(model) and LinearExplainer.supports(model, positive):
         return LinearExplainer.from_pipeline(model, positive, reference())
     if TreeScorer.supports(model):
         if isinstance(scorer, TreeScorer):
@@ -297,16 +391,17 @@ def check(explainer: Any, rows: Sequence[Row], expected: np.ndarray) -> str:
     """How exact the explainer is on `rows` (the test split), given the Pipeline's scores of
     them: Unexplained unless its contributions add up to its raw score and the raw score is
     the model's (through the link)."""
-    found = explainer.explain(rows)
+    found = explainer.every_class(rows)  # multiclass: every class's
     gap = float(np.max(np.abs(found.base + found.contributions.sum(axis=1) - found.raw)))
     if not gap <= ADDITIVITY:
         raise Unexplained(f"the contributions miss the raw score by up to {gap:.3g}")
-    score = 1.0 / (1.0 + np.exp(-found.raw)) if explainer.scale == "log-odds" else found.raw
+    score = scores_of(explainer.scale, found.raw)
     delta = float(np.max(np.abs(score - np.asarray(expected, dtype=float))))
     if not delta <= PARITY:
         raise Unexplained(f"the raw score differs from the Pipeline's by up to {delta:.3g}")
+    of = " of each class (/explain: the decided one's)" if explainer.multiclass else ""
     return (
-        f"contributions to the {explainer.scale} (base + contributions = raw score within "
+        f"contributions to the {explainer.scale}{of} (base + contributions = raw score within "
         f"{gap:.1e}, raw score = the Pipeline's within {delta:.1e} on {len(rows)} rows)"
     )
 
@@ -357,7 +452,7 @@ def explanations(
 ) -> list[dict[str, Any]]:
     """Each row's answer beside its prediction: its `reasons` (the top_k columns by
     |contribution|: column, contribution, the row's value) and its whole `attribution`."""
-    columns = explainer.columns
+    columns, classes = explainer.columns, explainer.classes
     out = []
     for i, (row, top) in enumerate(zip(rows, ranked(found.contributions, top_k), strict=True)):
         values = {**(found.derived[i] if found.derived else {}), **row}
@@ -371,6 +466,7 @@ def explanations(
             for j in top
         ]
         attribution = {
+            **({} if found.explained is None else {"class": classes[found.explained[i]]}),
             "method": explainer.method,
             "scale": explainer.scale,
             "base_value": float(found.base[i]),

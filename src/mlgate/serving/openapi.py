@@ -246,11 +246,17 @@ REASON: dict[str, Any] = {
 ATTRIBUTION: dict[str, Any] = {
     "type": "object",
     "description": "base_value + the sum of contributions = raw_score (to rounding): the "
-    "positive class's log-odds, a forest's probability, or the prediction (`scale`)",
+    "positive class's log-odds, a forest's probability, or the prediction (`scale`); a "
+    "multiclass model's: the decided class's probability (a forest) or centred logit (its "
+    "logit less the mean of every class's)",
     "required": ["method", "scale", "base_value", "raw_score", "contributions"],
     "properties": {
+        "class": {"description": "the class explained (multiclass: the decided one)"},
         "method": {"type": "string", "enum": ["exact-linear", "treeshap", "lightgbm-treeshap"]},
-        "scale": {"type": "string", "enum": ["log-odds", "probability", "prediction"]},
+        "scale": {
+            "type": "string",
+            "enum": ["log-odds", "probability", "prediction", "centred log-odds"],
+        },
         "base_value": {"type": "number"},
         "raw_score": {"type": "number"},
         "contributions": {
@@ -269,7 +275,11 @@ def _explained(facts: ApiFacts, batch: bool) -> dict[str, Any]:
     body["title"] = body["title"].replace("Predict", "Explain")
     row = body["properties"]["predictions"]["items"] if batch else body
     reasons = {"type": "array", "minItems": 1, "maxItems": facts.top_k, "items": REASON}
-    row["properties"] |= {"reasons": reasons, "attribution": ATTRIBUTION}
+    attribution = copy.deepcopy(ATTRIBUTION)
+    if facts.multiclass:
+        attribution["required"] = ["class", *attribution["required"]]
+        attribution["properties"]["class"] |= _label(facts)
+    row["properties"] |= {"reasons": reasons, "attribution": attribution}
     row["required"] += ["reasons", "attribution"]
     return body
 

@@ -332,13 +332,19 @@ class ModelService:
         self, records: list[dict[str, Any]], assigned: list[Variant], explain: bool
     ) -> list[dict[str, Any]]:
         """Each row's answer by the variant assigned to it (with its reasons: `explain`; a
-        model without exact attributions refuses the request, 501). A field key splits a
-        batch: each model scores its own rows, in one call."""
+        model without exact attributions refuses the request, 501, naming the model when a
+        challenger may answer: reasons are the deciding model's or none, never the other's).
+        A field key splits a batch: each model scores its own rows, in one call."""
         variants = [v for v in (self.champion, self.challenger) if v is not None and v in assigned]
         if explain:
             for variant in variants:
                 if variant.explainer is None:
-                    raise NotExplained(f"/explain: {variant.unexplained}; see {EXPLAIN_DOCS}")
+                    who = (
+                        f"the {variant.name} (version {variant.version}) answers these rows: "
+                        if self.challenger is not None
+                        else ""
+                    )
+                    raise NotExplained(f"/explain: {who}{variant.unexplained}; see {EXPLAIN_DOCS}")
 
         def scored(variant: Variant, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return variant.explained(rows, EXPLAIN.top_k) if explain else variant.answers(rows)

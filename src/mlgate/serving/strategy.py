@@ -105,7 +105,7 @@ class Variant:
         its raw score through the link gives the first reference rows' scores."""
         import numpy as np
 
-        from mlgate.serving.explainers import PARITY, Unexplained, load_explainer
+        from mlgate.serving.explainers import PARITY, Unexplained, load_explainer, scores_of
         from mlgate.serving.scorer import PipelineScorer
 
         def pipeline() -> Any:  # the Pipeline explains: unpickled once, here
@@ -125,8 +125,7 @@ class Variant:
             self.unexplained = f"the {self.name}'s explainer did not load ({type(err).__name__})"
         else:
             rows = reference["rows"][:EXPLAIN_CHECK_ROWS]
-            raw = self.explainer.explain(rows).raw
-            score = 1.0 / (1.0 + np.exp(-raw)) if self.explainer.scale == "log-odds" else raw
+            score = scores_of(self.explainer.scale, self.explainer.every_class(rows).raw)
             if np.allclose(score, reference["scores"][: len(rows)], rtol=0, atol=PARITY):
                 return
             self.unexplained = f"the {self.name}'s explainer disagrees with the Pipeline"
@@ -157,11 +156,13 @@ class Variant:
         return {"method": self.explainer.method, "scale": self.explainer.scale}
 
     def explained(self, records: list[dict[str, Any]], top_k: int) -> list[dict[str, Any]]:
-        """Each row's answer with its reasons and attribution (an explainer is loaded)."""
+        """Each row's answer with its reasons and attribution (an explainer is loaded); a
+        multiclass answer's are for the class it decided."""
         from mlgate.serving.explainers import explanations
 
         answers = self.answers(records)
-        found = self.explainer.explain(records)
+        decided = [self.classes.index(a["class"]) for a in answers] if self.multiclass else None
+        found = self.explainer.explain(records, decided)
         for answer, why in zip(
             answers, explanations(self.explainer, found, records, top_k), strict=True
         ):

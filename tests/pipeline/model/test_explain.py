@@ -24,6 +24,8 @@ def with_train(params: Params, estimator: str, **hyper: Any) -> Params:
     [
         ("sklearn.linear_model.LogisticRegression", {"C": 1.0, "max_iter": 1000}, "exact-linear"),
         ("lightgbm.LGBMClassifier", {"n_estimators": 40, "verbose": -1}, "lightgbm-treeshap"),
+        ("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 20}, "treeshap"),
+        ("sklearn.ensemble.HistGradientBoostingClassifier", {"max_iter": 30}, "treeshap"),
     ],
 )
 def test_contributions_add_up_to_the_raw_score_per_original_column(
@@ -39,11 +41,15 @@ def test_contributions_add_up_to_the_raw_score_per_original_column(
     assert columns == params.features.all  # one-hot outputs summed back to their column
     raw = explain.raw_score(model, test)
     assert np.max(np.abs(base + grouped.sum(axis=1) - raw)) <= 1e-6
-    # the log-odds are the model's: the positive class's probability from them
-    p = 1 / (1 + np.exp(-raw))
+    # the raw score is the model's: the positive class's probability from it (a forest's is
+    # its probability, the others' log-odds)
+    p = raw if explain.scale(model) == "probability" else 1 / (1 + np.exp(-raw))
     classes = list(model.classes_)
     proba = model.predict_proba(test)[:, classes.index(params.data.positive_label)]
-    assert np.allclose(p if classes.index(params.data.positive_label) == 1 else 1 - p, proba)
+    assert (
+        np.max(np.abs((p if classes.index(params.data.positive_label) == 1 else 1 - p) - proba))
+        <= 1e-9
+    )
 
 
 def test_a_linear_models_contribution_is_its_term_against_the_training_mean(
@@ -59,20 +65,68 @@ def test_a_linear_models_contribution_is_its_term_against_the_training_mean(
     assert moved == ["duration"]
 
 
-def test_importance_ranks_the_columns_and_falls_back_to_permutation(
+def test_importance_is_exact_for_trees_and_falls_back_to_permutation(
     params: Params, splits: tuple[pd.DataFrame, pd.DataFrame]
 ) -> None:
+    """Mean |contribution| on the test split for a linear model and for a forest (TreeSHAP);
+    permutation only where no exact method exists (here: a k-nearest-neighbours model)."""
     train_frame, test = splits
     linear = explain.importance(train.fit(train_frame, params), test, train_frame, params)
-    assert linear["method"] == "exact-linear"
+    assert linear["method"] == "exact-linear" and linear["rows"] == len(test)
     assert set(linear["columns"]) == set(params.features.all)
     values = list(linear["columns"].values())
     assert values == sorted(values, reverse=True) and values[0] > 0
     forest = with_train(params, "sklearn.ensemble.RandomForestClassifier", n_estimators=30)
     model = train.fit(train_frame, forest)
-    permuted = explain.importance(model, test, train_frame, forest)
+    trees = explain.importance(model, test, train_frame, forest)
+    assert trees["method"] == "treeshap" and trees["unit"].startswith("mean |contribution|")
+    _, _, columns, grouped = explain.contributions(model, test[forest.features.all], None)  # type: ignore[misc]
+    expected = np.abs(grouped).mean(axis=0)
+    assert trees["columns"] == {c: round(float(v), 6) for c, v in sorted(
+        zip(columns, expected, strict=True), key=lambda kv: -kv[1])}  # fmt: skip
+    neighbours = with_train(params, "sklearn.neighbors.KNeighborsClassifier", n_neighbors=15)
+    permuted = explain.importance(train.fit(train_frame, neighbours), test, train_frame, neighbours)
     assert permuted["method"] == "permutation"
     assert set(permuted["columns"]) == set(params.features.all)
     # checking_account is the example's strongest signal for either model
-    assert "checking_account" in list(permuted["columns"])[:3], permuted
-    assert "checking_account" in list(linear["columns"])[:3], linear
+    for found in (linear, trees):
+        assert "checking_account" in list(found["columns"])[:3], found
+
+
+def test_importance_reads_a_seeded_sample_of_a_large_test_split(
+    params: Params, splits: tuple[pd.DataFrame, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(explain, "IMPORTANCE_ROWS", 50)
+    train_frame, test = splits
+    model = train.fit(train_frame, params)
+    found = explain.importance(model, test, train_frame, params)
+    assert found["rows"] == 50 and found == explain.importance(model, test, train_frame, params)
+
+
+def test_a_multiclass_models_importance_is_its_decided_class_contributions(
+    params: Params, splits: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    """Several classes: each row's contributions to the score of the class the model decides
+    for it (a softmax's centred logit: softmax of them is predict_proba), exact per class."""
+    features = params.features.model_copy(
+        update={"categorical": [c for c in params.features.categorical if c != "purpose"]}
+    )
+    data = params.data.model_copy(update={"target": "purpose", "positive_label": None})
+    p = params.model_copy(update={"features": features, "data": data})
+    train_frame, test = splits
+    model = train.fit(train_frame, p)
+    rows = test[p.features.inputs]
+    _, base, columns, terms = explain.contributions(model, rows, train_frame[p.features.inputs])  # type: ignore[misc]
+    raw = explain.raw_score(model, rows)
+    assert terms.shape == (len(rows), len(columns), len(model.classes_))
+    assert np.max(np.abs(base + terms.sum(axis=1) - raw)) <= 1e-6  # every class's
+    softmax = np.exp(raw) / np.exp(raw).sum(axis=1, keepdims=True)
+    assert np.max(np.abs(softmax - model.predict_proba(rows))) <= 1e-9
+    found = explain.importance(model, test, train_frame, p)
+    assert found["method"] == "exact-linear" and found["unit"].endswith("of the decided class")
+    decided = np.searchsorted(model.classes_, model.predict(rows))
+    mine = np.abs(terms[np.arange(len(rows)), :, decided]).mean(axis=0)
+    assert found["columns"] == {
+        c: round(float(v), 6)
+        for c, v in sorted(zip(columns, mine, strict=True), key=lambda kv: -kv[1])
+    }

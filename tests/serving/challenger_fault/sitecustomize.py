@@ -4,7 +4,9 @@ Python imports `sitecustomize` at start-up in every process with this folder on 
 PYTHONPATH: `bentoml serve` and each worker it spawns (tests/serving/fault.py sets both
 variables). While the file named by MLGATE_TEST_CHALLENGER_FAULT_FILE exists and says `raise`
 or `sleep:<seconds>`, the challenger's scorer raises or sleeps (after its self-check), so a
-test can show that the champion's answers never depend on it. Without the variable, nothing
+test can show that the champion's answers never depend on it; while it says `unexplained`,
+the challenger has no explainer, as a model without exact attributions has none (its
+`explainer` None, its `unexplained` reason INJECTED_REASON). Without the variable, nothing
 is changed; with it, only mlgate.serving.strategy.Variant.load of the variant named
 `challenger`, once that module is imported.
 """
@@ -21,6 +23,16 @@ from typing import Any
 
 FAULT_ENV = "MLGATE_TEST_CHALLENGER_FAULT_FILE"
 STRATEGY = "mlgate.serving.strategy"
+INJECTED_REASON = "no exact attributions for KNeighborsClassifier (injected: the fault switch)"
+
+
+def fault_of(switch: str) -> str:
+    """What the switch file says now ("" without it)."""
+    try:
+        with open(switch, encoding="utf-8") as fh:
+            return fh.read().strip()
+    except FileNotFoundError:
+        return ""
 
 
 class FaultyScorer:
@@ -31,11 +43,7 @@ class FaultyScorer:
         self.switch = switch
 
     def scores(self, records: list[dict[str, Any]]) -> Any:
-        try:
-            with open(self.switch, encoding="utf-8") as fh:
-                fault = fh.read().strip()
-        except FileNotFoundError:
-            fault = ""
+        fault = fault_of(self.switch)
         if fault == "raise":
             raise RuntimeError(f"injected challenger failure ({FAULT_ENV})")
         if fault.startswith("sleep:"):
@@ -44,13 +52,25 @@ class FaultyScorer:
 
 
 def make_challenger_faulty(strategy: ModuleType, switch: str) -> None:
-    """Wrap the challenger's scorer once it has loaded and passed its self-check."""
+    """Wrap the challenger's scorer once it has loaded and passed its self-check, and make
+    its explainer none while the switch says `unexplained`."""
     load = strategy.Variant.load
+
+    class Switched(strategy.Variant):  # type: ignore[name-defined,misc]
+        @property
+        def explainer(self) -> Any:
+            return None if fault_of(switch) == "unexplained" else self.__dict__["explainer"]
+
+        @property
+        def unexplained(self) -> str:
+            on = fault_of(switch) == "unexplained"
+            return INJECTED_REASON if on else str(self.__dict__["unexplained"])
 
     def load_then_wrap(self: Any) -> str | None:
         reason = load(self)
         if reason is None and self.name == "challenger":
             self.scorer = FaultyScorer(self.scorer, switch)
+            self.__class__ = Switched
         return reason
 
     strategy.Variant.load = load_then_wrap

@@ -228,6 +228,24 @@ class Bootstrap(_Section):
     seed: int = 0  # the same test rows give the same intervals
 
 
+class Chance(_Section):
+    """A permutation test of the training procedure: the model must beat what the same
+    training reaches on shuffled labels, scored on the same test rows
+    (docs/CUSTOMIZING.md#beats-chance)."""
+
+    refits: int = Field(default=0, ge=0, le=1000)  # fits on shuffled training labels; 0: off
+    max_rows: int = Field(default=20_000, ge=100)  # training rows each refit sees (a sample)
+    confidence: float = Field(default=0.99, gt=0.5, lt=1)  # of the bound a null draw stays under
+
+    @field_validator("refits")
+    @classmethod
+    def _enough_to_spread(cls, refits: int) -> int:
+        # the bound needs the refits' standard deviation: a handful at least
+        if 0 < refits < 5:
+            raise ValueError("0 (off) or at least 5 fits: the bound needs their spread")
+        return refits
+
+
 class Evaluate(_Section):
     threshold: float = Field(default=0.5, ge=0, le=1)
     metrics: Path
@@ -239,6 +257,7 @@ class Evaluate(_Section):
     # (docs/CUSTOMIZING.md#what-drives-the-model)
     importance: Path = Path("artifacts/importance.json")
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
+    chance: Chance = Field(default_factory=Chance)
     sensitive: dict[str, SensitiveAttribute] = Field(default_factory=dict)
 
 
@@ -259,6 +278,9 @@ BOUNDED_METRICS = frozenset(
 # multiclass: one class's precision or recall, `precision:<class>` (bounded too)
 PER_CLASS_METRICS = ("precision:", "recall:")
 NON_NEGATIVE_METRICS = frozenset({"log_loss", "mae", "rmse"})
+# metrics where a smaller value is better: the champion rule, the chance bound and the PR
+# report's "better"/"worse" flip their direction for them
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "brier", "log_loss"})
 
 
 # What a gate does when the interval straddles its bound (the check is "uncertain"):

@@ -79,6 +79,13 @@ def test_a_change_says_better_worse_or_no_detectable_change():
     assert change("roc_auc", 0.76, 0.75, None) == "+0.0100 (better)"
 
 
+def test_an_error_metric_that_rose_is_worse_in_the_report():
+    # rmse and mae: lower is better, as for the gate's champion rule (one list of them)
+    assert change("rmse", 120.0, 100.0, [5.0, 35.0]).endswith("worse")
+    assert change("mae", 80.0, 100.0, [-30.0, -10.0]).endswith("better")
+    assert report.delta("rmse", 120.0, 100.0) == "+20.0000 (worse)"
+
+
 def test_the_unpaired_interval_adds_both_sides_uncertainty():
     ci = unpaired_interval([0.70, 0.80], [0.70, 0.80], 0.02)
     assert ci == [round(0.02 - 0.0707, 4), round(0.02 + 0.0707, 4)]

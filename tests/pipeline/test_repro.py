@@ -34,7 +34,7 @@ def set_param(repo: Path, dotted: str, value: object) -> None:
 def test_a_clean_run_produces_a_gated_registered_model(trained_repo):
     gate = read_json(trained_repo / "artifacts/gate.json")
     assert gate["passed"] is True
-    assert {c["kind"] for c in gate["checks"]} == {"quality", "fairness", "champion"}
+    assert {c["kind"] for c in gate["checks"]} == {"quality", "fairness", "champion", "chance"}
     metrics = read_json(trained_repo / "artifacts/metrics.json")
     assert metrics["roc_auc"] >= 0.7
     # beside each point value its bootstrap interval, and each bound checked against it
@@ -46,8 +46,14 @@ def test_a_clean_run_produces_a_gated_registered_model(trained_repo):
     for attr, gaps in intervals["fairness"].items():
         for gap, (lo, hi) in gaps.items():
             assert lo <= fairness[attr][gap] <= hi, (attr, gap)
-    bounded = [c for c in gate["checks"] if c["kind"] != "champion"]
+    bounded = [c for c in gate["checks"] if c["kind"] in ("quality", "fairness")]
     assert all(c["interval"] and c["verdict"] in ("pass", "uncertain") for c in bounded)
+    # it beats what the same training reaches on shuffled labels, scored on the same rows
+    (chance,) = [c for c in gate["checks"] if c["kind"] == "chance"]
+    assert chance["verdict"] == "pass" and set(intervals["chance"]["metrics"]) == {
+        "roc_auc", "brier"}  # fmt: skip
+    metric = chance["name"].removeprefix("chance:")
+    assert chance["threshold"] == intervals["chance"]["metrics"][metric]["bound"]
     # what drives it: every feature ranked, exactly (a linear model), the largest first
     drivers = read_json(trained_repo / "artifacts/importance.json")
     assert drivers["method"] == "exact-linear"

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlgate.actions import table_cell
+from mlgate.config import LOWER_IS_BETTER
 from mlgate.errors import MlgateError
 from mlgate.names import PRODUCTION
 
 if TYPE_CHECKING:
     from mlgate.config import Params
 
-LOWER_IS_BETTER = {"brier", "log_loss"}
 GRID = [round(i / 10, 1) for i in range(11)]  # x positions of the inline charts
 GROUP_COLUMNS = ("count", "accuracy", "selection_rate", "true_positive_rate", "false_positive_rate")
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlgate import io
+from mlgate.config import LOWER_IS_BETTER
 from mlgate.pipeline import bootstrap, data, explain, fairness
 from mlgate.pipeline.model import class_probabilities, decided_classes, positive_scores
 
@@ -18,6 +21,14 @@ if TYPE_CHECKING:
 
     from mlgate.config import Params
 
+# what the chance bounds are on: a ranking metric, and a proper score, which a fit on noise
+# cannot reach by pointing in a lucky direction of few strong features (it needs the size of
+# the signal, not only its direction: a titanic model's ROC AUC is within a noise fit's reach)
+CHANCE_METRICS = {
+    "classification": ("roc_auc", "brier"),
+    "multiclass": ("roc_auc_ovr", "log_loss"),
+    "regression": ("rmse",),
+}
 CURVE_POINTS = 101  # enough for a smooth plot, small enough to diff in a PR
 SCATTER_POINTS = 500  # regression plots: a readable scatter, still small enough to diff
 
@@ -256,12 +267,73 @@ def evaluate_regression(model: Any, test: pd.DataFrame, params: Params) -> dict[
     }
 
 
+def chance(
+    model: Any, train: pd.DataFrame, test: pd.DataFrame, params: Params
+) -> dict[str, Any] | None:
+    """What the same training reaches when the features cannot tell the target
+    (evaluate.chance): the model's estimator, unfitted (sklearn's clone), fitted `refits`
+    times on the training rows (at most max_rows, a seeded sample) with the target
+    permuted, each scored on the test split. A model that learned nothing is one more draw
+    of those scores, so each CHANCE_METRICS metric's bound is the one-sided prediction
+    bound of a new draw: mean + t(K-1) * sd * sqrt(1 + 1/K) (minus where lower is better),
+    at `confidence` shared between the metrics (Bonferroni): beating any one of them says
+    the model learned something, and a fit on noise does so at most 1 - confidence of the
+    time. None when refits is 0 (off)."""
+    from sklearn.base import clone
+
+    from mlgate.pipeline.stages.train import fit_pipeline
+
+    spec, target = params.evaluate.chance, params.data.target
+    if spec.refits == 0:
+        return None
+    started = time.perf_counter()
+    rng = np.random.default_rng(params.evaluate.bootstrap.seed)
+    if len(train) > spec.max_rows:
+        train = train.iloc[np.sort(rng.choice(len(train), spec.max_rows, replace=False))]
+    labels = train[target].to_numpy()
+    values = []
+    for _ in range(spec.refits):
+        shuffled = train.assign(**{target: rng.permutation(labels)})
+        values.append(test_metrics(fit_pipeline(clone(model), shuffled, params), test, params))
+    names = CHANCE_METRICS[params.data.task]
+    each = 1 - (1 - spec.confidence) / len(names)
+    return {
+        "metrics": {name: _null_bound([v[name] for v in values], name, each) for name in names},
+        "refits": spec.refits,
+        "rows": len(train),
+        "confidence": spec.confidence,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def _null_bound(scores: list[float], metric: str, confidence: float) -> dict[str, Any]:
+    """The one-sided `confidence` prediction bound of one more draw of `scores` (normal)."""
+    from scipy.stats import t
+
+    k, mean, sd = len(scores), float(np.mean(scores)), float(np.std(scores, ddof=1))
+    margin = float(t.ppf(confidence, k - 1)) * sd * math.sqrt(1 + 1 / k)
+    lower = metric in LOWER_IS_BETTER
+    bound = mean - margin if lower else mean + margin
+    return {"op": "<" if lower else ">", "bound": round(bound, 4), "mean": round(mean, 4),
+            "sd": round(sd, 4)}  # fmt: skip
+
+
 def run(params: Params) -> dict[str, Any]:
     from mlgate.pipeline.model import load_model
 
     model = load_model(params.train.model)
     test = data.load(params.split.test, params)
+    train = data.load(params.split.train, params)
     result = evaluate(model, test, params)
+    beaten = chance(model, train, test, params)
+    if beaten is not None:
+        result["intervals"]["chance"] = beaten
+        bounds = ", ".join(
+            f"{name} {b['mean']:.4f} ± {b['sd']:.4f} (bound {b['op']} {b['bound']:.4f})"
+            for name, b in beaten["metrics"].items()
+        )
+        print(f"evaluate: chance: {beaten['refits']} fits on shuffled labels reach {bounds}; "
+              f"{beaten['seconds']:.1f} s")  # fmt: skip
     plots = params.evaluate.plots
     if params.data.task == "regression":
         io.write_json(plots / "predictions.json", {"predictions": result["points"]})
@@ -273,7 +345,7 @@ def run(params: Params) -> dict[str, Any]:
     io.write_json(params.evaluate.intervals, {**result["intervals"], "rows_hash": rows_hash(test)})
     io.write_json(params.evaluate.metrics, result["metrics"])
     print("evaluate: " + json.dumps(result["metrics"]))
-    drivers = explain.importance(model, test, data.load(params.split.train, params), params)
+    drivers = explain.importance(model, test, train, params)
     drivers["proxies"] = fairness.proxies(test, params.features.all, params.evaluate.sensitive)
     io.write_json(params.evaluate.importance, drivers)
     top = ", ".join(f"{k} {v:.3g}" for k, v in list(drivers["columns"].items())[:5])

@@ -11,15 +11,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlgate import io
+from mlgate.config import LOWER_IS_BETTER
 from mlgate.errors import GateFailed, MlgateError
 from mlgate.pipeline.fairness import gaps
 
 if TYPE_CHECKING:
     from mlgate.config import Params
 
-_OPS = {">=": operator.ge, "<=": operator.le}
-# Metrics where a smaller value is better: the champion rule flips its direction for them.
-LOWER_IS_BETTER = frozenset({"rmse", "mae", "brier", "log_loss"})
+_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 
 
 VERDICTS = ("pass", "fail", "uncertain")
@@ -96,7 +95,38 @@ def threshold_checks(
             name = f"{gap}:{attr}"
             checks.append(_check(name, "fairness", value, "<=", maximum, "", ci, rule.fairness))
     rows = (intervals or {}).get("rows")
-    return [needs_rows(c, rows) for c in checks]
+    checks = [needs_rows(c, rows) for c in checks]
+    beaten = (intervals or {}).get("chance")
+    return [*checks, chance_check(metrics, beaten)] if beaten else checks
+
+
+def chance_check(metrics: dict[str, float], chance: dict[str, Any]) -> Check:
+    """The model against what its training reaches on shuffled labels (evaluate.chance): it
+    passes when it is beyond the bound of any of the metrics (each bound at the confidence
+    shared between them). Shown on the metric where it stands furthest from the noise fits
+    (in their sds). No interval: both sides are scored on the same test rows."""
+
+    def distance(name: str) -> float:
+        null = chance["metrics"][name]
+        sign = -1 if null["op"] == "<" else 1
+        return sign * (_metric(metrics, name) - null["mean"]) / max(null["sd"], 1e-12)
+
+    name = max(chance["metrics"], key=distance)
+    null = chance["metrics"][name]
+    value, op, bound = _metric(metrics, name), null["op"], null["bound"]
+    passed = any(
+        _OPS[b["op"]](_metric(metrics, n), b["bound"]) for n, b in chance["metrics"].items()
+    )
+    reached = "; ".join(
+        f"{n} {b['mean']:.4f} ± {b['sd']:.4f}, bound {b['op']} {b['bound']:.4f}"
+        for n, b in chance["metrics"].items()
+    )
+    detail = (
+        f"{chance['refits']} fits on shuffled labels reach {reached}; a model that learned "
+        f"nothing beats one of them at most {1 - chance['confidence']:.0%} of the time"
+    )
+    return Check(f"chance:{name}", "chance", value, bound, op, passed, detail, None,
+                 "pass" if passed else "fail")  # fmt: skip
 
 
 def quality_checks(model: Any, rows: Any, params: Params) -> list[Check]:

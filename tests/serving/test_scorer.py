@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from mlgate.errors import MlgateError
+from mlgate.serving.features import EVERY_CLASS
 from mlgate.serving.scorer import (
     PARITY_TOLERANCE,
     LeanScorer,
@@ -90,17 +91,25 @@ def test_onnx_scores_equal_the_pipeline_on_the_test_set(example_model: Path) -> 
 
 
 def fitted_on_example(
-    example_model: Path, estimator: Any, target: str = "risk", positive: Any = 1
+    example_model: Path,
+    estimator: Any,
+    target: str = "risk",
+    positive: Any = 1,
+    nulls: tuple[str, ...] = (),
 ) -> tuple[Any, list[dict[str, Any]], np.ndarray]:
     """`estimator` after the project's preprocessing, fitted here on the example's train split
     to predict `target` from the other features (a regressor: positive None): the Pipeline,
-    the test split's rows, and the Pipeline's scores of them."""
+    the test split's rows, and the Pipeline's scores of them. The `nulls` columns are null in
+    every fifth row of both splits (the scaler keeps a null: the estimator sees it)."""
     from sklearn.base import clone
     from sklearn.pipeline import Pipeline
 
     model = joblib.load(example_model / "artifacts/model/model.joblib")
     train = pd.read_parquet(example_model / "artifacts/data/train.parquet")
     test = pd.read_parquet(example_model / "artifacts/data/test.parquet")
+    for split in (train, test):
+        for i, column in enumerate(nulls):
+            split[column] = split[column].astype(float).mask(np.arange(len(split)) % 5 == i)
     preprocess = clone(model.steps[0][1])
     preprocess.transformers = [
         (name, transformer, [c for c in columns if c != target])
@@ -226,6 +235,7 @@ def test_a_pipeline_that_imputes_keeps_its_fast_path(
 
 def tree_models() -> list[Any]:
     """(estimator, target, positive label): the tree models the NumPy walk reproduces."""
+    from lightgbm import LGBMClassifier, LGBMRegressor
     from sklearn.ensemble import (
         ExtraTreesClassifier,
         HistGradientBoostingClassifier,
@@ -257,6 +267,25 @@ def tree_models() -> list[Any]:
             None,
             id="boosting-regressor",
         ),
+        pytest.param(LGBMClassifier(verbose=-1, random_state=0), "risk", 1, id="lightgbm"),
+        pytest.param(
+            LGBMClassifier(n_estimators=30, verbose=-1, random_state=0),
+            "risk",
+            0,
+            id="lightgbm-class-0",
+        ),
+        pytest.param(
+            LGBMClassifier(n_estimators=30, verbose=-1, random_state=0),
+            "purpose",
+            EVERY_CLASS,
+            id="lightgbm-multiclass",
+        ),
+        pytest.param(
+            LGBMRegressor(verbose=-1, random_state=0),
+            "credit_amount",
+            None,
+            id="lightgbm-regressor",
+        ),
     ]
 
 
@@ -272,7 +301,12 @@ def test_tree_walk_equals_the_pipeline(
     scorer = TreeScorer(json.loads(json.dumps(built.spec)), built.arrays)
     # 0.0 measured: the same float32 rounding, the same order of additions
     assert parity(scorer, rows, expected) <= 1e-12
-    assert np.array_equal([scorer.scores([row])[0] for row in rows[:20]], expected[:20])
+    one = np.array([scorer.scores([row])[0] for row in rows[:20]])
+    assert np.array_equal(one, scorer.scores(rows[:20]))  # the two walks, bit for bit
+    # scikit-learn's trees bit for bit; LightGBM's sigmoid / softmax is its own exp, an ulp
+    # away (1.1e-16 measured)
+    lightgbm = type(estimator).__module__.startswith("lightgbm")
+    assert np.max(np.abs(one - expected[:20])) <= (1e-15 if lightgbm else 0.0)
     pipeline = PipelineScorer(model, positive, list(rows[0]))
     unseen = [{**row, "housing": "never-seen"} for row in rows[:10]]
     nulls = [{**row, "duration": None, "age": None} for row in rows[:10]]  # no imputer
@@ -282,6 +316,32 @@ def test_tree_walk_equals_the_pipeline(
         # one row at a time takes its own path (every node decided once, then followed)
         one = np.array([scorer.scores([row])[0] for row in odd])
         assert np.max(np.abs(one - want)) <= 1e-12
+
+
+@pytest.mark.parametrize(
+    ("target", "positive"), [("risk", 1), ("risk", 0), ("credit_amount", None)]
+)
+def test_lightgbm_sends_a_null_where_it_learnt_to(
+    example_model: Path, target: str, positive: Any
+) -> None:
+    """Trained with nulls, LightGBM sends one its default way at each split (missing_type
+    NaN), not as 0.0: the walk follows, a row at a time and in batches."""
+    from lightgbm import LGBMClassifier, LGBMRegressor
+
+    kind = LGBMRegressor if positive is None else LGBMClassifier
+    estimator = kind(n_estimators=60, verbose=-1, random_state=0)
+    model, rows, expected = fitted_on_example(
+        example_model, estimator, target, positive, nulls=("duration", "age")
+    )
+    dumped = json.dumps(estimator.booster_.dump_model())
+    assert '"missing_type": "NaN"' in dumped and '"default_left": false' in dumped
+    scorer, why = fast_scorer(model, positive, rows, expected, "auto")
+    assert isinstance(scorer, TreeScorer), why
+    assert why.startswith(f"NumPy tree walk ({type(estimator).__name__}; max |Δ| "), why
+    assert sum(row["age"] != row["age"] for row in rows) > 30  # NaN: not equal to itself
+    assert parity(scorer, rows, expected) <= 1e-12
+    one = np.array([scorer.scores([row])[0] for row in rows])
+    assert np.max(np.abs(one - expected)) <= 1e-12
 
 
 def test_a_tree_model_is_served_by_the_tree_walk(example_model: Path) -> None:
@@ -305,31 +365,64 @@ def test_a_tree_model_is_served_by_the_tree_walk(example_model: Path) -> None:
     ), why
 
 
-@pytest.mark.parametrize(
-    ("options", "target", "positive", "reason"),
-    [
-        (
-            {"loss": "poisson"},
+def walk_refusals() -> list[Any]:
+    """(estimator, target, positive label, reason): tree models the walk does not reproduce."""
+    from lightgbm import LGBMClassifier, LGBMRegressor
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    lgbm = {"n_estimators": 20, "verbose": -1, "random_state": 0}
+    return [
+        pytest.param(
+            HistGradientBoostingRegressor(max_iter=20, loss="poisson"),
             "credit_amount",
             None,
             "HistGradientBoostingRegressor with loss 'poisson' (only 'squared_error')",
+            id="poisson",
         ),
-        (
-            {"categorical_features": [10, 11, 12]},  # one-hot columns, as categories
+        pytest.param(
+            # one-hot columns, as categories
+            HistGradientBoostingClassifier(max_iter=20, categorical_features=[10, 11, 12]),
             "risk",
             1,
             "HistGradientBoostingClassifier with categorical features",
+            id="categorical",
         ),
-    ],
-    ids=["poisson", "categorical"],
-)
-def test_a_tree_model_the_walk_does_not_reproduce_falls_through_with_the_reason(
-    example_model: Path, options: dict[str, Any], target: str, positive: Any, reason: str
-) -> None:
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+        pytest.param(
+            LGBMRegressor(linear_tree=True, **lgbm),
+            "credit_amount",
+            None,
+            "LGBMRegressor with linear trees (linear_tree)",
+            id="lightgbm-linear-trees",
+        ),
+        pytest.param(
+            LGBMClassifier(zero_as_missing=True, **lgbm),
+            "risk",
+            1,
+            "LGBMClassifier with zero as missing (missing_type 'Zero')",
+            id="lightgbm-zero-as-missing",
+        ),
+        pytest.param(
+            LGBMRegressor(objective="poisson", **lgbm),
+            "credit_amount",
+            None,
+            "LGBMRegressor with objective 'poisson' (only 'regression')",
+            id="lightgbm-poisson",
+        ),
+        pytest.param(
+            LGBMClassifier(objective="multiclassova", **lgbm),
+            "purpose",
+            EVERY_CLASS,
+            "LGBMClassifier with objective 'multiclassova num_class:8 sigmoid:1' "
+            "(only 'multiclass')",
+            id="lightgbm-one-vs-all",
+        ),
+    ]
 
-    kind = HistGradientBoostingRegressor if positive is None else HistGradientBoostingClassifier
-    estimator = kind(max_iter=20, **options)
+
+@pytest.mark.parametrize(("estimator", "target", "positive", "reason"), walk_refusals())
+def test_a_tree_model_the_walk_does_not_reproduce_falls_through_with_the_reason(
+    example_model: Path, estimator: Any, target: str, positive: Any, reason: str
+) -> None:
     model, rows, expected = fitted_on_example(example_model, estimator, target, positive)
     scorer, why = fast_scorer(model, positive, rows, expected, "auto")
     assert scorer is None

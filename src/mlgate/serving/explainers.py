@@ -8,10 +8,11 @@ batch), never an approximation:
   NumPy: each output column's `coef * (x - mean)` (mean: the training split's transformed
   rows) summed back to the column it came from, as mlgate.pipeline.explain computes it;
 - `TreeExplainer`: the tree walk's trees (RandomForest, ExtraTrees, DecisionTree,
-  HistGradientBoosting) by exact TreeSHAP over their node arrays (serving.treeshap), in NumPy;
+  HistGradientBoosting, LightGBM) by exact TreeSHAP over their node arrays (serving.treeshap),
+  in NumPy;
 - `PipelineExplainer`: anything else mlgate.pipeline.explain explains exactly (LightGBM's
-  own TreeSHAP, a linear model behind the project's feature code), on the scikit-learn
-  Pipeline;
+  own TreeSHAP behind the project's feature code, a linear model there), on the
+  scikit-learn Pipeline;
 - none, with the reason (a multiclass model, an estimator with no exact method).
 A Pipeline that imputes is explained on the filled row (`Filled`), as it is scored.
 """

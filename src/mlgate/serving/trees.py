@@ -1,5 +1,6 @@
-"""Tree ensembles scored in numpy: a fitted forest or gradient boosting flattened to arrays, walked
-for a batch of rows (TreeScorer) or one row (RowWalk) without scikit-learn's per-call overhead."""
+"""Tree ensembles scored in numpy: a fitted forest or gradient boosting (scikit-learn's, LightGBM's)
+flattened to arrays, walked for a batch of rows (TreeScorer) or one row (RowWalk) without the
+library's per-call overhead."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ FOREST_ESTIMATORS = (
 
 
 BOOSTING_ESTIMATORS = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
+# a library's boosters, by the module they come from (a project may name its own class alike)
+LIBRARY_ESTIMATORS = {"lightgbm": ("LGBMClassifier", "LGBMRegressor")}
 
 
 TREE_ARRAYS = ("feature", "threshold", "left", "right", "missing_left", "value", "roots")
@@ -59,11 +62,13 @@ class TreeScorer:
     and each node's training `cover`, which TreeSHAP needs (serving.explainers).
     `depth` steps take every (tree, row) to its leaf. The score is
     link((value of tree 0 + tree 1 + ...) / divisor): a forest's mean (divisor: its number of
-    trees), or a HistGradientBoosting's raw prediction (tree 0 is a single leaf holding its
-    baseline) through the identity or the sigmoid. A multiclass forest's leaves hold every
-    class's fraction (`value` is (nodes, classes)): its score is a row of them. As in
-    scikit-learn: a forest compares the row cast to float32 with float64 thresholds,
-    HistGradientBoosting compares in float64."""
+    trees), or a boosting's raw prediction (a HistGradientBoosting's tree 0 is a single leaf
+    holding its baseline; LightGBM's first tree holds it) through the identity or the sigmoid.
+    A multiclass forest's leaves hold every class's fraction (`value` is (nodes, classes)):
+    its score is a row of them; a multiclass LightGBM's trees each add to one class's column
+    (the others 0), and the score is the softmax of the sums. As in the libraries: a forest
+    compares the row cast to float32 with float64 thresholds, HistGradientBoosting and
+    LightGBM compare in float64."""
 
     lean = True
     kind = "numpy-trees"
@@ -93,10 +98,14 @@ class TreeScorer:
         self.float32 = bool(spec["float32"])
         self.divisor = float(spec["divisor"])
         self.logistic = spec["link"] == "logistic"
+        self.softmax = spec["link"] == "softmax"
         self.complement = bool(spec["complement"])
 
     def scores(self, rows: Sequence[Row]) -> np.ndarray:
         raw = self.raw_sum(self.leaves(self.walked(rows)))
+        if self.softmax:  # shifted by each row's largest, as LightGBM's Softmax
+            z = np.exp(raw - raw.max(axis=1, keepdims=True))
+            return z / z.sum(axis=1, keepdims=True)
         if not self.logistic:
             return raw
         p = 1.0 / (1.0 + np.exp(-raw))  # scipy's expit, which scikit-learn uses
@@ -138,17 +147,20 @@ class TreeScorer:
     @staticmethod
     def supports(model: Any) -> bool:
         """A tree model after plain scaling + one-hot: from_pipeline says whether it fits."""
-        return plain_preprocess(model) and (
-            type(model.steps[-1][1]).__name__ in FOREST_ESTIMATORS + BOOSTING_ESTIMATORS
-        )
+        if not plain_preprocess(model):
+            return False
+        estimator = model.steps[-1][1]
+        name, library = type(estimator).__name__, type(estimator).__module__.partition(".")[0]
+        return name in FOREST_ESTIMATORS + BOOSTING_ESTIMATORS + LIBRARY_ESTIMATORS.get(library, ())
 
     @classmethod
     def from_pipeline(cls, model: Any, positive_label: Any) -> TreeScorer:
         """The Pipeline's trees as arrays; TreesUnavailable (with the reason) when a part of
         them is not reproduced: a boosting's categorical splits, loss other than log_loss or
-        squared_error, or several classes; a forest's several outputs."""
+        squared_error (LightGBM: binary, multiclass, regression), a HistGradientBoosting's
+        several classes; a forest's several outputs."""
         # the walk of a forest is the same for several classes (each leaf's value a row of
-        # class fractions); a boosting's several trees per iteration and softmax are not here
+        # class fractions), and so is LightGBM's (a leaf adds to its class's column only)
         if not cls.supports(model):
             raise TreesUnavailable("not a tree model after plain scaling + one-hot")
         estimator = model.steps[-1][1]
@@ -157,7 +169,9 @@ class TreeScorer:
         if classifier != (positive_label is not None):
             task = "classification" if positive_label is not None else "regression"
             raise TreesUnavailable(f"{name} in a {task} project")
-        if name in BOOSTING_ESTIMATORS:
+        if type(estimator).__module__.startswith("lightgbm"):
+            trees, spec = _lightgbm(estimator, positive_label)
+        elif name in BOOSTING_ESTIMATORS:
             trees, spec = _boosting(estimator, positive_label)
         else:
             trees, spec = _forest(estimator, positive_label)
@@ -297,6 +311,85 @@ def _boosting(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.nd
         "complement": classifier and list(estimator.classes_).index(positive_label) == 0,
     }
     return trees, spec
+
+
+def _lightgbm(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.ndarray]], dict]:
+    """A LightGBM booster's trees (`booster_.dump_model()`: the iterations its predict uses),
+    their sum the raw score, its first tree holding the starting score: binary (the sigmoid
+    of classes_[1]'s log-odds), multiclass (num_class trees an iteration, the softmax of each
+    class's sum), regression (L2: the sum itself)."""
+    name = type(estimator).__name__
+    dump = estimator.booster_.dump_model()
+    objective, *options = dump["objective"].split()
+    wanted = {None: "regression", EVERY_CLASS: "multiclass"}.get(positive_label, "binary")
+    if objective != wanted or (wanted == "binary" and "sigmoid:1" not in options):
+        raise TreesUnavailable(f"{name} with objective {dump['objective']!r} (only {wanted!r})")
+    if dump.get("average_output"):
+        raise TreesUnavailable(f"{name} as a random forest (boosting 'rf': an average)")
+    per_iteration = int(dump["num_tree_per_iteration"])
+    classes = per_iteration if positive_label is EVERY_CLASS else 0
+    trees = [
+        _lightgbm_tree(info["tree_structure"], name, info["tree_index"] % per_iteration, classes)
+        for info in dump["tree_info"]
+    ]
+    link = {"binary": "logistic", "multiclass": "softmax"}.get(wanted, "identity")
+    spec = {
+        "float32": False,
+        "divisor": 1,
+        "link": link,
+        "complement": link == "logistic" and list(estimator.classes_).index(positive_label) == 0,
+    }
+    return trees, spec
+
+
+def _lightgbm_tree(
+    root: dict[str, Any], name: str, column: int, classes: int
+) -> dict[str, np.ndarray]:
+    """One tree of dump_model() as node arrays, in preorder (iteratively: a deep tree does not
+    reach Python's recursion limit). LightGBM sends `x <= threshold` left; a null goes the
+    default way (missing_type NaN) or as 0.0 would (None). A multiclass tree's leaves add to
+    its class's column of (nodes, classes) values."""
+    nodes: dict[str, list[Any]] = {
+        key: [] for key in ("leaf", "feature", "threshold", "left", "right", "missing", "value")
+    }
+    cover: list[float] = []
+    stack: list[tuple[dict[str, Any], int, str]] = [(root, -1, "")]
+    while stack:
+        node, parent, side = stack.pop()
+        at = len(cover)
+        if parent >= 0:
+            nodes[side][parent] = at
+        leaf = "leaf_value" in node
+        if leaf and "leaf_const" in node:
+            raise TreesUnavailable(f"{name} with linear trees (linear_tree)")
+        if not leaf and node["decision_type"] != "<=":
+            raise TreesUnavailable(f"{name} with categorical splits")
+        if not leaf and node["missing_type"] not in ("NaN", "None"):
+            raise TreesUnavailable(f"{name} with zero as missing (missing_type 'Zero')")
+        threshold = 0.0 if leaf else float(node["threshold"])
+        value = float(node["leaf_value"]) if leaf else 0.0
+        if classes:
+            value = np.eye(classes)[column] * value
+        missing = node.get("missing_type") == "NaN"
+        row = {
+            "leaf": leaf,
+            "feature": 0 if leaf else int(node["split_feature"]),
+            "threshold": threshold,
+            "left": at,
+            "right": at,
+            "missing": bool(node["default_left"]) if missing else threshold >= 0.0,  # as 0.0
+            "value": value,
+        }
+        for key, item in row.items():
+            nodes[key].append(item)
+        # a tree of one leaf has no count (it covers every row: any cover is the same)
+        cover.append(float(node.get("leaf_count", 1)) if leaf else float(node["internal_count"]))
+        if not leaf:
+            stack += [(node["right_child"], at, "right"), (node["left_child"], at, "left")]
+    return _tree(
+        np.array(nodes["leaf"]), nodes["feature"], nodes["threshold"], nodes["left"],
+        nodes["right"], nodes["missing"], np.array(nodes["value"]), cover,
+    )  # fmt: skip
 
 
 def _tree(

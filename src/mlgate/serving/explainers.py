@@ -170,7 +170,8 @@ class TreeExplainer:
         x = self.scorer.walked(rows)
         scaled = self.sign / self.scorer.divisor
         contributions = self.grouped(self.shap.contributions(x)) * scaled
-        raw = self.scorer.raw_sum(self.scorer.leaves(x)) * self.sign
+        # in float64, as TreeSHAP adds (XGBoost's float32 sum: within its rounding of it)
+        raw = self.scorer.raw_sum(self.scorer.leaves(x), np.float64) * self.sign
         return Attribution(np.full(len(x), self.shap.base * scaled), contributions, raw)
 
     def files(self) -> dict[str, bytes]:

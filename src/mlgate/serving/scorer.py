@@ -37,6 +37,7 @@ from mlgate.serving.features import (
     Row,
     class_columns,
     features_spec,
+    final_estimator,
     not_plain_because,
     plain_preprocess,
     plain_values,
@@ -414,7 +415,7 @@ def fast_scorer(
         else:
             delta = parity(trees, rows, expected)
             if delta <= PARITY_TOLERANCE:
-                kind = type(model.steps[-1][1]).__name__
+                kind = type(final_estimator(model)).__name__
                 return trees, f"NumPy tree walk ({kind}; max |Δ| {delta:.1e} on {n} rows)"
             refused.append(
                 f"the NumPy tree walk's scores differ from the Pipeline's by up to {delta:.3g}"

@@ -18,6 +18,7 @@ from mlgate.serving.features import (
     Row,
     class_columns,
     features_spec,
+    final_estimator,
     plain_preprocess,
     plain_values,
 )
@@ -38,7 +39,10 @@ FOREST_ESTIMATORS = (
 
 BOOSTING_ESTIMATORS = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
 # a library's boosters, by the module they come from (a project may name its own class alike)
-LIBRARY_ESTIMATORS = {"lightgbm": ("LGBMClassifier", "LGBMRegressor")}
+LIBRARY_ESTIMATORS = {
+    "lightgbm": ("LGBMClassifier", "LGBMRegressor"),
+    "xgboost": ("XGBClassifier", "XGBRegressor"),
+}
 
 
 TREE_ARRAYS = ("feature", "threshold", "left", "right", "missing_left", "value", "roots")
@@ -97,6 +101,7 @@ class TreeScorer:
         )  # fmt: skip
         self.float32 = bool(spec["float32"])
         self.divisor = float(spec["divisor"])
+        self.sum_dtype = np.float32 if spec.get("sum") == "float32" else np.float64
         self.logistic = spec["link"] == "logistic"
         self.softmax = spec["link"] == "softmax"
         self.complement = bool(spec["complement"])
@@ -134,12 +139,14 @@ class TreeScorer:
             node = self.children[2 * node + right]
         return node
 
-    def raw_sum(self, node: np.ndarray) -> np.ndarray:
+    def raw_sum(self, node: np.ndarray, dtype: Any = None) -> np.ndarray:
         """The score before the link (a forest's mean, a boosting's log-odds of classes_[1]
-        or prediction) of each row from the leaf each tree reached, (trees, rows)."""
-        # Tree after tree, in scikit-learn's order: np.sum's pairwise order can differ in
+        or prediction) of each row from the leaf each tree reached, (trees, rows); added in
+        `dtype` (default: as the library adds, XGBoost in float32)."""
+        # Tree after tree, in the library's order: np.sum's pairwise order can differ in
         # the last bit, a cumulative sum is sequential.
-        return np.cumsum(self.value[node], axis=0)[-1] / self.divisor
+        total = np.cumsum(self.value[node], axis=0, dtype=dtype or self.sum_dtype)[-1]
+        return total.astype(np.float64) / self.divisor
 
     def files(self) -> dict[str, bytes]:
         return {TREES_FILE: self.arrays, TREES_SPEC_FILE: json.dumps(self.spec).encode()}
@@ -149,7 +156,7 @@ class TreeScorer:
         """A tree model after plain scaling + one-hot: from_pipeline says whether it fits."""
         if not plain_preprocess(model):
             return False
-        estimator = model.steps[-1][1]
+        estimator = final_estimator(model)
         name, library = type(estimator).__name__, type(estimator).__module__.partition(".")[0]
         return name in FOREST_ESTIMATORS + BOOSTING_ESTIMATORS + LIBRARY_ESTIMATORS.get(library, ())
 
@@ -157,20 +164,24 @@ class TreeScorer:
     def from_pipeline(cls, model: Any, positive_label: Any) -> TreeScorer:
         """The Pipeline's trees as arrays; TreesUnavailable (with the reason) when a part of
         them is not reproduced: a boosting's categorical splits, loss other than log_loss or
-        squared_error (LightGBM: binary, multiclass, regression), a HistGradientBoosting's
-        several classes; a forest's several outputs."""
+        squared_error (LightGBM, XGBoost: binary, multiclass, regression), a
+        HistGradientBoosting's several classes; a forest's several outputs."""
         # the walk of a forest is the same for several classes (each leaf's value a row of
-        # class fractions), and so is LightGBM's (a leaf adds to its class's column only)
+        # class fractions), and so is LightGBM's and XGBoost's (a leaf adds to its class's
+        # column only)
         if not cls.supports(model):
             raise TreesUnavailable("not a tree model after plain scaling + one-hot")
-        estimator = model.steps[-1][1]
-        name = type(estimator).__name__
+        estimator = model.steps[-1][1]  # its classes_: the project's labels (EncodedLabels)
+        name = type(final_estimator(model)).__name__
         classifier = hasattr(estimator, "classes_")
         if classifier != (positive_label is not None):
             task = "classification" if positive_label is not None else "regression"
             raise TreesUnavailable(f"{name} in a {task} project")
-        if type(estimator).__module__.startswith("lightgbm"):
+        library = type(final_estimator(model)).__module__.partition(".")[0]
+        if library == "lightgbm":
             trees, spec = _lightgbm(estimator, positive_label)
+        elif library == "xgboost":
+            trees, spec = _xgboost(estimator, positive_label)
         elif name in BOOSTING_ESTIMATORS:
             trees, spec = _boosting(estimator, positive_label)
         else:
@@ -390,6 +401,67 @@ def _lightgbm_tree(
         np.array(nodes["leaf"]), nodes["feature"], nodes["threshold"], nodes["left"],
         nodes["right"], nodes["missing"], np.array(nodes["value"]), cover,
     )  # fmt: skip
+
+
+def _xgboost(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.ndarray]], dict]:
+    """An XGBoost booster's trees (its JSON model), after a first tree of one leaf: its base
+    margin. XGBoost sends `x < threshold` left with the row and the thresholds in float32:
+    the walk compares the row cast to float32 with the float32 just below each threshold
+    (`x <= that`), and sums the leaves in float32 from the base margin, tree after tree, as
+    XGBoost does; binary: the sigmoid, multiclass (softprob): the softmax (both in float64,
+    within ~1e-7 of XGBoost's float32 ones)."""
+    inner = getattr(estimator, "estimator_", estimator)  # inside pipeline.labels.EncodedLabels
+    name = type(inner).__name__
+    learner = json.loads(inner.get_booster().save_raw(raw_format="json"))["learner"]
+    objective, booster = learner["objective"]["name"], learner["gradient_booster"]
+    wanted = {None: "reg:squarederror", EVERY_CLASS: "multi:softprob"}.get(
+        positive_label, "binary:logistic"
+    )
+    if objective != wanted:
+        raise TreesUnavailable(f"{name} with objective {objective!r} (only {wanted!r})")
+    if booster["name"] != "gbtree":
+        raise TreesUnavailable(f"{name} with booster {booster['name']!r} (only 'gbtree')")
+    if inner.get_booster().attr("best_iteration") is not None:
+        raise TreesUnavailable(f"{name} stopped early (its predict uses best_iteration)")
+    model = booster["model"]
+    if int(learner["learner_model_param"]["num_target"]) != 1:
+        raise TreesUnavailable(f"{name} with several targets")
+    base = np.asarray(json.loads(learner["learner_model_param"]["base_score"]), np.float32)
+    if wanted == "binary:logistic":  # stored as a probability: its log-odds, in float32
+        base = -np.log(np.float32(1) / base - np.float32(1))
+    classes = len(base) if positive_label is EVERY_CLASS else 0
+    zero, one, leaf = np.zeros(1), np.ones(1), np.ones(1, dtype=bool)
+    trees = [_tree(leaf, zero, zero, zero, zero, zero, base[None, :] if classes else base, one)]
+    for tree, group in zip(model["trees"], model["tree_info"], strict=True):
+        if any(tree["split_type"]):
+            raise TreesUnavailable(f"{name} with categorical splits")
+        left = np.asarray(tree["left_children"])
+        at_leaf = left < 0
+        # each value exactly the float32 XGBoost wrote (the shortest text that reads back)
+        condition = np.asarray(tree["split_conditions"], dtype=np.float32)
+        below = np.nextafter(condition, np.float32(-np.inf))
+        value = np.where(at_leaf, condition, 0).astype(np.float64)
+        trees.append(
+            _tree(
+                leaf=at_leaf,
+                feature=tree["split_indices"],
+                threshold=np.where(at_leaf, 0, below),
+                left=left,
+                right=tree["right_children"],
+                missing_left=tree["default_left"],
+                value=np.eye(classes)[group] * value[:, None] if classes else value,
+                cover=tree["sum_hessian"],
+            )
+        )
+    link = {"binary:logistic": "logistic", "multi:softprob": "softmax"}.get(wanted, "identity")
+    spec = {
+        "float32": True,
+        "sum": "float32",
+        "divisor": 1,
+        "link": link,
+        "complement": link == "logistic" and list(estimator.classes_).index(positive_label) == 0,
+    }
+    return trees, spec
 
 
 def _tree(

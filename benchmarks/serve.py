@@ -6,9 +6,10 @@ Run from the repository root (`make bench-serve`; needs wrk):
 
 1. Models: a clone of this repository's HEAD (the data copied in) trains and registers one
    model per estimator (LogisticRegression, Ridge, RandomForest, HistGradientBoosting,
-   LightGBM, XGBoost on the example's data; Ridge as a regression of the 0/1 target) with `dvc repro` +
-   `mlgate register`, gates relaxed (benchmark models, not candidates), and `mlgate build`
-   packages each (serving.scorer: auto, so the build picks and prints the scoring path).
+   LightGBM, XGBoost on the example's data; Ridge as a regression of the 0/1 target) with
+   `dvc repro` + `mlgate register`, gates relaxed (benchmark models, not candidates), and
+   `mlgate build` packages each (serving.scorer: auto, so the build picks and prints the
+   scoring path).
 2. Single rows at --connections (default 16) for --duration seconds, against the floor (a
    FastAPI app that parses the JSON and returns a constant, one uvicorn worker on uvloop +
    httptools as the bento; also on asyncio + h11, the earlier runs' floor), mlgate's

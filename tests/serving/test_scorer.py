@@ -376,6 +376,7 @@ def walk_refusals() -> list[Any]:
     """(estimator, target, positive label, reason): tree models the walk does not reproduce."""
     from lightgbm import LGBMClassifier, LGBMRegressor
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from xgboost import XGBClassifier, XGBRegressor
 
     lgbm = {"n_estimators": 20, "verbose": -1, "random_state": 0}
     return [
@@ -422,6 +423,20 @@ def walk_refusals() -> list[Any]:
             "LGBMClassifier with objective 'multiclassova num_class:8 sigmoid:1' "
             "(only 'multiclass')",
             id="lightgbm-one-vs-all",
+        ),
+        pytest.param(
+            XGBClassifier(n_estimators=20, missing=0.0),
+            "risk",
+            1,
+            "XGBClassifier with missing=0.0 (only NaN)",
+            id="xgboost-zero-as-missing",
+        ),
+        pytest.param(
+            XGBRegressor(n_estimators=20, objective="reg:absoluteerror"),
+            "credit_amount",
+            None,
+            "XGBRegressor with objective 'reg:absoluteerror' (only 'reg:squarederror')",
+            id="xgboost-absolute-error",
         ),
     ]
 

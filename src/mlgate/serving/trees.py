@@ -421,6 +421,8 @@ def _xgboost(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.nda
         raise TreesUnavailable(f"{name} with objective {objective!r} (only {wanted!r})")
     if booster["name"] != "gbtree":
         raise TreesUnavailable(f"{name} with booster {booster['name']!r} (only 'gbtree')")
+    if inner.missing == inner.missing:  # a number marks a missing value, not only NaN
+        raise TreesUnavailable(f"{name} with missing={inner.missing!r} (only NaN)")
     if inner.get_booster().attr("best_iteration") is not None:
         raise TreesUnavailable(f"{name} stopped early (its predict uses best_iteration)")
     model = booster["model"]

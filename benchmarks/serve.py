@@ -5,10 +5,11 @@ Run from the repository root (`make bench-serve`; needs wrk):
     python benchmarks/serve.py [--duration 10] [--soak 300] [--estimators ...]
 
 1. Models: a clone of this repository's HEAD (the data copied in) trains and registers one
-   model per estimator (LogisticRegression, Ridge, RandomForest, HistGradientBoosting on the
-   example's data; Ridge as a regression of the 0/1 target) with `dvc repro` +
-   `mlgate register`, gates relaxed (benchmark models, not candidates), and `mlgate build`
-   packages each (serving.scorer: auto, so the build picks and prints the scoring path).
+   model per estimator (LogisticRegression, Ridge, RandomForest, HistGradientBoosting,
+   LightGBM, XGBoost on the example's data; Ridge as a regression of the 0/1 target) with
+   `dvc repro` + `mlgate register`, gates relaxed (benchmark models, not candidates), and
+   `mlgate build` packages each (serving.scorer: auto, so the build picks and prints the
+   scoring path).
 2. Single rows at --connections (default 16) for --duration seconds, against the floor (a
    FastAPI app that parses the JSON and returns a constant, one uvicorn worker on uvloop +
    httptools as the bento; also on asyncio + h11, the earlier runs' floor), mlgate's
@@ -79,12 +80,14 @@ ESTIMATORS: dict[str, tuple[str, dict[str, Any], str]] = {
         {},
         "classification",
     ),
-    # a library a project adds itself (`uv add lightgbm`): served by its Pipeline
+    # libraries a project adds itself (`uv add lightgbm`, `uv add xgboost-cpu`): their
+    # boosters served by the NumPy tree walk
     "LightGBM": (
         "lightgbm.LGBMClassifier",
         {"n_estimators": 100, "verbose": -1},
         "classification",
     ),
+    "XGBoost": ("xgboost.XGBClassifier", {"n_estimators": 100}, "classification"),
 }
 FLOOR_APP = """
 from fastapi import FastAPI, Request

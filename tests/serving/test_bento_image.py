@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import mlgate
-from mlgate.serving.build import build_context, without_build_tools
+from mlgate.serving.build import build_context, model_packages, without_build_tools
 from tests.conftest import ROOT
 
 
@@ -52,3 +52,18 @@ def test_the_compiler_layer_is_dropped_and_every_other_command_kept(
     without_build_tools(bento_yaml)
     assert bento_yaml.read_text() == before
     assert "compiler layer was not found" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("estimator", "wanted"),
+    [
+        ("lightgbm.sklearn.LGBMClassifier", (["lightgbm"], ["libgomp1"])),
+        # the import name is not the distribution's; xgboost-cpu carries its own libgomp
+        ("xgboost.sklearn.XGBClassifier", (["xgboost-cpu"], [])),
+        ("credit_risk.model.Own", ([], [])),  # the project's own package travels in src/
+    ],
+)
+def test_the_image_gets_the_distribution_the_estimator_came_from(
+    estimator: str, wanted: tuple[list[str], list[str]]
+) -> None:
+    assert model_packages(estimator, ROOT / "src") == wanted

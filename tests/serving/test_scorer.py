@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 
 from mlgate.errors import MlgateError
+from mlgate.pipeline.labels import EncodedLabels
+from mlgate.serving.features import EVERY_CLASS, final_estimator
 from mlgate.serving.scorer import (
     PARITY_TOLERANCE,
     LeanScorer,
@@ -90,17 +92,25 @@ def test_onnx_scores_equal_the_pipeline_on_the_test_set(example_model: Path) -> 
 
 
 def fitted_on_example(
-    example_model: Path, estimator: Any, target: str = "risk", positive: Any = 1
+    example_model: Path,
+    estimator: Any,
+    target: str = "risk",
+    positive: Any = 1,
+    nulls: tuple[str, ...] = (),
 ) -> tuple[Any, list[dict[str, Any]], np.ndarray]:
     """`estimator` after the project's preprocessing, fitted here on the example's train split
     to predict `target` from the other features (a regressor: positive None): the Pipeline,
-    the test split's rows, and the Pipeline's scores of them."""
+    the test split's rows, and the Pipeline's scores of them. The `nulls` columns are null in
+    every fifth row of both splits (the scaler keeps a null: the estimator sees it)."""
     from sklearn.base import clone
     from sklearn.pipeline import Pipeline
 
     model = joblib.load(example_model / "artifacts/model/model.joblib")
     train = pd.read_parquet(example_model / "artifacts/data/train.parquet")
     test = pd.read_parquet(example_model / "artifacts/data/test.parquet")
+    for split in (train, test):
+        for i, column in enumerate(nulls):
+            split[column] = split[column].astype(float).mask(np.arange(len(split)) % 5 == i)
     preprocess = clone(model.steps[0][1])
     preprocess.transformers = [
         (name, transformer, [c for c in columns if c != target])
@@ -226,6 +236,7 @@ def test_a_pipeline_that_imputes_keeps_its_fast_path(
 
 def tree_models() -> list[Any]:
     """(estimator, target, positive label): the tree models the NumPy walk reproduces."""
+    from lightgbm import LGBMClassifier, LGBMRegressor
     from sklearn.ensemble import (
         ExtraTreesClassifier,
         HistGradientBoostingClassifier,
@@ -234,6 +245,7 @@ def tree_models() -> list[Any]:
         RandomForestRegressor,
     )
     from sklearn.tree import DecisionTreeClassifier
+    from xgboost import XGBClassifier, XGBRegressor
 
     return [
         pytest.param(RandomForestClassifier(100, random_state=0), "risk", 1, id="forest"),
@@ -257,6 +269,41 @@ def tree_models() -> list[Any]:
             None,
             id="boosting-regressor",
         ),
+        pytest.param(LGBMClassifier(verbose=-1, random_state=0), "risk", 1, id="lightgbm"),
+        pytest.param(
+            LGBMClassifier(n_estimators=30, verbose=-1, random_state=0),
+            "risk",
+            0,
+            id="lightgbm-class-0",
+        ),
+        pytest.param(
+            LGBMClassifier(n_estimators=30, verbose=-1, random_state=0),
+            "purpose",
+            EVERY_CLASS,
+            id="lightgbm-multiclass",
+        ),
+        pytest.param(
+            LGBMRegressor(verbose=-1, random_state=0),
+            "credit_amount",
+            None,
+            id="lightgbm-regressor",
+        ),
+        # as mlgate's train fits an XGBoost classifier: on the codes of the labels
+        pytest.param(EncodedLabels(XGBClassifier(random_state=0)), "risk", 1, id="xgboost"),
+        pytest.param(
+            EncodedLabels(XGBClassifier(n_estimators=30, random_state=0)),
+            "risk",
+            0,
+            id="xgboost-class-0",
+        ),
+        pytest.param(XGBClassifier(n_estimators=30), "risk", 1, id="xgboost-unwrapped"),
+        pytest.param(
+            EncodedLabels(XGBClassifier(n_estimators=30, random_state=0)),
+            "purpose",
+            EVERY_CLASS,
+            id="xgboost-multiclass",
+        ),
+        pytest.param(XGBRegressor(random_state=0), "credit_amount", None, id="xgboost-regressor"),
     ]
 
 
@@ -270,66 +317,134 @@ def test_tree_walk_equals_the_pipeline(
     model, rows, expected = fitted_on_example(example_model, estimator, target, positive)
     built = TreeScorer.from_pipeline(model, positive)
     scorer = TreeScorer(json.loads(json.dumps(built.spec)), built.arrays)
-    # 0.0 measured: the same float32 rounding, the same order of additions
-    assert parity(scorer, rows, expected) <= 1e-12
-    assert np.array_equal([scorer.scores([row])[0] for row in rows[:20]], expected[:20])
+    # scikit-learn's trees 0.0 measured (the same float32 rounding, the same order of
+    # additions); LightGBM's sigmoid / softmax is its own exp, an ulp away (1.1e-16); XGBoost's
+    # in float32 (8.3e-8; its regression 0.0: the same float32 sum)
+    library = type(final_estimator(model)).__module__.partition(".")[0]
+    tolerance = {"lightgbm": 1e-15, "xgboost": 1e-7}.get(library, 0.0)
+    assert parity(scorer, rows, expected) <= max(tolerance, 1e-12)
+    one = np.array([scorer.scores([row])[0] for row in rows[:20]])
+    assert np.array_equal(one, scorer.scores(rows[:20]))  # the two walks, bit for bit
+    assert np.max(np.abs(one - expected[:20])) <= tolerance
+    tolerance = max(tolerance, 1e-12)
     pipeline = PipelineScorer(model, positive, list(rows[0]))
     unseen = [{**row, "housing": "never-seen"} for row in rows[:10]]
     nulls = [{**row, "duration": None, "age": None} for row in rows[:10]]  # no imputer
     for odd in (unseen, nulls):
         want = pipeline.scores(odd)
-        assert parity(scorer, odd, want) <= 1e-12
+        assert parity(scorer, odd, want) <= tolerance
         # one row at a time takes its own path (every node decided once, then followed)
         one = np.array([scorer.scores([row])[0] for row in odd])
-        assert np.max(np.abs(one - want)) <= 1e-12
+        assert np.max(np.abs(one - want)) <= tolerance
 
 
-def test_a_tree_model_is_served_by_the_tree_walk(example_model: Path) -> None:
-    from sklearn.ensemble import RandomForestClassifier
-
-    model, rows, expected = fitted_on_example(example_model, RandomForestClassifier(30))
-    scorer, why = fast_scorer(model, 1, rows, expected, "auto")
-    assert isinstance(scorer, TreeScorer) and scorer.kind == "numpy-trees", why
-    assert why.startswith("NumPy tree walk (RandomForestClassifier; max |Δ| 0.0e+00 on 200 rows)")
-    # serving.scorer: onnx asks for ONNX Runtime, which refuses a forest's float32 graph
-    with pytest.raises(MlgateError, match=r"serving\.scorer is onnx, but ONNX Runtime"):
-        fast_scorer(model, 1, rows, expected, "onnx")
-    # the parity check holds the walk too: one test row 2e-5 away
-    shifted = expected.copy()
-    shifted[17] += 2 * PARITY_TOLERANCE
-    scorer, why = fast_scorer(model, 1, rows, shifted, "auto")
-    assert scorer is None
-    assert why.startswith(
-        "WARNING: no fast path: the NumPy tree walk's scores differ from the Pipeline's by up "
-        "to 2e-05; ONNX Runtime's scores differ"
-    ), why
-
-
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
 @pytest.mark.parametrize(
-    ("options", "target", "positive", "reason"),
-    [
-        (
-            {"loss": "poisson"},
+    ("target", "positive"), [("risk", 1), ("risk", 0), ("credit_amount", None)]
+)
+def test_a_booster_sends_a_null_where_it_learnt_to(
+    example_model: Path, library: str, target: str, positive: Any
+) -> None:
+    """Trained with nulls, LightGBM (missing_type NaN) and XGBoost send one their default way
+    at each split, not as 0.0: the walk follows, a row at a time and in batches."""
+    from lightgbm import LGBMClassifier, LGBMRegressor
+    from xgboost import XGBClassifier, XGBRegressor
+
+    kinds = {"lightgbm": (LGBMRegressor, LGBMClassifier), "xgboost": (XGBRegressor, XGBClassifier)}
+    kind = kinds[library][positive is not None]
+    options = {"verbose": -1} if library == "lightgbm" else {}
+    estimator = kind(n_estimators=60, random_state=0, **options)
+    if positive is not None and library == "xgboost":
+        estimator = EncodedLabels(estimator)
+    model, rows, expected = fitted_on_example(
+        example_model, estimator, target, positive, nulls=("duration", "age")
+    )
+    if library == "lightgbm":
+        dumped = json.dumps(estimator.booster_.dump_model())
+        assert '"missing_type": "NaN"' in dumped and '"default_left": false' in dumped
+    scorer, why = fast_scorer(model, positive, rows, expected, "auto")
+    assert isinstance(scorer, TreeScorer), why
+    assert why.startswith(f"NumPy tree walk ({kind.__name__}; max |Δ| "), why
+    assert sum(row["age"] != row["age"] for row in rows) > 30  # NaN: not equal to itself
+    tolerance = 1e-7 if library == "xgboost" else 1e-12  # XGBoost's float32 sigmoid
+    assert parity(scorer, rows, expected) <= tolerance
+    one = np.array([scorer.scores([row])[0] for row in rows])
+    assert np.max(np.abs(one - expected)) <= tolerance
+
+
+def walk_refusals() -> list[Any]:
+    """(estimator, target, positive label, reason): tree models the walk does not reproduce."""
+    from lightgbm import LGBMClassifier, LGBMRegressor
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from xgboost import XGBClassifier, XGBRegressor
+
+    lgbm = {"n_estimators": 20, "verbose": -1, "random_state": 0}
+    return [
+        pytest.param(
+            HistGradientBoostingRegressor(max_iter=20, loss="poisson"),
             "credit_amount",
             None,
             "HistGradientBoostingRegressor with loss 'poisson' (only 'squared_error')",
+            id="poisson",
         ),
-        (
-            {"categorical_features": [10, 11, 12]},  # one-hot columns, as categories
+        pytest.param(
+            # one-hot columns, as categories
+            HistGradientBoostingClassifier(max_iter=20, categorical_features=[10, 11, 12]),
             "risk",
             1,
             "HistGradientBoostingClassifier with categorical features",
+            id="categorical",
         ),
-    ],
-    ids=["poisson", "categorical"],
-)
-def test_a_tree_model_the_walk_does_not_reproduce_falls_through_with_the_reason(
-    example_model: Path, options: dict[str, Any], target: str, positive: Any, reason: str
-) -> None:
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+        pytest.param(
+            LGBMRegressor(linear_tree=True, **lgbm),
+            "credit_amount",
+            None,
+            "LGBMRegressor with linear trees (linear_tree)",
+            id="lightgbm-linear-trees",
+        ),
+        pytest.param(
+            LGBMClassifier(zero_as_missing=True, **lgbm),
+            "risk",
+            1,
+            "LGBMClassifier with zero as missing (missing_type 'Zero')",
+            id="lightgbm-zero-as-missing",
+        ),
+        pytest.param(
+            LGBMRegressor(objective="poisson", **lgbm),
+            "credit_amount",
+            None,
+            "LGBMRegressor with objective 'poisson' (only 'regression')",
+            id="lightgbm-poisson",
+        ),
+        pytest.param(
+            LGBMClassifier(objective="multiclassova", **lgbm),
+            "purpose",
+            EVERY_CLASS,
+            "LGBMClassifier with objective 'multiclassova num_class:8 sigmoid:1' "
+            "(only 'multiclass')",
+            id="lightgbm-one-vs-all",
+        ),
+        pytest.param(
+            XGBClassifier(n_estimators=20, missing=0.0),
+            "risk",
+            1,
+            "XGBClassifier with missing=0.0 (only NaN)",
+            id="xgboost-zero-as-missing",
+        ),
+        pytest.param(
+            XGBRegressor(n_estimators=20, objective="reg:absoluteerror"),
+            "credit_amount",
+            None,
+            "XGBRegressor with objective 'reg:absoluteerror' (only 'reg:squarederror')",
+            id="xgboost-absolute-error",
+        ),
+    ]
 
-    kind = HistGradientBoostingRegressor if positive is None else HistGradientBoostingClassifier
-    estimator = kind(max_iter=20, **options)
+
+@pytest.mark.parametrize(("estimator", "target", "positive", "reason"), walk_refusals())
+def test_a_tree_model_the_walk_does_not_reproduce_falls_through_with_the_reason(
+    example_model: Path, estimator: Any, target: str, positive: Any, reason: str
+) -> None:
     model, rows, expected = fitted_on_example(example_model, estimator, target, positive)
     scorer, why = fast_scorer(model, positive, rows, expected, "auto")
     assert scorer is None

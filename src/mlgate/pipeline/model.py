@@ -62,12 +62,29 @@ def build_estimator(params: Params) -> Any:
             f"train.estimator: {params.train.estimator} has no predict_proba: a classifier "
             "must give probabilities (scores, ROC AUC, the decision threshold, calibration)"
         )
-    if "random_state" in accepted and "random_state" not in hyper:
+    # XGBoost's classes take random_state through **kwargs: their get_params names it
+    seeded = "random_state" in accepted or (open_ended and "random_state" in _defaults(cls))
+    if seeded and "random_state" not in hyper:
         hyper["random_state"] = params.train.seed
     try:
-        return cls(**hyper)
+        estimator = cls(**hyper)
     except (TypeError, ValueError) as err:
         raise MlgateError(f"train.hyperparameters: {err}") from None
+    if params.data.classes:
+        from mlgate.pipeline.labels import EncodedLabels, needs_codes
+
+        if needs_codes(cls):  # fitted on the codes 0..k-1 of the project's labels
+            return EncodedLabels(estimator)
+    return estimator
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    """The parameters an estimator class made without arguments reports (none if it needs
+    some)."""
+    try:
+        return cls().get_params()
+    except TypeError:
+        return {}
 
 
 def _check_task(cls: type, params: Params) -> None:

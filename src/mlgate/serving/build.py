@@ -185,11 +185,12 @@ def save_model(params: Params, mv: Any, name: str = BENTO_MODEL_NAME) -> tuple[s
 
     from mlgate.pipeline import data
     from mlgate.serving.contract import contract_spec
+    from mlgate.serving.features import final_estimator
     from mlgate.serving.scorer import PARITY_TOLERANCE, PipelineScorer, fast_scorer, load_stored
 
     model = mlflow.sklearn.load_model(f"models:/{mv.name}/{mv.version}")
     lineage = lineage_of(mv)
-    final = type(model.steps[-1][1] if hasattr(model, "steps") else model)
+    final = type(final_estimator(model) if hasattr(model, "steps") else model)
     lineage["estimator"] = f"{final.__module__}.{final.__qualname__}"  # what it trained with
     refuse_other_code(params, model, lineage)
     labels = {k: v for k, v in lineage.items() if k in ("model_name", "version", "git_commit")}
@@ -298,7 +299,8 @@ def pinned_packages(names: list[str]) -> list[str]:
 
 # System libraries a model library's wheel links against but does not carry, as Debian
 # packages for the image (`readelf -d lightgbm/lib/lib_lightgbm.so`: NEEDED libgomp.so.1;
-# scikit-learn carries its own copy in scikit_learn.libs)
+# scikit-learn carries its own copy in scikit_learn.libs, and so does xgboost-cpu, the CPU-only
+# XGBoost, in xgboost_cpu.libs: nothing to install for it)
 SYSTEM_NEEDS = {"lightgbm": ["libgomp1"], "xgboost": ["libgomp1"]}
 
 

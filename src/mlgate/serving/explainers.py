@@ -8,12 +8,13 @@ batch), never an approximation:
   NumPy: each output column's `coef * (x - mean)` (mean: the training split's transformed
   rows) summed back to the column it came from, as mlgate.pipeline.explain computes it;
 - `TreeExplainer`: the tree walk's trees (RandomForest, ExtraTrees, DecisionTree,
-  HistGradientBoosting) by exact TreeSHAP over their node arrays (pipeline.treeshap), in NumPy;
+  HistGradientBoosting, LightGBM, XGBoost) by exact TreeSHAP over their node arrays
+  (pipeline.treeshap), in NumPy;
 - `PipelineExplainer`: anything else mlgate.pipeline.explain explains exactly (LightGBM's
-  own TreeSHAP, a linear model behind the project's feature code), on the scikit-learn
-  Pipeline;
-- none, with the reason (an estimator with no exact method, a HistGradientBoosting of several
-  classes).
+  own TreeSHAP behind the project's feature code, a linear model there), on the
+  scikit-learn Pipeline;
+- none, with the reason (an estimator with no exact method, a boosting of several classes
+  where the walk's check refuses it).
 A Pipeline that imputes is explained on the filled row (`Filled`), as it is scored.
 
 A multiclass model is explained for the class decided for the row (its reasons are what a
@@ -244,7 +245,8 @@ class TreeExplainer:
         x = self.scorer.walked(rows)
         scaled = self.sign / self.scorer.divisor
         contributions = self.grouped(self.shap.contributions(x)) * scaled
-        raw = self.scorer.raw_sum(self.scorer.leaves(x)) * self.sign
+        # in float64, as TreeSHAP adds (XGBoost's float32 sum: within its rounding of it)
+        raw = self.scorer.raw_sum(self.scorer.leaves(x), np.float64) * self.sign
         base = self.shap.base * scaled
         return Attribution(
             np.tile(base, (len(x), 1)) if self.multiclass else np.full(len(x), base),

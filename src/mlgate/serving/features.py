@@ -32,6 +32,13 @@ def class_columns(classes: Sequence[Any], positive_label: Any) -> int | slice | 
     return list(classes).index(positive_label)
 
 
+def final_estimator(model: Any) -> Any:
+    """The estimator a Pipeline ends with; inside mlgate.pipeline.labels.EncodedLabels (an
+    XGBoost classifier fitted on label codes) when that wraps it."""
+    last = model.steps[-1][1]
+    return last.estimator_ if type(last).__name__ == "EncodedLabels" else last
+
+
 def plain_preprocess(model: Any) -> bool:
     """A Pipeline of (ColumnTransformer of StandardScaler / plain OneHotEncoder, estimator):
     no imputer, so a row never carries a null the converted graph would have to impute."""

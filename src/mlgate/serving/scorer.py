@@ -6,10 +6,11 @@ gives the Pipeline's result (measured per estimator in docs/SERVING.md):
 
 - `LeanScorer`: a logistic regression after scaling + one-hot, in NumPy (~10 µs a row): the
   sigmoid of one linear score (binary), the softmax of one per class (multinomial);
-- `TreeScorer`: a forest, a decision tree or a HistGradientBoosting after scaling + one-hot,
-  its trees flattened into arrays and walked in NumPy with scikit-learn's comparisons (a
-  forest's in float32): bit for bit the Pipeline's scores, without scikit-learn or pickle
-  (~0.06-0.2 ms for one row, ~20-35 µs a row in batches; measured in docs/SERVING.md);
+- `TreeScorer`: a forest, a decision tree, a HistGradientBoosting or a LightGBM booster after
+  scaling + one-hot, its trees flattened into arrays and walked in NumPy with the library's
+  comparisons (a forest's in float32): the Pipeline's scores (scikit-learn's bit for bit,
+  LightGBM's to an ulp of its exp), without the library or pickle (~0.06-0.2 ms for one
+  row, ~20-35 µs a row in batches; measured in docs/SERVING.md);
 - `OnnxScorer`: the whole Pipeline converted by skl2onnx, run by ONNX Runtime in float64
   (~40-80 µs a row): other linear models (Ridge...);
 - `PipelineScorer`: the Pipeline itself, for what none reproduces within the tolerance.
@@ -36,6 +37,7 @@ from mlgate.serving.features import (
     Row,
     class_columns,
     features_spec,
+    final_estimator,
     not_plain_because,
     plain_preprocess,
     plain_values,
@@ -413,7 +415,7 @@ def fast_scorer(
         else:
             delta = parity(trees, rows, expected)
             if delta <= PARITY_TOLERANCE:
-                kind = type(model.steps[-1][1]).__name__
+                kind = type(final_estimator(model)).__name__
                 return trees, f"NumPy tree walk ({kind}; max |Δ| {delta:.1e} on {n} rows)"
             refused.append(
                 f"the NumPy tree walk's scores differ from the Pipeline's by up to {delta:.3g}"

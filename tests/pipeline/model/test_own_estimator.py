@@ -40,6 +40,34 @@ def test_lightgbm_by_its_import_path_is_fitted_with_the_seed(
     assert 0 < scores.min() < scores.max() < 1 and len(set(scores.round(6))) > 20
 
 
+def test_xgboost_is_fitted_on_label_codes_and_answers_in_the_projects_labels(
+    params: Params, splits: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    """XGBoost's classifiers take only the labels 0..k-1: with the target's labels as text
+    mlgate fits it on their codes (EncodedLabels), and the model speaks the labels: its
+    classes, the positive class's scores (those of XGBoost fitted on 0/1 itself), its
+    decisions, and the same after a pickle round trip (MLflow's, the bento's)."""
+    import pickle
+
+    words = {0: "bad", 1: "good"}
+    train_rows, test_rows = (s.assign(risk=s["risk"].map(words)) for s in splits)
+    data = params.data.model_copy(update={"positive_label": "good"})
+    own = with_estimator(params.model_copy(update={"data": data}), "xgboost.XGBClassifier",
+                         n_estimators=40, max_depth=3)  # fmt: skip
+    model = train.fit(train_rows, own)
+    wrapped = model.named_steps["estimator"]
+    assert list(wrapped.classes_) == ["bad", "good"]
+    assert wrapped.estimator_.get_params()["random_state"] == params.train.seed
+    scores = positive_scores(model, test_rows, "good")
+    coded = train.fit(splits[0], with_estimator(params, "xgboost.XGBClassifier",
+                                                n_estimators=40, max_depth=3))  # fmt: skip
+    assert np.array_equal(scores, positive_scores(coded, splits[1], 1))
+    decided = model.predict(test_rows)
+    assert np.array_equal(decided == "good", scores > 0.5) and set(decided) == {"bad", "good"}
+    again = pickle.loads(pickle.dumps(model))
+    assert np.array_equal(positive_scores(again, test_rows, "good"), scores)
+
+
 OWN_MODULE = '''
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin

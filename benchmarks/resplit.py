@@ -2,6 +2,9 @@
 
     python benchmarks/resplit.py [--seeds 20]
 
+Run it in this repository (the example) or in a project made by `mlgate init`, after
+`make run` (it reads params.yaml and the validated data of the working directory).
+
 For each split seed: split the example's data, fit the model, evaluate on the test split and
 apply the quality and fairness gates of params.yaml twice: with `gate.uncertain: point` (the
 point estimate decides, the rule before intervals) and with the params' own rule (intervals).
@@ -62,7 +65,7 @@ def main() -> None:
             failed["intervals"] += bool(by_interval)
             shown = f"point fails {by_point or '-'}; intervals fail {by_interval or '-'}"
             print(f"  seed {seed:>2}: {shown}")
-        model = "shuffled-label model" if shuffle else "the example's model"
+        model = "shuffled-label model" if shuffle else "the project's model"
         print(
             f"{model}: the gate fails {failed['point']} of {args.seeds} re-splits with point "
             f"estimates, {failed['intervals']} of {args.seeds} with intervals"

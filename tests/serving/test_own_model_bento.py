@@ -1,5 +1,6 @@
 """A team's own model code on the road: `train.estimator: lightgbm.LGBMClassifier` (a library
-the project added) over `features.transform` (feature code in src/credit_risk), trained by
+the project added) over `features.transform` (feature code in src/credit_risk), or a class of
+the project's own package as the estimator, trained by
 `dvc repro`, registered, packaged by `mlgate build` — the project's LightGBM version, the
 system library its wheel links against, the package's source — and served by a real
 `bentoml serve` with the in-process Pipeline's answers; once the feature code changes, the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+import textwrap
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import run
+from tests.pipeline.model.test_own_estimator import OWN_MODULE
 from tests.pipeline.model.test_own_features import FEATURES
 from tests.serving.conftest import Server, bentoml_env, version_two_served
 from tests.serving.test_service import served_test_split
@@ -143,3 +146,45 @@ def test_the_version_is_refused_once_its_feature_code_changed(
     assert said and said[1].startswith("credit_risk.features."), out.stderr
     assert "Traceback" not in out.stderr
     assert "dvc repro" in out.stderr
+
+
+@pytest.fixture(scope="module")
+def own_class(
+    trained_repo: Path, home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, str, Server]]:
+    """Version 2: a class of the project's own package as the estimator
+    (`train.estimator: credit_risk.shrunk.ShrunkLogit`), trained, built and served."""
+    update = {
+        "train": {
+            "estimator": "credit_risk.shrunk.ShrunkLogit",
+            "hyperparameters": {"shrink": 0.25},
+        }
+    }
+    files = {"src/credit_risk/shrunk.py": textwrap.dedent(OWN_MODULE)}
+    with version_two_served(trained_repo, home, tmp_path_factory, "class", update, files) as s:
+        yield s
+
+
+def test_a_class_of_the_projects_package_is_built_and_served_as_trained(
+    own_class: tuple[Path, str, Server], home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, printed, srv = own_class
+    tag = re.search(r", bento (\S+)", printed)
+    assert tag, printed
+    name, _, ver = tag[1].partition(":")
+    bento = yaml.safe_load((home / "bentos" / name / ver / "bento.yaml").read_text())
+    assert bento["labels"]["estimator"] == "credit_risk.shrunk.ShrunkLogit"
+    shipped = home / "bentos" / name / ver / "src/credit_risk/shrunk.py"
+    assert shipped.read_text() == textwrap.dedent(OWN_MODULE)  # the class travels with it
+    import credit_risk
+
+    copy = str(repo / "src/credit_risk")  # this process unpickles the copy's model too
+    monkeypatch.setattr(credit_risk, "__path__", [*credit_risk.__path__, copy])
+    monkeypatch.delitem(sys.modules, "credit_risk.shrunk", raising=False)
+    _, expected, body = served_test_split(srv, repo)
+    served = np.array([p["probability"] for p in body["predictions"]])
+    assert np.max(np.abs(served - expected)) <= 1e-12
+    # shrink 0.25 pulls every answer a quarter of the way to the base rate: never 0 or 1
+    assert served.min() > 0.05 and served.max() < 0.95
+    status, info = srv.call("/model_info")
+    assert status == 200 and info["model_version"] == "2", info

@@ -163,7 +163,7 @@ def sklearn_trees(estimator: Any) -> tuple[dict[str, np.ndarray], float, bool] |
              t.weighted_n_node_samples)
             for t in trees
         ]  # fmt: skip
-        return _joined(nodes), float(len(trees)), True
+        return join_trees(nodes), float(len(trees)), True
     if name not in BOOSTINGS or getattr(estimator, "_preprocessor", None) is not None:
         return None
     k = estimator.n_trees_per_iteration_
@@ -180,12 +180,13 @@ def sklearn_trees(estimator: Any) -> tuple[dict[str, np.ndarray], float, bool] |
                 (n["is_leaf"].astype(bool), n["feature_idx"], n["num_threshold"], n["left"],
                  n["right"], n["missing_go_to_left"], value, n["count"])
             )  # fmt: skip
-    return _joined(nodes), 1.0, False
+    return join_trees(nodes), 1.0, False
 
 
-def _joined(trees: list[tuple[Any, ...]]) -> dict[str, np.ndarray]:
+def join_trees(trees: list[tuple[Any, ...]]) -> dict[str, np.ndarray]:
     """Trees' (leaf, feature, threshold, left, right, missing_left, value, cover) end to end:
-    children and roots as global node indices, a leaf its own child both ways."""
+    children and roots as global node indices, a leaf its own child both ways (and reading
+    feature 0), typed as the walk and TreeShap read them (serving.trees stores them so)."""
     keys = ("feature", "threshold", "left", "right", "missing_left", "value", "cover")
     parts: dict[str, list[np.ndarray]] = {key: [] for key in keys}
     roots, at = [], 0
@@ -203,6 +204,7 @@ def _joined(trees: list[tuple[Any, ...]]) -> dict[str, np.ndarray]:
         arrays["left"].astype(np.intp),
         arrays["right"].astype(np.intp),
     )
+    arrays["threshold"] = arrays["threshold"].astype(np.float64)
     arrays["missing_left"] = arrays["missing_left"].astype(bool)
     arrays["value"], arrays["cover"] = arrays["value"].astype(float), arrays["cover"].astype(float)
     return {**arrays, "roots": np.asarray(roots, dtype=np.intp)}

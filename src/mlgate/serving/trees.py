@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mlgate.pipeline.treeshap import BOOSTINGS, FORESTS, join_trees, sklearn_trees
 from mlgate.serving.features import (
     EVERY_CLASS,
     FeatureMatrix,
@@ -25,19 +26,8 @@ from mlgate.serving.features import (
 
 TREES_FILE = "trees.npz"
 TREES_SPEC_FILE = "trees.json"
-FOREST_ESTIMATORS = (
-    "RandomForestClassifier",
-    "RandomForestRegressor",
-    "ExtraTreesClassifier",
-    "ExtraTreesRegressor",
-    "DecisionTreeClassifier",
-    "DecisionTreeRegressor",
-    "ExtraTreeClassifier",
-    "ExtraTreeRegressor",
-)
-
-
-BOOSTING_ESTIMATORS = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
+FOREST_ESTIMATORS = FORESTS  # scikit-learn's tree models, read by pipeline.treeshap
+BOOSTING_ESTIMATORS = BOOSTINGS
 # a library's boosters, by the module they come from (a project may name its own class alike)
 LIBRARY_ESTIMATORS = {
     "lightgbm": ("LGBMClassifier", "LGBMRegressor"),
@@ -179,14 +169,13 @@ class TreeScorer:
             raise TreesUnavailable(f"{name} in a {task} project")
         library = type(final_estimator(model)).__module__.partition(".")[0]
         if library == "lightgbm":
-            trees, spec = _lightgbm(estimator, positive_label)
+            arrays, spec = _lightgbm(estimator, positive_label)
         elif library == "xgboost":
-            trees, spec = _xgboost(estimator, positive_label)
+            arrays, spec = _xgboost(estimator, positive_label)
         elif name in BOOSTING_ESTIMATORS:
-            trees, spec = _boosting(estimator, positive_label)
+            arrays, spec = _boosting(estimator, positive_label)
         else:
-            trees, spec = _forest(estimator, positive_label)
-        arrays = _flatten(trees)
+            arrays, spec = _forest(estimator, positive_label)
         spec["depth"] = _depth(arrays)
         if classifier:
             spec["classes"] = plain_values(estimator.classes_)
@@ -258,32 +247,24 @@ class RowWalk:
         return self.old[leaf]
 
 
-def _forest(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.ndarray]], dict]:
-    """A forest's (or one decision tree's) trees; each leaf's value is its tree's answer:
-    the positive class's fraction (scikit-learn 1.9's predict_proba takes tree_.value as it
-    is) or the regression value."""
+def _forest(estimator: Any, positive_label: Any) -> tuple[dict[str, np.ndarray], dict]:
+    """A forest's (or one decision tree's) trees (pipeline.treeshap reads them); each leaf's
+    value is its tree's answer: the positive class's fraction (scikit-learn 1.9's
+    predict_proba takes tree_.value as it is), every class's, or the regression value."""
     if estimator.n_outputs_ != 1:
         raise TreesUnavailable(f"{type(estimator).__name__} with {estimator.n_outputs_} outputs")
-    column = 0 if positive_label is None else class_columns(estimator.classes_, positive_label)
-    trees = [
-        _tree(
-            leaf=tree.children_left < 0,
-            feature=tree.feature,
-            threshold=tree.threshold,
-            left=tree.children_left,
-            right=tree.children_right,
-            missing_left=tree.missing_go_to_left,
-            value=tree.value[:, 0, column],
-            cover=tree.weighted_n_node_samples,
-        )
-        for tree in [e.tree_ for e in getattr(estimator, "estimators_", [estimator])]
-    ]
-    spec = {"float32": True, "divisor": len(trees), "link": "identity", "complement": False}
-    return trees, spec
+    read = sklearn_trees(estimator)
+    assert read is not None  # a forest of one output
+    arrays, divisor, _ = read
+    if positive_label is not None:
+        arrays["value"] = arrays["value"][:, class_columns(estimator.classes_, positive_label)]
+    spec = {"float32": True, "divisor": int(divisor), "link": "identity", "complement": False}
+    return arrays, spec
 
 
-def _boosting(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.ndarray]], dict]:
-    """A HistGradientBoosting's predictors, after a first tree of one leaf: its baseline."""
+def _boosting(estimator: Any, positive_label: Any) -> tuple[dict[str, np.ndarray], dict]:
+    """A HistGradientBoosting's predictors (pipeline.treeshap reads them), after a first tree
+    of one leaf: its baseline."""
     name = type(estimator).__name__
     if positive_label is EVERY_CLASS:
         raise TreesUnavailable(f"{name} of several classes (one tree per class an iteration)")
@@ -294,26 +275,10 @@ def _boosting(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.nd
         raise TreesUnavailable(f"{name} with {estimator.n_trees_per_iteration_} classes")
     if getattr(estimator, "_preprocessor", None) is not None:
         raise TreesUnavailable(f"{name} with categorical features")
-    baseline = float(np.asarray(estimator._baseline_prediction).ravel()[0])
-    zero, one = np.zeros(1), np.ones(1)
-    leaf = np.ones(1, dtype=bool)
-    trees = [_tree(leaf, zero, zero, zero, zero, zero, np.array([baseline]), one)]
-    for (predictor,) in estimator._predictors:
-        nodes = predictor.nodes
-        if nodes["is_categorical"].any():
-            raise TreesUnavailable(f"{name} with categorical splits")
-        trees.append(
-            _tree(
-                leaf=nodes["is_leaf"].astype(bool),
-                feature=nodes["feature_idx"],
-                threshold=nodes["num_threshold"],
-                left=nodes["left"],
-                right=nodes["right"],
-                missing_left=nodes["missing_go_to_left"],
-                value=nodes["value"],
-                cover=nodes["count"],
-            )
-        )
+    read = sklearn_trees(estimator)
+    if read is None:
+        raise TreesUnavailable(f"{name} with categorical splits")
+    arrays = read[0]
     classifier = positive_label is not None
     spec = {
         "float32": False,
@@ -321,10 +286,10 @@ def _boosting(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.nd
         "link": "logistic" if classifier else "identity",
         "complement": classifier and list(estimator.classes_).index(positive_label) == 0,
     }
-    return trees, spec
+    return arrays, spec
 
 
-def _lightgbm(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.ndarray]], dict]:
+def _lightgbm(estimator: Any, positive_label: Any) -> tuple[dict[str, np.ndarray], dict]:
     """A LightGBM booster's trees (`booster_.dump_model()`: the iterations its predict uses),
     their sum the raw score, its first tree holding the starting score: binary (the sigmoid
     of classes_[1]'s log-odds), multiclass (num_class trees an iteration, the softmax of each
@@ -350,12 +315,10 @@ def _lightgbm(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.nd
         "link": link,
         "complement": link == "logistic" and list(estimator.classes_).index(positive_label) == 0,
     }
-    return trees, spec
+    return join_trees(trees), spec
 
 
-def _lightgbm_tree(
-    root: dict[str, Any], name: str, column: int, classes: int
-) -> dict[str, np.ndarray]:
+def _lightgbm_tree(root: dict[str, Any], name: str, column: int, classes: int) -> tuple[Any, ...]:
     """One tree of dump_model() as node arrays, in preorder (iteratively: a deep tree does not
     reach Python's recursion limit). LightGBM sends `x <= threshold` left; a null goes the
     default way (missing_type NaN) or as 0.0 would (None). A multiclass tree's leaves add to
@@ -403,7 +366,7 @@ def _lightgbm_tree(
     )  # fmt: skip
 
 
-def _xgboost(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.ndarray]], dict]:
+def _xgboost(estimator: Any, positive_label: Any) -> tuple[dict[str, np.ndarray], dict]:
     """An XGBoost booster's trees (its JSON model), after a first tree of one leaf: its base
     margin. XGBoost sends `x < threshold` left with the row and the thresholds in float32:
     the walk compares the row cast to float32 with the float32 just below each threshold
@@ -463,7 +426,7 @@ def _xgboost(estimator: Any, positive_label: Any) -> tuple[list[dict[str, np.nda
         "link": link,
         "complement": link == "logistic" and list(estimator.classes_).index(positive_label) == 0,
     }
-    return trees, spec
+    return join_trees(trees), spec
 
 
 def _tree(
@@ -475,32 +438,11 @@ def _tree(
     missing_left: Any,
     value: Any,
     cover: Any,
-) -> dict[str, np.ndarray]:
-    """One tree's node arrays (children as indices within the tree), typed as stored; a leaf
-    is its own child both ways and reads feature 0."""
-    own = np.arange(len(leaf))
-    return {
-        "feature": np.where(leaf, 0, feature).astype(np.intp),
-        "threshold": np.asarray(threshold, dtype=np.float64),
-        "left": np.where(leaf, own, left).astype(np.intp),
-        "right": np.where(leaf, own, right).astype(np.intp),
-        "missing_left": np.asarray(missing_left, dtype=bool),
-        "value": np.asarray(value, dtype=np.float64),
-        COVER: np.asarray(cover, dtype=np.float64),
-    }
-
-
-def _flatten(trees: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """The trees' node arrays end to end, children and roots as global node indices."""
-    roots = np.cumsum([0] + [len(t["value"]) for t in trees[:-1]]).astype(np.intp)
-    arrays = {
-        key: np.concatenate([t[key] for t in trees])
-        for key in ("feature", "threshold", "missing_left", "value", COVER)
-    }
-    for key in ("left", "right"):
-        arrays[key] = np.concatenate([t[key] + root for t, root in zip(trees, roots, strict=True)])
-    arrays["roots"] = roots
-    return arrays
+) -> tuple[Any, ...]:
+    """One tree's node arrays (children as indices within the tree), in the order
+    pipeline.treeshap.join_trees joins them."""
+    return (np.asarray(leaf, dtype=bool), feature, threshold, left, right, missing_left, value,
+            cover)  # fmt: skip
 
 
 def _depth(arrays: dict[str, np.ndarray]) -> int:

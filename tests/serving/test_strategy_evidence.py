@@ -41,9 +41,10 @@ def shuffled_repo(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) 
     """A copy of the trained repo where version 2 is the example pipeline fitted to the
     training split with its labels shuffled, through the real stages and `mlgate register`.
 
-    The gate's thresholds are dropped in this copy, or a model without signal would not
-    register (nor could it be served: the build refuses ungated models). What is shown is
-    that `mlgate compare` catches on live traffic a model the offline gate let through."""
+    The gate's thresholds and chance check are dropped in this copy, or a model without
+    signal would not register (nor could it be served: the build refuses ungated models).
+    What is shown is that `mlgate compare` catches on live traffic a model the offline gate
+    let through."""
     import numpy as np
     import pandas as pd
 
@@ -57,7 +58,14 @@ def shuffled_repo(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) 
     frame[target] = np.random.default_rng(0).permutation(frame[target].to_numpy())
     frame.to_parquet(train)
     # the stages one by one: `dvc repro` would rebuild the split it depends on
-    for stage in ("train", "evaluate", "gate"):
+    for stage in ("train", "evaluate"):
+        run(["mlgate", stage], repo)
+    # the offline gate's chance check refuses it (its training on shuffled labels does as
+    # well): switched off too, to show what `mlgate compare` does with one that got through
+    refused = run(["mlgate", "gate"], repo, check=False)
+    assert refused.returncode == 1 and "FAIL  chance" in refused.stdout, refused.stdout
+    set_param(repo, "evaluate.chance", {"refits": 0})
+    for stage in ("evaluate", "gate"):
         run(["mlgate", stage], repo)
     assert "credit-risk version 2" in run(["mlgate", "register"], repo).stdout
     return repo

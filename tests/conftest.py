@@ -215,7 +215,9 @@ def warm_uv_cache() -> None:
     archives = Path(found.stdout.strip()) / "archive-v0"
     if found.returncode != 0 or not archives.is_dir():
         return
-    key = hashlib.sha256((ROOT / "uv.lock").read_bytes() + bytes(archives)).hexdigest()[:16]
+    # v2: scripts left uncompiled (and their bytecode removed: a __pycache__ among a wheel's
+    # scripts makes uv refuse the wheel, as pyspark's was)
+    key = hashlib.sha256(b"v2" + (ROOT / "uv.lock").read_bytes() + bytes(archives)).hexdigest()[:16]
     stamp = Path(tempfile.gettempdir()) / f"mlgate-uv-bytecode-{key}"
     with FileLock(f"{stamp}.lock"):
         if stamp.exists():
@@ -224,8 +226,11 @@ def warm_uv_cache() -> None:
         linked = {st.st_ino for p in site.rglob("*.py") if (st := p.stat()).st_nlink > 1}
         ours = [a for a in archives.iterdir() if _first_source_inode(a) in linked]
         if ours:  # some packages' test data do not compile: those files are left as they are
-            subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", *map(str, ours)],
-                           capture_output=True, timeout=1800)  # fmt: skip
+            scripts = r"\.data[/\\]scripts[/\\]"  # installed as commands, not imported
+            subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "-x", scripts,
+                            *map(str, ours)], capture_output=True, timeout=1800)  # fmt: skip
+        for stale in archives.glob("*/*.data/scripts/__pycache__"):
+            shutil.rmtree(stale, ignore_errors=True)
         stamp.touch()
 
 

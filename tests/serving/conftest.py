@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import urllib.error
@@ -239,3 +240,13 @@ def version_two_served(
     tag = built.stdout.strip().rsplit("bento ", 1)[-1]
     with serving(tag, home, repo, tmp_path_factory) as srv:
         yield repo, built.stdout + built.stderr, srv
+
+
+def built_bento(home: Path, printed: str) -> tuple[Path, dict[str, Any]]:
+    """The folder of the bento `mlgate build` printed (", bento name:version") in the BentoML
+    home, and its bento.yaml."""
+    tag = re.search(r", bento (\S+)", printed)
+    assert tag, printed
+    name, _, ver = tag[1].partition(":")
+    folder = home / "bentos" / name / ver
+    return folder, yaml.safe_load((folder / "bento.yaml").read_text())

@@ -5,16 +5,14 @@ nor scikit-learn; the bento carries the library at its installed version for the
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from tests.serving.conftest import Server, version_two_served
+from tests.serving.conftest import Server, built_bento, version_two_served
 from tests.serving.test_service import GOOD, served_test_split
 
 pytestmark = pytest.mark.slow
@@ -51,11 +49,8 @@ def test_the_build_walks_the_boosters_trees_and_packs_its_library(
     assert f"build: scorer numpy-trees: NumPy tree walk ({estimator}; max |Δ| " in printed, printed
     status, info = srv.call("/model_info")
     assert status == 200 and info["scorer"] == "numpy-trees"
-    tag = re.search(r", bento (\S+)", printed)
-    assert tag, printed
-    name, _, ver = tag[1].partition(":")
-    bento = yaml.safe_load((home / "bentos" / name / ver / "bento.yaml").read_text())
-    requirements = (home / "bentos" / name / ver / "env/python/requirements.txt").read_text()
+    folder, bento = built_bento(home, printed)
+    requirements = (folder / "env/python/requirements.txt").read_text()
     # the distribution, not the import name: `xgboost` is installed as xgboost-cpu
     distribution = {"lightgbm": "lightgbm", "xgboost": "xgboost-cpu"}[library]
     assert f"{distribution}=={version(distribution)}" in requirements.split(), requirements

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from tests.conftest import run
 from tests.pipeline.model.test_own_estimator import OWN_MODULE
 from tests.pipeline.model.test_own_features import FEATURES
-from tests.serving.conftest import Server, bentoml_env, version_two_served
+from tests.serving.conftest import Server, bentoml_env, built_bento, version_two_served
 from tests.serving.test_service import served_test_split
 
 pytestmark = pytest.mark.slow
@@ -53,14 +52,11 @@ def test_the_bento_carries_the_projects_lightgbm_and_its_system_library(
     own_model: tuple[Path, str, Server], home: Path
 ) -> None:
     _, printed, _ = own_model
-    tag = re.search(r", bento (\S+)", printed)
-    assert tag, printed
-    name, _, ver = tag[1].partition(":")
-    bento = yaml.safe_load((home / "bentos" / name / ver / "bento.yaml").read_text())
-    requirements = (home / "bentos" / name / ver / "env/python/requirements.txt").read_text()
+    folder, bento = built_bento(home, printed)
+    requirements = (folder / "env/python/requirements.txt").read_text()
     assert f"lightgbm=={version('lightgbm')}" in requirements.split(), requirements
     assert bento["labels"]["estimator"] == "lightgbm.sklearn.LGBMClassifier"
-    assert (home / "bentos" / name / ver / "src/credit_risk/features.py").read_text() == FEATURES
+    assert (folder / "src/credit_risk/features.py").read_text() == FEATURES
     # the image installs it (bento.yaml's image commands: what `bentoml containerize` runs)
     commands = bento["image"]["commands"]
     (install,) = [c for c in commands if "libgomp1" in c.split()]
@@ -169,12 +165,9 @@ def test_a_class_of_the_projects_package_is_built_and_served_as_trained(
     own_class: tuple[Path, str, Server], home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo, printed, srv = own_class
-    tag = re.search(r", bento (\S+)", printed)
-    assert tag, printed
-    name, _, ver = tag[1].partition(":")
-    bento = yaml.safe_load((home / "bentos" / name / ver / "bento.yaml").read_text())
+    folder, bento = built_bento(home, printed)
     assert bento["labels"]["estimator"] == "credit_risk.shrunk.ShrunkLogit"
-    shipped = home / "bentos" / name / ver / "src/credit_risk/shrunk.py"
+    shipped = folder / "src/credit_risk/shrunk.py"
     assert shipped.read_text() == textwrap.dedent(OWN_MODULE)  # the class travels with it
     import credit_risk
 

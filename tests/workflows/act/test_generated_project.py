@@ -15,8 +15,9 @@ answer (each class's probability and the decided class).
 Scenario 1 (a passing pull request: `ml / gate` succeeds, one report comment) and scenario 3
 (push to main: its real image built once, pulled and run by digest in staging with the smoke
 test, production with an approval on record) run with the project's own lint and test commands,
-unchanged; so does review finding M3's pull request, whose stage outputs come from the DVC
-remote.
+unchanged. The pull request is review finding M3's, the team's usual one once it pushes its
+stage outputs: they come from the DVC remote (a pull request whose runner rebuilds every stage
+is the example's, tests/workflows/act/test_pull_request.py).
 """
 
 from __future__ import annotations
@@ -149,31 +150,6 @@ def predict(url: str, record: dict[str, Any]) -> dict[str, Any]:
         return json.loads(resp.read())
 
 
-def test_a_generated_project_passes_its_pull_request_with_one_report_comment(
-    road: Road, github: FakeGitHub, published: Published, project: Repo
-) -> None:
-    readme = (project.path / "README.md").read_text()
-    project.edit("docs: a line", {"README.md": readme + "\nA line.\n"}, branch="feature")
-    project.push("feature")
-
-    run = published.act(road, project, "pull_request", ".github/workflows/ci.yml",
-                        pr_event(project, 3, "feature"))  # fmt: skip
-    assert run.jobs == {
-        "lint": "success",  # the project's own `make lint`
-        "test": "success",  # and `make repro test`
-        "pipeline": "success",
-        "gate": "success",
-        "report": "success",
-    }, run.explain()
-    assert run.outputs["gate"]["passed"] == "true", run.explain()
-    assert published.set_up_from_the_tag(run), run.explain()
-    assert [(m, p) for m, p, _ in github.mutations] == [
-        ("POST", f"/repos/{project.name}/issues/3/comments")
-    ]
-    [comment] = github.comments[3]
-    assert MARKER in comment["body"]
-
-
 def test_a_generated_project_delivers_to_production_with_an_approval(
     road: Road, github: FakeGitHub, published: Published, project: Repo
 ) -> None:
@@ -243,9 +219,16 @@ def test_a_pull_request_whose_stage_outputs_come_from_the_dvc_remote_passes_its_
     assert pulled in result.log("test"), result.explain()
     assert "is not in the tracking store: retraining here" in result.log("test"), result.explain()
     assert result.jobs == {
-        "lint": "success",
-        "test": "success",  # `make repro test` with the outputs from the remote
+        "lint": "success",  # the project's own `make lint`
+        "test": "success",  # its `make repro test`, with the outputs from the remote
         "pipeline": "success",
         "gate": "success",
         "report": "success",
     }, result.explain()
+    assert result.outputs["gate"]["passed"] == "true", result.explain()
+    assert published.set_up_from_the_tag(result), result.explain()
+    assert [(m, p) for m, p, _ in github.mutations] == [
+        ("POST", f"/repos/{project.name}/issues/4/comments")
+    ]
+    [comment] = github.comments[4]
+    assert MARKER in comment["body"]

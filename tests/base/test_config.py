@@ -30,7 +30,7 @@ def with_change(path: str, value: object) -> dict:
 
 def test_the_repository_params_load_into_typed_frozen_objects():
     params = load_params(ROOT / "params.yaml")
-    assert params.split.test_size == 0.2
+    assert params.split.test_size == 0.3
     assert params.features.all == [*params.features.numeric, *params.features.categorical]
     assert params.data.schema_ref == "credit_risk.schema:LabelledCreditApplication"
     with pytest.raises(ValueError, match="frozen"):

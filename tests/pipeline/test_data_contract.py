@@ -137,7 +137,8 @@ def test_too_few_rows_and_a_rare_class_are_refused():
 def test_a_split_that_cannot_hold_every_class_is_refused():
     tiny = PARAMS.model_copy(
         update={"data": PARAMS.data.model_copy(update={"contract": PARAMS.data.contract.model_copy(
-            update={"min_rows": 1, "min_rows_per_class": 2})})}
+            update={"min_rows": 1, "min_rows_per_class": 2})}),
+                "split": PARAMS.split.model_copy(update={"test_size": 0.2})}
     )  # fmt: skip
     report = contract_report(varied(5), tiny)
     assert "the data set fails split_fits: split.test_size 0.2 leaves 4 train and 1 test rows" in (

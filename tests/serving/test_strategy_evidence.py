@@ -28,11 +28,11 @@ from tests.serving.test_strategy import build, built_tag, post, records_of
 pytestmark = pytest.mark.slow
 
 CANARY_SHARE = 0.5
-# A 0.5 canary over the 200 test rows gives each model about half of them (the split by key
-# is a stable hash: 105 and 95 for these keys, every run), below compare's defaults min_rows
-# 200 and (the challenger) min_outcomes 100. The canary's compare params are lowered to 80
-# rather than the rows sent again under new request ids: the bootstrap would count the
-# copies as independent evidence. Shadow keeps the defaults: both models score all 200 rows.
+# A 0.5 canary over the 300 test rows gives each model about half of them (the split by key
+# is a stable hash, the same for these keys every run), below compare's default min_rows
+# 200. The canary's compare params are lowered to 80 rather than the rows sent again under
+# new request ids: the bootstrap would count the copies as independent evidence. Shadow
+# keeps the defaults: both models score all 300 rows.
 CANARY_MIN_ROWS = 80
 
 
@@ -143,9 +143,10 @@ def test_a_challenger_trained_on_shuffled_labels_is_aborted_in_shadow(
 ) -> None:
     srv = shadow_server
     rows, labels = split_requests(shuffled_repo)
-    assert len(rows) == 200  # compare's defaults as they are: min_rows 200, min_outcomes 100
-    # 150 rows one by one, the last 50 in one batch: both routes answer and are shadowed
-    single, batch = rows[:150], rows[150:]
+    n = len(rows)
+    assert n >= 200  # compare's defaults as they are: min_rows 200, min_outcomes 100
+    # the rows one by one, the last 50 in one batch: both routes answer and are shadowed
+    single, batch = rows[:-50], rows[-50:]
     answered = []
     for row in single:
         status, _, body = post(srv, "/predict", {"applicant": row})
@@ -155,15 +156,15 @@ def test_a_challenger_trained_on_shuffled_labels_is_aborted_in_shadow(
     status, _, body = post(srv, "/predict_batch", {"applicants": batch})
     assert status == 200 and body["variant"] == "champion", body
     answered += [(body["request_id"], i) for i in range(len(batch))]
-    assert len(set(answered)) == 200  # every answer carried its own id
+    assert len(set(answered)) == n  # every answer carried its own id
 
     # the labels come back through the service, with the ids the answers carried
-    for (request_id, _), label in zip(answered[:150], labels[:150], strict=True):
+    for (request_id, _), label in zip(answered[:-50], labels[:-50], strict=True):
         got = post(srv, "/outcome", {"request_id": request_id, "outcome": label})
         assert got[::2] == (200, {"recorded": 1, "verified": True}), got
     later = [
         {"request_id": request_id, "row": row, "outcome": label}
-        for (request_id, row), label in zip(answered[150:], labels[150:], strict=True)
+        for (request_id, row), label in zip(answered[-50:], labels[-50:], strict=True)
     ]
     assert post(srv, "/outcome", {"outcomes": later})[::2] == (
         200, {"recorded": 50, "verified": True}
@@ -180,8 +181,8 @@ def test_a_challenger_trained_on_shuffled_labels_is_aborted_in_shadow(
     champion, challenger = report["champion"], report["challenger"]
     assert (champion["model_versions"], challenger["model_versions"]) == (["1"], ["2"])
     # joined: every served row has its outcome, for both models
-    assert champion["predictions"] == challenger["predictions"] == 200
-    assert champion["outcomes"] == challenger["outcomes"] == 200
+    assert champion["predictions"] == challenger["predictions"] == n
+    assert champion["outcomes"] == challenger["outcomes"] == n
     assert champion["errors"] == challenger["errors"] == 0
     # the served scores joined with the returned labels give what evaluate measured offline
     # on the same split (to metrics.json's 4 decimals; a wrong join would give ~0.5)
@@ -192,7 +193,7 @@ def test_a_challenger_trained_on_shuffled_labels_is_aborted_in_shadow(
     assert champion["metric"] == pytest.approx(offline["1"], abs=5e-5)
     assert challenger["metric"] == pytest.approx(offline["2"], abs=5e-5)
     difference = report["difference"]
-    assert difference["metric"] == "roc_auc" and difference["rows"]["challenger"] == 200
+    assert difference["metric"] == "roc_auc" and difference["rows"]["challenger"] == n
     assert difference["value"] == pytest.approx(challenger["metric"] - champion["metric"])
     assert difference["value"] < difference["ci"][1] < -report["thresholds"]["max_metric_loss"]
     assert any(r.startswith("confidently worse") for r in report["reasons"])
@@ -228,7 +229,7 @@ def test_a_better_challenger_is_promoted_in_canary_with_imported_outcomes(
     run(cmd, shuffled_repo)
     (imported,) = srv.feedback.glob("outcomes-import-*.jsonl")
     written = [json.loads(line) for line in imported.read_text().splitlines()]
-    assert len(written) == 200 and {r["source"] for r in written} == {"import"}
+    assert len(written) == len(rows) and {r["source"] for r in written} == {"import"}
 
     lowered = {"min_rows": CANARY_MIN_ROWS, "min_outcomes": CANARY_MIN_ROWS}
     params = params_with_compare(shuffled_repo, tmp_path / "params.yaml", **lowered)

@@ -39,7 +39,7 @@ def test_the_build_picks_the_tree_walk(forest: tuple[Path, str, Server]) -> None
     _, printed, srv = forest
     assert (
         "build: scorer numpy-trees: NumPy tree walk (RandomForestClassifier; max |Δ| 0.0e+00 "
-        "on 200 rows)" in printed
+        "on 300 rows)" in printed
     ), printed
     status, info = srv.call("/model_info")
     assert status == 200 and info["scorer"] == "numpy-trees" and info["model_version"] == "2"

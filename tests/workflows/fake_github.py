@@ -14,7 +14,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -78,6 +78,9 @@ class FakeGitHub:
     job_token: str = ""
     job_permissions: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     refused: list[tuple[str, str, str]] = field(default_factory=list)  # (job, method, path)
+    # The world moving while a job runs: called with (method, path) before each request is
+    # answered (a test moves production while a delivery reads its approvals).
+    on_request: Callable[[str, str], None] | None = None
     _next_id: int = 1000
 
     def new_id(self) -> int:
@@ -95,6 +98,8 @@ class FakeGitHub:
     ) -> tuple[int, Any]:
         """Answer one request made with Authorization `auth`; `job` is "workflow/job" of the
         act job that made it (when made with the job token)."""
+        if self.on_request is not None:
+            self.on_request(method, path)
         if (method, path) in self.fail:
             status, message = self.fail[(method, path)]
             return status, {"message": message, "documentation_url": "https://docs.github.com"}

@@ -6,9 +6,11 @@ variables). While the file named by MLGATE_TEST_CHALLENGER_FAULT_FILE exists and
 or `sleep:<seconds>`, the challenger's scorer raises or sleeps (after its self-check), so a
 test can show that the champion's answers never depend on it; while it says `unexplained`,
 the challenger has no explainer, as a model without exact attributions has none (its
-`explainer` None, its `unexplained` reason INJECTED_REASON). Without the variable, nothing
-is changed; with it, only mlgate.serving.strategy.Variant.load of the variant named
-`challenger`, once that module is imported.
+`explainer` None, its `unexplained` reason INJECTED_REASON). While it says
+`raise-champion:<version>`, the champion's scorer raises when it serves that model version
+(a candidate promoted to run alone whose own image then fails; the trial image, where that
+version is the challenger, answers). Without the variable, nothing is changed; with it, only
+mlgate.serving.strategy.Variant.load, once that module is imported.
 """
 
 from __future__ import annotations
@@ -36,14 +38,23 @@ def fault_of(switch: str) -> str:
 
 
 class FaultyScorer:
-    """The challenger's scorer, failing or slow while the switch file says so."""
+    """The challenger's scorer, failing or slow while the switch file says so; or, with
+    `champion` (its model version), the champion's, failing while the switch names it."""
 
-    def __init__(self, scorer: Any, switch: str) -> None:
+    def __init__(self, scorer: Any, switch: str, champion: str | None = None) -> None:
         self.scorer = scorer
         self.switch = switch
+        self.champion = champion
+
+    def __getattr__(self, name: str) -> Any:  # spec, model, files: the wrapped scorer's
+        return getattr(self.scorer, name)
 
     def scores(self, records: list[dict[str, Any]]) -> Any:
         fault = fault_of(self.switch)
+        if self.champion is not None:
+            if fault == f"raise-champion:{self.champion}":
+                raise RuntimeError(f"injected champion failure ({FAULT_ENV})")
+            return self.scorer.scores(records)
         if fault == "raise":
             raise RuntimeError(f"injected challenger failure ({FAULT_ENV})")
         if fault.startswith("sleep:"):
@@ -71,6 +82,8 @@ def make_challenger_faulty(strategy: ModuleType, switch: str) -> None:
         if reason is None and self.name == "challenger":
             self.scorer = FaultyScorer(self.scorer, switch)
             self.__class__ = Switched
+        elif reason is None:
+            self.scorer = FaultyScorer(self.scorer, switch, champion=self.version)
         return reason
 
     strategy.Variant.load = load_then_wrap

@@ -1,6 +1,6 @@
 """Scenario 3b: the trial stage of ml-cd (deploy.trial.mode), run by act through cd.yml.
 
-Four pushes to main, each approved; every image is built by `bentoml containerize`, pushed to
+Seven pushes to main, each approved; every image is built by `bentoml containerize`, pushed to
 the registry on 127.0.0.1 and run by digest by the Docker daemon, its feedback records written
 into a volume on the host (the trial's FEEDBACK_URL). The first has no champion, so it goes
 straight to production (and says why). The second runs the candidate in the shadow of the
@@ -11,13 +11,16 @@ test-only fault switch, in the images' bentofile and switched on through the vol
 job aborts, the champion's image runs again, the alias stays, and the job fails. The fourth
 goes canary with that failing candidate answering nearly every request: the trial image fails
 its smoke test, so the champion is restored at once (deploy/trial.py's restore) and the job
-fails. Every step is a deployment record.
+fails. The fifth sees no traffic: at max_minutes the trial aborts to the champion. The sixth
+is overtaken: production moves while its production job reads its approvals, and the job
+refuses before deploying anything. The seventh is promoted on the evidence, but its own image
+fails its smoke test: the champion is restored (trial.py's second restore). Every step is a
+deployment record.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import urllib.error
@@ -25,7 +28,6 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from subprocess import CompletedProcess
 from typing import Any
 
 import pytest
@@ -35,7 +37,7 @@ from mlflow.exceptions import MlflowException
 
 from mlgate.config import load_params
 from mlgate.pipeline import data
-from tests.conftest import VENV_BIN, run
+from tests.conftest import run
 from tests.serving.fault import FAULT_ENV, HOOK
 from tests.workflows.act.conftest import clone_on_github, fake_github, push_event
 from tests.workflows.act.road import ActRun, Repo, Road
@@ -199,7 +201,6 @@ class Champion:
     first: ActRun | None = None  # the first delivery: no champion yet, straight to production
     first_sha: str = ""
     first_refused: tuple[str, ...] = ()  # requests the fake GitHub refused during it
-    last_trial: dict[str, str] | None = None  # build outputs of the latest trial delivery
     runs: int = 5100
 
     @property
@@ -434,91 +435,84 @@ def test_a_trial_still_collecting_at_max_minutes_aborts_to_the_champion(
     assert alias(road, "production") == version
     stages = [(r.get("stage"), r["model_version"]) for r in production_records(github)]
     assert stages[-2:] == [("trial", candidate), ("aborted", version)], stages
-    champion.last_trial = run.outputs["build"]
 
 
-TRIAL_TOKEN = "ghs_trial"  # the production job's grant, for `mlgate release trial` on the host
-
-
-def trial_on_host(road: Road, champion: Champion, tmp: Path, **args: str) -> CompletedProcess:
-    """`mlgate release trial` as ml-cd's production job runs it, on this host against the same
-    MLflow server, Docker daemon, registry and fake GitHub; params: the trial as first set."""
-    champion.github.tokens[TRIAL_TOKEN] = {"deployments": "write", "contents": "read",
-                                           "actions": "read"}  # fmt: skip
-    repo = champion.repo.path
-    params = tmp / "params.yaml"
-    params.write_text(with_trial((repo / "params.yaml").read_text()))
-    cmd = ["mlgate", "release", "trial", "--params", str(params)]
-    cmd += [f"--{k.replace('_', '-')}={v}" for k, v in args.items()]
-    env = {
-        "PATH": os.pathsep.join([*road.path_head(), str(VENV_BIN), os.environ["PATH"]]),
-        "MLFLOW_TRACKING_URI": road.mlflow_url,
-        **road.docker_env(),
-        "GITHUB_API_URL": road.github_url,
-        "GITHUB_TOKEN": TRIAL_TOKEN,
-        "GITHUB_REPOSITORY": champion.repo.name,
-        "GITHUB_SHA": champion.repo.sha,
-        "GITHUB_RUN_ID": "5999",
-        "GITHUB_OUTPUT": str(tmp / "github_output"),
-        "GITHUB_STEP_SUMMARY": str(tmp / "summary.md"),
-        "FEEDBACK_URL": str(champion.feedback),
-    }
-    return run(cmd, repo, check=False, **env)
+def next_version(road: Road) -> str:
+    """The version the next delivery's register step will give the candidate."""
+    client = MlflowClient(tracking_uri=road.mlflow_url, registry_uri=road.mlflow_url)
+    versions = client.search_model_versions(f"name = '{MODEL}'")
+    return str(max(int(v.version) for v in versions) + 1)
 
 
 def test_a_trial_against_a_champion_that_has_since_moved_deploys_nothing(
-    road: Road, champion: Champion, tmp_path: Path
+    road: Road, champion: Champion
 ) -> None:
-    """The production job of a delivery whose build saw another champion (a rollback or another
-    delivery moved production since): it refuses before anything is deployed."""
-    assert champion.last_trial is not None, "needs the max_minutes test's trial image"
-    built = champion.last_trial
+    """While this delivery's production job reads its approvals, another moves production (the
+    alias goes to an older version, as a rollback would): the trial image was built against a
+    champion that no longer holds production, so the job refuses before anything is deployed."""
+    github = champion.github
     version, image = production_now(road)
-    records = len(production_records(champion.github))
-    stale = str(int(version) + 100)  # not what production holds
-    proc = trial_on_host(road, champion, tmp_path, version=built["version"],
-                         image=built["image"], trial_image=built["trial_image"],
-                         champion_version=stale, champion_image=image)  # fmt: skip
-    assert proc.returncode != 0, proc.stdout
-    said = proc.stderr + proc.stdout
-    assert f"production is version {version} now, not {stale}" in said, said
-    assert "nothing was deployed" in said and "Traceback" not in said, said
+    assert int(version) > 1, "needs an older version to move to: the module's earlier pushes"
+    moved = str(int(version) - 1)
+    records = len(production_records(github))
+    champion.fault(on=False)
+    run_id = champion.push("A delivery overtaken", {"TRIAL.md": "overtaken\n"})
+    client = MlflowClient(tracking_uri=road.mlflow_url, registry_uri=road.mlflow_url)
+    seen: list[str] = []
+
+    def move_production(method: str, path: str) -> None:
+        if path.endswith(f"/actions/runs/{run_id}/approvals") and not seen:
+            seen.append(path)
+            client.set_registered_model_alias(MODEL, "production", moved)
+
+    github.on_request = move_production
+    try:
+        run = deliver(road, champion.repo, run_id, extra=champion.secret)
+    finally:
+        github.on_request = None
+    assert seen, f"the production job never read its approvals\n{run.explain()}"
+    assert alias(road, "production") == moved
+    client.set_registered_model_alias(MODEL, "production", version)  # as production runs
+    assert run.jobs.get("production") == "failure", run.explain()
+    assert run.outputs["build"]["champion_version"] == version, run.explain()
+    log = run.log("production")
+    assert f"production is version {moved} now, not {version}" in log, run.explain()
+    assert "nothing was deployed" in log and "Traceback" not in log, run.explain()
     assert champion.running(road) == image, "production untouched"
-    assert alias(road, "production") == version
-    assert len(production_records(champion.github)) == records, "nothing recorded"
+    assert len(production_records(github)) == records, "nothing recorded"
 
 
 def test_a_promotion_whose_own_image_fails_to_deploy_restores_the_champion(
-    road: Road, champion: Champion, tmp_path: Path
+    road: Road, champion: Champion
 ) -> None:
-    """The trial's evidence promotes the candidate, but its own image fails to deploy (here: a
-    digest the registry never had): the champion runs alone again at once, recorded as the end
-    of the trial, the alias stays, and the command fails. Without trial.py's second restore,
-    production would be left running the trial image (champion and candidate side by side)."""
-    assert champion.last_trial is not None, "needs the max_minutes test's trial image"
-    built = champion.last_trial
+    """The trial's evidence promotes the candidate, but its own image fails its smoke test
+    (the candidate's version raises when it serves alone: the fault switch says
+    `raise-champion:<version>`): the champion runs alone again at once, recorded as the end
+    of the trial, the alias stays, and the job fails. Without trial.py's second restore,
+    production would be left running the failing image."""
+    github, repo = champion.github, champion.repo
     version, image = production_now(road)
-    assert built["champion_version"] == version, "the trial image was built against production"
-    champion.fault(on=False)
-    missing = f"{champion.repository}@sha256:{'0' * 64}"
-    traffic = Traffic(road, champion.repo, champion.rows)
-    traffic.start()
+    candidate = next_version(road)
+    switch = champion.feedback / "challenger-fault"
+    switch.write_text(f"raise-champion:{candidate}")
     try:
-        proc = trial_on_host(road, champion, tmp_path, version=built["version"], image=missing,
-                             trial_image=built["trial_image"], champion_version=version,
-                             champion_image=image)  # fmt: skip
+        run_id = champion.push("A model whose own image fails", {"TRIAL.md": "own image\n"})
+        traffic = Traffic(road, repo, champion.rows)
+        run = deliver(road, repo, run_id, traffic, extra=champion.secret)
     finally:
-        traffic.stop.set()
-        traffic.join(timeout=60)
-    said = proc.stdout + proc.stderr
+        champion.fault(on=False)
     assert not traffic.problems, traffic.problems[:5]
-    assert proc.returncode != 0, said
-    assert ": promote - " in said, said  # the evidence did promote
-    assert "the candidate's own image failed to deploy: restoring the champion" in said, said
-    assert champion.running(road) == image, "the champion alone again, not the trial image"
+    assert run.jobs.get("production") == "failure", run.explain()
+    assert run.outputs["build"]["version"] == candidate, run.explain()
+    log = run.log("production")
+    assert ": promote - " in log, run.explain()  # the evidence did promote
+    assert "the candidate's own image failed to deploy: restoring the champion" in log, (
+        run.explain()
+    )
+    assert champion.running(road) == image, "the champion alone again, not the failing image"
     assert alias(road, "production") == version
-    last = production_records(champion.github)[-1]
+    last = production_records(github)[-1]
     assert (last["stage"], last["model_version"], last["image"]) == ("aborted", version, image)
-    assert last["candidate"] == built["version"], last
+    assert last["candidate"] == candidate, last
     assert last["trial"]["verdict"] == "abort", last
     assert last["trial"]["reasons"][0].startswith("promotion failed: "), last

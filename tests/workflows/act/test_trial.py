@@ -57,10 +57,14 @@ def approval(login: str = "bob") -> dict[str, Any]:
             "environments": [{"name": "production"}], "comment": "ship it"}  # fmt: skip
 
 
+def registry(road: Road) -> MlflowClient:
+    """The road's MLflow server as tracking store and model registry."""
+    return MlflowClient(tracking_uri=road.mlflow_url, registry_uri=road.mlflow_url)
+
+
 def alias(road: Road, name: str) -> str | None:
-    client = MlflowClient(tracking_uri=road.mlflow_url, registry_uri=road.mlflow_url)
     try:
-        return client.get_model_version_by_alias(MODEL, name).version
+        return registry(road).get_model_version_by_alias(MODEL, name).version
     except MlflowException:
         return None
 
@@ -222,11 +226,12 @@ class Champion:
         self.github.approvals[str(self.runs)] = [approval()]
         return str(self.runs)
 
-    def fault(self, on: bool) -> None:
-        """The challenger's fault switch, read by the service in the container (its volume)."""
+    def fault(self, on: bool, says: str = "raise") -> None:
+        """The fault switch, read by the service in the container (its volume): the challenger
+        raises while it says `raise`; see tests/serving/challenger_fault for what else."""
         switch = self.feedback / "challenger-fault"
         if on:
-            switch.write_text("raise")
+            switch.write_text(says)
         else:
             switch.unlink(missing_ok=True)
 
@@ -328,7 +333,7 @@ def test_the_first_delivery_builds_once_and_promotes_the_same_digest_with_an_app
 
 def production_now(road: Road) -> tuple[str, str]:
     """(version, image) production holds: alias production and the image it was promoted with."""
-    client = MlflowClient(tracking_uri=road.mlflow_url, registry_uri=road.mlflow_url)
+    client = registry(road)
     version = client.get_model_version_by_alias(MODEL, "production")
     return version.version, version.tags["mlgate.image"]
 
@@ -439,7 +444,7 @@ def test_a_trial_still_collecting_at_max_minutes_aborts_to_the_champion(
 
 def next_version(road: Road) -> str:
     """The version the next delivery's register step will give the candidate."""
-    client = MlflowClient(tracking_uri=road.mlflow_url, registry_uri=road.mlflow_url)
+    client = registry(road)
     versions = client.search_model_versions(f"name = '{MODEL}'")
     return str(max(int(v.version) for v in versions) + 1)
 
@@ -457,7 +462,7 @@ def test_a_trial_against_a_champion_that_has_since_moved_deploys_nothing(
     records = len(production_records(github))
     champion.fault(on=False)
     run_id = champion.push("A delivery overtaken", {"TRIAL.md": "overtaken\n"})
-    client = MlflowClient(tracking_uri=road.mlflow_url, registry_uri=road.mlflow_url)
+    client = registry(road)
     seen: list[str] = []
 
     def move_production(method: str, path: str) -> None:
@@ -493,8 +498,7 @@ def test_a_promotion_whose_own_image_fails_to_deploy_restores_the_champion(
     github, repo = champion.github, champion.repo
     version, image = production_now(road)
     candidate = next_version(road)
-    switch = champion.feedback / "challenger-fault"
-    switch.write_text(f"raise-champion:{candidate}")
+    champion.fault(on=True, says=f"raise-champion:{candidate}")
     try:
         run_id = champion.push("A model whose own image fails", {"TRIAL.md": "own image\n"})
         traffic = Traffic(road, repo, champion.rows)
